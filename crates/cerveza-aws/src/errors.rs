@@ -1,0 +1,84 @@
+//! SDK errors to [`ProviderError`]s, keeping the service's code and message.
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use cerveza_core::ports::{ProviderError, ProviderErrorKind};
+
+/// The kind of an AWS error code.
+fn kind_of(code: &str) -> ProviderErrorKind {
+    use ProviderErrorKind::*;
+    match code {
+        c if c.ends_with(".NotFound") || c == "ResourceNotFoundException" => NotFound,
+        "ConditionalCheckFailedException" | "TransactionConflictException" => Conflict,
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "ProvisionedThroughputExceededException"
+        | "RequestThrottled" => Throttled,
+        "UnauthorizedOperation"
+        | "AuthFailure"
+        | "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "OptInRequired" => Denied,
+        "ServiceUnavailable" | "InternalError" | "InternalFailure" | "Unavailable" => Unavailable,
+        c if c.starts_with("Invalid")
+            || c.starts_with("Missing")
+            || c.starts_with("Unsupported")
+            || c.contains("Malformed")
+            || c == "IncorrectInstanceState"
+            || c == "ValidationException"
+            || c == "InsufficientInstanceCapacity" =>
+        {
+            Invalid
+        }
+        _ => Other,
+    }
+}
+
+/// Converts any SDK error, keeping it as the source.
+pub(crate) fn provider_error<E, R>(err: SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let kind = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ProviderErrorKind::Unavailable,
+        _ => err.code().map(kind_of).unwrap_or(ProviderErrorKind::Other),
+    };
+    let message = match (err.code(), err.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    ProviderError {
+        kind,
+        message,
+        source: Some(Box::new(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_kinds() {
+        assert_eq!(
+            kind_of("InvalidInstanceID.NotFound"),
+            ProviderErrorKind::NotFound
+        );
+        assert_eq!(
+            kind_of("ConditionalCheckFailedException"),
+            ProviderErrorKind::Conflict
+        );
+        assert_eq!(
+            kind_of("RequestLimitExceeded"),
+            ProviderErrorKind::Throttled
+        );
+        assert_eq!(
+            kind_of("InvalidAMIID.Malformed"),
+            ProviderErrorKind::Invalid
+        );
+        assert_eq!(kind_of("UnauthorizedOperation"), ProviderErrorKind::Denied);
+        assert_eq!(kind_of("Whatever"), ProviderErrorKind::Other);
+    }
+}

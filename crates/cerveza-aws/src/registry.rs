@@ -1,0 +1,305 @@
+//! The host registry: one DynamoDB table in a home region.
+//!
+//! Key: `product` (partition) and `hostname` (sort). Attributes: `profile`, `zone`,
+//! `region`, `instance_id`, `state`, `generation`, `updated_at`, `updated_by`.
+//! Reads are strongly consistent; every write is conditional (`attribute_not_exists`
+//! to claim a hostname, `generation = :expected` afterwards). Reads of a table that
+//! does not exist yet see an empty registry; the first write creates it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+use aws_sdk_dynamodb::Client;
+use cerveza_core::model::HostRecord;
+use cerveza_core::names::{Hostname, Product, Zone};
+use cerveza_core::ports::{
+    ProviderError, ProviderErrorKind, ProviderResult, Registry, RegistryRead,
+};
+use tokio::sync::OnceCell;
+
+use crate::errors::provider_error;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The registry table.
+pub struct DynamoRegistry {
+    client: Client,
+    table: String,
+    ready: OnceCell<()>,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn bad_item(what: &str) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::Other,
+        format!("registry item has no valid {what}"),
+    )
+}
+
+fn to_item(r: &HostRecord) -> Item {
+    let mut item = Item::from([
+        ("product".into(), s(r.product.as_str())),
+        ("hostname".into(), s(r.hostname.as_str())),
+        ("profile".into(), s(&r.profile)),
+        ("zone".into(), s(r.zone.as_str())),
+        ("region".into(), s(r.region().as_str())),
+        ("state".into(), s(&r.state)),
+        ("generation".into(), n(r.generation)),
+        ("updated_at".into(), n(r.updated_at)),
+        ("updated_by".into(), s(&r.updated_by)),
+    ]);
+    if let Some(id) = &r.instance_id {
+        item.insert("instance_id".into(), s(id));
+    }
+    item
+}
+
+fn from_item(item: &Item) -> ProviderResult<HostRecord> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    Ok(HostRecord {
+        product: text("product")
+            .and_then(|p| Product::parse(&p).ok())
+            .ok_or_else(|| bad_item("product"))?,
+        hostname: text("hostname")
+            .and_then(|h| Hostname::parse(&h).ok())
+            .ok_or_else(|| bad_item("hostname"))?,
+        profile: text("profile").ok_or_else(|| bad_item("profile"))?,
+        zone: text("zone")
+            .and_then(|z| Zone::parse(&z).ok())
+            .ok_or_else(|| bad_item("zone"))?,
+        instance_id: text("instance_id"),
+        state: text("state").unwrap_or_default(),
+        generation: num("generation")
+            .and_then(|g| u64::try_from(g).ok())
+            .ok_or_else(|| bad_item("generation"))?,
+        updated_at: num("updated_at").unwrap_or(0),
+        updated_by: text("updated_by").unwrap_or_default(),
+    })
+}
+
+fn key(product: &Product, host: &Hostname) -> Item {
+    Item::from([
+        ("product".into(), s(product.as_str())),
+        ("hostname".into(), s(host.as_str())),
+    ])
+}
+
+impl DynamoRegistry {
+    /// The registry in `table`, in the SDK config's region (the home region).
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
+        Self {
+            client: Client::new(config),
+            table: table.into(),
+            ready: OnceCell::new(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table if it does not exist and waits until it is active.
+    pub async fn ensure_table(&self) -> ProviderResult<()> {
+        self.ready
+            .get_or_try_init(|| async {
+                let exists = match self
+                    .client
+                    .describe_table()
+                    .table_name(&self.table)
+                    .send()
+                    .await
+                {
+                    Ok(out) => out.table().and_then(|t| t.table_status()).cloned(),
+                    Err(e) => {
+                        let e = provider_error(e);
+                        if e.kind != ProviderErrorKind::NotFound {
+                            return Err(e);
+                        }
+                        None
+                    }
+                };
+                if exists.is_none() {
+                    tracing::info!(table = %self.table, "creating the registry table");
+                    let attr = |name: &str| {
+                        AttributeDefinition::builder()
+                            .attribute_name(name)
+                            .attribute_type(ScalarAttributeType::S)
+                            .build()
+                            .expect("complete attribute definition")
+                    };
+                    let key = |name: &str, kind| {
+                        KeySchemaElement::builder()
+                            .attribute_name(name)
+                            .key_type(kind)
+                            .build()
+                            .expect("complete key schema")
+                    };
+                    let created = self
+                        .client
+                        .create_table()
+                        .table_name(&self.table)
+                        .attribute_definitions(attr("product"))
+                        .attribute_definitions(attr("hostname"))
+                        .key_schema(key("product", KeyType::Hash))
+                        .key_schema(key("hostname", KeyType::Range))
+                        .billing_mode(BillingMode::PayPerRequest)
+                        .send()
+                        .await;
+                    if let Err(e) = created {
+                        // Another operator creating it at the same time is fine.
+                        if e.as_service_error()
+                            .map(|s| s.is_resource_in_use_exception())
+                            != Some(true)
+                        {
+                            return Err(provider_error(e));
+                        }
+                    }
+                }
+                for _ in 0..120 {
+                    let out = self
+                        .client
+                        .describe_table()
+                        .table_name(&self.table)
+                        .send()
+                        .await
+                        .map_err(provider_error)?;
+                    if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(ProviderError::new(
+                    ProviderErrorKind::Unavailable,
+                    format!(
+                        "registry table {} did not become active within 60s",
+                        self.table
+                    ),
+                ))
+            })
+            .await
+            .map(drop)
+    }
+}
+
+/// A missing table reads as an empty registry.
+fn missing_table<T>(e: ProviderError, empty: T) -> ProviderResult<T> {
+    if e.kind == ProviderErrorKind::NotFound {
+        Ok(empty)
+    } else {
+        Err(e)
+    }
+}
+
+#[async_trait]
+impl RegistryRead for DynamoRegistry {
+    async fn get(&self, product: &Product, host: &Hostname) -> ProviderResult<Option<HostRecord>> {
+        let res = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(product, host)))
+            .consistent_read(true)
+            .send()
+            .await;
+        match res {
+            Ok(out) => out.item().map(from_item).transpose(),
+            Err(e) => missing_table(provider_error(e), None),
+        }
+    }
+
+    async fn list(&self, product: &Product) -> ProviderResult<Vec<HostRecord>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", "product")
+            .expression_attribute_values(":p", s(product.as_str()))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => {
+                    for item in p.items() {
+                        out.push(from_item(item)?);
+                    }
+                }
+                Err(e) => return missing_table(provider_error(e), Vec::new()),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Registry for DynamoRegistry {
+    async fn create(&self, record: &HostRecord) -> ProviderResult<()> {
+        self.ensure_table().await?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .condition_expression("attribute_not_exists(#h)")
+            .expression_attribute_names("#h", "hostname")
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+
+    async fn update(&self, record: &HostRecord, expected_generation: u64) -> ProviderResult<()> {
+        self.ensure_table().await?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .condition_expression("#g = :g")
+            .expression_attribute_names("#g", "generation")
+            .expression_attribute_values(":g", n(expected_generation))
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+
+    async fn delete(
+        &self,
+        product: &Product,
+        host: &Hostname,
+        expected_generation: u64,
+    ) -> ProviderResult<()> {
+        self.ensure_table().await?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(product, host)))
+            .condition_expression("#g = :g")
+            .expression_attribute_names("#g", "generation")
+            .expression_attribute_values(":g", n(expected_generation))
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+}

@@ -1,0 +1,330 @@
+//! In-memory backends for unit tests of the workflows.
+//!
+//! [`FakeCloud`] behaves like moto where it matters: instances change state at once,
+//! `ClientToken` can be ignored (as moto does) or honoured (as EC2 does), and a newly
+//! launched instance can stay invisible for a few describes (`InvalidInstanceID.NotFound`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec};
+use crate::names::{Hostname, Product, Region, Zone};
+use crate::ports::{
+    Compute, ComputeRead, ProviderError, ProviderErrorKind, ProviderResult, Registry, RegistryRead,
+};
+
+/// A scripted failure for the next matching call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The next `launch` fails with this kind.
+    Launch(ProviderErrorKind),
+    /// The next `instances` call in this region fails with this kind.
+    List(Region, ProviderErrorKind),
+}
+
+#[derive(Default)]
+struct CloudState {
+    instances: BTreeMap<String, Instance>,
+    hidden: BTreeMap<String, u32>,
+    next_id: u64,
+    faults: Vec<Fault>,
+    calls: BTreeMap<&'static str, u64>,
+}
+
+/// An in-memory EC2.
+pub struct FakeCloud {
+    state: Mutex<CloudState>,
+    /// Zones per region; a region not listed has `a`, `b` and `c`.
+    pub zones: BTreeMap<Region, Vec<Zone>>,
+    /// Honour `ClientToken` like EC2 (`true`) or ignore it like moto (`false`).
+    pub honour_client_token: bool,
+    /// Describes that miss a new instance right after launch.
+    pub hide_new_for: u32,
+}
+
+impl Default for FakeCloud {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(CloudState::default()),
+            zones: BTreeMap::new(),
+            honour_client_token: false,
+            hide_new_for: 0,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FakeCloud {
+    /// Queues a failure.
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.state).faults.push(fault);
+    }
+
+    /// Every instance ever launched.
+    pub fn all(&self) -> Vec<Instance> {
+        lock(&self.state).instances.values().cloned().collect()
+    }
+
+    /// Adds an instance as if someone else had launched it.
+    pub fn insert(&self, inst: Instance) {
+        lock(&self.state).instances.insert(inst.id.clone(), inst);
+    }
+
+    /// Sets an instance's state behind cerveza's back.
+    pub fn set_state(&self, id: &str, state: InstanceState) {
+        if let Some(i) = lock(&self.state).instances.get_mut(id) {
+            i.state = state;
+        }
+    }
+
+    /// How many times a call was made (`launch`, `instances`, `instance`, …).
+    pub fn calls(&self, name: &str) -> u64 {
+        lock(&self.state).calls.get(name).copied().unwrap_or(0)
+    }
+
+    fn count(&self, name: &'static str) {
+        *lock(&self.state).calls.entry(name).or_default() += 1;
+    }
+
+    fn transition(
+        &self,
+        region: &Region,
+        id: &str,
+        from: &[InstanceState],
+        to: InstanceState,
+    ) -> ProviderResult<()> {
+        let mut s = lock(&self.state);
+        let inst = s
+            .instances
+            .get_mut(id)
+            .filter(|i| &i.region == region)
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ProviderErrorKind::NotFound,
+                    format!("InvalidInstanceID.NotFound: {id}"),
+                )
+            })?;
+        if !from.is_empty() && !from.contains(&inst.state) {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Invalid,
+                format!("IncorrectInstanceState: {id} is {}", inst.state),
+            ));
+        }
+        inst.state = to;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ComputeRead for FakeCloud {
+    async fn zones(&self, region: &Region) -> ProviderResult<Vec<Zone>> {
+        self.count("zones");
+        Ok(self.zones.get(region).cloned().unwrap_or_else(|| {
+            ["a", "b", "c"]
+                .iter()
+                .map(|l| Zone::parse(&format!("{region}{l}")).expect("valid zone"))
+                .collect()
+        }))
+    }
+
+    async fn instances(
+        &self,
+        region: &Region,
+        filter: &InstanceFilter,
+    ) -> ProviderResult<Vec<Instance>> {
+        self.count("instances");
+        let mut s = lock(&self.state);
+        if let Some(pos) = s
+            .faults
+            .iter()
+            .position(|f| matches!(f, Fault::List(r, _) if r == region))
+        {
+            if let Fault::List(_, kind) = s.faults.remove(pos) {
+                return Err(ProviderError::new(kind, "injected fault"));
+            }
+        }
+        Ok(s.instances
+            .values()
+            .filter(|i| &i.region == region && filter.matches(i))
+            .filter(|i| !s.hidden.contains_key(&i.id))
+            .cloned()
+            .collect())
+    }
+
+    async fn instance(&self, region: &Region, id: &str) -> ProviderResult<Option<Instance>> {
+        self.count("instance");
+        let mut s = lock(&self.state);
+        if let Some(n) = s.hidden.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                s.hidden.remove(id);
+            }
+            return Ok(None);
+        }
+        Ok(s.instances.get(id).filter(|i| &i.region == region).cloned())
+    }
+}
+
+#[async_trait]
+impl Compute for FakeCloud {
+    async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance> {
+        self.count("launch");
+        let mut s = lock(&self.state);
+        if let Some(pos) = s.faults.iter().position(|f| matches!(f, Fault::Launch(_))) {
+            if let Fault::Launch(kind) = s.faults.remove(pos) {
+                return Err(ProviderError::new(kind, "injected fault"));
+            }
+        }
+        if self.honour_client_token {
+            if let Some(i) = s
+                .instances
+                .values()
+                .find(|i| i.token() == Some(spec.client_token.as_str()))
+            {
+                return Ok(i.clone());
+            }
+        }
+        s.next_id += 1;
+        let id = format!("i-{:017x}", s.next_id);
+        let inst = Instance {
+            id: id.clone(),
+            region: spec.region.clone(),
+            zone: Some(spec.zone.clone()),
+            state: InstanceState::Pending,
+            instance_type: Some(spec.instance_type.clone()),
+            image_id: Some(spec.image_id.clone()),
+            private_ip: Some(format!("10.0.{}.{}", s.next_id / 250, s.next_id % 250 + 1)),
+            public_ip: None,
+            launch_time: Some(1_700_000_000 + s.next_id as i64),
+            security_groups: spec.security_groups.clone(),
+            tags: spec.tags.clone(),
+        };
+        let mut stored = inst.clone();
+        stored.state = InstanceState::Running;
+        stored.public_ip = Some(format!("203.0.113.{}", s.next_id % 250 + 1));
+        s.instances.insert(id.clone(), stored);
+        if self.hide_new_for > 0 {
+            s.hidden.insert(id, self.hide_new_for);
+        }
+        Ok(inst)
+    }
+
+    async fn start(&self, region: &Region, id: &str) -> ProviderResult<()> {
+        self.count("start");
+        self.transition(
+            region,
+            id,
+            &[InstanceState::Stopped],
+            InstanceState::Running,
+        )
+    }
+
+    async fn stop(&self, region: &Region, id: &str) -> ProviderResult<()> {
+        self.count("stop");
+        self.transition(
+            region,
+            id,
+            &[InstanceState::Running],
+            InstanceState::Stopped,
+        )
+    }
+
+    async fn reboot(&self, region: &Region, id: &str) -> ProviderResult<()> {
+        self.count("reboot");
+        self.transition(
+            region,
+            id,
+            &[InstanceState::Running],
+            InstanceState::Running,
+        )
+    }
+
+    async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()> {
+        self.count("terminate");
+        self.transition(region, id, &[], InstanceState::Terminated)
+    }
+}
+
+/// An in-memory registry with the same conditional-write rules as the DynamoDB one.
+#[derive(Default)]
+pub struct FakeRegistry {
+    records: Mutex<BTreeMap<(Product, Hostname), HostRecord>>,
+}
+
+impl FakeRegistry {
+    /// Puts a record unconditionally (test setup).
+    pub fn put(&self, rec: HostRecord) {
+        lock(&self.records).insert((rec.product.clone(), rec.hostname.clone()), rec);
+    }
+}
+
+#[async_trait]
+impl RegistryRead for FakeRegistry {
+    async fn get(&self, product: &Product, host: &Hostname) -> ProviderResult<Option<HostRecord>> {
+        Ok(lock(&self.records)
+            .get(&(product.clone(), host.clone()))
+            .cloned())
+    }
+
+    async fn list(&self, product: &Product) -> ProviderResult<Vec<HostRecord>> {
+        Ok(lock(&self.records)
+            .values()
+            .filter(|r| &r.product == product)
+            .cloned()
+            .collect())
+    }
+}
+
+fn conflict() -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::Conflict,
+        "ConditionalCheckFailedException",
+    )
+}
+
+#[async_trait]
+impl Registry for FakeRegistry {
+    async fn create(&self, rec: &HostRecord) -> ProviderResult<()> {
+        let mut m = lock(&self.records);
+        let key = (rec.product.clone(), rec.hostname.clone());
+        if m.contains_key(&key) {
+            return Err(conflict());
+        }
+        m.insert(key, rec.clone());
+        Ok(())
+    }
+
+    async fn update(&self, rec: &HostRecord, expected_generation: u64) -> ProviderResult<()> {
+        let mut m = lock(&self.records);
+        let key = (rec.product.clone(), rec.hostname.clone());
+        match m.get(&key) {
+            Some(cur) if cur.generation == expected_generation => {
+                m.insert(key, rec.clone());
+                Ok(())
+            }
+            _ => Err(conflict()),
+        }
+    }
+
+    async fn delete(
+        &self,
+        product: &Product,
+        host: &Hostname,
+        expected_generation: u64,
+    ) -> ProviderResult<()> {
+        let mut m = lock(&self.records);
+        let key = (product.clone(), host.clone());
+        match m.get(&key) {
+            Some(cur) if cur.generation == expected_generation => {
+                m.remove(&key);
+                Ok(())
+            }
+            _ => Err(conflict()),
+        }
+    }
+}

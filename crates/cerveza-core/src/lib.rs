@@ -1,0 +1,16 @@
+//! Cerveza's domain, free of I/O: validated names, profiles, selections, and the host
+//! lifecycle workflows, which speak to the outside world only through [`ports`].
+
+pub mod error;
+pub mod fake;
+pub mod lifecycle;
+pub mod model;
+pub mod names;
+pub mod ports;
+pub mod profile;
+pub mod selection;
+pub mod tags;
+pub mod token;
+
+pub use error::{Error, ErrorKind};
+pub use names::{HostGroup, Hostname, NameError, Product, Region, Zone};

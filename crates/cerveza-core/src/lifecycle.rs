@@ -1,0 +1,992 @@
+//! Host lifecycle workflows: start, stop, restart, reboot, terminate, show, list.
+//!
+//! They speak only to the [`crate::ports`] traits, so the same code runs against AWS,
+//! against moto, and against the in-memory fakes of [`crate::fake`].
+//!
+//! Start of a host, in order:
+//! 1. *plan* every host (registry read, profile and zone checks); any problem stops
+//!    the whole command before anything is created;
+//! 2. *claim* new hostnames with a conditional write (two operators: one wins);
+//! 3. find the host's instance by its recorded id, else by its tags; a live one is
+//!    adopted, started or left running;
+//! 4. otherwise launch with the host's current token (`ClientToken` + tag); a token
+//!    already spent on a terminated instance bumps the generation first;
+//! 5. record the instance id, wait for `running`, record the state.
+//!
+//! A crash anywhere leaves a state that step 3 or 4 of a re-run picks up: an instance
+//! launched but not recorded carries the token tag and is adopted, never duplicated.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::error::{Context, Error};
+use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec};
+use crate::names::{Hostname, Product, Region, Zone};
+use crate::ports::{Compute, ComputeRead, ProviderErrorKind, Registry, RegistryRead};
+use crate::profile::{InstanceProfile, ProfileSet};
+use crate::selection::{Candidate, Selection};
+use crate::{tags, token};
+
+/// Where a test may make cerveza die on purpose, to prove re-runs converge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Abort the process right after `RunInstances` returned, before recording.
+    AfterLaunch,
+}
+
+/// Knobs of the workflows.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The fleet namespace.
+    pub product: Product,
+    /// Wait for the target state (`running`, `stopped`, `terminated`).
+    pub wait: bool,
+    /// Longest wait for one host.
+    pub wait_timeout: Duration,
+    /// First poll interval while waiting (doubles, jittered, up to `poll_max`).
+    pub poll_initial: Duration,
+    /// Longest poll interval.
+    pub poll_max: Duration,
+    /// Hosts handled at once.
+    pub concurrency: usize,
+    /// Written into registry records as `updated_by`.
+    pub operator: String,
+    /// Test-only crash point.
+    pub failpoint: Option<Failpoint>,
+}
+
+impl Settings {
+    /// Defaults for `product`.
+    pub fn new(product: Product) -> Self {
+        Self {
+            product,
+            wait: true,
+            wait_timeout: Duration::from_secs(600),
+            poll_initial: Duration::from_secs(2),
+            poll_max: Duration::from_secs(15),
+            concurrency: 16,
+            operator: "cerveza".into(),
+            failpoint: None,
+        }
+    }
+}
+
+/// Where workflows report progress (a spinner on a terminal, lines otherwise).
+pub trait Progress: Send + Sync {
+    /// `host` moved on to `what` ("launching", "waiting for running", …).
+    fn step(&self, host: &Hostname, what: &str);
+}
+
+/// Progress that goes nowhere.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&self, _: &Hostname, _: &str) {}
+}
+
+/// What a command did to one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A new instance was launched.
+    Launched,
+    /// An existing instance carrying the host's tags was found and recorded.
+    Adopted,
+    /// A stopped instance was started.
+    Started,
+    /// It was running already.
+    AlreadyRunning,
+    /// It was stopped.
+    Stopped,
+    /// It was stopped already.
+    AlreadyStopped,
+    /// It was rebooted.
+    Rebooted,
+    /// Its instance was terminated.
+    Terminated,
+    /// It had no instance left to terminate.
+    AlreadyTerminated,
+}
+
+impl Action {
+    /// Past-tense words for humans.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Launched => "launched",
+            Action::Adopted => "adopted",
+            Action::Started => "started",
+            Action::AlreadyRunning => "already running",
+            Action::Stopped => "stopped",
+            Action::AlreadyStopped => "already stopped",
+            Action::Rebooted => "rebooted",
+            Action::Terminated => "terminated",
+            Action::AlreadyTerminated => "already terminated",
+        }
+    }
+}
+
+/// The result of a command for one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The host.
+    pub host: Hostname,
+    /// What was done.
+    pub action: Action,
+    /// Its instance as last seen.
+    pub instance: Option<Instance>,
+    /// Its registry record after the command (`None` once forgotten).
+    pub record: Option<HostRecord>,
+}
+
+/// Per-host results of a multi-host command, in the order the hosts were given.
+pub type Results = Vec<(Hostname, Result<Outcome, Error>)>;
+
+/// A host as `show` sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostView {
+    /// The host.
+    pub host: Hostname,
+    /// Its registry record, if any.
+    pub record: Option<HostRecord>,
+    /// Its live instance, if any.
+    pub instance: Option<Instance>,
+}
+
+/// The instances of one host in its region.
+struct Found {
+    live: Option<Instance>,
+    spent_tokens: BTreeSet<String>,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A delay between `d/2` and `d` (full jitter keeps many waiters apart).
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+/// The host lifecycle, wired to its backends.
+pub struct Lifecycle<'a> {
+    compute: &'a dyn Compute,
+    registry: &'a dyn Registry,
+    profiles: &'a ProfileSet,
+    settings: &'a Settings,
+    progress: &'a dyn Progress,
+}
+
+struct StartPlan {
+    host: Hostname,
+    record: Option<HostRecord>,
+    zone: Zone,
+    profile: String,
+}
+
+impl<'a> Lifecycle<'a> {
+    /// Wires the workflows to their backends.
+    pub fn new(
+        compute: &'a dyn Compute,
+        registry: &'a dyn Registry,
+        profiles: &'a ProfileSet,
+        settings: &'a Settings,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        Self {
+            compute,
+            registry,
+            profiles,
+            settings,
+            progress,
+        }
+    }
+
+    fn product(&self) -> &Product {
+        &self.settings.product
+    }
+
+    /// Runs `f` for every host with bounded concurrency, results in input order.
+    async fn for_each<'s, F, Fut>(&'s self, hosts: Vec<Hostname>, f: F) -> Results
+    where
+        F: Fn(Hostname) -> Fut,
+        Fut: std::future::Future<Output = Result<Outcome, Error>> + 's,
+    {
+        let order: BTreeMap<Hostname, usize> = hosts
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, h)| (h, i))
+            .collect();
+        let mut results: Results = stream::iter(hosts)
+            .map(|h| {
+                let fut = f(h.clone());
+                async move { (h, fut.await) }
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        results.sort_by_key(|(h, _)| order.get(h).copied().unwrap_or(usize::MAX));
+        results
+    }
+
+    // ----- start -------------------------------------------------------------
+
+    /// Starts hosts: launches new ones (`profile` and `zone` required the first time),
+    /// starts stopped ones, relaunches ones whose instance is gone with the remembered
+    /// profile and zone. Plans every host first: any planning error (bad zone, unknown
+    /// profile, missing AMI, mismatching arguments) returns `Err` with nothing created.
+    pub async fn start(
+        &self,
+        hosts: Vec<Hostname>,
+        zone: Option<&Zone>,
+        profile: Option<&str>,
+    ) -> Result<Results, Vec<(Hostname, Error)>> {
+        let mut zone_cache: BTreeMap<Region, Vec<Zone>> = BTreeMap::new();
+        let mut plans = Vec::new();
+        let mut errors = Vec::new();
+        for host in hosts {
+            match self.plan_start(&host, zone, profile, &mut zone_cache).await {
+                Ok(p) => plans.push(p),
+                Err(e) => errors.push((host, e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let by_host: BTreeMap<Hostname, StartPlan> =
+            plans.into_iter().map(|p| (p.host.clone(), p)).collect();
+        let hosts: Vec<Hostname> = by_host.keys().cloned().collect();
+        let by_host = &by_host;
+        Ok(self
+            .for_each(hosts, |h| async move {
+                let plan = by_host.get(&h).expect("planned");
+                self.start_one(plan).await
+            })
+            .await)
+    }
+
+    async fn plan_start(
+        &self,
+        host: &Hostname,
+        zone: Option<&Zone>,
+        profile: Option<&str>,
+        zone_cache: &mut BTreeMap<Region, Vec<Zone>>,
+    ) -> Result<StartPlan, Error> {
+        let usage = |message: String| Error::Usage {
+            host: host.to_string(),
+            message,
+        };
+        let record = self
+            .registry
+            .get(self.product(), host)
+            .await
+            .context(|| format!("{host}: reading the registry"))?;
+        if let Some(rec) = record {
+            if let Some(z) = zone.filter(|z| **z != rec.zone) {
+                return Err(usage(format!(
+                    "it lives in {} (registry), not {z}; to move it, `cerveza terminate {host} --forget` first",
+                    rec.zone
+                )));
+            }
+            if let Some(p) = profile.filter(|p| *p != rec.profile) {
+                return Err(usage(format!(
+                    "it was started with profile {} (registry), not {p}; to change it, `cerveza terminate {host} --forget` first",
+                    rec.profile
+                )));
+            }
+            return Ok(StartPlan {
+                host: host.clone(),
+                zone: rec.zone.clone(),
+                profile: rec.profile.clone(),
+                record: Some(rec),
+            });
+        }
+        let (Some(zone), Some(profile)) = (zone, profile) else {
+            let missing = match (zone, profile) {
+                (None, None) => "--zone and --profile",
+                (None, _) => "--zone",
+                _ => "--profile",
+            };
+            return Err(usage(format!(
+                "not in the registry of product {}: its first start needs {missing}",
+                self.product()
+            )));
+        };
+        let region = zone.region();
+        self.profiles.instance(profile)?.ami_for(&region)?;
+        if !zone_cache.contains_key(&region) {
+            let zones = self
+                .compute
+                .zones(&region)
+                .await
+                .context(|| format!("listing the zones of {region}"))?;
+            zone_cache.insert(region.clone(), zones);
+        }
+        let zones = &zone_cache[&region];
+        if !zones.contains(zone) {
+            let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
+            return Err(usage(format!(
+                "zone {zone} does not exist in region {region} (it has: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        Ok(StartPlan {
+            host: host.clone(),
+            record: None,
+            zone: zone.clone(),
+            profile: profile.to_owned(),
+        })
+    }
+
+    async fn start_one(&self, plan: &StartPlan) -> Result<Outcome, Error> {
+        let host = &plan.host;
+        let mut rec = match &plan.record {
+            Some(r) => r.clone(),
+            None => self.claim(plan).await?,
+        };
+        // Each pass either finishes or bumps the generation; two bumps in one run
+        // would mean tokens keep being spent under us.
+        for _ in 0..3 {
+            let found = self.find(&rec).await?;
+            if let Some(inst) = found.live {
+                return self.resume(&mut rec, inst).await;
+            }
+            let needs_bump = rec.instance_id.is_some()
+                || found.spent_tokens.contains(&token::client_token(
+                    self.product(),
+                    host,
+                    rec.generation,
+                ));
+            if needs_bump {
+                let expected = rec.generation;
+                rec.generation += 1;
+                rec.instance_id = None;
+                rec.state = "pending".into();
+                self.save(&mut rec, expected).await?;
+                continue;
+            }
+            return self.launch(&mut rec).await;
+        }
+        Err(Error::Conflict {
+            host: host.to_string(),
+            message: "its launch tokens keep being used by instances that end up terminated; is another tool terminating it?".into(),
+        })
+    }
+
+    async fn claim(&self, plan: &StartPlan) -> Result<HostRecord, Error> {
+        let rec = HostRecord {
+            product: self.product().clone(),
+            hostname: plan.host.clone(),
+            profile: plan.profile.clone(),
+            zone: plan.zone.clone(),
+            instance_id: None,
+            state: "pending".into(),
+            generation: 1,
+            updated_at: now(),
+            updated_by: self.settings.operator.clone(),
+        };
+        self.progress.step(&plan.host, "claiming the hostname");
+        match self.registry.create(&rec).await {
+            Ok(()) => Ok(rec),
+            Err(e) if e.kind == ProviderErrorKind::Conflict => {
+                let who = self
+                    .registry
+                    .get(self.product(), &plan.host)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| {
+                        format!(
+                            " by {} (profile {}, zone {})",
+                            r.updated_by, r.profile, r.zone
+                        )
+                    })
+                    .unwrap_or_default();
+                Err(Error::Conflict {
+                    host: plan.host.to_string(),
+                    message: format!(
+                        "the hostname was just claimed{who}; another operator is starting it"
+                    ),
+                })
+            }
+            Err(source) => Err(Error::Provider {
+                context: format!("{}: claiming the hostname in the registry", plan.host),
+                source,
+            }),
+        }
+    }
+
+    /// Writes `rec` if the stored generation is still `expected`.
+    async fn save(&self, rec: &mut HostRecord, expected: u64) -> Result<(), Error> {
+        rec.updated_at = now();
+        rec.updated_by.clone_from(&self.settings.operator);
+        match self.registry.update(rec, expected).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ProviderErrorKind::Conflict => Err(Error::Conflict {
+                host: rec.hostname.to_string(),
+                message: "its registry record was changed by another operator meanwhile; run the command again".into(),
+            }),
+            Err(source) => Err(Error::Provider {
+                context: format!("{}: writing the registry", rec.hostname),
+                source,
+            }),
+        }
+    }
+
+    /// The host's live instance (recorded id first, else by tags) and the launch
+    /// tokens already spent on instances that are gone.
+    async fn find(&self, rec: &HostRecord) -> Result<Found, Error> {
+        let (product, host, region) = (self.product(), &rec.hostname, rec.region());
+        if let Some(id) = &rec.instance_id {
+            let inst = self
+                .compute
+                .instance(&region, id)
+                .await
+                .context(|| format!("{host}: describing {id}"))?;
+            if let Some(i) = inst {
+                if !i.belongs_to(product, host) {
+                    return Err(Error::Refused {
+                        host: host.to_string(),
+                        message: format!(
+                            "instance {id} is recorded for it but is tagged {}={:?} {}={:?}; it is not ours, cerveza will not touch it",
+                            tags::PRODUCT,
+                            i.product().unwrap_or(""),
+                            tags::HOST,
+                            i.host().unwrap_or("")
+                        ),
+                    });
+                }
+                if !i.state.is_gone() {
+                    return Ok(Found {
+                        live: Some(i),
+                        spent_tokens: BTreeSet::new(),
+                    });
+                }
+            }
+        }
+        let all = self
+            .compute
+            .instances(&region, &InstanceFilter::host(product, host))
+            .await
+            .context(|| format!("{host}: looking for its instances in {region}"))?;
+        let (gone, live): (Vec<Instance>, Vec<Instance>) =
+            all.into_iter().partition(|i| i.state.is_gone());
+        if live.len() > 1 {
+            let ids: Vec<&str> = live.iter().map(|i| i.id.as_str()).collect();
+            return Err(Error::Conflict {
+                host: host.to_string(),
+                message: format!(
+                    "several live instances carry its tags ({}); cerveza will not pick one, terminate the extra ones in the console",
+                    ids.join(", ")
+                ),
+            });
+        }
+        Ok(Found {
+            live: live.into_iter().next(),
+            spent_tokens: gone
+                .iter()
+                .filter_map(|i| i.token().map(str::to_owned))
+                .collect(),
+        })
+    }
+
+    /// Brings a live instance to `running` and records it.
+    async fn resume(&self, rec: &mut HostRecord, inst: Instance) -> Result<Outcome, Error> {
+        let host = rec.hostname.clone();
+        let region = rec.region();
+        let adopted = rec.instance_id.as_deref() != Some(inst.id.as_str());
+        if adopted {
+            self.progress
+                .step(&host, &format!("adopting {} (found by its tags)", inst.id));
+        }
+        let mut action = if adopted {
+            Action::Adopted
+        } else {
+            Action::AlreadyRunning
+        };
+        let mut inst = inst;
+        match inst.state {
+            InstanceState::Running | InstanceState::Pending => {}
+            InstanceState::Stopping | InstanceState::Stopped => {
+                if inst.state == InstanceState::Stopping {
+                    inst = self
+                        .wait_for(&host, &region, &inst.id, &InstanceState::Stopped)
+                        .await?;
+                }
+                self.progress.step(&host, &format!("starting {}", inst.id));
+                self.compute
+                    .start(&region, &inst.id)
+                    .await
+                    .context(|| format!("{host}: starting {}", inst.id))?;
+                inst.state = InstanceState::Pending;
+                if !adopted {
+                    action = Action::Started;
+                }
+            }
+            ref other => {
+                return Err(Error::Refused {
+                    host: host.to_string(),
+                    message: format!("instance {} is in state {other}", inst.id),
+                })
+            }
+        }
+        if adopted || rec.state != inst.state.name() {
+            rec.instance_id = Some(inst.id.clone());
+            rec.state = inst.state.name().into();
+            let g = rec.generation;
+            self.save(rec, g).await?;
+        }
+        self.finish_running(rec, inst, action).await
+    }
+
+    async fn launch(&self, rec: &mut HostRecord) -> Result<Outcome, Error> {
+        let host = rec.hostname.clone();
+        let profile = self
+            .profiles
+            .instance(&rec.profile)
+            .map_err(|e| Error::Usage {
+                host: host.to_string(),
+                message: format!("its remembered profile cannot be used: {e}"),
+            })?;
+        let token = token::client_token(self.product(), &host, rec.generation);
+        let spec = self.launch_spec(rec, profile, &token)?;
+        self.progress.step(
+            &host,
+            &format!("launching {} in {}", profile.name, rec.zone),
+        );
+        let inst = self
+            .compute
+            .launch(&spec)
+            .await
+            .context(|| format!("{host}: launching an instance in {}", rec.zone))?;
+        if self.settings.failpoint == Some(Failpoint::AfterLaunch) {
+            eprintln!(
+                "cerveza: failpoint after-launch: aborting after launching {}",
+                inst.id
+            );
+            std::process::abort();
+        }
+        rec.instance_id = Some(inst.id.clone());
+        rec.state = inst.state.name().into();
+        let g = rec.generation;
+        self.save(rec, g).await?;
+        self.finish_running(rec, inst, Action::Launched).await
+    }
+
+    /// The launch request for a host: the profile, the zone, the token, the tags.
+    pub fn launch_spec(
+        &self,
+        rec: &HostRecord,
+        profile: &InstanceProfile,
+        token: &str,
+    ) -> Result<LaunchSpec, Error> {
+        let region = rec.region();
+        let image_id = profile.ami_for(&region)?.to_owned();
+        let mut t = profile.tags.clone();
+        t.insert(tags::NAME.into(), rec.hostname.to_string());
+        t.insert(tags::PRODUCT.into(), self.product().to_string());
+        t.insert(tags::HOST.into(), rec.hostname.to_string());
+        t.insert(tags::PROFILE.into(), profile.name.clone());
+        t.insert(tags::ZONE.into(), rec.zone.to_string());
+        t.insert(tags::TOKEN.into(), token.to_owned());
+        Ok(LaunchSpec {
+            region,
+            zone: rec.zone.clone(),
+            image_id,
+            instance_type: profile.instance_type.clone(),
+            key_pair: profile.key_pair.clone(),
+            security_groups: profile.security_groups.clone(),
+            client_token: token.to_owned(),
+            tags: t,
+            user_data: None,
+        })
+    }
+
+    /// Waits for `running` (when waiting is on) and records the final state.
+    async fn finish_running(
+        &self,
+        rec: &mut HostRecord,
+        inst: Instance,
+        action: Action,
+    ) -> Result<Outcome, Error> {
+        let host = rec.hostname.clone();
+        let inst = if self.settings.wait && inst.state != InstanceState::Running {
+            self.wait_for(&host, &rec.region(), &inst.id, &InstanceState::Running)
+                .await?
+        } else {
+            inst
+        };
+        if rec.state != inst.state.name() {
+            rec.state = inst.state.name().into();
+            let g = rec.generation;
+            self.save(rec, g).await?;
+        }
+        Ok(Outcome {
+            host,
+            action,
+            instance: Some(inst),
+            record: Some(rec.clone()),
+        })
+    }
+
+    /// Polls until the instance reaches `target`, tolerating `NotFound` right after a
+    /// launch (eventual consistency) and throttling, with jittered exponential backoff.
+    async fn wait_for(
+        &self,
+        host: &Hostname,
+        region: &Region,
+        id: &str,
+        target: &InstanceState,
+    ) -> Result<Instance, Error> {
+        self.progress
+            .step(host, &format!("waiting for {id} to be {target}"));
+        let started = Instant::now();
+        let mut delay = self.settings.poll_initial;
+        let mut last = "unknown".to_owned();
+        loop {
+            match self.compute.instance(region, id).await {
+                Ok(Some(i)) if &i.state == target => return Ok(i),
+                Ok(Some(i)) if i.state.is_gone() && !target.is_gone() => {
+                    return Err(Error::Refused {
+                        host: host.to_string(),
+                        message: format!(
+                            "{id} went to {} while cerveza waited for {target} (capacity, a bad AMI, or someone terminated it); `cerveza start {host}` launches a new one",
+                            i.state
+                        ),
+                    })
+                }
+                Ok(Some(i)) => last = i.state.name().to_owned(),
+                Ok(None) => last = "not yet visible".into(),
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable
+                    ) =>
+                {
+                    tracing::warn!(%host, error = %e, "describing {id} failed; still waiting");
+                }
+                Err(source) => {
+                    return Err(Error::Provider {
+                        context: format!("{host}: describing {id}"),
+                        source,
+                    })
+                }
+            }
+            let pause = jitter(delay);
+            if started.elapsed() + pause > self.settings.wait_timeout {
+                return Err(Error::Timeout {
+                    host: host.to_string(),
+                    id: id.to_owned(),
+                    target: target.to_string(),
+                    last,
+                    seconds: self.settings.wait_timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            delay = (delay * 2).min(self.settings.poll_max);
+        }
+    }
+
+    // ----- stop / reboot / terminate / restart -------------------------------
+
+    async fn record(&self, host: &Hostname) -> Result<HostRecord, Error> {
+        self.registry
+            .get(self.product(), host)
+            .await
+            .context(|| format!("{host}: reading the registry"))?
+            .ok_or_else(|| Error::NotFound {
+                host: host.to_string(),
+                message: format!(
+                    "no such host in product {} (`cerveza list` shows the fleet)",
+                    self.product()
+                ),
+            })
+    }
+
+    fn no_instance(rec: &HostRecord) -> Error {
+        Error::Refused {
+            host: rec.hostname.to_string(),
+            message: format!(
+                "it has no instance (last state {}); `cerveza start {}` launches one",
+                rec.state, rec.hostname
+            ),
+        }
+    }
+
+    /// Stops hosts, waiting for `stopped` when waiting is on.
+    pub async fn stop(&self, hosts: Vec<Hostname>) -> Results {
+        self.for_each(hosts, |h| async move { self.stop_one(&h).await })
+            .await
+    }
+
+    async fn stop_one(&self, host: &Hostname) -> Result<Outcome, Error> {
+        let mut rec = self.record(host).await?;
+        let region = rec.region();
+        let Some(mut inst) = self.find(&rec).await?.live else {
+            return Err(Self::no_instance(&rec));
+        };
+        let action = match inst.state {
+            InstanceState::Stopped => Action::AlreadyStopped,
+            InstanceState::Stopping => Action::Stopped,
+            _ => {
+                if inst.state == InstanceState::Pending {
+                    inst = self
+                        .wait_for(host, &region, &inst.id, &InstanceState::Running)
+                        .await?;
+                }
+                self.progress.step(host, &format!("stopping {}", inst.id));
+                self.compute
+                    .stop(&region, &inst.id)
+                    .await
+                    .context(|| format!("{host}: stopping {}", inst.id))?;
+                inst.state = InstanceState::Stopping;
+                Action::Stopped
+            }
+        };
+        if self.settings.wait && inst.state != InstanceState::Stopped {
+            inst = self
+                .wait_for(host, &region, &inst.id, &InstanceState::Stopped)
+                .await?;
+        }
+        rec.instance_id = Some(inst.id.clone());
+        rec.state = inst.state.name().into();
+        let g = rec.generation;
+        self.save(&mut rec, g).await?;
+        Ok(Outcome {
+            host: host.clone(),
+            action,
+            instance: Some(inst),
+            record: Some(rec),
+        })
+    }
+
+    /// Stops then starts hosts (new IPs, same instance, same volumes).
+    pub async fn restart(&self, hosts: Vec<Hostname>) -> Results {
+        self.for_each(hosts, |h| async move {
+            let stopped = self.stop_one(&h).await?;
+            let mut rec = stopped.record.ok_or_else(|| Error::NotFound {
+                host: h.to_string(),
+                message: "its record vanished while restarting".into(),
+            })?;
+            let inst = stopped.instance.ok_or_else(|| Self::no_instance(&rec))?;
+            let mut out = self.resume(&mut rec, inst).await?;
+            out.action = Action::Started;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Reboots running hosts (same instance, same IPs).
+    pub async fn reboot(&self, hosts: Vec<Hostname>) -> Results {
+        self.for_each(hosts, |h| async move {
+            let rec = self.record(&h).await?;
+            let Some(inst) = self.find(&rec).await?.live else {
+                return Err(Self::no_instance(&rec));
+            };
+            if inst.state != InstanceState::Running {
+                return Err(Error::Refused {
+                    host: h.to_string(),
+                    message: format!(
+                        "{} is {}, only a running host can be rebooted (use start)",
+                        inst.id, inst.state
+                    ),
+                });
+            }
+            self.progress.step(&h, &format!("rebooting {}", inst.id));
+            self.compute
+                .reboot(&rec.region(), &inst.id)
+                .await
+                .context(|| format!("{h}: rebooting {}", inst.id))?;
+            Ok(Outcome {
+                host: h.clone(),
+                action: Action::Rebooted,
+                instance: Some(inst),
+                record: Some(rec),
+            })
+        })
+        .await
+    }
+
+    /// Terminates hosts. The registry keeps their profile and zone, so a later start
+    /// launches a new instance like the old one; with `forget`, the record is deleted
+    /// and the hostname is free for another profile or zone.
+    pub async fn terminate(&self, hosts: Vec<Hostname>, forget: bool) -> Results {
+        self.for_each(
+            hosts,
+            |h| async move { self.terminate_one(&h, forget).await },
+        )
+        .await
+    }
+
+    async fn terminate_one(&self, host: &Hostname, forget: bool) -> Result<Outcome, Error> {
+        let mut rec = self.record(host).await?;
+        let region = rec.region();
+        let found = self.find(&rec).await?;
+        let (action, inst) = match found.live {
+            Some(inst) => {
+                self.progress
+                    .step(host, &format!("terminating {}", inst.id));
+                self.compute
+                    .terminate(&region, &inst.id)
+                    .await
+                    .context(|| format!("{host}: terminating {}", inst.id))?;
+                let inst = if self.settings.wait {
+                    self.wait_for(host, &region, &inst.id, &InstanceState::Terminated)
+                        .await?
+                } else {
+                    inst
+                };
+                (Action::Terminated, Some(inst))
+            }
+            None => (Action::AlreadyTerminated, None),
+        };
+        let g = rec.generation;
+        if forget {
+            self.registry
+                .delete(self.product(), host, g)
+                .await
+                .context(|| format!("{host}: deleting its registry record"))?;
+            return Ok(Outcome {
+                host: host.clone(),
+                action,
+                instance: inst,
+                record: None,
+            });
+        }
+        if let Some(i) = &inst {
+            rec.instance_id = Some(i.id.clone());
+        }
+        rec.state = "terminated".into();
+        self.save(&mut rec, g).await?;
+        Ok(Outcome {
+            host: host.clone(),
+            action,
+            instance: inst,
+            record: Some(rec),
+        })
+    }
+}
+
+/// Shows one host: its registry record and its live instance. Read-only. When the
+/// registry has no record, every region is searched by tags, so hosts stay visible
+/// even without the registry.
+pub async fn show(
+    compute: &dyn ComputeRead,
+    registry: &dyn RegistryRead,
+    product: &Product,
+    regions: &[Region],
+    host: &Hostname,
+) -> Result<HostView, Error> {
+    let record = match registry.get(product, host).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "the registry is unreachable; looking by tags only");
+            None
+        }
+    };
+    let search: Vec<Region> = match &record {
+        Some(r) => vec![r.region()],
+        None => regions.to_vec(),
+    };
+    let mut instance: Option<Instance> = None;
+    for region in &search {
+        let found = compute
+            .instances(region, &InstanceFilter::host(product, host))
+            .await
+            .context(|| format!("{host}: describing instances in {region}"))?;
+        let best = found
+            .into_iter()
+            .max_by_key(|i| (!i.state.is_gone(), i.launch_time));
+        if best.as_ref().map(|i| (!i.state.is_gone(), i.launch_time))
+            > instance
+                .as_ref()
+                .map(|i| (!i.state.is_gone(), i.launch_time))
+        {
+            instance = best;
+        }
+    }
+    if record.is_none() && instance.is_none() {
+        return Err(Error::NotFound {
+            host: host.to_string(),
+            message: format!(
+                "no such host in product {product} (registry and tags in {} region(s))",
+                search.len()
+            ),
+        });
+    }
+    Ok(HostView {
+        host: host.clone(),
+        record,
+        instance,
+    })
+}
+
+/// A fleet listing: the instances found and the regions that failed.
+#[derive(Debug, Default, Serialize)]
+pub struct Listing {
+    /// Matching instances, sorted by hostname then launch time.
+    pub instances: Vec<Instance>,
+    /// Regions that could not be listed, with the reason.
+    pub failed_regions: Vec<(Region, String)>,
+}
+
+/// Lists a product's instances in every region at once, each region bounded by
+/// `region_timeout`; failed regions are reported, never fatal. Read-only.
+pub async fn list(
+    compute: &dyn ComputeRead,
+    product: &Product,
+    regions: &[Region],
+    selection: &Selection,
+    include_gone: bool,
+    region_timeout: Duration,
+) -> Listing {
+    let filter = InstanceFilter {
+        product: product.clone(),
+        hosts: Vec::new(),
+        include_gone,
+    };
+    let filter = &filter;
+    let per_region = stream::iter(regions.iter().cloned())
+        .map(|region| async move {
+            let r = tokio::time::timeout(region_timeout, compute.instances(&region, filter)).await;
+            (region, r)
+        })
+        .buffer_unordered(regions.len().clamp(1, 32))
+        .collect::<Vec<_>>()
+        .await;
+    let mut listing = Listing::default();
+    for (region, r) in per_region {
+        match r {
+            Ok(Ok(found)) => listing.instances.extend(found.into_iter().filter(|i| {
+                selection.matches(&Candidate {
+                    host: i.host().unwrap_or(""),
+                    zone: i.zone.as_ref().map(Zone::as_str),
+                    region: i.region.as_str(),
+                    profile: i.profile(),
+                })
+            })),
+            Ok(Err(e)) => listing.failed_regions.push((region, e.to_string())),
+            Err(_) => listing.failed_regions.push((
+                region,
+                format!("no answer within {}s", region_timeout.as_secs_f64()),
+            )),
+        }
+    }
+    listing.failed_regions.sort();
+    listing
+        .instances
+        .sort_by(|a, b| (a.host(), a.launch_time, &a.id).cmp(&(b.host(), b.launch_time, &b.id)));
+    listing
+}

@@ -1,0 +1,220 @@
+//! What the outside world holds: instances, registry records, launch requests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{Hostname, Product, Region, Zone};
+use crate::tags;
+
+/// The lifecycle state of an EC2 instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    /// Launching or starting.
+    Pending,
+    /// Up.
+    Running,
+    /// Being terminated.
+    ShuttingDown,
+    /// Gone for good.
+    Terminated,
+    /// Being stopped.
+    Stopping,
+    /// Stopped; can be started again.
+    Stopped,
+    /// A state name this version does not know.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl InstanceState {
+    /// Parses EC2's state name (`running`, `shutting-down`, …).
+    pub fn from_name(s: &str) -> Self {
+        match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "shutting-down" => Self::ShuttingDown,
+            "terminated" => Self::Terminated,
+            "stopping" => Self::Stopping,
+            "stopped" => Self::Stopped,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// EC2's name for the state.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::ShuttingDown => "shutting-down",
+            Self::Terminated => "terminated",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Whether the instance is gone or going (it can never run again).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::ShuttingDown | Self::Terminated)
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One EC2 instance as described by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    /// `i-…`
+    pub id: String,
+    /// The region it lives in.
+    pub region: Region,
+    /// Its availability zone, when the API said.
+    pub zone: Option<Zone>,
+    /// Its state.
+    pub state: InstanceState,
+    /// `t3.micro`, …
+    pub instance_type: Option<String>,
+    /// The AMI it was launched from.
+    pub image_id: Option<String>,
+    /// Private IPv4 address.
+    pub private_ip: Option<String>,
+    /// Public IPv4 address (or EIP).
+    pub public_ip: Option<String>,
+    /// Launch time, seconds since the Unix epoch.
+    pub launch_time: Option<i64>,
+    /// Security group names.
+    pub security_groups: Vec<String>,
+    /// All tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Instance {
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// The hostname tag, if this is a cerveza instance.
+    pub fn host(&self) -> Option<&str> {
+        self.tag(tags::HOST)
+    }
+
+    /// The product tag.
+    pub fn product(&self) -> Option<&str> {
+        self.tag(tags::PRODUCT)
+    }
+
+    /// The profile tag.
+    pub fn profile(&self) -> Option<&str> {
+        self.tag(tags::PROFILE)
+    }
+
+    /// The launch token tag.
+    pub fn token(&self) -> Option<&str> {
+        self.tag(tags::TOKEN)
+    }
+
+    /// Whether this instance is cerveza's instance of `host` in `product`. Instances that
+    /// merely share a `Name` are someone else's and are never touched.
+    pub fn belongs_to(&self, product: &Product, host: &Hostname) -> bool {
+        self.product() == Some(product.as_str()) && self.host() == Some(host.as_str())
+    }
+}
+
+/// The registry's record of one host: what the paper kept in SimpleDB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRecord {
+    /// The fleet namespace.
+    pub product: Product,
+    /// The host's name.
+    pub hostname: Hostname,
+    /// The instance profile it is launched with.
+    pub profile: String,
+    /// Its availability zone (its region follows).
+    pub zone: Zone,
+    /// The current instance, once one was launched and recorded.
+    pub instance_id: Option<String>,
+    /// The last state cerveza saw (`pending`, `running`, `stopped`, `terminated`).
+    pub state: String,
+    /// Launch generation: bumped each time the host needs a new instance. Also the
+    /// optimistic-locking version of the record.
+    pub generation: u64,
+    /// When the record was last written, seconds since the Unix epoch.
+    pub updated_at: i64,
+    /// Who last wrote it (`user@machine`).
+    pub updated_by: String,
+}
+
+impl HostRecord {
+    /// The host's region.
+    pub fn region(&self) -> Region {
+        self.zone.region()
+    }
+}
+
+/// Everything needed to launch one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// Region to call.
+    pub region: Region,
+    /// Placement zone.
+    pub zone: Zone,
+    /// AMI id for that region.
+    pub image_id: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// SSH key pair name.
+    pub key_pair: Option<String>,
+    /// Security group names.
+    pub security_groups: Vec<String>,
+    /// Idempotency token: sent as `ClientToken` and tagged.
+    pub client_token: String,
+    /// Tags for the instance and its volumes.
+    pub tags: BTreeMap<String, String>,
+    /// Raw user-data bytes (the AWS layer base64-encodes them).
+    pub user_data: Option<Vec<u8>>,
+}
+
+/// Which instances to describe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Only this product's instances.
+    pub product: Product,
+    /// Only these hosts (all when empty).
+    pub hosts: Vec<Hostname>,
+    /// Also instances that are shutting down or terminated.
+    pub include_gone: bool,
+}
+
+impl InstanceFilter {
+    /// Every live instance of a product.
+    pub fn product(product: &Product) -> Self {
+        Self {
+            product: product.clone(),
+            hosts: Vec::new(),
+            include_gone: false,
+        }
+    }
+
+    /// Every instance of one host, terminated ones included.
+    pub fn host(product: &Product, host: &Hostname) -> Self {
+        Self {
+            product: product.clone(),
+            hosts: vec![host.clone()],
+            include_gone: true,
+        }
+    }
+
+    /// Whether `i` passes this filter (what a backend must implement).
+    pub fn matches(&self, i: &Instance) -> bool {
+        i.product() == Some(self.product.as_str())
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| i.host() == Some(h.as_str())))
+            && (self.include_gone || !i.state.is_gone())
+    }
+}

@@ -1,0 +1,109 @@
+//! Traits for the outside world. Read and write sides are separate traits, so that
+//! `list` and `show` can run with read-only credentials and fakes stay small.
+
+use async_trait::async_trait;
+
+use crate::model::{HostRecord, Instance, InstanceFilter, LaunchSpec};
+use crate::names::{Hostname, Product, Region, Zone};
+
+/// What kind of failure a backend reported; the workflows decide on this, not on text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderErrorKind {
+    /// The thing asked for does not exist (or does not exist *yet*).
+    NotFound,
+    /// A conditional write lost: someone else changed it first.
+    Conflict,
+    /// Rate limited even after the SDK's retries.
+    Throttled,
+    /// Timed out, connection refused or reset: the service could not be reached.
+    Unavailable,
+    /// The request was refused as invalid (bad AMI, unknown security group, …).
+    Invalid,
+    /// Credentials or permissions.
+    Denied,
+    /// Anything else.
+    Other,
+}
+
+/// A failure reported by a backend, with the service's own words in `message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// What kind of failure.
+    pub kind: ProviderErrorKind,
+    /// The service's message, with its error code.
+    pub message: String,
+    /// The underlying error, when there is one.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ProviderError {
+    /// A new error without an underlying cause.
+    pub fn new(kind: ProviderErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+/// Result of a backend call.
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// Reading the compute fleet.
+#[async_trait]
+pub trait ComputeRead: Send + Sync {
+    /// The availability zones of a region that are available.
+    async fn zones(&self, region: &Region) -> ProviderResult<Vec<Zone>>;
+    /// Every instance of `region` that passes `filter`, all pages.
+    async fn instances(
+        &self,
+        region: &Region,
+        filter: &InstanceFilter,
+    ) -> ProviderResult<Vec<Instance>>;
+    /// One instance by id; `None` when the API does not know it (yet).
+    async fn instance(&self, region: &Region, id: &str) -> ProviderResult<Option<Instance>>;
+}
+
+/// Changing the compute fleet.
+#[async_trait]
+pub trait Compute: ComputeRead {
+    /// Launches one instance, tagged at creation.
+    async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance>;
+    /// Starts a stopped instance.
+    async fn start(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    /// Stops a running instance.
+    async fn stop(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    /// Reboots a running instance.
+    async fn reboot(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    /// Terminates an instance.
+    async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()>;
+}
+
+/// Reading the host registry.
+#[async_trait]
+pub trait RegistryRead: Send + Sync {
+    /// The record of one host.
+    async fn get(&self, product: &Product, host: &Hostname) -> ProviderResult<Option<HostRecord>>;
+    /// Every record of a product.
+    async fn list(&self, product: &Product) -> ProviderResult<Vec<HostRecord>>;
+}
+
+/// Writing the host registry. Every write is conditional, so two operators never
+/// overwrite each other: the loser gets [`ProviderErrorKind::Conflict`].
+#[async_trait]
+pub trait Registry: RegistryRead {
+    /// Claims a new hostname: fails with `Conflict` when a record exists.
+    async fn create(&self, record: &HostRecord) -> ProviderResult<()>;
+    /// Replaces a record whose stored generation is `expected_generation`.
+    async fn update(&self, record: &HostRecord, expected_generation: u64) -> ProviderResult<()>;
+    /// Deletes a record whose stored generation is `expected_generation`.
+    async fn delete(
+        &self,
+        product: &Product,
+        host: &Hostname,
+        expected_generation: u64,
+    ) -> ProviderResult<()>;
+}

@@ -1,0 +1,922 @@
+//! Instance and volume profiles: YAML in the paper's tagged form.
+//!
+//! ```yaml
+//! --- !InstanceProfile
+//! name: UbuntuGeneric32Bit
+//! desc: Ubuntu Generic instance profile without EBS Volumes
+//! aws: !InstanceAws
+//!   ami: { us-east-1: ami-a6f504cf, ap-southeast-1: ami-7c423c2e }
+//!   instance-type: m1.small
+//!   key-pair: ops
+//!   security-groups: [default]
+//! user-data: [cloud-config-puppet.txt]
+//! ```
+//!
+//! A profiles directory holds any number of `*.yaml`/`*.yml` files, each with one or
+//! more documents. Every problem is reported with file, line and column, and
+//! [`ProfileSet::load_dir`] reports all of them at once rather than the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::Region;
+use crate::tags;
+
+/// Largest profile file read, against hostile input.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A place in a profile file (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A problem with the profiles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// Something wrong at a place in a file.
+    #[error("{location}: {message}")]
+    At {
+        /// Where.
+        location: Location,
+        /// What.
+        message: String,
+    },
+    /// A file or directory that could not be read.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// A profile name that no file defines.
+    #[error("unknown instance profile {name:?}{}", suggest(.suggestions, .known))]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// Close names, best first.
+        suggestions: Vec<String>,
+        /// How many profiles are known.
+        known: usize,
+    },
+    /// A profile without an AMI for the region a host is started in.
+    #[error("{location}: profile {profile:?} has no AMI for region {region} (it has: {available}); add `{region}: ami-…` under `ami:`")]
+    NoAmi {
+        /// Where the profile's `ami:` is.
+        location: Location,
+        /// The profile.
+        profile: String,
+        /// The region asked for.
+        region: Region,
+        /// The regions it has AMIs for.
+        available: String,
+    },
+    /// A profile marked `abstract: true` that someone tried to launch.
+    #[error("{location}: profile {profile:?} is abstract (a base for `extends:`) and cannot be launched")]
+    Abstract {
+        /// Where the profile is.
+        location: Location,
+        /// The profile.
+        profile: String,
+    },
+}
+
+fn suggest(suggestions: &[String], known: &usize) -> String {
+    match suggestions {
+        [] if *known == 0 => {
+            "; no profiles are defined (check --profiles / CERVEZA_PROFILES)".into()
+        }
+        [] => "; `cerveza profiles list` shows the known ones".into(),
+        [one] => format!("; did you mean {one:?}?"),
+        many => format!(
+            "; did you mean one of: {}?",
+            many.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// One YAML document in a profiles file.
+#[derive(Debug, Deserialize)]
+enum Document {
+    InstanceProfile(RawInstanceProfile),
+    VolumeProfile(RawVolumeProfile),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInstanceProfile {
+    name: String,
+    desc: Option<String>,
+    extends: Option<String>,
+    #[serde(rename = "abstract")]
+    is_abstract: Option<bool>,
+    aws: Option<AwsSection>,
+    user_data: Option<Vec<String>>,
+    volume_profiles: Option<Vec<String>>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// `aws: !InstanceAws { … }`: the tag is required, as in the paper.
+#[derive(Debug, Clone, Deserialize)]
+enum AwsSection {
+    InstanceAws(RawInstanceAws),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInstanceAws {
+    ami: Option<BTreeMap<String, String>>,
+    instance_type: Option<String>,
+    key_pair: Option<String>,
+    security_groups: Option<Vec<String>>,
+}
+
+/// A launchable instance profile, with `extends:` resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InstanceProfile {
+    /// Its name (`UbuntuGeneric32Bit`).
+    pub name: String,
+    /// One line of description.
+    pub desc: String,
+    /// The profile it extends, if any.
+    pub extends: Option<String>,
+    /// A base for others, not launchable.
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+    /// AMI id per region.
+    pub ami: BTreeMap<Region, String>,
+    /// EC2 instance type.
+    pub instance_type: String,
+    /// SSH key pair name.
+    pub key_pair: Option<String>,
+    /// Security group names (EC2's default group when empty).
+    pub security_groups: Vec<String>,
+    /// User-data files, resolved against the profile file's directory, in order.
+    pub user_data: Vec<PathBuf>,
+    /// Volume profile names.
+    pub volume_profiles: Vec<String>,
+    /// Extra tags for the instance and its volumes.
+    pub tags: BTreeMap<String, String>,
+    /// Where it is defined.
+    pub source: Location,
+    /// Where its `ami:` map is (for errors about missing regions).
+    #[serde(skip)]
+    pub ami_location: Location,
+}
+
+impl InstanceProfile {
+    /// The AMI for `region`, or an error that names the file and the regions it has.
+    pub fn ami_for(&self, region: &Region) -> Result<&str, ProfileError> {
+        if self.is_abstract {
+            return Err(ProfileError::Abstract {
+                location: self.source.clone(),
+                profile: self.name.clone(),
+            });
+        }
+        self.ami
+            .get(region)
+            .map(String::as_str)
+            .ok_or_else(|| ProfileError::NoAmi {
+                location: self.ami_location.clone(),
+                profile: self.name.clone(),
+                region: region.clone(),
+                available: self
+                    .ami
+                    .keys()
+                    .map(Region::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawVolumeProfile {
+    name: String,
+    desc: Option<String>,
+    volumes: VolumeSpec,
+    devices: Option<Vec<String>>,
+    raid: Option<RaidRaw>,
+    filesystem: Option<String>,
+    mount_point: String,
+    mount_options: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RaidRaw {
+    Level(u32),
+    Name(String),
+}
+
+/// The EBS volumes of a volume profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VolumeSpec {
+    /// How many volumes.
+    pub count: u32,
+    /// Size of each, GiB.
+    pub size_gb: u32,
+    /// EBS type (`gp3`, `io2`, …).
+    #[serde(rename = "type", default = "default_volume_type")]
+    pub volume_type: String,
+    /// Provisioned IOPS.
+    pub iops: Option<u32>,
+    /// Provisioned throughput, MiB/s.
+    pub throughput: Option<u32>,
+    /// Encrypt at rest.
+    #[serde(default)]
+    pub encrypted: bool,
+}
+
+fn default_volume_type() -> String {
+    "gp3".into()
+}
+
+/// How a volume profile's volumes are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Raid {
+    /// Volumes are used one by one (count must be 1).
+    None,
+    /// mdadm RAID 0.
+    Raid0,
+    /// mdadm RAID 1.
+    Raid1,
+    /// mdadm RAID 10.
+    Raid10,
+    /// One LVM volume group striped over the volumes.
+    Lvm,
+}
+
+/// A volume profile: EBS volumes, how they are assembled, where they are mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VolumeProfile {
+    /// Its name.
+    pub name: String,
+    /// One line of description.
+    pub desc: String,
+    /// The volumes.
+    pub volumes: VolumeSpec,
+    /// Device names, one per volume.
+    pub devices: Vec<String>,
+    /// How they are combined.
+    pub raid: Raid,
+    /// Filesystem made on first boot.
+    pub filesystem: String,
+    /// Mount point.
+    pub mount_point: String,
+    /// Mount options (`nofail` is always added).
+    pub mount_options: Vec<String>,
+    /// Where it is defined.
+    pub source: Location,
+}
+
+/// Every profile of a profiles directory, validated.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileSet {
+    instances: BTreeMap<String, InstanceProfile>,
+    volumes: BTreeMap<String, VolumeProfile>,
+}
+
+/// A parsed document with where it came from.
+struct Parsed<T> {
+    raw: T,
+    file: PathBuf,
+    text_lines: Vec<String>,
+    first_line: usize,
+    last_line: usize,
+}
+
+impl<T> Parsed<T> {
+    /// The location of `key:` in this document, and of `value` after it when given.
+    fn locate(&self, key: &str, value: Option<&str>) -> Location {
+        let mut at = (self.first_line, 1);
+        let pat = format!("{key}:");
+        let lines = &self.text_lines[self.first_line - 1..self.last_line];
+        if let Some((i, col)) = lines
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| find_key(l, &pat).map(|c| (i, c)))
+        {
+            at = (self.first_line + i, col + 1);
+            if let Some(v) = value {
+                if let Some((j, c)) = lines[i..]
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, l)| l.find(v).map(|c| (j, c)))
+                {
+                    at = (self.first_line + i + j, c + 1);
+                }
+            }
+        }
+        Location {
+            file: self.file.clone(),
+            line: at.0,
+            column: at.1,
+        }
+    }
+}
+
+/// The column of `key:` in a line when it starts a mapping key (after indentation,
+/// `- ` or `{`/`,` in flow style).
+fn find_key(line: &str, pat: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = line[from..].find(pat) {
+        let at = from + i;
+        let before = line[..at].trim_end();
+        if before.is_empty() || before.ends_with(['-', '{', ',']) {
+            return Some(at);
+        }
+        from = at + pat.len();
+    }
+    None
+}
+
+/// The first line of each document of a YAML stream.
+fn document_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut seen_content = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("---") {
+            starts.push(i + 1);
+            seen_content = true;
+        } else if !seen_content {
+            let t = line.trim();
+            if !t.is_empty() && !t.starts_with('#') && !t.starts_with('%') {
+                starts.push(1);
+                seen_content = true;
+            }
+        }
+    }
+    starts
+}
+
+/// Turns a serde_yaml error into a located message (its text without "at line …").
+fn yaml_error(file: &Path, e: &serde_yaml::Error, fallback_line: usize) -> ProfileError {
+    let mut message = e.to_string();
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    if message.contains("unknown variant") && message.contains("InstanceAws") {
+        // serde's "unknown variant" for `aws: !Other` reads poorly.
+        message = format!("{message}; write `aws: !InstanceAws` followed by the map");
+    } else if message.contains("expected a YAML tag starting with '!'")
+        || message.contains("invalid type: map, expected enum")
+    {
+        message = format!(
+            "{message}; a document starts with `--- !InstanceProfile` or `--- !VolumeProfile`, and `aws:` is written `aws: !InstanceAws`"
+        );
+    }
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((fallback_line, 1));
+    ProfileError::At {
+        location: Location {
+            file: file.to_owned(),
+            line,
+            column,
+        },
+        message,
+    }
+}
+
+impl ProfileSet {
+    /// Loads and validates every `*.yaml`/`*.yml` file of `dir` (not recursive).
+    pub fn load_dir(dir: &Path) -> Result<Self, Vec<ProfileError>> {
+        let io = |e: std::io::Error| {
+            vec![ProfileError::Io {
+                path: dir.to_owned(),
+                message: e.to_string(),
+            }]
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        paths.sort();
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for path in paths {
+            match read_limited(&path) {
+                Ok(text) => sources.push((path, text)),
+                Err(e) => errors.push(e),
+            }
+        }
+        match Self::from_sources(&sources) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors.extend(more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Parses and validates profile files given as `(path, text)`. Paths of user-data
+    /// files are resolved against each file's directory and must exist.
+    pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Self, Vec<ProfileError>> {
+        let mut errors = Vec::new();
+        let mut instances: Vec<Parsed<RawInstanceProfile>> = Vec::new();
+        let mut volumes: Vec<Parsed<RawVolumeProfile>> = Vec::new();
+        for (file, text) in sources {
+            let starts = document_starts(text);
+            let text_lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let total = text_lines.len().max(1);
+            for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+                let first_line = starts.get(i).copied().unwrap_or(1);
+                let last_line = starts.get(i + 1).map(|n| n - 1).unwrap_or(total);
+                match Option::<Document>::deserialize(de) {
+                    Ok(None) => {}
+                    Ok(Some(Document::InstanceProfile(raw))) => instances.push(Parsed {
+                        raw,
+                        file: file.clone(),
+                        text_lines: text_lines.clone(),
+                        first_line,
+                        last_line,
+                    }),
+                    Ok(Some(Document::VolumeProfile(raw))) => volumes.push(Parsed {
+                        raw,
+                        file: file.clone(),
+                        text_lines: text_lines.clone(),
+                        first_line,
+                        last_line,
+                    }),
+                    Err(e) => {
+                        errors.push(yaml_error(file, &e, first_line));
+                        // A syntax error ends the stream; keep what was read before it.
+                        break;
+                    }
+                }
+            }
+        }
+
+        let mut set = ProfileSet::default();
+        let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+        for p in &volumes {
+            let loc = p.locate("name", Some(&p.raw.name));
+            if let Some(first) = seen.insert(p.raw.name.clone(), loc.clone()) {
+                errors.push(at(
+                    &loc,
+                    format!(
+                        "profile {:?} is defined twice (first at {first})",
+                        p.raw.name
+                    ),
+                ));
+                continue;
+            }
+            match validate_volume(p) {
+                Ok(v) => {
+                    set.volumes.insert(v.name.clone(), v);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        let by_name: BTreeMap<&str, &Parsed<RawInstanceProfile>> =
+            instances.iter().map(|p| (p.raw.name.as_str(), p)).collect();
+        for p in &instances {
+            let loc = p.locate("name", Some(&p.raw.name));
+            if let Some(first) = seen.insert(p.raw.name.clone(), loc.clone()) {
+                errors.push(at(
+                    &loc,
+                    format!(
+                        "profile {:?} is defined twice (first at {first})",
+                        p.raw.name
+                    ),
+                ));
+                continue;
+            }
+            match resolve_instance(p, &by_name, &set.volumes) {
+                Ok(ip) => {
+                    set.instances.insert(ip.name.clone(), ip);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The instance profile called `name`, or an error suggesting close names.
+    pub fn instance(&self, name: &str) -> Result<&InstanceProfile, ProfileError> {
+        self.instances
+            .get(name)
+            .ok_or_else(|| ProfileError::Unknown {
+                name: name.to_owned(),
+                suggestions: close_names(name, self.instances.keys().map(String::as_str))
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                known: self.instances.len(),
+            })
+    }
+
+    /// Every instance profile, by name.
+    pub fn instances(&self) -> impl Iterator<Item = &InstanceProfile> {
+        self.instances.values()
+    }
+
+    /// Every volume profile, by name.
+    pub fn volumes(&self) -> impl Iterator<Item = &VolumeProfile> {
+        self.volumes.values()
+    }
+
+    /// The volume profile called `name`.
+    pub fn volume(&self, name: &str) -> Option<&VolumeProfile> {
+        self.volumes.get(name)
+    }
+}
+
+/// Up to three known names close to `name` (typos, case), best first.
+fn close_names<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Vec<&'k str> {
+    let lower = name.to_lowercase();
+    let mut scored: Vec<(usize, &str)> = known
+        .map(|k| (strsim::damerau_levenshtein(&k.to_lowercase(), &lower), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, k)| k).collect()
+}
+
+fn read_limited(path: &Path) -> Result<String, ProfileError> {
+    let io = |message: String| ProfileError::Io {
+        path: path.to_owned(),
+        message,
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| io(e.to_string()))?
+        .len();
+    if len > MAX_FILE_BYTES {
+        return Err(io(format!(
+            "{len} bytes is larger than the {MAX_FILE_BYTES} bytes a profile file may have"
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| io(e.to_string()))
+}
+
+fn at(location: &Location, message: String) -> ProfileError {
+    ProfileError::At {
+        location: location.clone(),
+        message,
+    }
+}
+
+fn valid_profile_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.len() <= 64
+}
+
+/// The chain `p, parent, grandparent, …`, or errors for unknown parents and cycles.
+fn ancestry<'a>(
+    p: &'a Parsed<RawInstanceProfile>,
+    by_name: &BTreeMap<&str, &'a Parsed<RawInstanceProfile>>,
+) -> Result<Vec<&'a Parsed<RawInstanceProfile>>, ProfileError> {
+    let mut chain = vec![p];
+    let mut names = BTreeSet::from([p.raw.name.as_str()]);
+    let mut cur = p;
+    while let Some(parent) = &cur.raw.extends {
+        let loc = cur.locate("extends", Some(parent));
+        let Some(next) = by_name.get(parent.as_str()) else {
+            let close = close_names(parent, by_name.keys().copied());
+            let hint = if close.is_empty() {
+                String::new()
+            } else {
+                format!("; did you mean {}?", close.join(" or "))
+            };
+            return Err(at(
+                &loc,
+                format!("`extends: {parent}` names no instance profile{hint}"),
+            ));
+        };
+        if !names.insert(next.raw.name.as_str()) {
+            let cycle: Vec<&str> = chain.iter().map(|c| c.raw.name.as_str()).collect();
+            return Err(at(
+                &loc,
+                format!(
+                    "`extends:` forms a cycle: {} -> {parent}",
+                    cycle.join(" -> ")
+                ),
+            ));
+        }
+        chain.push(next);
+        cur = next;
+    }
+    Ok(chain)
+}
+
+fn resolve_instance(
+    p: &Parsed<RawInstanceProfile>,
+    by_name: &BTreeMap<&str, &Parsed<RawInstanceProfile>>,
+    volumes: &BTreeMap<String, VolumeProfile>,
+) -> Result<InstanceProfile, Vec<ProfileError>> {
+    let chain = ancestry(p, by_name).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let name_loc = p.locate("name", Some(&p.raw.name));
+    if !valid_profile_name(&p.raw.name) {
+        errors.push(at(
+            &name_loc,
+            format!(
+                "profile name {:?} must start with a letter and use letters, digits, '-', '_' or '.' (at most 64)",
+                p.raw.name
+            ),
+        ));
+    }
+
+    // Merge from the root ancestor down to the profile itself: later wins.
+    let mut aws = RawInstanceAws::default();
+    let mut ami: BTreeMap<String, (String, Location)> = BTreeMap::new();
+    let mut ami_location = name_loc.clone();
+    let mut user_data: Option<(Vec<String>, &Parsed<RawInstanceProfile>)> = None;
+    let mut volume_profiles: Option<(Vec<String>, &Parsed<RawInstanceProfile>)> = None;
+    let mut tags_map: BTreeMap<String, (String, Location)> = BTreeMap::new();
+    let mut desc = None;
+    for layer in chain.iter().rev() {
+        let raw = &layer.raw;
+        if let Some(AwsSection::InstanceAws(a)) = &raw.aws {
+            if let Some(m) = &a.ami {
+                ami_location = layer.locate("ami", None);
+                for (r, id) in m {
+                    ami.insert(r.clone(), (id.clone(), layer.locate(r, Some(id))));
+                }
+            }
+            if a.instance_type.is_some() {
+                aws.instance_type.clone_from(&a.instance_type);
+            }
+            if a.key_pair.is_some() {
+                aws.key_pair.clone_from(&a.key_pair);
+            }
+            if a.security_groups.is_some() {
+                aws.security_groups.clone_from(&a.security_groups);
+            }
+        }
+        if let Some(u) = &raw.user_data {
+            user_data = Some((u.clone(), layer));
+        }
+        if let Some(v) = &raw.volume_profiles {
+            volume_profiles = Some((v.clone(), layer));
+        }
+        for (k, v) in raw.tags.iter().flatten() {
+            tags_map.insert(k.clone(), (v.clone(), layer.locate(k, None)));
+        }
+        if raw.desc.is_some() {
+            desc.clone_from(&raw.desc);
+        }
+    }
+    let is_abstract = p.raw.is_abstract.unwrap_or(false);
+
+    let mut amis = BTreeMap::new();
+    let had_ami = !ami.is_empty();
+    for (r, (id, loc)) in ami {
+        match Region::parse(&r) {
+            Ok(region) => {
+                let hex = id.strip_prefix("ami-").unwrap_or("");
+                if hex.len() < 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    errors.push(at(
+                        &loc,
+                        format!("{id:?} is not an AMI id (ami- and 8 or 17 hex digits)"),
+                    ));
+                }
+                amis.insert(region, id);
+            }
+            Err(e) => errors.push(at(
+                &loc,
+                format!("`{r}` under `ami:` is not a region: {}", e.reason),
+            )),
+        }
+    }
+    if !is_abstract {
+        if p.raw.aws.is_none() && chain.len() == 1 {
+            errors.push(at(
+                &name_loc,
+                format!(
+                    "profile {:?} has no `aws: !InstanceAws` section",
+                    p.raw.name
+                ),
+            ));
+        } else {
+            if !had_ami {
+                errors.push(at(
+                    &name_loc,
+                    format!(
+                        "profile {:?} has no `ami:` map (region: ami-id)",
+                        p.raw.name
+                    ),
+                ));
+            }
+            if aws.instance_type.is_none() {
+                errors.push(at(
+                    &name_loc,
+                    format!(
+                        "profile {:?} has no `instance-type:` under `aws:`",
+                        p.raw.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut files = Vec::new();
+    if let Some((list, layer)) = &user_data {
+        let base = layer.file.parent().unwrap_or(Path::new("."));
+        for f in list {
+            let path = base.join(f);
+            if !is_abstract && !path.is_file() {
+                errors.push(at(
+                    &layer.locate("user-data", Some(f)),
+                    format!(
+                        "user-data file {f:?} not found (looked for {})",
+                        path.display()
+                    ),
+                ));
+            }
+            files.push(path);
+        }
+    }
+    if let Some((list, layer)) = &volume_profiles {
+        for v in list {
+            if !volumes.contains_key(v) {
+                errors.push(at(
+                    &layer.locate("volume-profiles", Some(v)),
+                    format!("volume profile {v:?} is not defined (a `--- !VolumeProfile` document with `name: {v}`)"),
+                ));
+            }
+        }
+    }
+    let mut tag_values = BTreeMap::new();
+    for (k, (v, loc)) in tags_map {
+        if tags::is_reserved(&k) {
+            errors.push(at(
+                &loc,
+                format!("tag key {k:?} is reserved for cerveza (Name, cerveza:*, aws:*)"),
+            ));
+        } else if k.is_empty() || k.len() > 128 || v.len() > 256 {
+            errors.push(at(
+                &loc,
+                format!("tag {k:?}: keys have 1 to 128 characters, values at most 256"),
+            ));
+        }
+        tag_values.insert(k, v);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(InstanceProfile {
+        name: p.raw.name.clone(),
+        desc: desc.unwrap_or_default(),
+        extends: p.raw.extends.clone(),
+        is_abstract,
+        ami: amis,
+        instance_type: aws.instance_type.unwrap_or_default(),
+        key_pair: aws.key_pair,
+        security_groups: aws.security_groups.unwrap_or_default(),
+        user_data: files,
+        volume_profiles: volume_profiles.map(|(v, _)| v).unwrap_or_default(),
+        tags: tag_values,
+        source: name_loc,
+        ami_location,
+    })
+}
+
+fn validate_volume(p: &Parsed<RawVolumeProfile>) -> Result<VolumeProfile, Vec<ProfileError>> {
+    let raw = &p.raw;
+    let mut errors = Vec::new();
+    let name_loc = p.locate("name", Some(&raw.name));
+    if !valid_profile_name(&raw.name) {
+        errors.push(at(&name_loc, format!("profile name {:?} must start with a letter and use letters, digits, '-', '_' or '.'", raw.name)));
+    }
+    let count = raw.volumes.count;
+    let vol_loc = p.locate("volumes", None);
+    if !(1..=16).contains(&count) {
+        errors.push(at(
+            &vol_loc,
+            format!("`count: {count}`: a volume profile has 1 to 16 volumes"),
+        ));
+    }
+    if !(1..=16384).contains(&raw.volumes.size_gb) {
+        errors.push(at(
+            &vol_loc,
+            format!(
+                "`size-gb: {}`: EBS volumes have 1 to 16384 GiB",
+                raw.volumes.size_gb
+            ),
+        ));
+    }
+    const TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
+    if !TYPES.contains(&raw.volumes.volume_type.as_str()) {
+        errors.push(at(
+            &p.locate("type", None),
+            format!(
+                "volume type {:?} is not one of {}",
+                raw.volumes.volume_type,
+                TYPES.join(", ")
+            ),
+        ));
+    }
+    let raid = match &raw.raid {
+        None => Raid::None,
+        Some(RaidRaw::Level(0)) => Raid::Raid0,
+        Some(RaidRaw::Level(1)) => Raid::Raid1,
+        Some(RaidRaw::Level(10)) => Raid::Raid10,
+        Some(RaidRaw::Name(n)) if n == "none" => Raid::None,
+        Some(RaidRaw::Name(n)) if n == "lvm" => Raid::Lvm,
+        Some(other) => {
+            let shown = match other {
+                RaidRaw::Level(n) => n.to_string(),
+                RaidRaw::Name(s) => s.clone(),
+            };
+            errors.push(at(
+                &p.locate("raid", None),
+                format!("`raid: {shown}` is not one of none, 0, 1, 10, lvm"),
+            ));
+            Raid::None
+        }
+    };
+    let min = match raid {
+        Raid::Raid1 | Raid::Raid0 => 2,
+        Raid::Raid10 => 4,
+        Raid::None | Raid::Lvm => 1,
+    };
+    if count < min || (raid == Raid::Raid10 && count % 2 != 0) || (raid == Raid::None && count != 1)
+    {
+        errors.push(at(&vol_loc, format!("{count} volume(s) do not fit raid {raid:?} (none: 1, 0/1: 2 or more, 10: an even number of 4 or more)")));
+    }
+    let devices = match &raw.devices {
+        Some(d) => {
+            if d.len() != count as usize {
+                errors.push(at(
+                    &p.locate("devices", None),
+                    format!("{} device names for {count} volumes", d.len()),
+                ));
+            }
+            for dev in d {
+                let ok = dev
+                    .strip_prefix("/dev/sd")
+                    .or_else(|| dev.strip_prefix("/dev/xvd"));
+                if !ok.is_some_and(|s| {
+                    (1..=2).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase())
+                }) {
+                    errors.push(at(
+                        &p.locate("devices", Some(dev)),
+                        format!("{dev:?} is not an EBS device name like /dev/sdf"),
+                    ));
+                }
+            }
+            d.clone()
+        }
+        None => (0..count.min(16))
+            .map(|i| format!("/dev/sd{}", (b'f' + i as u8) as char))
+            .collect(),
+    };
+    if !raw.mount_point.starts_with('/') {
+        errors.push(at(
+            &p.locate("mount-point", None),
+            format!("mount point {:?} must be an absolute path", raw.mount_point),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(VolumeProfile {
+        name: raw.name.clone(),
+        desc: raw.desc.clone().unwrap_or_default(),
+        volumes: raw.volumes.clone(),
+        devices,
+        raid,
+        filesystem: raw.filesystem.clone().unwrap_or_else(|| "ext4".into()),
+        mount_point: raw.mount_point.clone(),
+        mount_options: raw.mount_options.clone().unwrap_or_default(),
+        source: name_loc,
+    })
+}

@@ -1,0 +1,28 @@
+//! The tag vocabulary: what cerveza writes on every instance and volume it creates.
+//!
+//! Tags are the source of truth for what exists (the paper: "for the rest we leverage
+//! the Tagging feature"); the registry only remembers profile and zone of each host.
+//! A resource is cerveza's only when it carries both [`PRODUCT`] and [`HOST`].
+
+/// The console name: the hostname, so the AWS console shows `demo01`, not `i-0abc…`.
+pub const NAME: &str = "Name";
+/// The product (fleet namespace) the resource belongs to.
+pub const PRODUCT: &str = "cerveza:product";
+/// The hostname the resource belongs to.
+pub const HOST: &str = "cerveza:host";
+/// The instance profile the host was launched with.
+pub const PROFILE: &str = "cerveza:profile";
+/// The availability zone the host lives in.
+pub const ZONE: &str = "cerveza:zone";
+/// The idempotency token of the launch that created the instance (see [`crate::token`]).
+pub const TOKEN: &str = "cerveza:token";
+/// The device name an EBS volume is attached at (`/dev/sdf`).
+pub const DEVICE: &str = "cerveza:device";
+
+/// Every key cerveza owns; profiles may not set these themselves.
+pub const RESERVED: &[&str] = &[NAME, PRODUCT, HOST, PROFILE, ZONE, TOKEN, DEVICE];
+
+/// Whether `key` is cerveza's own (reserved keys and the whole `cerveza:` prefix).
+pub fn is_reserved(key: &str) -> bool {
+    RESERVED.contains(&key) || key.starts_with("cerveza:") || key.starts_with("aws:")
+}

@@ -1,0 +1,216 @@
+//! Profile parsing: the shipped examples, the paper's form, and every error with its place.
+
+use std::path::{Path, PathBuf};
+
+use cerveza_core::profile::{ProfileError, ProfileSet};
+use cerveza_core::Region;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/profiles")
+}
+
+/// Loads `files` written into a temp dir (plus an empty user-data file `ud.txt`).
+fn load(files: &[(&str, &str)]) -> Result<ProfileSet, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ud.txt"), "#cloud-config\n").unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    ProfileSet::load_dir(dir.path()).map_err(|errs| {
+        errs.iter()
+            .map(|e| {
+                e.to_string()
+                    .replace(&format!("{}/", dir.path().display()), "")
+            })
+            .collect()
+    })
+}
+
+fn one_error(files: &[(&str, &str)]) -> String {
+    let errs = load(files).expect_err("should fail");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    errs[0].clone()
+}
+
+#[test]
+fn every_example_profile_parses() {
+    let set = ProfileSet::load_dir(&examples()).unwrap_or_else(|e| panic!("{e:#?}"));
+    let names: Vec<&str> = set.instances().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Mysql", "UbuntuBase", "UbuntuGeneric32Bit", "Web"]);
+    let paper = set.instance("UbuntuGeneric32Bit").unwrap();
+    assert_eq!(paper.instance_type, "m1.small");
+    assert_eq!(
+        paper
+            .ami_for(&Region::parse("ap-southeast-1").unwrap())
+            .unwrap(),
+        "ami-7c423c2e"
+    );
+    assert!(paper.user_data[0].ends_with("userdata/cloud-config-puppet.txt"));
+    let web = set.instance("Web").unwrap();
+    assert_eq!(web.instance_type, "c5.large", "child overrides the parent");
+    assert_eq!(web.security_groups, ["default"], "inherited");
+    assert_eq!(web.tags["team"], "web");
+    assert_eq!(web.user_data.len(), 2);
+    let mysql = set.instance("Mysql").unwrap();
+    assert_eq!(mysql.volume_profiles, ["MysqlRaid10"]);
+    let raid = set.volume("MysqlRaid10").unwrap();
+    assert_eq!(
+        raid.devices,
+        ["/dev/sdf", "/dev/sdg", "/dev/sdh", "/dev/sdi"]
+    );
+    let base = set.instance("UbuntuBase").unwrap();
+    assert!(matches!(
+        base.ami_for(&Region::parse("us-east-1").unwrap()),
+        Err(ProfileError::Abstract { .. })
+    ));
+}
+
+const GOOD: &str = "--- !InstanceProfile
+name: Dev
+desc: dev box
+aws: !InstanceAws
+  ami: { us-east-1: ami-a6f504cf }
+  instance-type: t3.micro
+user-data: [ud.txt]
+";
+
+#[test]
+fn missing_ami_names_the_file_and_what_exists() {
+    let set = load(&[("a.yaml", GOOD)]).unwrap();
+    let e = set
+        .instance("Dev")
+        .unwrap()
+        .ami_for(&Region::parse("eu-west-1").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("a.yaml:5:3: profile \"Dev\" has no AMI for region eu-west-1 (it has: us-east-1); add `eu-west-1: ami-…` under `ami:`"), "{e}");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_line_and_column() {
+    let text = GOOD.replace(
+        "  instance-type: t3.micro",
+        "  instance-type: t3.micro\n  instnce-typo: x",
+    );
+    let e = one_error(&[("a.yaml", &text)]);
+    assert!(
+        e.starts_with("a.yaml:7:3: aws: unknown field `instnce-typo`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_aws_tag_is_required() {
+    let e = one_error(&[("a.yaml", &GOOD.replace("aws: !InstanceAws", "aws:"))]);
+    assert!(
+        e.contains("a.yaml:") && e.contains("aws: !InstanceAws"),
+        "{e}"
+    );
+}
+
+#[test]
+fn broken_yaml_is_located() {
+    let e = one_error(&[("a.yaml", "--- !InstanceProfile\nname: [unclosed\n")]);
+    assert!(e.starts_with("a.yaml:"), "{e}");
+}
+
+#[test]
+fn dangling_references_are_located() {
+    let text = format!(
+        "{GOOD}volume-profiles: [Nope]\n\n--- !InstanceProfile\nname: Child\nextends: Dve\n"
+    );
+    let errs = load(&[("a.yaml", &text)]).unwrap_err();
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("a.yaml:8:19: volume profile \"Nope\" is not defined")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "a.yaml:12:10: `extends: Dve` names no instance profile; did you mean Dev?"
+        )),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn missing_user_data_file_is_located() {
+    let e = one_error(&[("a.yaml", &GOOD.replace("[ud.txt]", "[ud.txt, nothere.sh]"))]);
+    assert!(
+        e.starts_with("a.yaml:7:21: user-data file \"nothere.sh\" not found"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cycles_duplicates_and_reserved_tags_are_refused() {
+    let cyc =
+        "--- !InstanceProfile\nname: A\nextends: B\n--- !InstanceProfile\nname: B\nextends: A\n";
+    let errs = load(&[("c.yaml", cyc)]).unwrap_err();
+    assert!(errs.iter().all(|e| e.contains("cycle")), "{errs:#?}");
+    let dup = load(&[("a.yaml", GOOD), ("b.yaml", GOOD)]).unwrap_err();
+    assert!(
+        dup[0].starts_with("b.yaml:2:7: profile \"Dev\" is defined twice (first at"),
+        "{dup:#?}"
+    );
+    let e = one_error(&[(
+        "a.yaml",
+        &format!("{GOOD}tags: {{ \"cerveza:host\": x }}\n"),
+    )]);
+    assert!(e.contains("reserved"), "{e}");
+}
+
+#[test]
+fn bad_values_are_refused() {
+    let e = one_error(&[("a.yaml", &GOOD.replace("ami-a6f504cf", "ubuntu"))]);
+    assert!(e.contains("\"ubuntu\" is not an AMI id"), "{e}");
+    let e = one_error(&[("a.yaml", &GOOD.replace("us-east-1:", "useast:"))]);
+    assert!(e.contains("`useast` under `ami:` is not a region"), "{e}");
+    let e = one_error(&[("a.yaml", &GOOD.replace("  instance-type: t3.micro\n", ""))]);
+    assert!(e.contains("no `instance-type:`"), "{e}");
+}
+
+#[test]
+fn unknown_profile_suggests_close_names() {
+    let set = load(&[("a.yaml", GOOD)]).unwrap();
+    let e = set.instance("dev").unwrap_err().to_string();
+    assert_eq!(e, "unknown instance profile \"dev\"; did you mean \"Dev\"?");
+    let e = set.instance("Zzzzzz").unwrap_err().to_string();
+    assert!(e.contains("cerveza profiles list"), "{e}");
+}
+
+#[test]
+fn volume_profiles_are_checked() {
+    let vp = "--- !VolumeProfile\nname: V\nvolumes: { count: 3, size-gb: 10 }\nraid: 10\nmount-point: data\n";
+    let errs = load(&[("v.yaml", vp)]).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.contains("do not fit raid")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("absolute path")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn anchor_bombs_and_huge_files_are_refused() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..9 {
+        let prev = if i == 0 {
+            "a".to_string()
+        } else {
+            format!("a{}", i - 1)
+        };
+        bomb.push_str(&format!("a{i}: &a{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+    }
+    let text = format!(
+        "--- !InstanceProfile\nname: Bomb\ntags:\n  {}",
+        bomb.replace('\n', "\n  ")
+    );
+    assert!(load(&[("bomb.yaml", &text)]).is_err());
+    let huge = "#".repeat(2 * 1024 * 1024);
+    let e = one_error(&[("huge.yaml", &huge)]);
+    assert!(e.contains("larger than"), "{e}");
+}

@@ -1,0 +1,5 @@
+#!/bin/sh
+# First-boot setup of a web host.
+set -eu
+apt-get update -q
+apt-get install -y -q nginx
