@@ -266,12 +266,16 @@ impl FakeRegistry {
 #[async_trait]
 impl RegistryRead for FakeRegistry {
     async fn get(&self, product: &Product, host: &Hostname) -> ProviderResult<Option<HostRecord>> {
+        // Like a network call, let other tasks run (races become possible).
+        tokio::task::yield_now().await;
         Ok(lock(&self.records)
             .get(&(product.clone(), host.clone()))
             .cloned())
     }
 
     async fn list(&self, product: &Product) -> ProviderResult<Vec<HostRecord>> {
+        // Like a network call, let other tasks run (races become possible).
+        tokio::task::yield_now().await;
         Ok(lock(&self.records)
             .values()
             .filter(|r| &r.product == product)
@@ -290,6 +294,8 @@ fn conflict() -> ProviderError {
 #[async_trait]
 impl Registry for FakeRegistry {
     async fn create(&self, rec: &HostRecord) -> ProviderResult<()> {
+        // Like a network call, let other tasks run (races become possible).
+        tokio::task::yield_now().await;
         let mut m = lock(&self.records);
         let key = (rec.product.clone(), rec.hostname.clone());
         if m.contains_key(&key) {
@@ -300,6 +306,8 @@ impl Registry for FakeRegistry {
     }
 
     async fn update(&self, rec: &HostRecord, expected_generation: u64) -> ProviderResult<()> {
+        // Like a network call, let other tasks run (races become possible).
+        tokio::task::yield_now().await;
         let mut m = lock(&self.records);
         let key = (rec.product.clone(), rec.hostname.clone());
         match m.get(&key) {
@@ -317,6 +325,8 @@ impl Registry for FakeRegistry {
         host: &Hostname,
         expected_generation: u64,
     ) -> ProviderResult<()> {
+        // Like a network call, let other tasks run (races become possible).
+        tokio::task::yield_now().await;
         let mut m = lock(&self.records);
         let key = (product.clone(), host.clone());
         match m.get(&key) {

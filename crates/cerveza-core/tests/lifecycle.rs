@@ -1,0 +1,505 @@
+//! The host lifecycle against in-memory fakes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cerveza_core::fake::{FakeCloud, FakeRegistry, Fault};
+use cerveza_core::lifecycle::{self, Action, Lifecycle, Settings};
+use cerveza_core::model::{HostRecord, Instance, InstanceState};
+use cerveza_core::ports::{ProviderErrorKind, Registry, RegistryRead};
+use cerveza_core::profile::ProfileSet;
+use cerveza_core::selection::Selection;
+use cerveza_core::{tags, token, ErrorKind, Hostname, Product, Region, Zone};
+
+const PROFILES: &str = "--- !InstanceProfile
+name: Dev
+desc: dev box
+aws: !InstanceAws
+  ami: { us-east-1: ami-a6f504cf, ap-southeast-1: ami-7c423c2e }
+  instance-type: t3.micro
+";
+
+fn profiles() -> ProfileSet {
+    ProfileSet::from_sources(&[(PathBuf::from("p.yaml"), PROFILES.to_owned())]).unwrap()
+}
+
+fn settings() -> Settings {
+    let mut s = Settings::new(Product::parse("noc").unwrap());
+    s.poll_initial = Duration::from_millis(1);
+    s.poll_max = Duration::from_millis(2);
+    s.wait_timeout = Duration::from_secs(5);
+    s
+}
+
+fn h(s: &str) -> Hostname {
+    Hostname::parse(s).unwrap()
+}
+
+fn zone() -> Zone {
+    Zone::parse("ap-southeast-1a").unwrap()
+}
+
+struct World {
+    cloud: FakeCloud,
+    registry: FakeRegistry,
+    profiles: ProfileSet,
+    settings: Settings,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            cloud: FakeCloud::default(),
+            registry: FakeRegistry::default(),
+            profiles: profiles(),
+            settings: settings(),
+        }
+    }
+
+    fn lc(&self) -> Lifecycle<'_> {
+        Lifecycle::new(
+            &self.cloud,
+            &self.registry,
+            &self.profiles,
+            &self.settings,
+            &lifecycle::Quiet,
+        )
+    }
+
+    async fn start_new(&self, names: &[&str]) -> Vec<Action> {
+        let hosts = names.iter().map(|n| h(n)).collect();
+        let results = self
+            .lc()
+            .start(hosts, Some(&zone()), Some("Dev"))
+            .await
+            .unwrap();
+        results
+            .into_iter()
+            .map(|(_, r)| r.unwrap().action)
+            .collect()
+    }
+
+    async fn record(&self, name: &str) -> HostRecord {
+        self.registry
+            .get(&self.settings.product, &h(name))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn live(&self) -> Vec<Instance> {
+        self.cloud
+            .all()
+            .into_iter()
+            .filter(|i| !i.state.is_gone())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn first_start_launches_tags_and_records() {
+    let w = World::new();
+    assert_eq!(w.start_new(&["demo01"]).await, [Action::Launched]);
+    let all = w.cloud.all();
+    assert_eq!(all.len(), 1);
+    let i = &all[0];
+    assert_eq!(i.tags[tags::NAME], "demo01");
+    assert_eq!(i.tags[tags::PRODUCT], "noc");
+    assert_eq!(i.tags[tags::HOST], "demo01");
+    assert_eq!(i.tags[tags::PROFILE], "Dev");
+    assert_eq!(i.tags[tags::ZONE], "ap-southeast-1a");
+    assert_eq!(
+        i.tags[tags::TOKEN],
+        token::client_token(&w.settings.product, &h("demo01"), 1)
+    );
+    assert_eq!(i.image_id.as_deref(), Some("ami-7c423c2e"));
+    let rec = w.record("demo01").await;
+    assert_eq!(
+        (rec.profile.as_str(), rec.state.as_str(), rec.generation),
+        ("Dev", "running", 1)
+    );
+    assert_eq!(rec.instance_id.as_deref(), Some(i.id.as_str()));
+}
+
+#[tokio::test]
+async fn restart_without_profile_uses_the_registry() {
+    let w = World::new();
+    w.start_new(&["demo01"]).await;
+    let stop = w.lc().stop(vec![h("demo01")]).await;
+    assert_eq!(stop[0].1.as_ref().unwrap().action, Action::Stopped);
+    assert_eq!(w.record("demo01").await.state, "stopped");
+    let again = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
+    assert_eq!(again[0].1.as_ref().unwrap().action, Action::Started);
+    let again = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
+    assert_eq!(again[0].1.as_ref().unwrap().action, Action::AlreadyRunning);
+    assert_eq!(w.cloud.all().len(), 1, "never a second instance");
+    assert_eq!(w.cloud.calls("launch"), 1);
+}
+
+#[tokio::test]
+async fn terminated_host_is_relaunched_with_a_new_generation() {
+    let w = World::new();
+    w.start_new(&["demo01"]).await;
+    let t = w.lc().terminate(vec![h("demo01")], false).await;
+    assert_eq!(t[0].1.as_ref().unwrap().action, Action::Terminated);
+    assert_eq!(w.record("demo01").await.state, "terminated");
+    let r = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
+    let rec = w.record("demo01").await;
+    assert_eq!(rec.generation, 2);
+    assert_eq!(w.live().len(), 1);
+    assert_eq!(
+        w.live()[0].tags[tags::TOKEN],
+        token::client_token(&w.settings.product, &h("demo01"), 2)
+    );
+}
+
+#[tokio::test]
+async fn a_crash_after_launch_is_adopted_not_duplicated() {
+    let w = World::new();
+    // What a start that died right after RunInstances leaves: a claimed record
+    // without instance id, and an instance carrying the generation-1 token.
+    w.start_new(&["demo01"]).await;
+    let mut rec = w.record("demo01").await;
+    let id = rec.instance_id.take().unwrap();
+    rec.state = "pending".into();
+    w.registry.put(rec);
+    let r = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
+    let out = r[0].1.as_ref().unwrap();
+    assert_eq!(out.action, Action::Adopted);
+    assert_eq!(out.instance.as_ref().unwrap().id, id);
+    assert_eq!(w.cloud.all().len(), 1);
+    assert_eq!(
+        w.record("demo01").await.instance_id.as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_spent_token_on_a_terminated_instance_bumps_the_generation() {
+    // Real EC2 answers a reused ClientToken with the old (terminated) instance.
+    let mut w = World::new();
+    w.cloud.honour_client_token = true;
+    w.start_new(&["demo01"]).await;
+    let mut rec = w.record("demo01").await;
+    let id = rec.instance_id.take().unwrap();
+    w.cloud.set_state(&id, InstanceState::Terminated);
+    w.registry.put(rec);
+    let r = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
+    assert_eq!(w.record("demo01").await.generation, 2);
+    assert_eq!(w.live().len(), 1);
+}
+
+#[tokio::test]
+async fn two_operators_claiming_one_hostname_make_one_instance() {
+    let w = World::new();
+    let (lc1, lc2, z) = (w.lc(), w.lc(), zone());
+    let (a, b) = tokio::join!(
+        lc1.start(vec![h("demo01")], Some(&z), Some("Dev")),
+        lc2.start(vec![h("demo01")], Some(&z), Some("Dev")),
+    );
+    let results: Vec<_> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|(_, r)| r)
+        .collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let conflicts: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!((ok, conflicts.len()), (1, 1), "{results:#?}");
+    assert_eq!(conflicts[0].kind(), ErrorKind::Conflict);
+    assert!(
+        conflicts[0].to_string().contains("another operator"),
+        "{}",
+        conflicts[0]
+    );
+    assert_eq!(w.cloud.all().len(), 1);
+}
+
+#[tokio::test]
+async fn instances_that_only_share_a_name_are_not_touched() {
+    let w = World::new();
+    w.cloud.insert(Instance {
+        id: "i-someoneelse".into(),
+        region: Region::parse("ap-southeast-1").unwrap(),
+        zone: Some(zone()),
+        state: InstanceState::Running,
+        instance_type: None,
+        image_id: None,
+        private_ip: None,
+        public_ip: None,
+        launch_time: None,
+        security_groups: vec![],
+        tags: BTreeMap::from([("Name".into(), "demo01".into())]),
+    });
+    assert_eq!(w.start_new(&["demo01"]).await, [Action::Launched]);
+    assert_eq!(
+        w.cloud
+            .all()
+            .iter()
+            .find(|i| i.id == "i-someoneelse")
+            .unwrap()
+            .state,
+        InstanceState::Running
+    );
+    // A record pointing at a foreign instance is refused, not acted on.
+    let mut rec = w.record("demo01").await;
+    rec.instance_id = Some("i-someoneelse".into());
+    w.registry.put(rec);
+    let r = w.lc().stop(vec![h("demo01")]).await;
+    let e = r[0].1.as_ref().unwrap_err().to_string();
+    assert!(e.contains("not ours"), "{e}");
+    assert_eq!(w.cloud.calls("stop"), 0);
+}
+
+#[tokio::test]
+async fn planning_errors_create_nothing() {
+    let w = World::new();
+    let hosts = vec![h("web01"), h("web02")];
+    // Unknown profile.
+    let e = w
+        .lc()
+        .start(hosts.clone(), Some(&zone()), Some("Dve"))
+        .await
+        .unwrap_err();
+    assert!(
+        e[0].1.to_string().contains("did you mean \"Dev\""),
+        "{}",
+        e[0].1
+    );
+    // A zone the region does not have.
+    let bad = Zone::parse("ap-southeast-1z").unwrap();
+    let e = w
+        .lc()
+        .start(hosts.clone(), Some(&bad), Some("Dev"))
+        .await
+        .unwrap_err();
+    assert!(
+        e[0].1
+            .to_string()
+            .contains("does not exist in region ap-southeast-1"),
+        "{}",
+        e[0].1
+    );
+    // No AMI for the region.
+    let eu = Zone::parse("eu-west-1a").unwrap();
+    let e = w
+        .lc()
+        .start(hosts.clone(), Some(&eu), Some("Dev"))
+        .await
+        .unwrap_err();
+    assert!(
+        e[0].1.to_string().contains("no AMI for region eu-west-1"),
+        "{}",
+        e[0].1
+    );
+    // First start without a profile.
+    let e = w.lc().start(hosts, Some(&zone()), None).await.unwrap_err();
+    assert!(e[0].1.to_string().contains("needs --profile"), "{}", e[0].1);
+    assert_eq!(w.cloud.calls("launch"), 0);
+    assert!(w
+        .registry
+        .list(&w.settings.product)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_known_host_keeps_its_zone_and_profile() {
+    let w = World::new();
+    w.start_new(&["demo01"]).await;
+    let other = Zone::parse("us-east-1b").unwrap();
+    let e = w
+        .lc()
+        .start(vec![h("demo01")], Some(&other), None)
+        .await
+        .unwrap_err();
+    assert!(
+        e[0].1.to_string().contains("lives in ap-southeast-1a"),
+        "{}",
+        e[0].1
+    );
+    // --forget frees the name for another zone.
+    w.lc().terminate(vec![h("demo01")], true).await[0]
+        .1
+        .as_ref()
+        .unwrap();
+    let r = w
+        .lc()
+        .start(vec![h("demo01")], Some(&other), Some("Dev"))
+        .await
+        .unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
+}
+
+#[tokio::test]
+async fn waiting_tolerates_a_new_instance_being_invisible() {
+    let mut w = World::new();
+    w.cloud.hide_new_for = 3;
+    assert_eq!(w.start_new(&["demo01"]).await, [Action::Launched]);
+    assert_eq!(w.record("demo01").await.state, "running");
+}
+
+#[tokio::test]
+async fn many_hosts_run_concurrently_and_keep_their_order() {
+    let mut w = World::new();
+    w.settings.concurrency = 3;
+    let names: Vec<String> = (1..=10).map(|i| format!("web{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let actions = w.start_new(&refs).await;
+    assert_eq!(actions, vec![Action::Launched; 10]);
+    assert_eq!(w.live().len(), 10);
+    let r = w
+        .lc()
+        .start(refs.iter().map(|n| h(n)).collect(), None, None)
+        .await
+        .unwrap();
+    let order: Vec<&str> = r.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(order, refs);
+}
+
+#[tokio::test]
+async fn a_failed_launch_is_reported_and_a_rerun_completes() {
+    let w = World::new();
+    w.cloud.inject(Fault::Launch(ProviderErrorKind::Throttled));
+    let r = w
+        .lc()
+        .start(vec![h("a1"), h("a2")], Some(&zone()), Some("Dev"))
+        .await
+        .unwrap();
+    assert_eq!(r.iter().filter(|(_, r)| r.is_err()).count(), 1);
+    let r = w
+        .lc()
+        .start(vec![h("a1"), h("a2")], None, None)
+        .await
+        .unwrap();
+    assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:#?}");
+    assert_eq!(w.live().len(), 2);
+}
+
+#[tokio::test]
+async fn reboot_needs_a_running_host_and_unknown_hosts_are_not_found() {
+    let w = World::new();
+    w.start_new(&["demo01"]).await;
+    assert_eq!(
+        w.lc().reboot(vec![h("demo01")]).await[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .action,
+        Action::Rebooted
+    );
+    w.lc().stop(vec![h("demo01")]).await;
+    let e = w
+        .lc()
+        .reboot(vec![h("demo01")])
+        .await
+        .remove(0)
+        .1
+        .unwrap_err();
+    assert!(e.to_string().contains("only a running host"), "{e}");
+    let e = w
+        .lc()
+        .stop(vec![h("nosuch")])
+        .await
+        .remove(0)
+        .1
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn list_spans_regions_and_reports_failed_ones() {
+    let w = World::new();
+    w.start_new(&["demo01", "web01"]).await;
+    w.lc()
+        .start(
+            vec![h("db01")],
+            Some(&Zone::parse("us-east-1b").unwrap()),
+            Some("Dev"),
+        )
+        .await
+        .unwrap();
+    let regions = vec![
+        Region::parse("us-east-1").unwrap(),
+        Region::parse("ap-southeast-1").unwrap(),
+        Region::parse("eu-west-1").unwrap(),
+    ];
+    w.cloud.inject(Fault::List(
+        regions[2].clone(),
+        ProviderErrorKind::Unavailable,
+    ));
+    let l = lifecycle::list(
+        &w.cloud,
+        &w.settings.product,
+        &regions,
+        &Selection::all(),
+        false,
+        Duration::from_secs(5),
+    )
+    .await;
+    let hosts: Vec<&str> = l.instances.iter().filter_map(|i| i.host()).collect();
+    assert_eq!(hosts, ["db01", "demo01", "web01"]);
+    assert_eq!(l.failed_regions.len(), 1);
+    assert_eq!(l.failed_regions[0].0.as_str(), "eu-west-1");
+    let sel = Selection::parse("zone:ap-southeast-1a,!web*").unwrap();
+    let l = lifecycle::list(
+        &w.cloud,
+        &w.settings.product,
+        &regions,
+        &sel,
+        false,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        l.instances
+            .iter()
+            .filter_map(|i| i.host())
+            .collect::<Vec<_>>(),
+        ["demo01"]
+    );
+    let v = lifecycle::show(
+        &w.cloud,
+        &w.registry,
+        &w.settings.product,
+        &regions,
+        &h("db01"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.record.unwrap().zone.as_str(), "us-east-1b");
+    assert!(v.instance.is_some());
+    let e = lifecycle::show(
+        &w.cloud,
+        &w.registry,
+        &w.settings.product,
+        &regions,
+        &h("zz"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn registry_writes_are_conditional() {
+    let w = World::new();
+    w.start_new(&["demo01"]).await;
+    let rec = w.record("demo01").await;
+    assert_eq!(
+        w.registry.create(&rec).await.unwrap_err().kind,
+        ProviderErrorKind::Conflict
+    );
+    assert_eq!(
+        w.registry
+            .update(&rec, rec.generation + 1)
+            .await
+            .unwrap_err()
+            .kind,
+        ProviderErrorKind::Conflict
+    );
+}
