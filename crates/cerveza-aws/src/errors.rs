@@ -34,6 +34,15 @@ fn kind_of(code: &str) -> ProviderErrorKind {
     }
 }
 
+/// The innermost cause's text ("Connection refused (os error 111)").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 /// Converts any SDK error, keeping it as the source.
 pub(crate) fn provider_error<E, R>(err: SdkError<E, R>) -> ProviderError
 where
@@ -44,9 +53,13 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ProviderErrorKind::Unavailable,
         _ => err.code().map(kind_of).unwrap_or(ProviderErrorKind::Other),
     };
-    let message = match (err.code(), err.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
+    let message = match (&err, err.code(), err.message()) {
+        (SdkError::TimeoutError(_), _, _) => "no answer in time (timeout)".to_owned(),
+        (SdkError::DispatchFailure(_), _, _) => {
+            format!("cannot reach the endpoint: {}", root_cause(&err))
+        }
+        (_, Some(c), Some(m)) => format!("{c}: {m}"),
+        (_, Some(c), None) => c.to_owned(),
         _ => DisplayErrorContext(&err).to_string(),
     };
     ProviderError {

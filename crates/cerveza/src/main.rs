@@ -1,1 +1,161 @@
-fn main() {}
+//! `cerveza`: run a fleet of EC2 hosts across regions by human-readable hostname.
+
+mod cli;
+mod commands;
+mod config;
+mod exit;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, WaitArgs};
+use commands::stop::Verb;
+use commands::Ctx;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("CERVEZA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+/// Turns the paper's flag form into a subcommand.
+fn paper_command(cli: &mut Cli) -> Result<Option<Command>> {
+    let p = std::mem::take(&mut cli.paper);
+    let wait = WaitArgs::default;
+    let cmd = if let Some(hosts) = p.start {
+        Some(Command::Start {
+            hosts,
+            zone: p.zone.clone(),
+            profile: p.profile.clone(),
+            wait: wait(),
+        })
+    } else if let Some(hosts) = p.stop {
+        Some(Command::Stop {
+            hosts,
+            wait: wait(),
+        })
+    } else if let Some(hosts) = p.restart {
+        Some(Command::Restart {
+            hosts,
+            wait: wait(),
+        })
+    } else if let Some(hosts) = p.reboot {
+        Some(Command::Reboot { hosts })
+    } else {
+        p.terminate.map(|hosts| Command::Terminate {
+            hosts,
+            forget: false,
+            wait: wait(),
+        })
+    };
+    match (&cmd, &mut cli.command) {
+        (Some(_), Some(_)) => Err(exit::Coded::new(
+            exit::USAGE,
+            "use either the flag form (--start HOST) or a subcommand (start HOST), not both",
+        )
+        .into()),
+        (Some(_), None) => Ok(cmd),
+        // `cerveza --zone Z --profile P start demo01`: the top-level flags feed the subcommand.
+        (None, Some(Command::Start { zone, profile, .. })) => {
+            *zone = zone.take().or(p.zone);
+            *profile = profile.take().or(p.profile);
+            Ok(None)
+        }
+        (None, _) if p.zone.is_some() || p.profile.is_some() => Err(exit::Coded::new(
+            exit::USAGE,
+            "--zone and --profile go with start (`cerveza start HOST --zone Z --profile P`)",
+        )
+        .into()),
+        (None, _) => Ok(None),
+    }
+}
+
+async fn run(mut cli: Cli) -> Result<u8> {
+    let command = match paper_command(&mut cli)? {
+        Some(c) => c,
+        None => match cli.command.take() {
+            Some(c) => c,
+            None => {
+                use clap::CommandFactory;
+                Cli::command().print_help()?;
+                return Ok(exit::USAGE);
+            }
+        },
+    };
+    let ctx = Ctx::new(&cli.global)?;
+    match &command {
+        Command::Start {
+            hosts,
+            zone,
+            profile,
+            wait,
+        } => commands::start::run(&ctx, hosts, zone.as_deref(), profile.as_deref(), wait).await,
+        Command::Stop { hosts, wait } => commands::stop::run(&ctx, Verb::Stop, hosts, wait).await,
+        Command::Restart { hosts, wait } => {
+            commands::stop::run(&ctx, Verb::Restart, hosts, wait).await
+        }
+        Command::Reboot { hosts } => {
+            commands::stop::run(&ctx, Verb::Reboot, hosts, &WaitArgs::default()).await
+        }
+        Command::Terminate {
+            hosts,
+            forget,
+            wait,
+        } => commands::stop::run(&ctx, Verb::Terminate { forget: *forget }, hosts, wait).await,
+        Command::List {
+            selection,
+            all,
+            region_timeout,
+        } => commands::list::run(&ctx, selection, *all, region_timeout.as_deref()).await,
+        Command::Show { host } => commands::show::run(&ctx, host).await,
+        Command::Profiles { command } => commands::profiles::run(&ctx, command),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // Each cause once: SDK errors repeat their sources in their own text.
+            let mut shown: Vec<String> = Vec::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !shown.iter().any(|s| s.contains(cause.trim_end())) {
+                    shown.push(cause.trim_end().to_owned());
+                }
+            }
+            eprintln!("error: {}", shown[0]);
+            for cause in &shown[1..] {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(exit::code_of(&e))
+        }
+    }
+}

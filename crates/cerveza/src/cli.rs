@@ -1,0 +1,253 @@
+//! The command line: subcommands, plus the paper's flag form
+//! (`cerveza -m noc --zone ap-southeast-1a --start demo01 --profile UbuntuGeneric32Bit`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Run a fleet of EC2 hosts across regions by human-readable hostname.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  cerveza -m noc start demo01 --zone ap-southeast-1a --profile UbuntuGeneric32Bit
+  cerveza -m noc stop demo01
+  cerveza -m noc start demo01                 # profile and zone come from the registry
+  cerveza -m noc start web[01-05] --zone us-east-1b --profile Web
+  cerveza -m noc list 'dev-mysql*' --output json
+  cerveza -m noc --zone ap-southeast-1a --start demo01 --profile UbuntuGeneric32Bit   # paper form
+
+Exit codes:
+  0 success   1 failure   2 usage or invalid input   3 not found
+  4 conflict (another operator, a stray instance)   5 partial: some hosts or regions failed
+  6 a service was unreachable or a wait timed out
+
+Configuration is layered: flags, then CERVEZA_* environment variables, then the config
+file (--config, CERVEZA_CONFIG, or ~/.config/cerveza/config.toml), then defaults.
+AWS credentials come from the standard chain (environment, ~/.aws, instance role).";
+
+/// `cerveza`
+#[derive(Debug, Parser)]
+#[command(name = "cerveza", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(group(clap::ArgGroup::new("paper_action").multiple(false)))]
+pub struct Cli {
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// The paper's flag form.
+    #[command(flatten)]
+    pub paper: PaperArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// How results are printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document for programs.
+    Json,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Product: the fleet namespace (`noc`, `dev`); DNS domains are <product>.private/.public.
+    #[arg(short = 'm', long = "product", env = "CERVEZA_PRODUCT", global = true)]
+    pub product: Option<String>,
+
+    /// Config file [default: ~/.config/cerveza/config.toml].
+    #[arg(
+        short = 'c',
+        long,
+        env = "CERVEZA_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Directory of profile YAML files [default: `profiles` beside the config file].
+    #[arg(long, env = "CERVEZA_PROFILES", global = true, value_name = "DIR")]
+    pub profiles: Option<PathBuf>,
+
+    /// Regions `list` and `show` search, comma separated [default: the paper's five].
+    #[arg(
+        long,
+        env = "CERVEZA_REGIONS",
+        global = true,
+        value_delimiter = ',',
+        value_name = "REGION,…"
+    )]
+    pub regions: Option<Vec<String>>,
+
+    /// AWS endpoint for every service, e.g. a local moto (http://127.0.0.1:5000).
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, env = "CERVEZA_OUTPUT", global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Hosts (and regions) handled at once [default: 16].
+    #[arg(
+        short = 'j',
+        long,
+        env = "CERVEZA_CONCURRENCY",
+        global = true,
+        value_name = "N"
+    )]
+    pub concurrency: Option<usize>,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// No progress output, only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// `--zone`/`--profile`/`--no-wait` for commands that start hosts.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WaitArgs {
+    /// Return once the API accepted the request, without waiting for the new state.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Longest wait per host, e.g. 10m or 90s [default: 10m].
+    #[arg(long, env = "CERVEZA_WAIT_TIMEOUT", value_name = "DURATION")]
+    pub wait_timeout: Option<String>,
+}
+
+/// The paper's form: one action flag with its hosts, no subcommand.
+#[derive(Debug, Args, Default)]
+pub struct PaperArgs {
+    /// Paper form of `start`.
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    pub start: Option<Vec<String>>,
+    /// Paper form of `stop`.
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    pub stop: Option<Vec<String>>,
+    /// Paper form of `restart`.
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    pub restart: Option<Vec<String>>,
+    /// Paper form of `reboot`.
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    pub reboot: Option<Vec<String>>,
+    /// Paper form of `terminate`.
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    pub terminate: Option<Vec<String>>,
+    /// Zone for a first start (paper form).
+    #[arg(
+        long = "zone",
+        id = "paper_zone",
+        value_name = "ZONE",
+        help_heading = "Paper form"
+    )]
+    pub zone: Option<String>,
+    /// Instance profile for a first start (paper form).
+    #[arg(
+        long = "profile",
+        id = "paper_profile",
+        value_name = "NAME",
+        help_heading = "Paper form"
+    )]
+    pub profile: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start hosts: launch new ones, start stopped ones, relaunch ones whose instance is gone.
+    ///
+    /// The first start of a hostname needs --zone and --profile; afterwards both come
+    /// from the registry. Hostnames take ranges: web[01-05].
+    Start {
+        /// Hostnames or ranges (web[01-05,07]).
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Availability zone for a first start, e.g. ap-southeast-1a.
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
+        /// Instance profile for a first start (`cerveza profiles list`).
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Stop hosts (EBS-backed instances keep their disks; IPs change at next start).
+    Stop {
+        /// Hostnames, ranges or a selection (`web*`, `zone:us-east-1b`).
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Stop then start hosts (same instance, new IPs).
+    Restart {
+        /// Hostnames, ranges or a selection.
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Reboot running hosts (same instance, same IPs).
+    Reboot {
+        /// Hostnames, ranges or a selection.
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+    },
+    /// Terminate hosts. The registry keeps profile and zone, so `start` relaunches them.
+    Terminate {
+        /// Hostnames, ranges or a selection.
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Also delete the registry record, freeing the hostname for another profile or zone.
+        #[arg(long)]
+        forget: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// List the fleet in every configured region at once.
+    ///
+    /// Selections: names, globs (dev-mysql*), ranges (web[01-05]), zone:Z, region:R,
+    /// profile:P; join with ',' and exclude with a leading '!'.
+    List {
+        /// What to list [default: everything].
+        #[arg(value_name = "SELECTION")]
+        selection: Vec<String>,
+        /// Include terminated instances.
+        #[arg(long)]
+        all: bool,
+        /// Give up on a region after this long, e.g. 20s [default: 20s].
+        #[arg(long, env = "CERVEZA_REGION_TIMEOUT", value_name = "DURATION")]
+        region_timeout: Option<String>,
+    },
+    /// Show one host: its registry record and its instance.
+    Show {
+        /// The hostname.
+        host: String,
+    },
+    /// Inspect and validate instance and volume profiles.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+}
+
+/// `cerveza profiles …`
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List every instance and volume profile.
+    List,
+    /// Show one profile with `extends:` resolved.
+    Show {
+        /// Profile name.
+        name: String,
+    },
+    /// Validate every profile file and report every problem with file:line:column.
+    Check,
+}

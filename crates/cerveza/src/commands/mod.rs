@@ -1,0 +1,268 @@
+//! One module per command; this one holds what they share: the backends, the profile
+//! set, the lifecycle settings and how per-host results are reported.
+
+pub mod list;
+pub mod profiles;
+pub mod show;
+pub mod start;
+pub mod stop;
+
+use std::fmt;
+
+use anyhow::{Context as _, Result};
+use cerveza_aws::{AwsOptions, DynamoRegistry, Ec2};
+use cerveza_core::lifecycle::{self, Failpoint, Results, Settings};
+use cerveza_core::profile::{ProfileError, ProfileSet};
+use cerveza_core::selection::{self, Selection};
+use cerveza_core::{Error, ErrorKind, Hostname};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, Output, WaitArgs};
+use crate::config::{parse_duration, Config};
+use crate::exit;
+use crate::output::{self, or_dash, Table};
+
+/// What every command gets.
+pub struct Ctx {
+    /// Resolved configuration.
+    pub config: Config,
+    /// Output format.
+    pub output: Output,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// The AWS backends.
+pub struct Backends {
+    /// EC2 in every region.
+    pub ec2: Ec2,
+    /// The registry table.
+    pub registry: DynamoRegistry,
+}
+
+/// Every problem of a profiles directory at once.
+#[derive(Debug)]
+pub struct ProfilesInvalid(pub Vec<ProfileError>);
+
+impl fmt::Display for ProfilesInvalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the profiles have {} problem(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProfilesInvalid {}
+
+impl Ctx {
+    /// Builds the context from the global options.
+    pub fn new(args: &GlobalArgs) -> Result<Self> {
+        Ok(Self {
+            config: Config::load(args)?,
+            output: args.output,
+            quiet: args.quiet,
+        })
+    }
+
+    /// Connects the AWS backends (no network call yet).
+    pub async fn backends(&self) -> Backends {
+        let opts = AwsOptions {
+            home_region: self.config.registry_region.to_string(),
+            endpoint_url: self.config.endpoint_url.clone(),
+            ..AwsOptions::default()
+        };
+        let sdk = cerveza_aws::sdk_config(&opts).await;
+        Backends {
+            ec2: Ec2::new(sdk.clone()),
+            registry: DynamoRegistry::new(&sdk, self.config.registry_table.clone()),
+        }
+    }
+
+    /// Loads and validates the profiles directory.
+    pub fn profiles(&self) -> Result<ProfileSet> {
+        ProfileSet::load_dir(&self.config.profiles_dir)
+            .map_err(|errs| anyhow::Error::new(ProfilesInvalid(errs)))
+            .with_context(|| {
+                format!(
+                    "loading profiles from {}",
+                    self.config.profiles_dir.display()
+                )
+            })
+    }
+
+    /// Lifecycle settings for a command that may wait.
+    pub fn settings(&self, wait: &WaitArgs) -> Result<Settings> {
+        let mut s = Settings::new(self.config.product()?.clone());
+        s.wait = !wait.no_wait;
+        s.wait_timeout = match &wait.wait_timeout {
+            Some(d) => parse_duration("--wait-timeout", d)?,
+            None => self.config.wait_timeout,
+        };
+        s.poll_initial = self.config.poll_interval;
+        s.poll_max = (self.config.poll_interval * 8).max(s.poll_initial);
+        s.concurrency = self.config.concurrency;
+        s.operator = operator();
+        s.failpoint = match std::env::var("CERVEZA_FAILPOINT").as_deref() {
+            Ok("after-launch") => Some(Failpoint::AfterLaunch),
+            _ => None,
+        };
+        Ok(s)
+    }
+
+    /// Hostnames named by `args`: names and ranges directly, or a selection (globs,
+    /// `zone:`, `!`) resolved against the live fleet.
+    pub async fn existing_hosts(
+        &self,
+        backends: &Backends,
+        args: &[String],
+    ) -> Result<Vec<Hostname>> {
+        let is_selection = args.iter().any(|a| a.contains(['*', '?', ':', '!']));
+        if !is_selection {
+            return Ok(selection::expand_hostnames(args)?);
+        }
+        let sel = Selection::parse_all(args)?;
+        let listing = lifecycle::list(
+            &backends.ec2,
+            self.config.product()?,
+            &self.config.regions,
+            &sel,
+            false,
+            self.config.region_timeout,
+        )
+        .await;
+        if !listing.failed_regions.is_empty() {
+            let names: Vec<String> = listing
+                .failed_regions
+                .iter()
+                .map(|(r, e)| format!("{r} ({e})"))
+                .collect();
+            anyhow::bail!(
+                "cannot resolve selection {sel}: regions failed: {}",
+                names.join(", ")
+            );
+        }
+        let mut hosts: Vec<Hostname> = listing
+            .instances
+            .iter()
+            .filter_map(|i| i.host().and_then(|h| Hostname::parse(h).ok()))
+            .collect();
+        hosts.dedup();
+        if hosts.is_empty() {
+            anyhow::bail!(exit::Coded::new(
+                exit::NOT_FOUND,
+                format!("selection {sel} matches no live host")
+            ));
+        }
+        Ok(hosts)
+    }
+}
+
+/// `user@machine`, written into registry records.
+fn operator() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
+}
+
+#[derive(Serialize)]
+struct JsonResult<'a> {
+    host: &'a Hostname,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<lifecycle::Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<&'a cerveza_core::model::Instance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a cerveza_core::model::HostRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Prints per-host results and returns the exit code: 0 all done, the error's code when
+/// every host failed alike, [`exit::PARTIAL`] when some failed.
+pub fn report(ctx: &Ctx, results: &Results) -> Result<u8> {
+    if ctx.output == Output::Json {
+        let rows: Vec<JsonResult<'_>> = results
+            .iter()
+            .map(|(host, r)| match r {
+                Ok(o) => JsonResult {
+                    host,
+                    ok: true,
+                    action: Some(o.action),
+                    instance: o.instance.as_ref(),
+                    record: o.record.as_ref(),
+                    error: None,
+                },
+                Err(e) => JsonResult {
+                    host,
+                    ok: false,
+                    action: None,
+                    instance: None,
+                    record: None,
+                    error: Some(exit::chain(e)),
+                },
+            })
+            .collect();
+        output::print_json(&rows)?;
+    } else {
+        let mut t = Table::new(&[
+            "HOST",
+            "ACTION",
+            "INSTANCE",
+            "ZONE",
+            "STATE",
+            "PRIVATE-IP",
+            "PUBLIC-IP",
+        ]);
+        for (host, r) in results {
+            if let Ok(o) = r {
+                let i = o.instance.as_ref();
+                t.row(vec![
+                    host.to_string(),
+                    o.action.describe().into(),
+                    or_dash(i.map(|i| i.id.as_str())),
+                    or_dash(i.and_then(|i| i.zone.as_ref()).map(|z| z.as_str())),
+                    or_dash(i.map(|i| i.state.name())),
+                    or_dash(i.and_then(|i| i.private_ip.as_deref())),
+                    or_dash(i.and_then(|i| i.public_ip.as_deref())),
+                ]);
+            }
+        }
+        if results.iter().any(|(_, r)| r.is_ok()) {
+            print!("{}", t.render());
+        }
+    }
+    let failures: Vec<&Error> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
+    for e in &failures {
+        eprintln!("error: {}", exit::chain(*e));
+    }
+    Ok(if failures.is_empty() {
+        exit::OK
+    } else if failures.len() < results.len() {
+        eprintln!("{} of {} hosts failed", failures.len(), results.len());
+        exit::PARTIAL
+    } else {
+        let kinds: Vec<ErrorKind> = failures.iter().map(|e| e.kind()).collect();
+        if kinds.windows(2).all(|w| w[0] == w[1]) {
+            exit::for_kind(kinds[0])
+        } else {
+            exit::FAILURE
+        }
+    })
+}
+
+/// Prints planning errors (nothing was changed) and returns the exit code.
+pub fn report_plan_errors(errors: &[(Hostname, Error)]) -> u8 {
+    for (_, e) in errors {
+        eprintln!("error: {}", exit::chain(e));
+    }
+    eprintln!("nothing was changed: fix the problem(s) above and run again");
+    exit::for_kind(errors[0].1.kind())
+}

@@ -1,0 +1,39 @@
+//! `cerveza start`: launch, start or relaunch hosts by name.
+
+use anyhow::Result;
+use cerveza_core::lifecycle::Lifecycle;
+use cerveza_core::selection::expand_hostnames;
+use cerveza_core::Zone;
+
+use super::{report, report_plan_errors, Ctx};
+use crate::cli::WaitArgs;
+use crate::progress;
+
+/// Runs `start`.
+pub async fn run(
+    ctx: &Ctx,
+    hosts: &[String],
+    zone: Option<&str>,
+    profile: Option<&str>,
+    wait: &WaitArgs,
+) -> Result<u8> {
+    let hosts = expand_hostnames(hosts)?;
+    let zone = zone.map(Zone::parse).transpose()?;
+    let settings = ctx.settings(wait)?;
+    let profiles = ctx.profiles()?;
+    let backends = ctx.backends().await;
+    let progress = progress::reporter(ctx.quiet);
+    let lc = Lifecycle::new(
+        &backends.ec2,
+        &backends.registry,
+        &profiles,
+        &settings,
+        progress.as_ref(),
+    );
+    let results = lc.start(hosts, zone.as_ref(), profile).await;
+    drop(progress);
+    match results {
+        Ok(results) => report(ctx, &results),
+        Err(errors) => Ok(report_plan_errors(&errors)),
+    }
+}

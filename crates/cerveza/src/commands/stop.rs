@@ -1,0 +1,50 @@
+//! `cerveza stop | restart | reboot | terminate`: act on existing hosts.
+
+use anyhow::Result;
+use cerveza_core::lifecycle::Lifecycle;
+use cerveza_core::profile::ProfileSet;
+
+use super::{report, Ctx};
+use crate::cli::WaitArgs;
+use crate::progress;
+
+/// Which action on existing hosts.
+#[derive(Debug, Clone, Copy)]
+pub enum Verb {
+    /// Stop.
+    Stop,
+    /// Stop then start.
+    Restart,
+    /// Reboot.
+    Reboot,
+    /// Terminate; `forget` also deletes the registry record.
+    Terminate {
+        /// Delete the registry record too.
+        forget: bool,
+    },
+}
+
+/// Runs one of the verbs on the named or selected hosts.
+pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Result<u8> {
+    let settings = ctx.settings(wait)?;
+    let backends = ctx.backends().await;
+    let hosts = ctx.existing_hosts(&backends, hosts).await?;
+    // Only relaunching needs profiles; stop/reboot/terminate work without them.
+    let profiles = ProfileSet::default();
+    let progress = progress::reporter(ctx.quiet);
+    let lc = Lifecycle::new(
+        &backends.ec2,
+        &backends.registry,
+        &profiles,
+        &settings,
+        progress.as_ref(),
+    );
+    let results = match verb {
+        Verb::Stop => lc.stop(hosts).await,
+        Verb::Restart => lc.restart(hosts).await,
+        Verb::Reboot => lc.reboot(hosts).await,
+        Verb::Terminate { forget } => lc.terminate(hosts, forget).await,
+    };
+    drop(progress);
+    report(ctx, &results)
+}

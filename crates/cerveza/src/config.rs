@@ -1,0 +1,192 @@
+//! Layered configuration: flags, then `CERVEZA_*` environment variables (both through
+//! clap), then the TOML config file, then defaults.
+//!
+//! ```toml
+//! product = "noc"
+//! regions = ["us-east-1", "ap-southeast-1"]
+//! profiles = "profiles"            # relative to this file
+//! endpoint-url = "http://127.0.0.1:5000"
+//! concurrency = 16
+//! region-timeout = "20s"
+//! wait-timeout = "10m"
+//! poll-interval = "2s"
+//!
+//! [registry]
+//! table = "cerveza-hosts"
+//! region = "us-east-1"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use cerveza_core::{Product, Region};
+use serde::Deserialize;
+
+use crate::cli::GlobalArgs;
+
+/// The regions of the paper, searched when none are configured.
+pub const DEFAULT_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-west-1",
+    "eu-west-1",
+    "ap-southeast-1",
+    "ap-northeast-1",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    product: Option<String>,
+    regions: Option<Vec<String>>,
+    profiles: Option<PathBuf>,
+    endpoint_url: Option<String>,
+    concurrency: Option<usize>,
+    region_timeout: Option<String>,
+    wait_timeout: Option<String>,
+    poll_interval: Option<String>,
+    #[serde(default)]
+    registry: RegistryConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RegistryConfig {
+    table: Option<String>,
+    region: Option<String>,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The product, when one was given anywhere.
+    pub product: Option<Product>,
+    /// Regions searched by `list` and `show`.
+    pub regions: Vec<Region>,
+    /// The profiles directory.
+    pub profiles_dir: PathBuf,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+    /// Hosts handled at once.
+    pub concurrency: usize,
+    /// Per-region limit of `list`.
+    pub region_timeout: Duration,
+    /// Longest wait for a state.
+    pub wait_timeout: Duration,
+    /// First poll interval while waiting.
+    pub poll_interval: Duration,
+    /// Registry table name.
+    pub registry_table: String,
+    /// Registry home region.
+    pub registry_region: Region,
+}
+
+/// Parses `20s`, `10m`, `1h 30m`.
+pub fn parse_duration(what: &str, s: &str) -> Result<Duration> {
+    humantime::parse_duration(s)
+        .with_context(|| format!("{what} {s:?} is not a duration (examples: 500ms, 20s, 10m)"))
+}
+
+fn default_config_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("cerveza").join("config.toml")
+}
+
+impl Config {
+    /// Resolves the configuration from flags/env (`args`) and the config file.
+    pub fn load(args: &GlobalArgs) -> Result<Self> {
+        let (path, explicit) = match &args.config {
+            Some(p) => (p.clone(), true),
+            None => (default_config_path(), false),
+        };
+        let file: FileConfig = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                FileConfig::default()
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading config file {}", path.display()))
+            }
+        };
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+
+        let product = args
+            .product
+            .clone()
+            .or(file.product)
+            .map(|p| Product::parse(&p))
+            .transpose()?;
+        let region_names: Vec<String> = args
+            .regions
+            .clone()
+            .or(file.regions)
+            .unwrap_or_else(|| DEFAULT_REGIONS.iter().map(|s| (*s).to_owned()).collect());
+        let mut regions = Vec::new();
+        for r in region_names
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+        {
+            let region = Region::parse(r)?;
+            if !regions.contains(&region) {
+                regions.push(region);
+            }
+        }
+        if regions.is_empty() {
+            bail!("no regions configured (--regions, CERVEZA_REGIONS or `regions =` in the config file)");
+        }
+        let profiles_dir = match (&args.profiles, file.profiles) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) if p.is_relative() => base.join(p),
+            (None, Some(p)) => p,
+            (None, None) => base.join("profiles"),
+        };
+        let duration = |what: &str, v: Option<String>, default: u64| -> Result<Duration> {
+            v.map(|s| parse_duration(what, &s))
+                .transpose()
+                .map(|d| d.unwrap_or(Duration::from_secs(default)))
+        };
+        let concurrency = args.concurrency.or(file.concurrency).unwrap_or(16);
+        if concurrency == 0 {
+            bail!("concurrency must be at least 1");
+        }
+        Ok(Self {
+            product,
+            regions,
+            profiles_dir,
+            endpoint_url: args.endpoint_url.clone().or(file.endpoint_url),
+            concurrency,
+            region_timeout: duration("region-timeout", file.region_timeout, 20)?,
+            wait_timeout: duration("wait-timeout", file.wait_timeout, 600)?,
+            poll_interval: match std::env::var("CERVEZA_POLL_INTERVAL")
+                .ok()
+                .or(file.poll_interval)
+            {
+                Some(s) => parse_duration("poll-interval", &s)?,
+                None => Duration::from_secs(2),
+            },
+            registry_table: std::env::var("CERVEZA_REGISTRY_TABLE")
+                .ok()
+                .or(file.registry.table)
+                .unwrap_or_else(|| "cerveza-hosts".into()),
+            registry_region: Region::parse(
+                &std::env::var("CERVEZA_REGISTRY_REGION")
+                    .ok()
+                    .or(file.registry.region)
+                    .unwrap_or_else(|| "us-east-1".into()),
+            )?,
+        })
+    }
+
+    /// The product, or an error that says where to set it.
+    pub fn product(&self) -> Result<&Product> {
+        self.product.as_ref().context(
+            "no product given: pass -m/--product (e.g. -m noc), set CERVEZA_PRODUCT, or `product =` in the config file",
+        )
+    }
+}
