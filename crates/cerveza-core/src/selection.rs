@@ -343,7 +343,8 @@ impl Selection {
 
 /// Expands hostnames and ranges (`demo01 web[01-05]`) into distinct hostnames, in order.
 /// Globs and `key:` terms are refused: `start` creates hosts, it does not search for them.
-pub fn expand_hostnames<S: AsRef<str>>(args: &[S]) -> Result<Vec<Hostname>, SelectionError> {
+/// A plain name is checked by [`Hostname::parse`], so its error explains the rules.
+pub fn expand_hostnames<S: AsRef<str>>(args: &[S]) -> Result<Vec<Hostname>, crate::Error> {
     let mut out: Vec<Hostname> = Vec::new();
     for arg in args {
         let arg = arg.as_ref();
@@ -352,30 +353,26 @@ pub fn expand_hostnames<S: AsRef<str>>(args: &[S]) -> Result<Vec<Hostname>, Sele
                 input: arg.to_owned(),
                 reason,
             };
-            if item.starts_with('-') {
-                // Reported as a hostname error, which explains the option hazard.
-                return Err(err(Hostname::parse(item)
-                    .err()
-                    .map(|e| e.reason)
-                    .unwrap_or_default()));
-            }
-            if item.contains(':') || item.starts_with('!') {
+            let names = if !item.contains(['[', '*', '?', ':', '!']) {
+                vec![Hostname::parse(item)?.to_string()]
+            } else if item.contains(':') || item.starts_with('!') {
                 return Err(err(format!(
                     "{item:?}: only hostnames and ranges like web[01-05] name hosts to create"
-                )));
-            }
-            let pattern = parse_pattern(item, arg)?;
-            let names = pattern.expand().ok_or_else(|| {
-                err(format!("{item:?}: globs select existing hosts; name the hosts to create, e.g. web[01-05]"))
-            })?;
+                ))
+                .into());
+            } else {
+                parse_pattern(item, arg)?.expand().ok_or_else(|| {
+                    err(format!("{item:?}: globs select existing hosts; name the hosts to create, e.g. web[01-05]"))
+                })?
+            };
             for n in names {
-                let h = Hostname::parse(&n).map_err(|e| err(e.to_string()))?;
+                let h = Hostname::parse(&n)?;
                 if !out.contains(&h) {
                     out.push(h);
                 }
             }
             if out.len() > MAX_EXPANSION {
-                return Err(err(format!("more than {MAX_EXPANSION} hostnames")));
+                return Err(err(format!("more than {MAX_EXPANSION} hostnames")).into());
             }
         }
     }

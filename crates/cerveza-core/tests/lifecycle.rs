@@ -1,5 +1,7 @@
 //! The host lifecycle against in-memory fakes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

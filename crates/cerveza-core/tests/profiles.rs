@@ -1,5 +1,7 @@
 //! Profile parsing: the shipped examples, the paper's form, and every error with its place.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use cerveza_core::profile::{ProfileError, ProfileSet};

@@ -1,0 +1,66 @@
+"""Reads (and, for setup, writes) the emulated cloud with boto3, independently of
+cerveza's own code, so integration tests check the real end state.
+
+    cloud.py state PRODUCT REGION...        JSON: instances of PRODUCT, registry items
+    cloud.py foreign REGION ZONE NAME       launch an instance tagged only Name=NAME
+"""
+import json
+import sys
+
+import boto3
+
+TABLE = "cerveza-hosts"
+
+
+def state(product, regions):
+    instances = []
+    for region in regions:
+        ec2 = boto3.client("ec2", region_name=region)
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag:cerveza:product", "Values": [product]}]
+        )
+        for page in pages:
+            for res in page["Reservations"]:
+                for i in res["Instances"]:
+                    instances.append({
+                        "id": i["InstanceId"],
+                        "region": region,
+                        "zone": i["Placement"]["AvailabilityZone"],
+                        "state": i["State"]["Name"],
+                        "type": i["InstanceType"],
+                        "image": i["ImageId"],
+                        "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
+                    })
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    registry = []
+    try:
+        items = ddb.query(
+            TableName=TABLE,
+            KeyConditionExpression="product = :p",
+            ExpressionAttributeValues={":p": {"S": product}},
+            ConsistentRead=True,
+        )["Items"]
+        for item in items:
+            registry.append({k: list(v.values())[0] for k, v in item.items()})
+    except ddb.exceptions.ResourceNotFoundException:
+        pass
+    print(json.dumps({"instances": instances, "registry": registry}))
+
+
+def foreign(region, zone, name):
+    ec2 = boto3.client("ec2", region_name=region)
+    out = ec2.run_instances(
+        ImageId="ami-a6f504cf", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": zone},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]}],
+    )
+    print(out["Instances"][0]["InstanceId"])
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "state":
+        state(args[0], args[1:])
+    elif cmd == "foreign":
+        foreign(*args)
+    else:
+        sys.exit(f"unknown command {cmd}")
