@@ -1,7 +1,6 @@
 //! Test harness: runs the real `cerveza` binary against the lab's real servers, and
 //! reads the end state with boto3 (support/cloud.py), independently of cerveza's code.
 #![allow(dead_code)]
-
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
