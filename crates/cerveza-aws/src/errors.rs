@@ -62,10 +62,16 @@ where
         (_, Some(c), None) => c.to_owned(),
         _ => DisplayErrorContext(&err).to_string(),
     };
+    // A connection error's message already names its root cause; its source chain
+    // would only repeat it in five layers.
+    let source: Option<Box<dyn std::error::Error + Send + Sync>> = match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => None,
+        other => Some(Box::new(other)),
+    };
     ProviderError {
         kind,
         message,
-        source: Some(Box::new(err)),
+        source,
     }
 }
 
