@@ -31,6 +31,18 @@ def state(product, regions):
                         "image": i["ImageId"],
                         "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
                     })
+    volumes = []
+    for region in regions:
+        ec2 = boto3.client("ec2", region_name=region)
+        for v in ec2.describe_volumes(
+            Filters=[{"Name": "tag:cerveza:product", "Values": [product]}]
+        )["Volumes"]:
+            volumes.append({
+                "id": v["VolumeId"],
+                "zone": v["AvailabilityZone"],
+                "attached_to": [a["InstanceId"] for a in v.get("Attachments", [])],
+                "tags": {t["Key"]: t["Value"] for t in v.get("Tags", [])},
+            })
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     registry = []
     try:
@@ -44,7 +56,7 @@ def state(product, regions):
             registry.append({k: list(v.values())[0] for k, v in item.items()})
     except ddb.exceptions.ResourceNotFoundException:
         pass
-    print(json.dumps({"instances": instances, "registry": registry}))
+    print(json.dumps({"instances": instances, "volumes": volumes, "registry": registry}))
 
 
 def foreign(region, zone, name):
