@@ -80,6 +80,27 @@ pub trait Progress: Send + Sync {
     fn step(&self, host: &Hostname, what: &str);
 }
 
+/// What a host's user-data is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct HostContext<'a> {
+    /// The fleet namespace.
+    pub product: &'a Product,
+    /// The host.
+    pub host: &'a Hostname,
+    /// Its zone.
+    pub zone: &'a Zone,
+    /// Its instance profile.
+    pub profile: &'a InstanceProfile,
+}
+
+/// Builds the user-data passed at launch (see the `cerveza-userdata` crate).
+pub trait UserDataSource: Send + Sync {
+    /// The exact bytes to pass as user-data, or a message saying what is wrong (which
+    /// file, which variable, which size). Called while planning, so problems surface
+    /// before anything is created, and again at launch.
+    fn user_data(&self, host: &HostContext<'_>) -> Result<Option<Vec<u8>>, String>;
+}
+
 /// Progress that goes nowhere.
 pub struct Quiet;
 
@@ -182,6 +203,7 @@ pub struct Lifecycle<'a> {
     profiles: &'a ProfileSet,
     settings: &'a Settings,
     progress: &'a dyn Progress,
+    user_data: Option<&'a dyn UserDataSource>,
 }
 
 struct StartPlan {
@@ -206,7 +228,35 @@ impl<'a> Lifecycle<'a> {
             profiles,
             settings,
             progress,
+            user_data: None,
         }
+    }
+
+    /// Passes user-data built by `source` to every launch.
+    pub fn with_user_data(mut self, source: &'a dyn UserDataSource) -> Self {
+        self.user_data = Some(source);
+        self
+    }
+
+    fn build_user_data(
+        &self,
+        host: &Hostname,
+        zone: &Zone,
+        profile: &InstanceProfile,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let Some(source) = self.user_data else {
+            return Ok(None);
+        };
+        let ctx = HostContext {
+            product: self.product(),
+            host,
+            zone,
+            profile,
+        };
+        source.user_data(&ctx).map_err(|message| Error::Usage {
+            host: host.to_string(),
+            message: format!("user-data: {message}"),
+        })
     }
 
     fn product(&self) -> &Product {
@@ -321,7 +371,9 @@ impl<'a> Lifecycle<'a> {
             )));
         };
         let region = zone.region();
-        self.profiles.instance(profile)?.ami_for(&region)?;
+        let resolved = self.profiles.instance(profile)?;
+        resolved.ami_for(&region)?;
+        self.build_user_data(host, zone, resolved)?;
         if !zone_cache.contains_key(&region) {
             let zones = self
                 .compute
@@ -610,7 +662,7 @@ impl<'a> Lifecycle<'a> {
             security_groups: profile.security_groups.clone(),
             client_token: token.to_owned(),
             tags: t,
-            user_data: None,
+            user_data: self.build_user_data(&rec.hostname, &rec.zone, profile)?,
         })
     }
 

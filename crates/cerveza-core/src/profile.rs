@@ -129,10 +129,67 @@ struct RawInstanceProfile {
     #[serde(rename = "abstract")]
     is_abstract: Option<bool>,
     aws: Option<AwsSection>,
-    user_data: Option<Vec<String>>,
+    user_data: Option<Vec<RawUserData>>,
     volume_profiles: Option<Vec<String>>,
     tags: Option<BTreeMap<String, String>>,
 }
+
+/// A `user-data:` entry: a file name, or a map with an explicit content type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawUserData {
+    File(String),
+    Entry(RawUserDataEntry),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawUserDataEntry {
+    file: String,
+    #[serde(rename = "type")]
+    content_type: Option<String>,
+}
+
+impl RawUserData {
+    fn file(&self) -> &str {
+        match self {
+            RawUserData::File(f) => f,
+            RawUserData::Entry(e) => &e.file,
+        }
+    }
+
+    fn content_type(&self) -> Option<&str> {
+        match self {
+            RawUserData::File(_) => None,
+            RawUserData::Entry(e) => e.content_type.as_deref(),
+        }
+    }
+}
+
+/// One user-data file of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UserDataFile {
+    /// The file, resolved against the profile file's directory.
+    pub path: PathBuf,
+    /// An explicit MIME type (`text/x-shellscript`); detected from the first line otherwise.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// The MIME types cloud-init handles in a multipart user-data.
+pub const USER_DATA_TYPES: &[&str] = &[
+    "text/cloud-config",
+    "text/cloud-config-archive",
+    "text/cloud-config-jsonp",
+    "text/cloud-boothook",
+    "text/jinja2",
+    "text/part-handler",
+    "text/upstart-job",
+    "text/x-include-once-url",
+    "text/x-include-url",
+    "text/x-shellscript",
+];
 
 /// `aws: !InstanceAws { … }`: the tag is required, as in the paper.
 #[derive(Debug, Clone, Deserialize)]
@@ -170,8 +227,8 @@ pub struct InstanceProfile {
     pub key_pair: Option<String>,
     /// Security group names (EC2's default group when empty).
     pub security_groups: Vec<String>,
-    /// User-data files, resolved against the profile file's directory, in order.
-    pub user_data: Vec<PathBuf>,
+    /// User-data files, in order.
+    pub user_data: Vec<UserDataFile>,
     /// Volume profile names.
     pub volume_profiles: Vec<String>,
     /// Extra tags for the instance and its volumes.
@@ -658,7 +715,7 @@ fn resolve_instance(
     let mut aws = RawInstanceAws::default();
     let mut ami: BTreeMap<String, (String, Location)> = BTreeMap::new();
     let mut ami_location = name_loc.clone();
-    let mut user_data: Option<(Vec<String>, &Parsed<RawInstanceProfile>)> = None;
+    let mut user_data: Option<(Vec<RawUserData>, &Parsed<RawInstanceProfile>)> = None;
     let mut volume_profiles: Option<(Vec<String>, &Parsed<RawInstanceProfile>)> = None;
     let mut tags_map: BTreeMap<String, (String, Location)> = BTreeMap::new();
     let mut desc = None;
@@ -750,7 +807,8 @@ fn resolve_instance(
     let mut files = Vec::new();
     if let Some((list, layer)) = &user_data {
         let base = layer.file.parent().unwrap_or(Path::new("."));
-        for f in list {
+        for entry in list {
+            let f = entry.file();
             let path = base.join(f);
             if !is_abstract && !path.is_file() {
                 errors.push(at(
@@ -761,7 +819,21 @@ fn resolve_instance(
                     ),
                 ));
             }
-            files.push(path);
+            if let Some(t) = entry.content_type() {
+                if !USER_DATA_TYPES.contains(&t) {
+                    errors.push(at(
+                        &layer.locate("user-data", Some(t)),
+                        format!(
+                            "user-data type {t:?} is not one cloud-init knows: {}",
+                            USER_DATA_TYPES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            files.push(UserDataFile {
+                path,
+                content_type: entry.content_type().map(str::to_owned),
+            });
         }
     }
     if let Some((list, layer)) = &volume_profiles {

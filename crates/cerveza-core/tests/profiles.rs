@@ -47,7 +47,9 @@ fn every_example_profile_parses() {
             .unwrap(),
         "ami-7c423c2e"
     );
-    assert!(paper.user_data[0].ends_with("userdata/cloud-config-puppet.txt"));
+    assert!(paper.user_data[0]
+        .path
+        .ends_with("userdata/cloud-config-puppet.txt"));
     let web = set.instance("Web").unwrap();
     assert_eq!(web.instance_type, "c5.large", "child overrides the parent");
     assert_eq!(web.security_groups, ["default"], "inherited");
@@ -133,6 +135,32 @@ fn dangling_references_are_located() {
             "a.yaml:12:10: `extends: Dve` names no instance profile; did you mean Dev?"
         )),
         "{errs:#?}"
+    );
+}
+
+#[test]
+fn user_data_entries_may_name_their_type() {
+    let set = load(&[(
+        "a.yaml",
+        &GOOD.replace(
+            "[ud.txt]",
+            "[ud.txt, {file: ud.txt, type: text/x-shellscript}]",
+        ),
+    )])
+    .unwrap();
+    let p = set.instance("Dev").unwrap();
+    assert_eq!(p.user_data[0].content_type, None);
+    assert_eq!(
+        p.user_data[1].content_type.as_deref(),
+        Some("text/x-shellscript")
+    );
+    let e = one_error(&[(
+        "a.yaml",
+        &GOOD.replace("[ud.txt]", "[{file: ud.txt, type: text/nope}]"),
+    )]);
+    assert!(
+        e.contains("user-data type \"text/nope\" is not one cloud-init knows"),
+        "{e}"
     );
 }
 

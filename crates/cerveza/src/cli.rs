@@ -231,6 +231,23 @@ pub enum Command {
         /// The hostname.
         host: String,
     },
+    /// Show the cloud-init user-data a host is launched with: each part with its type and size.
+    ///
+    /// Profile and zone come from the registry for known hosts, from --profile and --zone
+    /// otherwise. --raw writes the exact gzip bytes EC2 gets.
+    Userdata {
+        /// The hostname.
+        host: String,
+        /// Instance profile (for a host the registry does not know).
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Zone (for a host the registry does not know).
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
+        /// Write the gzip blob to stdout instead (redirect it to a file).
+        #[arg(long)]
+        raw: bool,
+    },
     /// Inspect and validate instance and volume profiles.
     Profiles {
         #[command(subcommand)]

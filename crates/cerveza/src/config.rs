@@ -14,6 +14,13 @@
 //! [registry]
 //! table = "cerveza-hosts"
 //! region = "us-east-1"
+//!
+//! [userdata]                       # cerveza's own cloud-init parts
+//! hostname = true                  # hostname, fqdn, /etc/hosts
+//! resolv-conf = true               # on by default when nameservers are set
+//! nameservers = ["10.0.0.2"]
+//! puppet = true                    # puppet from cron at a minute derived from the hostname
+//! puppet-server = "puppet.noc.private"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -47,6 +54,19 @@ struct FileConfig {
     poll_interval: Option<String>,
     #[serde(default)]
     registry: RegistryConfig,
+    #[serde(default)]
+    userdata: UserDataConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct UserDataConfig {
+    hostname: Option<bool>,
+    resolv_conf: Option<bool>,
+    #[serde(default)]
+    nameservers: Vec<String>,
+    puppet: Option<bool>,
+    puppet_server: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +99,8 @@ pub struct Config {
     pub registry_table: String,
     /// Registry home region.
     pub registry_region: Region,
+    /// Cerveza's own user-data parts.
+    pub userdata: cerveza_userdata::Settings,
 }
 
 /// Parses `20s`, `10m`, `1h 30m`.
@@ -155,7 +177,19 @@ impl Config {
         if concurrency == 0 {
             bail!("concurrency must be at least 1");
         }
+        let ud = file.userdata;
+        let userdata = cerveza_userdata::Settings {
+            hostname: ud.hostname.unwrap_or(true),
+            resolv_conf: ud.resolv_conf.unwrap_or(!ud.nameservers.is_empty()),
+            nameservers: ud.nameservers,
+            puppet: ud.puppet.unwrap_or(true),
+            puppet_server: ud.puppet_server,
+        };
+        userdata
+            .validate()
+            .with_context(|| format!("[userdata] in config file {}", path.display()))?;
         Ok(Self {
+            userdata,
             product,
             regions,
             profiles_dir,

@@ -124,6 +124,12 @@ async fn run(mut cli: Cli) -> Result<u8> {
         } => commands::list::run(&ctx, selection, *all, region_timeout.as_deref()).await,
         Command::Show { host } => commands::show::run(&ctx, host).await,
         Command::Profiles { command } => commands::profiles::run(&ctx, command),
+        Command::Userdata {
+            host,
+            profile,
+            zone,
+            raw,
+        } => commands::userdata::run(&ctx, host, profile.as_deref(), zone.as_deref(), *raw).await,
     }
 }
 

@@ -88,9 +88,23 @@ impl Table {
     }
 }
 
+/// Writes to stdout. A closed pipe (`cerveza list | head`) ends the program quietly
+/// with success, as it does for other Unix tools, instead of a panic.
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    emit(&format!("{}\n", serde_json::to_string_pretty(value)?));
     Ok(())
 }
 

@@ -123,7 +123,7 @@ pub async fn run(
                     .unwrap_or_else(|| "-".into()),
             ]);
         }
-        print!("{}", t.render());
+        output::emit(&t.render());
         if !ctx.quiet {
             eprintln!(
                 "{} host(s) of product {product} in {} region(s){}",

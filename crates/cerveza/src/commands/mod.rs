@@ -6,6 +6,7 @@ pub mod profiles;
 pub mod show;
 pub mod start;
 pub mod stop;
+pub mod userdata;
 
 use std::fmt;
 
@@ -233,7 +234,7 @@ pub fn report(ctx: &Ctx, results: &Results) -> Result<u8> {
             }
         }
         if results.iter().any(|(_, r)| r.is_ok()) {
-            print!("{}", t.render());
+            output::emit(&t.render());
         }
     }
     let failures: Vec<&Error> = results

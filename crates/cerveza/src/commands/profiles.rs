@@ -14,10 +14,10 @@ pub fn run(ctx: &Ctx, command: &ProfilesCommand) -> Result<u8> {
         ProfilesCommand::Check => {
             let n = set.instances().count();
             let v = set.volumes().count();
-            println!(
-                "{}: {n} instance profile(s) and {v} volume profile(s), all valid",
+            output::emit(&format!(
+                "{}: {n} instance profile(s) and {v} volume profile(s), all valid\n",
                 ctx.config.profiles_dir.display()
-            );
+            ));
         }
         ProfilesCommand::List if ctx.output == Output::Json => {
             #[derive(serde::Serialize)]
@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, command: &ProfilesCommand) -> Result<u8> {
                     v.desc.clone(),
                 ]);
             }
-            print!("{}", t.render());
+            output::emit(&t.render());
         }
         ProfilesCommand::Show { name } => {
             if let Some(v) = set.volume(name) {

@@ -102,6 +102,6 @@ pub async fn run(ctx: &Ctx, host: &str) -> Result<u8> {
             .collect();
         kv("tags", tags.join(" "));
     }
-    print!("{}", t.render());
+    output::emit(&t.render());
     Ok(exit::OK)
 }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use cerveza_core::lifecycle::Lifecycle;
 use cerveza_core::selection::expand_hostnames;
 use cerveza_core::Zone;
+use cerveza_userdata::CloudInit;
 
 use super::{report, report_plan_errors, Ctx};
 use crate::cli::WaitArgs;
@@ -23,13 +24,15 @@ pub async fn run(
     let profiles = ctx.profiles()?;
     let backends = ctx.backends().await;
     let progress = progress::reporter(ctx.quiet);
+    let cloud_init = CloudInit::new(ctx.config.userdata.clone())?;
     let lc = Lifecycle::new(
         &backends.ec2,
         &backends.registry,
         &profiles,
         &settings,
         progress.as_ref(),
-    );
+    )
+    .with_user_data(&cloud_init);
     let results = lc.start(hosts, zone.as_ref(), profile).await;
     drop(progress);
     match results {

@@ -3,6 +3,7 @@ cerveza's own code, so integration tests check the real end state.
 
     cloud.py state PRODUCT REGION...        JSON: instances of PRODUCT, registry items
     cloud.py foreign REGION ZONE NAME       launch an instance tagged only Name=NAME
+    cloud.py user-data REGION INSTANCE      the instance's user-data bytes
 """
 import json
 import sys
@@ -59,6 +60,14 @@ def state(product, regions):
     print(json.dumps({"instances": instances, "volumes": volumes, "registry": registry}))
 
 
+def user_data(region, instance_id):
+    """Writes the instance's user-data, base64-decoded, to stdout."""
+    import base64
+    ec2 = boto3.client("ec2", region_name=region)
+    value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
+    sys.stdout.buffer.write(base64.b64decode(value))
+
+
 def foreign(region, zone, name):
     ec2 = boto3.client("ec2", region_name=region)
     out = ec2.run_instances(
@@ -72,6 +81,8 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "state":
         state(args[0], args[1:])
+    elif cmd == "user-data":
+        user_data(*args)
     elif cmd == "foreign":
         foreign(*args)
     else:

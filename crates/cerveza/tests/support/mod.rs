@@ -165,3 +165,20 @@ pub fn foreign(region: &str, zone: &str, name: &str) -> String {
     assert_eq!(out.code, 0, "{out:#?}");
     out.stdout.trim().to_owned()
 }
+
+/// The user-data bytes EC2 stores for an instance, read with boto3.
+pub fn user_data(region: &str, instance: &str) -> Vec<u8> {
+    let mut c = Command::new(lab_var("CERVEZA_LAB_PYTHON"));
+    c.arg(root().join("crates/cerveza/tests/support/cloud.py"))
+        .args(["user-data", region, instance]);
+    let out = c
+        .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run cloud.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
