@@ -1,0 +1,292 @@
+//! Every export for a fixed fleet: snapshots, and each output checked by the real tool.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use cerveza_core::model::{Instance, InstanceState};
+use cerveza_core::{tags, Product, Zone};
+use cerveza_export::{generate, Fleet, Kind, Options};
+
+fn inst(
+    id: &str,
+    host: &str,
+    zone: &str,
+    profile: &str,
+    sgs: &[&str],
+    private: &str,
+    public: Option<&str>,
+) -> Instance {
+    let z = Zone::parse(zone).unwrap();
+    Instance {
+        id: id.into(),
+        region: z.region(),
+        zone: Some(z),
+        state: InstanceState::Running,
+        instance_type: Some("t3.small".into()),
+        image_id: Some("ami-a6f504cf".into()),
+        private_ip: Some(private.into()),
+        public_ip: public.map(Into::into),
+        launch_time: Some(1_700_000_000),
+        security_groups: sgs.iter().map(|s| (*s).to_owned()).collect(),
+        tags: BTreeMap::from([
+            (tags::PRODUCT.into(), "noc".into()),
+            (tags::HOST.into(), host.into()),
+            (tags::PROFILE.into(), profile.into()),
+        ]),
+    }
+}
+
+fn fleet() -> Fleet {
+    let mut hostile = inst(
+        "i-bad",
+        "-oProxyCommand=touch /tmp/pwned",
+        "us-east-1a",
+        "Web",
+        &["web"],
+        "10.0.9.9",
+        None,
+    );
+    hostile
+        .tags
+        .insert(tags::HOST.into(), "-oProxyCommand=touch /tmp/pwned".into());
+    let instances = vec![
+        inst(
+            "i-0003",
+            "web02",
+            "us-east-1b",
+            "Web",
+            &["web"],
+            "10.0.1.12",
+            Some("54.0.0.12"),
+        ),
+        inst(
+            "i-0001",
+            "dev-mysql01",
+            "us-east-1b",
+            "Mysql",
+            &["mysql", "dev"],
+            "10.0.2.1",
+            None,
+        ),
+        inst(
+            "i-0002",
+            "web01",
+            "us-east-1a",
+            "Web",
+            &["web"],
+            "10.0.1.11",
+            Some("54.0.0.11"),
+        ),
+        inst(
+            "i-0004",
+            "demo01",
+            "ap-southeast-1a",
+            "UbuntuGeneric32Bit",
+            &["dev \"quoted\"; x"],
+            "10.1.0.5",
+            Some("13.0.0.5"),
+        ),
+        hostile,
+    ];
+    let f = Fleet::new(&Product::parse("noc").unwrap(), &instances);
+    assert_eq!(
+        f.skipped.len(),
+        1,
+        "the hostile name tag is dropped: {:?}",
+        f.skipped
+    );
+    f
+}
+
+fn opts() -> Options {
+    Options {
+        ssh_user: Some("ubuntu".into()),
+        jump_host: Some("vpn.noc.public".into()),
+        ..Options::default()
+    }
+}
+
+fn text(kind: Kind) -> String {
+    generate(kind, &fleet(), &opts())
+        .unwrap()
+        .into_iter()
+        .map(|f| format!("==> {} <==\n{}", f.name, f.content))
+        .collect()
+}
+
+#[test]
+fn snapshots() {
+    insta::assert_snapshot!("ssh_config", text(Kind::SshConfig));
+    insta::assert_snapshot!("hosts", text(Kind::Hosts));
+    insta::assert_snapshot!("ganglia", text(Kind::Ganglia));
+    insta::assert_snapshot!("nagios", text(Kind::Nagios));
+    insta::assert_snapshot!("prometheus", text(Kind::Prometheus));
+    insta::assert_snapshot!("ansible", text(Kind::Ansible));
+}
+
+#[test]
+fn output_does_not_depend_on_input_order() {
+    let f = fleet();
+    let mut reversed = f.clone();
+    reversed.hosts.reverse();
+    let again = Fleet::new(&f.product, &[]);
+    assert!(again.hosts.is_empty());
+    for kind in [
+        Kind::SshConfig,
+        Kind::Hosts,
+        Kind::Ganglia,
+        Kind::Nagios,
+        Kind::Prometheus,
+        Kind::Ansible,
+    ] {
+        assert_eq!(
+            generate(kind, &f, &opts()).unwrap(),
+            generate(kind, &f, &opts()).unwrap()
+        );
+    }
+}
+
+#[test]
+fn ganglia_ports_are_stable_and_explicit_ones_win() {
+    let o = cerveza_export::ganglia::Options::default();
+    let some = cerveza_export::ganglia_ports(&["dev".into(), "mysql".into()], &o).unwrap();
+    let more = cerveza_export::ganglia_ports(
+        &[
+            "a-new-one".into(),
+            "dev".into(),
+            "mysql".into(),
+            "web".into(),
+        ],
+        &o,
+    )
+    .unwrap();
+    assert_eq!(
+        some["dev"], more["dev"],
+        "adding clusters does not move others"
+    );
+    assert_eq!(some["mysql"], more["mysql"]);
+    assert!(more.values().all(|p| (8630..8730).contains(p)));
+    let pinned = cerveza_export::ganglia::Options {
+        ports: BTreeMap::from([("dev".into(), 8630), ("mysql".into(), 8631)]),
+        ..o
+    };
+    let p = cerveza_export::ganglia_ports(&["dev".into(), "mysql".into()], &pinned).unwrap();
+    assert_eq!(
+        (p["dev"], p["mysql"]),
+        (8630, 8631),
+        "the paper's dev 8630, mysql 8631"
+    );
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let o = Options {
+        ssh_user: Some("bad user".into()),
+        ..Options::default()
+    };
+    assert!(generate(Kind::SshConfig, &fleet(), &o)
+        .unwrap_err()
+        .to_string()
+        .contains("one word"));
+}
+
+fn write_all(dir: &Path, kind: Kind) -> Vec<std::path::PathBuf> {
+    generate(kind, &fleet(), &opts())
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let p = dir.join(&f.name);
+            std::fs::write(&p, f.content).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/bootstrap installs the tools)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn ssh_reads_the_ssh_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = &write_all(dir.path(), Kind::SshConfig)[0];
+    for name in ["web01", "web01.noc.private"] {
+        let g = run(Command::new("ssh").args(["-G", "-F"]).arg(file).arg(name));
+        assert!(g.contains("hostname 10.0.1.11\n"), "{g}");
+        assert!(
+            g.contains("user ubuntu\n") && g.contains("proxyjump vpn.noc.public\n"),
+            "{g}"
+        );
+    }
+}
+
+#[test]
+fn nagios_accepts_the_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = &write_all(dir.path(), Kind::Nagios)[0];
+    let d = dir.path().display();
+    // The site's own commands (Debian ships them with monitoring-plugins).
+    std::fs::write(
+        dir.path().join("site-commands.cfg"),
+        "define command {\n    command_name check-host-alive\n    command_line /bin/true\n}\ndefine command {\n    command_name check_ping\n    command_line /bin/true $ARG1$ $ARG2$\n}\ndefine command {\n    command_name check_ssh\n    command_line /bin/true\n}\n",
+    )
+    .unwrap();
+    let cfg = format!(
+        "log_file={d}/nagios.log\ncfg_file=/etc/nagios4/objects/commands.cfg\ncfg_file={d}/site-commands.cfg\ncfg_file=/etc/nagios4/objects/timeperiods.cfg\ncfg_file=/etc/nagios4/objects/templates.cfg\ncfg_file=/etc/nagios4/objects/contacts.cfg\ncfg_file={}\ncheck_result_path={d}\nlock_file={d}/nagios.lock\ntemp_file={d}/nagios.tmp\nstatus_file={d}/status.dat\nobject_cache_file={d}/objects.cache\nprecached_object_file={d}/objects.precache\nnagios_user=root\nnagios_group=root\n",
+        objects.display()
+    );
+    std::fs::write(dir.path().join("nagios.cfg"), cfg).unwrap();
+    let out = run(Command::new("nagios4")
+        .arg("-v")
+        .arg(dir.path().join("nagios.cfg")));
+    assert!(out.contains("Total Errors:   0"), "{out}");
+    assert!(out.contains("Checked 4 hosts"), "{out}");
+}
+
+#[test]
+fn gmond_and_gmetad_accept_their_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in write_all(dir.path(), Kind::Ganglia) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("gmond") {
+            // -b parses the configuration and computes its bandwidth, then exits.
+            let out = run(Command::new("gmond").arg("-c").arg(&f).arg("-b"));
+            assert!(!out.to_lowercase().contains("error"), "{name}: {out}");
+        }
+    }
+    let gmetad = std::fs::read_to_string(dir.path().join("gmetad.conf")).unwrap();
+    assert!(
+        gmetad.contains("data_source \"web\" 127.0.0.1:"),
+        "{gmetad}"
+    );
+}
+
+#[test]
+fn promtool_accepts_the_file_sd_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = &write_all(dir.path(), Kind::Prometheus)[0];
+    let cfg = format!(
+        "scrape_configs:\n  - job_name: node\n    file_sd_configs:\n      - files: ['{}']\n",
+        targets.display()
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+    let out = run(Command::new("promtool")
+        .args(["check", "config"])
+        .arg(dir.path().join("prometheus.yml")));
+    assert!(out.contains("SUCCESS"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(targets).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 4);
+}
