@@ -248,11 +248,47 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// Write the config that follows from the fleet: ssh_config, hosts, Ganglia, Nagios, …
+    ///
+    /// Output is sorted and stable. --out writes atomically (a directory for ganglia,
+    /// which makes several files); --check exits 1 when the file(s) would change.
+    /// A region that cannot be listed stops the export: a partial fleet would drop hosts.
+    Export {
+        /// What to write.
+        #[arg(value_enum)]
+        kind: ExportKind,
+        /// Only these hosts [default: all].
+        #[arg(value_name = "SELECTION")]
+        selection: Vec<String>,
+        /// Write here instead of stdout (a directory for ganglia).
+        #[arg(long, value_name = "PATH")]
+        out: Option<std::path::PathBuf>,
+        /// Write nothing; exit 1 when --out would change.
+        #[arg(long, requires = "out")]
+        check: bool,
+    },
     /// Inspect and validate instance and volume profiles.
     Profiles {
         #[command(subcommand)]
         command: ProfilesCommand,
     },
+}
+
+/// What `cerveza export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportKind {
+    /// ssh_config: `Host name fqdn` → address, user, jump host.
+    SshConfig,
+    /// /etc/hosts lines.
+    Hosts,
+    /// gmetad data sources and a gmond.conf per cluster (security group).
+    Ganglia,
+    /// Nagios hosts, hostgroups and generic services.
+    Nagios,
+    /// Prometheus file_sd JSON.
+    Prometheus,
+    /// Ansible YAML inventory.
+    Ansible,
 }
 
 /// `cerveza profiles …`

@@ -21,6 +21,18 @@
 //! nameservers = ["10.0.0.2"]
 //! puppet = true                    # puppet from cron at a minute derived from the hostname
 //! puppet-server = "puppet.noc.private"
+//!
+//! [export]                         # cerveza export
+//! address = "private"              # or "public"
+//! ssh-user = "ubuntu"
+//! jump-host = "vpn.noc.public"
+//! [export.ganglia]
+//! base-port = 8630
+//! ports = { dev = 8630, mysql = 8631 }
+//! [export.nagios]
+//! services = [{ hostgroup = "sg-mysql", description = "MySQL", check = "check_mysql" }]
+//! [export.prometheus]
+//! port = 9100
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -56,6 +68,8 @@ struct FileConfig {
     registry: RegistryConfig,
     #[serde(default)]
     userdata: UserDataConfig,
+    #[serde(default)]
+    export: cerveza_export::Options,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +115,8 @@ pub struct Config {
     pub registry_region: Region,
     /// Cerveza's own user-data parts.
     pub userdata: cerveza_userdata::Settings,
+    /// Options of `cerveza export`.
+    pub export: cerveza_export::Options,
 }
 
 /// Parses `20s`, `10m`, `1h 30m`.
@@ -189,13 +205,20 @@ impl Config {
             .validate()
             .with_context(|| format!("[userdata] in config file {}", path.display()))?;
         Ok(Self {
+            export: file.export,
             userdata,
             product,
             regions,
             profiles_dir,
             endpoint_url: args.endpoint_url.clone().or(file.endpoint_url),
             concurrency,
-            region_timeout: duration("region-timeout", file.region_timeout, 20)?,
+            region_timeout: duration(
+                "region-timeout",
+                std::env::var("CERVEZA_REGION_TIMEOUT")
+                    .ok()
+                    .or(file.region_timeout),
+                20,
+            )?,
             wait_timeout: duration("wait-timeout", file.wait_timeout, 600)?,
             poll_interval: match std::env::var("CERVEZA_POLL_INTERVAL")
                 .ok()

@@ -124,6 +124,12 @@ async fn run(mut cli: Cli) -> Result<u8> {
         } => commands::list::run(&ctx, selection, *all, region_timeout.as_deref()).await,
         Command::Show { host } => commands::show::run(&ctx, host).await,
         Command::Profiles { command } => commands::profiles::run(&ctx, command),
+        Command::Export {
+            kind,
+            selection,
+            out,
+            check,
+        } => commands::export::run(&ctx, *kind, selection, out.as_deref(), *check).await,
         Command::Userdata {
             host,
             profile,

@@ -1,6 +1,7 @@
 //! One module per command; this one holds what they share: the backends, the profile
 //! set, the lifecycle settings and how per-host results are reported.
 
+pub mod export;
 pub mod list;
 pub mod profiles;
 pub mod show;
