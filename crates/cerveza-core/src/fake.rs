@@ -221,7 +221,15 @@ impl Compute for FakeCloud {
             id,
             &[InstanceState::Stopped],
             InstanceState::Running,
-        )
+        )?;
+        // Like EC2: a started instance gets a new public address.
+        let mut s = lock(&self.state);
+        s.next_id += 1;
+        let n = s.next_id;
+        if let Some(i) = s.instances.get_mut(id) {
+            i.public_ip = Some(format!("198.51.100.{}", n % 250 + 1));
+        }
+        Ok(())
     }
 
     async fn stop(&self, region: &Region, id: &str) -> ProviderResult<()> {
@@ -231,7 +239,12 @@ impl Compute for FakeCloud {
             id,
             &[InstanceState::Running],
             InstanceState::Stopped,
-        )
+        )?;
+        // Like EC2: a stopped instance loses its public address.
+        if let Some(i) = lock(&self.state).instances.get_mut(id) {
+            i.public_ip = None;
+        }
+        Ok(())
     }
 
     async fn reboot(&self, region: &Region, id: &str) -> ProviderResult<()> {
@@ -336,5 +349,43 @@ impl Registry for FakeRegistry {
             }
             _ => Err(conflict()),
         }
+    }
+}
+
+/// An in-memory DNS.
+#[derive(Default)]
+pub struct FakeDns {
+    records: Mutex<BTreeMap<String, std::net::IpAddr>>,
+}
+
+impl FakeDns {
+    /// Every record, name → address.
+    pub fn all(&self) -> BTreeMap<String, std::net::IpAddr> {
+        lock(&self.records).clone()
+    }
+}
+
+#[async_trait]
+impl crate::ports::Dns for FakeDns {
+    async fn records(&self, product: &Product) -> ProviderResult<Vec<crate::ports::DnsRecord>> {
+        let suffixes = [format!(".{product}.private"), format!(".{product}.public")];
+        Ok(lock(&self.records)
+            .iter()
+            .filter(|(n, _)| suffixes.iter().any(|s| n.ends_with(s.as_str())))
+            .map(|(n, a)| crate::ports::DnsRecord {
+                name: n.clone(),
+                address: *a,
+            })
+            .collect())
+    }
+
+    async fn upsert(&self, _: &Product, record: &crate::ports::DnsRecord) -> ProviderResult<()> {
+        lock(&self.records).insert(record.name.clone(), record.address);
+        Ok(())
+    }
+
+    async fn remove(&self, _: &Product, name: &str) -> ProviderResult<()> {
+        lock(&self.records).remove(name);
+        Ok(())
     }
 }

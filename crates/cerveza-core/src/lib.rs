@@ -1,6 +1,7 @@
 //! Cerveza's domain, free of I/O: validated names, profiles, selections, and the host
 //! lifecycle workflows, which speak to the outside world only through [`ports`].
 
+pub mod access;
 pub mod error;
 pub mod fake;
 pub mod lifecycle;

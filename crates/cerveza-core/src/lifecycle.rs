@@ -25,7 +25,9 @@ use serde::Serialize;
 use crate::error::{Context, Error};
 use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec};
 use crate::names::{Hostname, Product, Region, Zone};
-use crate::ports::{Compute, ComputeRead, ProviderErrorKind, Registry, RegistryRead};
+use crate::ports::{
+    dns_names, Compute, ComputeRead, Dns, DnsRecord, ProviderErrorKind, Registry, RegistryRead,
+};
 use crate::profile::{InstanceProfile, ProfileSet};
 use crate::selection::{Candidate, Selection};
 use crate::{tags, token};
@@ -204,6 +206,7 @@ pub struct Lifecycle<'a> {
     settings: &'a Settings,
     progress: &'a dyn Progress,
     user_data: Option<&'a dyn UserDataSource>,
+    dns: Option<&'a dyn Dns>,
 }
 
 struct StartPlan {
@@ -229,7 +232,65 @@ impl<'a> Lifecycle<'a> {
             settings,
             progress,
             user_data: None,
+            dns: None,
         }
+    }
+
+    /// Publishes hosts' names in `dns`: after start, stop and terminate.
+    pub fn with_dns(mut self, dns: &'a dyn Dns) -> Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    /// Points the host's names at the instance's addresses; a missing address removes
+    /// its name (a stopped host has no public address).
+    async fn publish(&self, host: &Hostname, inst: &Instance) -> Result<(), Error> {
+        let Some(dns) = self.dns else {
+            return Ok(());
+        };
+        self.progress.step(host, "publishing its DNS names");
+        let ip = |a: &Option<String>| {
+            a.as_deref()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        };
+        let [private, public] = dns_names(self.product(), host);
+        for (name, addr) in [
+            (private, ip(&inst.private_ip)),
+            (public, ip(&inst.public_ip)),
+        ] {
+            let done = match addr {
+                Some(address) => {
+                    dns.upsert(
+                        self.product(),
+                        &DnsRecord {
+                            name: name.clone(),
+                            address,
+                        },
+                    )
+                    .await
+                }
+                None => dns.remove(self.product(), &name).await,
+            };
+            done.context(|| {
+                format!(
+                    "{host}: publishing {name} (the instance is fine; `cerveza dns sync` retries)"
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Removes the host's names.
+    async fn unpublish(&self, host: &Hostname) -> Result<(), Error> {
+        let Some(dns) = self.dns else {
+            return Ok(());
+        };
+        for name in dns_names(self.product(), host) {
+            dns.remove(self.product(), &name)
+                .await
+                .context(|| format!("{host}: removing {name} (`cerveza dns sync` retries)"))?;
+        }
+        Ok(())
     }
 
     /// Passes user-data built by `source` to every launch.
@@ -685,6 +746,7 @@ impl<'a> Lifecycle<'a> {
             let g = rec.generation;
             self.save(rec, g).await?;
         }
+        self.publish(&host, &inst).await?;
         Ok(Outcome {
             host,
             action,
@@ -816,6 +878,7 @@ impl<'a> Lifecycle<'a> {
         rec.state = inst.state.name().into();
         let g = rec.generation;
         self.save(&mut rec, g).await?;
+        self.publish(host, &inst).await?;
         Ok(Outcome {
             host: host.clone(),
             action,
@@ -904,6 +967,7 @@ impl<'a> Lifecycle<'a> {
             }
             None => (Action::AlreadyTerminated, None),
         };
+        self.unpublish(host).await?;
         let g = rec.generation;
         if forget {
             self.registry

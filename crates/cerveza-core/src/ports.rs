@@ -82,6 +82,35 @@ pub trait Compute: ComputeRead {
     async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()>;
 }
 
+/// One DNS address record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct DnsRecord {
+    /// Fully qualified name without the trailing dot (`demo01.noc.private`).
+    pub name: String,
+    /// The address.
+    pub address: std::net::IpAddr,
+}
+
+/// Where hosts' names are published: `<host>.<product>.private` → private address,
+/// `<host>.<product>.public` → public address.
+#[async_trait]
+pub trait Dns: Send + Sync {
+    /// The records of a product's two domains.
+    async fn records(&self, product: &Product) -> ProviderResult<Vec<DnsRecord>>;
+    /// Creates or replaces one record (and its zone, when missing).
+    async fn upsert(&self, product: &Product, record: &DnsRecord) -> ProviderResult<()>;
+    /// Removes one name; removing a missing name is not an error.
+    async fn remove(&self, product: &Product, name: &str) -> ProviderResult<()>;
+}
+
+/// The names a host publishes.
+pub fn dns_names(product: &Product, host: &Hostname) -> [String; 2] {
+    [
+        format!("{host}.{product}.private"),
+        format!("{host}.{product}.public"),
+    ]
+}
+
 /// Reading the host registry.
 #[async_trait]
 pub trait RegistryRead: Send + Sync {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cerveza_core::fake::{FakeCloud, FakeRegistry, Fault};
+use cerveza_core::fake::{FakeCloud, FakeDns, FakeRegistry, Fault};
 use cerveza_core::lifecycle::{self, Action, Lifecycle, Settings};
 use cerveza_core::model::{HostRecord, Instance, InstanceState};
 use cerveza_core::ports::{ProviderErrorKind, Registry, RegistryRead};
@@ -504,4 +504,47 @@ async fn registry_writes_are_conditional() {
             .kind,
         ProviderErrorKind::Conflict
     );
+}
+
+#[tokio::test]
+async fn dns_follows_start_stop_and_terminate() {
+    let w = World::new();
+    let dns = FakeDns::default();
+    let lc = || w.lc().with_dns(&dns);
+    lc().start(vec![h("demo01")], Some(&zone()), Some("Dev"))
+        .await
+        .unwrap();
+    let inst = w.live().remove(0);
+    let all = dns.all();
+    assert_eq!(
+        all["demo01.noc.private"].to_string(),
+        inst.private_ip.clone().unwrap()
+    );
+    assert_eq!(
+        all["demo01.noc.public"].to_string(),
+        inst.public_ip.clone().unwrap()
+    );
+    // Stopped: no public address, so no public name; the private one stays.
+    let stop = lc().stop(vec![h("demo01")]).await;
+    assert!(stop[0]
+        .1
+        .as_ref()
+        .unwrap()
+        .instance
+        .as_ref()
+        .unwrap()
+        .public_ip
+        .is_none());
+    assert!(!dns.all().contains_key("demo01.noc.public"));
+    assert!(dns.all().contains_key("demo01.noc.private"));
+    // Started again: a new public address, published.
+    lc().start(vec![h("demo01")], None, None).await.unwrap();
+    let now = w.live().remove(0).public_ip.unwrap();
+    assert_ne!(Some(&now), inst.public_ip.as_ref());
+    assert_eq!(dns.all()["demo01.noc.public"].to_string(), now);
+    lc().terminate(vec![h("demo01")], false).await[0]
+        .1
+        .as_ref()
+        .unwrap();
+    assert!(dns.all().is_empty(), "{:?}", dns.all());
 }
