@@ -132,6 +132,17 @@ pub struct Settings {
     pub puppet: bool,
     /// The puppet master; `puppet.<product>.private` when unset.
     pub puppet_server: Option<String>,
+    /// Configure the host's LDAP client (nslcd) with its pam filter.
+    pub ldap_client: Option<LdapClient>,
+}
+
+/// The LDAP client a host gets: who may log in is decided by its pam filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapClient {
+    /// Server URI; `ldaps://ldap.<product>.private` when unset (the paper).
+    pub uri: Option<String>,
+    /// Base DN of the directory.
+    pub base: String,
 }
 
 impl Default for Settings {
@@ -142,6 +153,7 @@ impl Default for Settings {
             nameservers: Vec::new(),
             puppet: true,
             puppet_server: None,
+            ldap_client: None,
         }
     }
 }
@@ -171,6 +183,26 @@ impl Settings {
                 return Err(UserDataError::Config(format!(
                     "puppet server {s:?} is not a host name"
                 )));
+            }
+        }
+        if let Some(l) = &self.ldap_client {
+            let one_line = |what: &str, v: &str| {
+                if v.is_empty() || v.chars().any(|c| c.is_control() || c == '\'' || c == '"') {
+                    Err(UserDataError::Config(format!(
+                        "LDAP client {what} {v:?} must be one line without quotes"
+                    )))
+                } else {
+                    Ok(())
+                }
+            };
+            one_line("base", &l.base)?;
+            if let Some(u) = &l.uri {
+                one_line("uri", u)?;
+                if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
+                    return Err(UserDataError::Config(format!(
+                        "LDAP client uri {u:?} must start with ldap:// or ldaps://"
+                    )));
+                }
             }
         }
         Ok(())
@@ -423,6 +455,20 @@ impl CloudInit {
                 format!(
                     "# cerveza: puppet from cron twice an hour, not as a daemon (the paper)\npuppet:\n  install: true\n  start_service: false\n  conf:\n    agent:\n      server: {server}\n      certname: {fqdn}\nwrite_files:\n  - path: /etc/cron.d/cerveza-puppet\n    permissions: '0644'\n    content: |\n      # minute {m} derived from the hostname, spreading hosts over the half hour\n      {m},{m30} * * * * root /usr/bin/puppet agent --onetime --no-daemonize --logdest syslog >/dev/null 2>&1\n",
                     m30 = m + 30
+                ),
+            ));
+        }
+        if let Some(l) = &s.ldap_client {
+            let uri = l
+                .uri
+                .clone()
+                .unwrap_or_else(|| format!("ldaps://ldap.{product}.private"));
+            let filter = cerveza_core::access::pam_filter(ctx.host, ctx.zone);
+            parts.push(cloud_config(
+                "cerveza-ldap.cfg",
+                format!(
+                    "# cerveza: LDAP logins for the users granted this host; local accounts first and\n# short timeouts, so a directory outage never locks anyone out (the paper)\npackages:\n  - nslcd\n  - libnss-ldapd\n  - libpam-ldapd\nwrite_files:\n  - path: /etc/nslcd.conf\n    permissions: '0640'\n    content: |\n      uid nslcd\n      gid nslcd\n      uri {uri}\n      base {base}\n      tls_reqcert demand\n      tls_cacertfile /etc/ssl/certs/ca-certificates.crt\n      bind_timelimit 3\n      timelimit 5\n      idle_timelimit 60\n      reconnect_sleeptime 1\n      reconnect_retrytime 10\n      nss_initgroups_ignoreusers ALLLOCAL\n      pam_authz_search (&(objectClass=posixAccount)(uid=$username){filter})\nruncmd:\n  - [sed, -i, -E, 's/^(passwd|group|shadow):.*/\\1: files ldap/', /etc/nsswitch.conf]\n  - [systemctl, restart, nslcd]\n",
+                    base = l.base
                 ),
             ));
         }

@@ -16,6 +16,10 @@ fn settings() -> Settings {
     Settings {
         resolv_conf: true,
         nameservers: vec!["10.0.0.2".into(), "10.0.1.2".into()],
+        ldap_client: Some(cerveza_userdata::LdapClient {
+            uri: None,
+            base: "dc=noc,dc=example".into(),
+        }),
         ..Settings::default()
     }
 }

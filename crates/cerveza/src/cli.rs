@@ -267,6 +267,19 @@ pub enum Command {
         #[arg(long, requires = "out")]
         check: bool,
     },
+    /// DNS names of the fleet: <host>.<product>.private and .public.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
+    },
+    /// Grant and revoke user access per host, host group, zone or region (LDAP `host`).
+    ///
+    /// A grant is one of: host.zone, host.region, host.*, group*.zone, group*.region,
+    /// group*.*, *.zone, *.region, * (e.g. dev-mysql01.us-east-1b, dev-mysql*.us-east-1).
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Inspect and validate instance and volume profiles.
     Profiles {
         #[command(subcommand)]
@@ -289,6 +302,61 @@ pub enum ExportKind {
     Prometheus,
     /// Ansible YAML inventory.
     Ansible,
+}
+
+/// `cerveza dns …`
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// List the published records of the product.
+    List,
+    /// Make the records match the live fleet: add missing, fix changed, remove stale.
+    Sync {
+        /// Print the changes, make none.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `cerveza access …`
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Let USER into the hosts PATTERN names.
+    Grant {
+        /// The user (uid).
+        user: String,
+        /// host.zone, host.region, host.*, group*.zone, group*.region, group*.*, *.zone, *.region or *.
+        pattern: String,
+    },
+    /// Take a grant back.
+    Revoke {
+        /// The user (uid).
+        user: String,
+        /// The grant, as given to `grant`.
+        pattern: String,
+    },
+    /// Users and their grants.
+    List {
+        /// Only this user.
+        user: Option<String>,
+    },
+    /// Whether USER may log into HOST, decided by LDAP with the host's own pam filter.
+    Check {
+        /// The user (uid).
+        user: String,
+        /// The host.
+        host: String,
+        /// Its zone, for a host cerveza does not know.
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
+    },
+    /// Print a host's pam filter.
+    Filter {
+        /// The host.
+        host: String,
+        /// Its zone, for a host cerveza does not know.
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
+    },
 }
 
 /// `cerveza profiles …`

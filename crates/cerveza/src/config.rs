@@ -21,6 +21,19 @@
 //! nameservers = ["10.0.0.2"]
 //! puppet = true                    # puppet from cron at a minute derived from the hostname
 //! puppet-server = "puppet.noc.private"
+//! ldap-client = true               # nslcd with the host's pam filter; on when [directory] is set
+//! ldap-client-uri = "ldaps://ldap.noc.private"   # the default: ldaps://ldap.<product>.private
+//!
+//! [directory]                      # OpenLDAP: DNS records and user grants
+//! uris = ["ldaps://ldap1.noc.example", "ldaps://ldap2.noc.example"]   # tried in order
+//! base = "dc=noc,dc=example"
+//! bind-dn = "cn=cerveza,dc=noc,dc=example"
+//! bind-password-file = "ldap.password"   # or CERVEZA_LDAP_PASSWORD; never a flag
+//! starttls = false
+//! timeout = "3s"
+//!
+//! [dns]
+//! backend = "ldap"                 # default when [directory] is set; "none" to turn off
 //!
 //! [export]                         # cerveza export
 //! address = "private"              # or "public"
@@ -70,6 +83,39 @@ struct FileConfig {
     userdata: UserDataConfig,
     #[serde(default)]
     export: cerveza_export::Options,
+    #[serde(default)]
+    directory: DirectoryConfig,
+    #[serde(default)]
+    dns: DnsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DirectoryConfig {
+    uris: Option<Vec<String>>,
+    base: Option<String>,
+    bind_dn: Option<String>,
+    bind_password: Option<String>,
+    bind_password_file: Option<PathBuf>,
+    #[serde(default)]
+    starttls: bool,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DnsConfig {
+    backend: Option<DnsBackend>,
+}
+
+/// Where host names are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsBackend {
+    /// Nowhere.
+    None,
+    /// LDAP, for PowerDNS or BIND with an LDAP backend.
+    Ldap,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +127,8 @@ struct UserDataConfig {
     nameservers: Vec<String>,
     puppet: Option<bool>,
     puppet_server: Option<String>,
+    ldap_client: Option<bool>,
+    ldap_client_uri: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +165,10 @@ pub struct Config {
     pub userdata: cerveza_userdata::Settings,
     /// Options of `cerveza export`.
     pub export: cerveza_export::Options,
+    /// The LDAP directory, when configured.
+    pub directory: Option<cerveza_directory::Settings>,
+    /// Where host names are published.
+    pub dns: DnsBackend,
 }
 
 /// Parses `20s`, `10m`, `1h 30m`.
@@ -131,6 +183,69 @@ fn default_config_path() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("cerveza").join("config.toml")
+}
+
+/// The directory settings: `CERVEZA_LDAP_*` environment variables over the file. The
+/// password comes from `CERVEZA_LDAP_PASSWORD`, a file (`CERVEZA_LDAP_PASSWORD_FILE` or
+/// `bind-password-file`), or `bind-password`; never from the command line.
+fn directory_settings(
+    file: DirectoryConfig,
+    base_dir: &Path,
+) -> Result<Option<cerveza_directory::Settings>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let uris: Vec<String> = match env("CERVEZA_LDAP_URIS") {
+        Some(v) => v
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => file.uris.unwrap_or_default(),
+    };
+    let Some(base) = env("CERVEZA_LDAP_BASE").or(file.base) else {
+        if !uris.is_empty() {
+            bail!("[directory] has uris but no base DN (base = \"dc=noc,dc=example\")");
+        }
+        return Ok(None);
+    };
+    if uris.is_empty() {
+        bail!("[directory] has a base DN but no uris");
+    }
+    for u in &uris {
+        if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
+            bail!("LDAP URI {u:?} must start with ldap:// or ldaps://");
+        }
+    }
+    let password_file = env("CERVEZA_LDAP_PASSWORD_FILE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            file.bind_password_file
+                .map(|p| if p.is_relative() { base_dir.join(p) } else { p })
+        });
+    let password = match (
+        env("CERVEZA_LDAP_PASSWORD"),
+        password_file,
+        file.bind_password,
+    ) {
+        (Some(p), _, _) => Some(p),
+        (None, Some(f), _) => Some(
+            std::fs::read_to_string(&f)
+                .with_context(|| format!("reading the LDAP password file {}", f.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        ),
+        (None, None, p) => p,
+    };
+    Ok(Some(cerveza_directory::Settings {
+        uris,
+        base,
+        bind_dn: env("CERVEZA_LDAP_BIND_DN").or(file.bind_dn),
+        password: password.map(cerveza_directory::Secret::new),
+        starttls: file.starttls,
+        timeout: match file.timeout {
+            Some(t) => parse_duration("[directory] timeout", &t)?,
+            None => Duration::from_secs(3),
+        },
+    }))
 }
 
 impl Config {
@@ -193,6 +308,15 @@ impl Config {
         if concurrency == 0 {
             bail!("concurrency must be at least 1");
         }
+        let directory = directory_settings(file.directory, &base)?;
+        let dns = match (file.dns.backend, &directory) {
+            (Some(DnsBackend::Ldap), None) => bail!(
+                "[dns] backend = \"ldap\" needs [directory] uris and base (or CERVEZA_LDAP_URIS and CERVEZA_LDAP_BASE)"
+            ),
+            (Some(b), _) => b,
+            (None, Some(_)) => DnsBackend::Ldap,
+            (None, None) => DnsBackend::None,
+        };
         let ud = file.userdata;
         let userdata = cerveza_userdata::Settings {
             hostname: ud.hostname.unwrap_or(true),
@@ -200,11 +324,23 @@ impl Config {
             nameservers: ud.nameservers,
             puppet: ud.puppet.unwrap_or(true),
             puppet_server: ud.puppet_server,
+            ldap_client: match (ud.ldap_client, &directory) {
+                (Some(true), None) => {
+                    bail!("[userdata] ldap-client needs [directory] (its base DN)")
+                }
+                (Some(false), _) | (None, None) => None,
+                (_, Some(d)) => Some(cerveza_userdata::LdapClient {
+                    uri: ud.ldap_client_uri,
+                    base: d.base.clone(),
+                }),
+            },
         };
         userdata
             .validate()
             .with_context(|| format!("[userdata] in config file {}", path.display()))?;
         Ok(Self {
+            directory,
+            dns,
             export: file.export,
             userdata,
             product,

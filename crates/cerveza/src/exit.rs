@@ -66,8 +66,16 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
         if cause.is::<NameError>()
             || cause.is::<cerveza_core::selection::SelectionError>()
             || cause.is::<crate::commands::ProfilesInvalid>()
+            || cause.is::<cerveza_core::access::AccessError>()
         {
             return USAGE;
+        }
+        if let Some(d) = cause.downcast_ref::<cerveza_directory::DirectoryError>() {
+            return match d {
+                cerveza_directory::DirectoryError::NoUser(_) => NOT_FOUND,
+                cerveza_directory::DirectoryError::Unreachable { .. } => UNAVAILABLE,
+                cerveza_directory::DirectoryError::Ldap { .. } => FAILURE,
+            };
         }
         if let Some(p) = cause.downcast_ref::<ProfileError>() {
             return match p {

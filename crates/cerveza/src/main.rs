@@ -124,6 +124,8 @@ async fn run(mut cli: Cli) -> Result<u8> {
         } => commands::list::run(&ctx, selection, *all, region_timeout.as_deref()).await,
         Command::Show { host } => commands::show::run(&ctx, host).await,
         Command::Profiles { command } => commands::profiles::run(&ctx, command),
+        Command::Dns { command } => commands::dns::run(&ctx, command).await,
+        Command::Access { command } => commands::access::run(&ctx, command).await,
         Command::Export {
             kind,
             selection,

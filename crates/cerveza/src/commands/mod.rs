@@ -1,6 +1,8 @@
 //! One module per command; this one holds what they share: the backends, the profile
 //! set, the lifecycle settings and how per-host results are reported.
 
+pub mod access;
+pub mod dns;
 pub mod export;
 pub mod list;
 pub mod profiles;
@@ -79,6 +81,30 @@ impl Ctx {
         Backends {
             ec2: Ec2::new(sdk.clone()),
             registry: DynamoRegistry::new(&sdk, self.config.registry_table.clone()),
+        }
+    }
+
+    /// Connects to the configured directory.
+    pub async fn directory(&self) -> Result<cerveza_directory::Directory> {
+        let settings = self.config.directory.clone().context(
+            "no directory configured: set [directory] uris and base in the config file (or CERVEZA_LDAP_URIS and CERVEZA_LDAP_BASE)",
+        )?;
+        Ok(cerveza_directory::Directory::connect(settings).await?)
+    }
+
+    /// The DNS backend of lifecycle commands, if one is configured. An unreachable
+    /// directory does not stop hosts from starting (no single point of failure): it is
+    /// a warning, and `cerveza dns sync` catches up later.
+    pub async fn dns(&self) -> Option<cerveza_directory::Directory> {
+        if self.config.dns != crate::config::DnsBackend::Ldap {
+            return None;
+        }
+        match self.directory().await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("warning: DNS names will not be updated ({e:#}); run `cerveza dns sync` once the directory is back");
+                None
+            }
         }
     }
 

@@ -25,7 +25,8 @@ pub async fn run(
     let backends = ctx.backends().await;
     let progress = progress::reporter(ctx.quiet);
     let cloud_init = CloudInit::new(ctx.config.userdata.clone())?;
-    let lc = Lifecycle::new(
+    let dns = ctx.dns().await;
+    let mut lc = Lifecycle::new(
         &backends.ec2,
         &backends.registry,
         &profiles,
@@ -33,6 +34,9 @@ pub async fn run(
         progress.as_ref(),
     )
     .with_user_data(&cloud_init);
+    if let Some(d) = &dns {
+        lc = lc.with_dns(d);
+    }
     let results = lc.start(hosts, zone.as_ref(), profile).await;
     drop(progress);
     match results {

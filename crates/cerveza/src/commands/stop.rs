@@ -32,13 +32,17 @@ pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Re
     // Only relaunching needs profiles; stop/reboot/terminate work without them.
     let profiles = ProfileSet::default();
     let progress = progress::reporter(ctx.quiet);
-    let lc = Lifecycle::new(
+    let dns = ctx.dns().await;
+    let mut lc = Lifecycle::new(
         &backends.ec2,
         &backends.registry,
         &profiles,
         &settings,
         progress.as_ref(),
     );
+    if let Some(d) = &dns {
+        lc = lc.with_dns(d);
+    }
     let results = match verb {
         Verb::Stop => lc.stop(hosts).await,
         Verb::Restart => lc.restart(hosts).await,

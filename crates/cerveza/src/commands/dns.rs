@@ -1,0 +1,158 @@
+//! `cerveza dns list | sync`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
+use cerveza_core::lifecycle;
+use cerveza_core::ports::{dns_names, Dns, DnsRecord};
+use cerveza_core::selection::Selection;
+use cerveza_core::Hostname;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::{DnsCommand, Output};
+use crate::exit;
+use crate::output::{self, Table};
+
+/// One change `sync` makes.
+#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+enum Change {
+    Add {
+        name: String,
+        address: IpAddr,
+    },
+    Update {
+        name: String,
+        from: IpAddr,
+        to: IpAddr,
+    },
+    Remove {
+        name: String,
+        address: IpAddr,
+    },
+}
+
+/// Runs `dns …`.
+pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
+    let product = ctx.config.product()?;
+    let dir = ctx.directory().await?;
+    let current = dir.records(product).await?;
+    match command {
+        DnsCommand::List => {
+            if ctx.output == Output::Json {
+                output::print_json(&current)?;
+            } else {
+                let mut t = Table::new(&["NAME", "TYPE", "ADDRESS"]);
+                for r in &current {
+                    t.row(vec![r.name.clone(), "A".into(), r.address.to_string()]);
+                }
+                output::emit(&t.render());
+            }
+            Ok(exit::OK)
+        }
+        DnsCommand::Sync { dry_run } => {
+            let backends = ctx.backends().await;
+            let listing = lifecycle::list(
+                &backends.ec2,
+                product,
+                &ctx.config.regions,
+                &Selection::all(),
+                false,
+                ctx.config.region_timeout,
+            )
+            .await;
+            if !listing.failed_regions.is_empty() {
+                for (region, e) in &listing.failed_regions {
+                    eprintln!("error: region {region}: {e}");
+                }
+                bail!(exit::Coded::new(exit::PARTIAL, "not syncing DNS from a partial fleet: the names of the failed region(s) would be removed"));
+            }
+            let mut want: BTreeMap<String, IpAddr> = BTreeMap::new();
+            for i in &listing.instances {
+                let Some(host) = i.host().and_then(|h| Hostname::parse(h).ok()) else {
+                    continue;
+                };
+                let [private, public] = dns_names(product, &host);
+                let ip = |a: &Option<String>| a.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
+                if let Some(a) = ip(&i.private_ip) {
+                    want.insert(private, a);
+                }
+                if let Some(a) = ip(&i.public_ip) {
+                    want.insert(public, a);
+                }
+            }
+            let have: BTreeMap<String, IpAddr> =
+                current.into_iter().map(|r| (r.name, r.address)).collect();
+            let mut changes = Vec::new();
+            for (name, &to) in &want {
+                match have.get(name) {
+                    None => changes.push(Change::Add {
+                        name: name.clone(),
+                        address: to,
+                    }),
+                    Some(&from) if from != to => changes.push(Change::Update {
+                        name: name.clone(),
+                        from,
+                        to,
+                    }),
+                    Some(_) => {}
+                }
+            }
+            for (name, &address) in &have {
+                if !want.contains_key(name) {
+                    changes.push(Change::Remove {
+                        name: name.clone(),
+                        address,
+                    });
+                }
+            }
+            if !dry_run {
+                for c in &changes {
+                    match c {
+                        Change::Add { name, address }
+                        | Change::Update {
+                            name, to: address, ..
+                        } => {
+                            dir.upsert(
+                                product,
+                                &DnsRecord {
+                                    name: name.clone(),
+                                    address: *address,
+                                },
+                            )
+                            .await?
+                        }
+                        Change::Remove { name, .. } => dir.remove(product, name).await?,
+                    }
+                }
+            }
+            if ctx.output == Output::Json {
+                output::print_json(&changes)?;
+            } else {
+                let mut out = String::new();
+                for c in &changes {
+                    out.push_str(&match c {
+                        Change::Add { name, address } => format!("+ {name} A {address}\n"),
+                        Change::Update { name, from, to } => format!("~ {name} A {from} -> {to}\n"),
+                        Change::Remove { name, address } => format!("- {name} A {address}\n"),
+                    });
+                }
+                output::emit(&out);
+                eprintln!(
+                    "{} change(s){}; {} name(s) for {} host(s)",
+                    changes.len(),
+                    if *dry_run {
+                        " (dry run: nothing changed)"
+                    } else {
+                        ""
+                    },
+                    want.len(),
+                    listing.instances.len()
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}
