@@ -6,10 +6,12 @@
 //!   `AWS_ENDPOINT_URL`) points at an emulator such as moto.
 //! * [`Ec2`]: instances in every region, one client per region.
 //! * [`DynamoRegistry`]: the host registry, one DynamoDB table in a home region.
+//! * [`Route53Dns`]: host names in Route53 hosted zones, the alternative to LDAP.
 
 mod ec2;
 mod errors;
 mod registry;
+mod route53;
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 pub use ec2::Ec2;
 pub use registry::DynamoRegistry;
+pub use route53::Route53Dns;
 
 /// How to reach AWS.
 #[derive(Debug, Clone)]

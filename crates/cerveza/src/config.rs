@@ -33,7 +33,9 @@
 //! timeout = "3s"
 //!
 //! [dns]
-//! backend = "ldap"                 # default when [directory] is set; "none" to turn off
+//! backend = "ldap"                 # default when [directory] is set; "route53"; "none"
+//! vpc-id = "vpc-0abc"              # route53: the VPC of the private zone
+//! vpc-region = "us-east-1"
 //!
 //! [export]                         # cerveza export
 //! address = "private"              # or "public"
@@ -106,6 +108,8 @@ struct DirectoryConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct DnsConfig {
     backend: Option<DnsBackend>,
+    vpc_id: Option<String>,
+    vpc_region: Option<String>,
 }
 
 /// Where host names are published.
@@ -116,6 +120,8 @@ pub enum DnsBackend {
     None,
     /// LDAP, for PowerDNS or BIND with an LDAP backend.
     Ldap,
+    /// Route53 hosted zones.
+    Route53,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +175,8 @@ pub struct Config {
     pub directory: Option<cerveza_directory::Settings>,
     /// Where host names are published.
     pub dns: DnsBackend,
+    /// The VPC (id, region) Route53 private zones are associated with.
+    pub dns_vpc: Option<(String, String)>,
 }
 
 /// Parses `20s`, `10m`, `1h 30m`.
@@ -309,7 +317,24 @@ impl Config {
             bail!("concurrency must be at least 1");
         }
         let directory = directory_settings(file.directory, &base)?;
-        let dns = match (file.dns.backend, &directory) {
+        let env_backend = match std::env::var("CERVEZA_DNS_BACKEND").ok().as_deref() {
+            None | Some("") => None,
+            Some("ldap") => Some(DnsBackend::Ldap),
+            Some("route53") => Some(DnsBackend::Route53),
+            Some("none") => Some(DnsBackend::None),
+            Some(other) => bail!("CERVEZA_DNS_BACKEND={other:?}: use ldap, route53 or none"),
+        };
+        let dns_vpc = match (
+            std::env::var("CERVEZA_DNS_VPC_ID").ok().or(file.dns.vpc_id),
+            std::env::var("CERVEZA_DNS_VPC_REGION")
+                .ok()
+                .or(file.dns.vpc_region),
+        ) {
+            (Some(id), Some(region)) => Some((id, Region::parse(&region)?.to_string())),
+            (None, None) => None,
+            _ => bail!("[dns] vpc-id and vpc-region go together"),
+        };
+        let dns = match (env_backend.or(file.dns.backend), &directory) {
             (Some(DnsBackend::Ldap), None) => bail!(
                 "[dns] backend = \"ldap\" needs [directory] uris and base (or CERVEZA_LDAP_URIS and CERVEZA_LDAP_BASE)"
             ),
@@ -341,6 +366,7 @@ impl Config {
         Ok(Self {
             directory,
             dns,
+            dns_vpc,
             export: file.export,
             userdata,
             product,

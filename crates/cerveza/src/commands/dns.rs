@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 use cerveza_core::lifecycle;
-use cerveza_core::ports::{dns_names, Dns, DnsRecord};
+use cerveza_core::ports::{dns_names, DnsRecord};
 use cerveza_core::selection::Selection;
 use cerveza_core::Hostname;
 use serde::Serialize;
@@ -37,7 +37,13 @@ enum Change {
 /// Runs `dns …`.
 pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
     let product = ctx.config.product()?;
-    let dir = ctx.directory().await?;
+    let backends = ctx.backends().await;
+    let Some(dir) = ctx.dns_backend(&backends).await? else {
+        bail!(exit::Coded::new(
+            exit::USAGE,
+            "no DNS backend: set [directory] (LDAP) or [dns] backend = \"route53\""
+        ));
+    };
     let current = dir.records(product).await?;
     match command {
         DnsCommand::List => {
@@ -53,7 +59,6 @@ pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
             Ok(exit::OK)
         }
         DnsCommand::Sync { dry_run } => {
-            let backends = ctx.backends().await;
             let listing = lifecycle::list(
                 &backends.ec2,
                 product,

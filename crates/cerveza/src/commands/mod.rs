@@ -16,13 +16,14 @@ use std::fmt;
 use anyhow::{Context as _, Result};
 use cerveza_aws::{AwsOptions, DynamoRegistry, Ec2};
 use cerveza_core::lifecycle::{self, Failpoint, Results, Settings};
+use cerveza_core::ports::Dns;
 use cerveza_core::profile::{ProfileError, ProfileSet};
 use cerveza_core::selection::{self, Selection};
 use cerveza_core::{Error, ErrorKind, Hostname};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, Output, WaitArgs};
-use crate::config::{parse_duration, Config};
+use crate::config::{parse_duration, Config, DnsBackend};
 use crate::exit;
 use crate::output::{self, or_dash, Table};
 
@@ -42,6 +43,7 @@ pub struct Backends {
     pub ec2: Ec2,
     /// The registry table.
     pub registry: DynamoRegistry,
+    sdk: aws_config::SdkConfig,
 }
 
 /// Every problem of a profiles directory at once.
@@ -81,6 +83,7 @@ impl Ctx {
         Backends {
             ec2: Ec2::new(sdk.clone()),
             registry: DynamoRegistry::new(&sdk, self.config.registry_table.clone()),
+            sdk,
         }
     }
 
@@ -92,15 +95,24 @@ impl Ctx {
         Ok(cerveza_directory::Directory::connect(settings).await?)
     }
 
-    /// The DNS backend of lifecycle commands, if one is configured. An unreachable
-    /// directory does not stop hosts from starting (no single point of failure): it is
-    /// a warning, and `cerveza dns sync` catches up later.
-    pub async fn dns(&self) -> Option<cerveza_directory::Directory> {
-        if self.config.dns != crate::config::DnsBackend::Ldap {
-            return None;
-        }
-        match self.directory().await {
-            Ok(d) => Some(d),
+    /// The configured DNS backend (LDAP or Route53), `None` when there is none.
+    pub async fn dns_backend(&self, backends: &Backends) -> Result<Option<Box<dyn Dns>>> {
+        Ok(match self.config.dns {
+            DnsBackend::None => None,
+            DnsBackend::Ldap => Some(Box::new(self.directory().await?)),
+            DnsBackend::Route53 => Some(Box::new(cerveza_aws::Route53Dns::new(
+                &backends.sdk,
+                self.config.dns_vpc.clone(),
+            ))),
+        })
+    }
+
+    /// The DNS backend of lifecycle commands. An unreachable directory does not stop
+    /// hosts from starting (no single point of failure): it is a warning, and
+    /// `cerveza dns sync` catches up later.
+    pub async fn dns(&self, backends: &Backends) -> Option<Box<dyn Dns>> {
+        match self.dns_backend(backends).await {
+            Ok(d) => d,
             Err(e) => {
                 eprintln!("warning: DNS names will not be updated ({e:#}); run `cerveza dns sync` once the directory is back");
                 None

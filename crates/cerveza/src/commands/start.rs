@@ -25,7 +25,7 @@ pub async fn run(
     let backends = ctx.backends().await;
     let progress = progress::reporter(ctx.quiet);
     let cloud_init = CloudInit::new(ctx.config.userdata.clone())?;
-    let dns = ctx.dns().await;
+    let dns = ctx.dns(&backends).await;
     let mut lc = Lifecycle::new(
         &backends.ec2,
         &backends.registry,
@@ -35,7 +35,7 @@ pub async fn run(
     )
     .with_user_data(&cloud_init);
     if let Some(d) = &dns {
-        lc = lc.with_dns(d);
+        lc = lc.with_dns(d.as_ref());
     }
     let results = lc.start(hosts, zone.as_ref(), profile).await;
     drop(progress);

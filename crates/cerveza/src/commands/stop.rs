@@ -32,7 +32,7 @@ pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Re
     // Only relaunching needs profiles; stop/reboot/terminate work without them.
     let profiles = ProfileSet::default();
     let progress = progress::reporter(ctx.quiet);
-    let dns = ctx.dns().await;
+    let dns = ctx.dns(&backends).await;
     let mut lc = Lifecycle::new(
         &backends.ec2,
         &backends.registry,
@@ -41,7 +41,7 @@ pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Re
         progress.as_ref(),
     );
     if let Some(d) = &dns {
-        lc = lc.with_dns(d);
+        lc = lc.with_dns(d.as_ref());
     }
     let results = match verb {
         Verb::Stop => lc.stop(hosts).await,

@@ -68,6 +68,23 @@ def user_data(region, instance_id):
     sys.stdout.buffer.write(base64.b64decode(value))
 
 
+def default_vpc(region):
+    ec2 = boto3.client("ec2", region_name=region)
+    print(ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"])
+
+
+def route53(zone):
+    """A records of a hosted zone, as JSON {name: [addresses]}, and whether it is private."""
+    r53 = boto3.client("route53", region_name="us-east-1")
+    zones = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == zone + "."]
+    out = {"zones": [{"private": z["Config"]["PrivateZone"]} for z in zones], "records": {}}
+    for z in zones:
+        for rs in r53.list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]:
+            if rs["Type"] == "A":
+                out["records"][rs["Name"].rstrip(".")] = [r["Value"] for r in rs["ResourceRecords"]]
+    print(json.dumps(out))
+
+
 def foreign(region, zone, name):
     ec2 = boto3.client("ec2", region_name=region)
     out = ec2.run_instances(
@@ -83,6 +100,10 @@ if __name__ == "__main__":
         state(args[0], args[1:])
     elif cmd == "user-data":
         user_data(*args)
+    elif cmd == "default-vpc":
+        default_vpc(*args)
+    elif cmd == "route53":
+        route53(*args)
     elif cmd == "foreign":
         foreign(*args)
     else:

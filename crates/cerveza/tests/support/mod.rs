@@ -182,3 +182,17 @@ pub fn user_data(region: &str, instance: &str) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Runs support/cloud.py with `args` and returns its stdout.
+pub fn cloud_py(args: &[&str]) -> String {
+    let mut c = Command::new(lab_var("CERVEZA_LAB_PYTHON"));
+    c.arg(root().join("crates/cerveza/tests/support/cloud.py"))
+        .args(args);
+    let out: Run = c
+        .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run cloud.py")
+        .into();
+    assert_eq!(out.code, 0, "{out:#?}");
+    out.stdout
+}

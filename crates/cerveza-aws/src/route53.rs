@@ -1,0 +1,235 @@
+//! Route53 as the DNS backend: a public hosted zone `<product>.public` and a private
+//! one `<product>.private` associated with a VPC, A records with a short TTL.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType,
+    Vpc, VpcRegion,
+};
+use aws_sdk_route53::Client;
+use cerveza_core::names::Product;
+use cerveza_core::ports::{Dns, DnsRecord, ProviderError, ProviderErrorKind, ProviderResult};
+use tokio::sync::Mutex;
+
+use crate::errors::provider_error;
+
+/// TTL of the records cerveza writes: short, addresses change at every start.
+const TTL: i64 = 60;
+
+/// Route53 hosted zones of a product.
+pub struct Route53Dns {
+    client: Client,
+    vpc: Option<(String, String)>,
+    zones: Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl Route53Dns {
+    /// Route53 with the private zones associated to `vpc` (id, region).
+    pub fn new(config: &SdkConfig, vpc: Option<(String, String)>) -> Self {
+        Self {
+            client: Client::new(config),
+            vpc,
+            zones: Mutex::new(Default::default()),
+        }
+    }
+
+    /// The hosted zone id of `name` (`noc.private`), created when missing.
+    async fn zone(&self, name: &str, create: bool) -> ProviderResult<Option<String>> {
+        if let Some(id) = self.zones.lock().await.get(name) {
+            return Ok(Some(id.clone()));
+        }
+        let fqdn = format!("{name}.");
+        let found = self
+            .client
+            .list_hosted_zones_by_name()
+            .dns_name(&fqdn)
+            .max_items(1)
+            .send()
+            .await
+            .map_err(provider_error)?;
+        let private = name.ends_with(".private");
+        let existing = found
+            .hosted_zones()
+            .iter()
+            .find(|z| {
+                z.name() == fqdn && z.config().map(|c| c.private_zone()).unwrap_or(false) == private
+            })
+            .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned());
+        let id = match existing {
+            Some(id) => id,
+            None if !create => return Ok(None),
+            None => {
+                let mut req = self
+                    .client
+                    .create_hosted_zone()
+                    .name(&fqdn)
+                    .caller_reference(format!("cerveza-{name}"))
+                    .hosted_zone_config(
+                        HostedZoneConfig::builder()
+                            .comment("managed by cerveza")
+                            .private_zone(private)
+                            .build(),
+                    );
+                if private {
+                    let (vpc, region) = self.vpc.clone().ok_or_else(|| {
+                        ProviderError::new(
+                            ProviderErrorKind::Invalid,
+                            format!("Route53 private zone {name} needs a VPC: set [dns] vpc-id and vpc-region"),
+                        )
+                    })?;
+                    req = req.vpc(
+                        Vpc::builder()
+                            .vpc_id(vpc)
+                            .vpc_region(VpcRegion::from(region.as_str()))
+                            .build(),
+                    );
+                }
+                let out = req.send().await.map_err(provider_error)?;
+                tracing::info!(zone = name, "created Route53 hosted zone");
+                out.hosted_zone()
+                    .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
+                    .ok_or_else(|| {
+                        ProviderError::new(
+                            ProviderErrorKind::Other,
+                            "CreateHostedZone answered without a zone",
+                        )
+                    })?
+            }
+        };
+        self.zones.lock().await.insert(name.to_owned(), id.clone());
+        Ok(Some(id))
+    }
+
+    fn zone_of(product: &Product, name: &str) -> String {
+        if name.ends_with(".public") {
+            format!("{product}.public")
+        } else {
+            format!("{product}.private")
+        }
+    }
+
+    async fn zone_records(&self, zone_id: &str) -> ProviderResult<Vec<DnsRecord>> {
+        let mut out = Vec::new();
+        let mut start: Option<(String, RrType)> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_resource_record_sets()
+                .hosted_zone_id(zone_id);
+            if let Some((name, kind)) = start.take() {
+                req = req.start_record_name(name).start_record_type(kind);
+            }
+            let page = req.send().await.map_err(provider_error)?;
+            for set in page.resource_record_sets() {
+                if set.r#type() != &RrType::A {
+                    continue;
+                }
+                let name = set.name().trim_end_matches('.').to_owned();
+                for r in set.resource_records() {
+                    if let Ok(address) = r.value().parse::<IpAddr>() {
+                        out.push(DnsRecord {
+                            name: name.clone(),
+                            address,
+                        });
+                    }
+                }
+            }
+            match (
+                page.is_truncated(),
+                page.next_record_name(),
+                page.next_record_type(),
+            ) {
+                (true, Some(n), Some(t)) => start = Some((n.to_owned(), t.clone())),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn change(
+        &self,
+        zone_id: &str,
+        action: ChangeAction,
+        name: &str,
+        address: &str,
+    ) -> ProviderResult<()> {
+        let set = ResourceRecordSet::builder()
+            .name(format!("{name}."))
+            .r#type(RrType::A)
+            .ttl(TTL)
+            .resource_records(
+                ResourceRecord::builder()
+                    .value(address)
+                    .build()
+                    .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?,
+            )
+            .build()
+            .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?;
+        let change = Change::builder()
+            .action(action)
+            .resource_record_set(set)
+            .build()
+            .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?;
+        self.client
+            .change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(
+                ChangeBatch::builder()
+                    .changes(change)
+                    .build()
+                    .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?,
+            )
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+}
+
+#[async_trait]
+impl Dns for Route53Dns {
+    async fn records(&self, product: &Product) -> ProviderResult<Vec<DnsRecord>> {
+        let mut out = Vec::new();
+        for zone in [format!("{product}.private"), format!("{product}.public")] {
+            if let Some(id) = self.zone(&zone, false).await? {
+                out.extend(
+                    self.zone_records(&id)
+                        .await?
+                        .into_iter()
+                        .filter(|r| r.name != zone),
+                );
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn upsert(&self, product: &Product, record: &DnsRecord) -> ProviderResult<()> {
+        let zone = Self::zone_of(product, &record.name);
+        let id = self.zone(&zone, true).await?.unwrap_or_default();
+        self.change(
+            &id,
+            ChangeAction::Upsert,
+            &record.name,
+            &record.address.to_string(),
+        )
+        .await
+    }
+
+    async fn remove(&self, product: &Product, name: &str) -> ProviderResult<()> {
+        let zone = Self::zone_of(product, name);
+        let Some(id) = self.zone(&zone, false).await? else {
+            return Ok(());
+        };
+        // Route53 deletes a record set only when given its exact current value.
+        let current = self.zone_records(&id).await?;
+        for r in current.iter().filter(|r| r.name == name) {
+            self.change(&id, ChangeAction::Delete, name, &r.address.to_string())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! Route53 as the DNS backend, against moto; records read back with boto3.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::{cloud_py, cmd, product, Run};
+
+fn r53(p: &str, args: &[&str]) -> Run {
+    let vpc = cloud_py(&["default-vpc", "us-east-1"]).trim().to_owned();
+    cmd(p)
+        .env("CERVEZA_DNS_BACKEND", "route53")
+        .env("CERVEZA_DNS_VPC_ID", vpc)
+        .env("CERVEZA_DNS_VPC_REGION", "us-east-1")
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn zone(name: &str) -> serde_json::Value {
+    serde_json::from_str(&cloud_py(&["route53", name])).unwrap()
+}
+
+#[test]
+fn route53_zones_follow_the_fleet() {
+    let p = product();
+    r53(
+        &p,
+        &["start", "web01", "--zone", "us-east-1b", "--profile", "Web"],
+    )
+    .ok();
+    let show = r53(&p, &["show", "web01", "-o", "json"]).ok().json();
+    let private = show["instance"]["private_ip"].as_str().unwrap();
+    let public = show["instance"]["public_ip"].as_str().unwrap();
+    let z = zone(&format!("{p}.private"));
+    assert_eq!(z["zones"], serde_json::json!([{"private": true}]), "{z}");
+    assert_eq!(
+        z["records"][format!("web01.{p}.private")],
+        serde_json::json!([private])
+    );
+    let z = zone(&format!("{p}.public"));
+    assert_eq!(z["zones"], serde_json::json!([{"private": false}]), "{z}");
+    assert_eq!(
+        z["records"][format!("web01.{p}.public")],
+        serde_json::json!([public])
+    );
+
+    r53(&p, &["stop", "web01"]).ok();
+    assert!(zone(&format!("{p}.public"))["records"]
+        .get(format!("web01.{p}.public"))
+        .is_none());
+
+    let list = r53(&p, &["dns", "list", "-o", "json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    r53(&p, &["start", "web01"]).ok();
+    let sync = r53(&p, &["dns", "sync", "-o", "json"]).ok().json();
+    assert_eq!(
+        sync,
+        serde_json::json!([]),
+        "start already published everything"
+    );
+
+    r53(&p, &["terminate", "web01"]).ok();
+    assert_eq!(
+        zone(&format!("{p}.private"))["records"],
+        serde_json::json!({})
+    );
+    assert_eq!(
+        zone(&format!("{p}.public"))["records"],
+        serde_json::json!({})
+    );
+}
