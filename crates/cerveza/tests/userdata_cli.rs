@@ -42,8 +42,14 @@ fn start_passes_the_blob_and_it_round_trips_through_ec2() {
             "cloud-config-puppet.txt",
             "web-setup.sh",
             "cerveza-hostname.cfg",
-            "cerveza-puppet.cfg"
+            "cerveza-puppet.cfg",
+            "cerveza-ldap.cfg"
         ]
+    );
+    let ldap = shown["parts"][4]["body"].as_str().unwrap();
+    assert!(
+        ldap.contains("(host=web01.us-east-1b)(host=web01.us-east-1)(host=web01.\\2a)"),
+        "the lab's directory gives hosts their pam filter: {ldap}"
     );
     assert_eq!(shown["gzip_bytes"], stored.len());
     let hostname = shown["parts"][2]["body"].as_str().unwrap();
@@ -56,7 +62,7 @@ fn start_passes_the_blob_and_it_round_trips_through_ec2() {
     let text = cerveza(&p, &["userdata", "web01"]).ok();
     assert!(
         text.stdout.contains("text/x-shellscript")
-            && text.stdout.contains("--- part 2 of 4: web-setup.sh"),
+            && text.stdout.contains("--- part 2 of 5: web-setup.sh"),
         "{text:#?}"
     );
 }
