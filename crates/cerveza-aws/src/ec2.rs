@@ -5,10 +5,14 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{Filter, InstanceType, Placement, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    DomainType, Filter, InstanceType, Placement, ResourceType, Tag, TagSpecification, VolumeType,
+};
 use aws_sdk_ec2::Client;
-use cerveza_core::model::{Instance, InstanceFilter, InstanceState, LaunchSpec};
-use cerveza_core::names::{Region, Zone};
+use cerveza_core::model::{
+    Address, Instance, InstanceFilter, InstanceState, LaunchSpec, Volume, VolumeRequest,
+};
+use cerveza_core::names::{Hostname, Product, Region, Zone};
 use cerveza_core::ports::{Compute, ComputeRead, ProviderError, ProviderErrorKind, ProviderResult};
 use cerveza_core::tags;
 
@@ -54,11 +58,7 @@ fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
 }
 
 fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
-    let tags: BTreeMap<String, String> = i
-        .tags()
-        .iter()
-        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
-        .collect();
+    let tags = tag_map(i.tags());
     Some(Instance {
         id: i.instance_id()?.to_owned(),
         region: region.clone(),
@@ -86,6 +86,27 @@ fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance
 }
 
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
+        .collect()
+}
+
+fn convert_volume(region: &Region, v: &aws_sdk_ec2::types::Volume) -> Option<Volume> {
+    let attachment = v.attachments().first();
+    Some(Volume {
+        id: v.volume_id()?.to_owned(),
+        region: region.clone(),
+        zone: v.availability_zone().and_then(|z| Zone::parse(z).ok()),
+        size_gb: v.size().unwrap_or(0),
+        volume_type: v.volume_type().map(|t| t.as_str().to_owned()),
+        state: v.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        attached_to: attachment.and_then(|a| a.instance_id()).map(str::to_owned),
+        attached_as: attachment.and_then(|a| a.device()).map(str::to_owned),
+        tags: tag_map(v.tags()),
+    })
+}
 
 #[async_trait]
 impl ComputeRead for Ec2 {
@@ -166,6 +187,67 @@ impl ComputeRead for Ec2 {
                 }
             }
         }
+    }
+
+    async fn volumes(
+        &self,
+        region: &Region,
+        product: &Product,
+        hosts: &[Hostname],
+    ) -> ProviderResult<Vec<Volume>> {
+        let mut filters = vec![filter(
+            &format!("tag:{}", tags::PRODUCT),
+            [product.to_string()],
+        )];
+        if !hosts.is_empty() {
+            filters.push(filter(
+                &format!("tag:{}", tags::HOST),
+                hosts.iter().map(ToString::to_string),
+            ));
+        }
+        let mut pages = self
+            .client(region)
+            .describe_volumes()
+            .set_filters(Some(filters))
+            .max_results(500)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(provider_error)?;
+            out.extend(
+                page.volumes()
+                    .iter()
+                    .filter_map(|v| convert_volume(region, v)),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn address(
+        &self,
+        region: &Region,
+        product: &Product,
+        host: &Hostname,
+    ) -> ProviderResult<Option<Address>> {
+        let out = self
+            .client(region)
+            .describe_addresses()
+            .filters(filter(
+                &format!("tag:{}", tags::PRODUCT),
+                [product.to_string()],
+            ))
+            .filters(filter(&format!("tag:{}", tags::HOST), [host.to_string()]))
+            .send()
+            .await
+            .map_err(provider_error)?;
+        Ok(out.addresses().iter().find_map(|a| {
+            Some(Address {
+                allocation: a.allocation_id()?.to_owned(),
+                ip: a.public_ip()?.to_owned(),
+                instance: a.instance_id().map(str::to_owned),
+            })
+        }))
     }
 }
 
@@ -251,6 +333,139 @@ impl Compute for Ec2 {
         self.client(region)
             .terminate_instances()
             .instance_ids(id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+
+    async fn create_volume(&self, r: &VolumeRequest) -> ProviderResult<Volume> {
+        let out = self
+            .client(&r.region)
+            .create_volume()
+            .availability_zone(r.zone.as_str())
+            .size(r.size_gb as i32)
+            .volume_type(VolumeType::from(r.volume_type.as_str()))
+            .set_iops(r.iops.map(|i| i as i32))
+            .set_throughput(r.throughput.map(|t| t as i32))
+            .encrypted(r.encrypted)
+            .tag_specifications(tag_spec(ResourceType::Volume, &r.tags))
+            .send()
+            .await
+            .map_err(provider_error)?;
+        Ok(Volume {
+            id: out.volume_id().unwrap_or_default().to_owned(),
+            region: r.region.clone(),
+            zone: Some(r.zone.clone()),
+            size_gb: out.size().unwrap_or(r.size_gb as i32),
+            volume_type: out.volume_type().map(|t| t.as_str().to_owned()),
+            state: out
+                .state()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            attached_to: None,
+            attached_as: None,
+            tags: tag_map(out.tags()),
+        })
+    }
+
+    async fn attach_volume(
+        &self,
+        region: &Region,
+        volume: &str,
+        instance: &str,
+        device: &str,
+    ) -> ProviderResult<()> {
+        self.client(region)
+            .attach_volume()
+            .volume_id(volume)
+            .instance_id(instance)
+            .device(device)
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+
+    async fn delete_volume(&self, region: &Region, volume: &str) -> ProviderResult<()> {
+        self.client(region)
+            .delete_volume()
+            .volume_id(volume)
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+
+    async fn allocate_address(
+        &self,
+        region: &Region,
+        product: &Product,
+        host: &Hostname,
+    ) -> ProviderResult<Address> {
+        let t = BTreeMap::from([
+            (tags::NAME.to_owned(), host.to_string()),
+            (tags::PRODUCT.to_owned(), product.to_string()),
+            (tags::HOST.to_owned(), host.to_string()),
+            (tags::EIP.to_owned(), "true".to_owned()),
+        ]);
+        let out = self
+            .client(region)
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, &t))
+            .send()
+            .await
+            .map_err(provider_error)?;
+        match (out.allocation_id(), out.public_ip()) {
+            (Some(a), Some(ip)) => Ok(Address {
+                allocation: a.to_owned(),
+                ip: ip.to_owned(),
+                instance: None,
+            }),
+            _ => Err(ProviderError::new(
+                ProviderErrorKind::Other,
+                "AllocateAddress answered without an address",
+            )),
+        }
+    }
+
+    async fn associate_address(
+        &self,
+        region: &Region,
+        allocation: &str,
+        instance: &str,
+    ) -> ProviderResult<()> {
+        self.client(region)
+            .associate_address()
+            .allocation_id(allocation)
+            .instance_id(instance)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .map(drop)
+            .map_err(provider_error)
+    }
+
+    async fn release_address(&self, region: &Region, allocation: &str) -> ProviderResult<()> {
+        let out = self
+            .client(region)
+            .describe_addresses()
+            .allocation_ids(allocation)
+            .send()
+            .await
+            .map_err(provider_error)?;
+        if let Some(assoc) = out.addresses().first().and_then(|a| a.association_id()) {
+            self.client(region)
+                .disassociate_address()
+                .association_id(assoc)
+                .send()
+                .await
+                .map_err(provider_error)?;
+        }
+        self.client(region)
+            .release_address()
+            .allocation_id(allocation)
             .send()
             .await
             .map(drop)

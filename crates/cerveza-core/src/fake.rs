@@ -9,7 +9,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec};
+use crate::model::{
+    Address, HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec, Volume, VolumeRequest,
+};
 use crate::names::{Hostname, Product, Region, Zone};
 use crate::ports::{
     Compute, ComputeRead, ProviderError, ProviderErrorKind, ProviderResult, Registry, RegistryRead,
@@ -22,11 +24,16 @@ pub enum Fault {
     Launch(ProviderErrorKind),
     /// The next `instances` call in this region fails with this kind.
     List(Region, ProviderErrorKind),
+    /// The next `create_volume` fails with this kind.
+    CreateVolume(ProviderErrorKind),
 }
 
 #[derive(Default)]
 struct CloudState {
     instances: BTreeMap<String, Instance>,
+    volumes: BTreeMap<String, Volume>,
+    /// Elastic IPs with their tags.
+    addresses: Vec<(Address, BTreeMap<String, String>)>,
     hidden: BTreeMap<String, u32>,
     next_id: u64,
     faults: Vec<Fault>,
@@ -68,6 +75,20 @@ impl FakeCloud {
     /// Every instance ever launched.
     pub fn all(&self) -> Vec<Instance> {
         lock(&self.state).instances.values().cloned().collect()
+    }
+
+    /// Every volume ever created.
+    pub fn all_volumes(&self) -> Vec<Volume> {
+        lock(&self.state).volumes.values().cloned().collect()
+    }
+
+    /// Every Elastic IP.
+    pub fn all_addresses(&self) -> Vec<Address> {
+        lock(&self.state)
+            .addresses
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect()
     }
 
     /// Adds an instance as if someone else had launched it.
@@ -168,6 +189,38 @@ impl ComputeRead for FakeCloud {
         }
         Ok(s.instances.get(id).filter(|i| &i.region == region).cloned())
     }
+
+    async fn volumes(
+        &self,
+        region: &Region,
+        product: &Product,
+        hosts: &[Hostname],
+    ) -> ProviderResult<Vec<Volume>> {
+        self.count("volumes");
+        Ok(lock(&self.state)
+            .volumes
+            .values()
+            .filter(|v| &v.region == region)
+            .filter(|v| {
+                v.tags.get(crate::tags::PRODUCT).map(String::as_str) == Some(product.as_str())
+            })
+            .filter(|v| hosts.is_empty() || hosts.iter().any(|h| v.host() == Some(h.as_str())))
+            .cloned()
+            .collect())
+    }
+
+    async fn address(
+        &self,
+        _region: &Region,
+        product: &Product,
+        host: &Hostname,
+    ) -> ProviderResult<Option<Address>> {
+        Ok(lock(&self.state).addresses.iter().find_map(|(a, t)| {
+            (t.get(crate::tags::PRODUCT).map(String::as_str) == Some(product.as_str())
+                && t.get(crate::tags::HOST).map(String::as_str) == Some(host.as_str()))
+            .then(|| a.clone())
+        }))
+    }
 }
 
 #[async_trait]
@@ -259,7 +312,170 @@ impl Compute for FakeCloud {
 
     async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()> {
         self.count("terminate");
-        self.transition(region, id, &[], InstanceState::Terminated)
+        self.transition(region, id, &[], InstanceState::Terminated)?;
+        // Like EC2: data volumes are detached (not deleted), addresses disassociated.
+        let mut s = lock(&self.state);
+        for v in s
+            .volumes
+            .values_mut()
+            .filter(|v| v.attached_to.as_deref() == Some(id))
+        {
+            v.attached_to = None;
+            v.attached_as = None;
+            v.state = "available".into();
+        }
+        for (a, _) in s.addresses.iter_mut() {
+            if a.instance.as_deref() == Some(id) {
+                a.instance = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_volume(&self, r: &VolumeRequest) -> ProviderResult<Volume> {
+        self.count("create_volume");
+        let mut s = lock(&self.state);
+        if let Some(pos) = s
+            .faults
+            .iter()
+            .position(|f| matches!(f, Fault::CreateVolume(_)))
+        {
+            if let Fault::CreateVolume(kind) = s.faults.remove(pos) {
+                return Err(ProviderError::new(kind, "injected fault"));
+            }
+        }
+        s.next_id += 1;
+        let v = Volume {
+            id: format!("vol-{:017x}", s.next_id),
+            region: r.region.clone(),
+            zone: Some(r.zone.clone()),
+            size_gb: r.size_gb as i32,
+            volume_type: Some(r.volume_type.clone()),
+            state: "available".into(),
+            attached_to: None,
+            attached_as: None,
+            tags: r.tags.clone(),
+        };
+        s.volumes.insert(v.id.clone(), v.clone());
+        Ok(v)
+    }
+
+    async fn attach_volume(
+        &self,
+        region: &Region,
+        volume: &str,
+        instance: &str,
+        device: &str,
+    ) -> ProviderResult<()> {
+        self.count("attach_volume");
+        let mut s = lock(&self.state);
+        let zone = s.instances.get(instance).and_then(|i| i.zone.clone());
+        let v = s
+            .volumes
+            .get_mut(volume)
+            .filter(|v| &v.region == region)
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ProviderErrorKind::NotFound,
+                    format!("InvalidVolume.NotFound: {volume}"),
+                )
+            })?;
+        if v.attached_to.is_some() {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Invalid,
+                format!("VolumeInUse: {volume}"),
+            ));
+        }
+        if v.zone != zone {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Invalid,
+                "InvalidVolume.ZoneMismatch",
+            ));
+        }
+        v.attached_to = Some(instance.to_owned());
+        v.attached_as = Some(device.to_owned());
+        v.state = "in-use".into();
+        Ok(())
+    }
+
+    async fn delete_volume(&self, _region: &Region, volume: &str) -> ProviderResult<()> {
+        self.count("delete_volume");
+        let mut s = lock(&self.state);
+        match s.volumes.get(volume) {
+            Some(v) if v.attached_to.is_some() => Err(ProviderError::new(
+                ProviderErrorKind::Invalid,
+                format!("VolumeInUse: {volume}"),
+            )),
+            Some(_) => {
+                s.volumes.remove(volume);
+                Ok(())
+            }
+            None => Err(ProviderError::new(
+                ProviderErrorKind::NotFound,
+                format!("InvalidVolume.NotFound: {volume}"),
+            )),
+        }
+    }
+
+    async fn allocate_address(
+        &self,
+        _region: &Region,
+        product: &Product,
+        host: &Hostname,
+    ) -> ProviderResult<Address> {
+        let mut s = lock(&self.state);
+        s.next_id += 1;
+        let a = Address {
+            allocation: format!("eipalloc-{:x}", s.next_id),
+            ip: format!("192.0.2.{}", s.next_id % 250 + 1),
+            instance: None,
+        };
+        let t = BTreeMap::from([
+            (crate::tags::PRODUCT.to_owned(), product.to_string()),
+            (crate::tags::HOST.to_owned(), host.to_string()),
+        ]);
+        s.addresses.push((a.clone(), t));
+        Ok(a)
+    }
+
+    async fn associate_address(
+        &self,
+        _region: &Region,
+        allocation: &str,
+        instance: &str,
+    ) -> ProviderResult<()> {
+        let mut s = lock(&self.state);
+        let (a, _) = s
+            .addresses
+            .iter_mut()
+            .find(|(a, _)| a.allocation == allocation)
+            .ok_or_else(|| {
+                ProviderError::new(ProviderErrorKind::NotFound, "InvalidAllocationID.NotFound")
+            })?;
+        a.instance = Some(instance.to_owned());
+        let ip = a.ip.clone();
+        if let Some(i) = s.instances.get_mut(instance) {
+            i.public_ip = Some(ip);
+        }
+        Ok(())
+    }
+
+    async fn release_address(&self, _region: &Region, allocation: &str) -> ProviderResult<()> {
+        let mut s = lock(&self.state);
+        let Some(pos) = s
+            .addresses
+            .iter()
+            .position(|(a, _)| a.allocation == allocation)
+        else {
+            return Ok(());
+        };
+        let (a, _) = s.addresses.remove(pos);
+        if let Some(i) = a.instance.and_then(|id| s.instances.get_mut(&id)) {
+            if i.public_ip.as_deref() == Some(a.ip.as_str()) {
+                i.public_ip = None;
+            }
+        }
+        Ok(())
     }
 }
 

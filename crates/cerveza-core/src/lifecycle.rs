@@ -23,12 +23,14 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::error::{Context, Error};
-use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec};
+use crate::model::{
+    Address, HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec, Volume, VolumeRequest,
+};
 use crate::names::{Hostname, Product, Region, Zone};
 use crate::ports::{
     dns_names, Compute, ComputeRead, Dns, DnsRecord, ProviderErrorKind, Registry, RegistryRead,
 };
-use crate::profile::{InstanceProfile, ProfileSet};
+use crate::profile::{InstanceProfile, ProfileSet, VolumeProfile};
 use crate::selection::{Candidate, Selection};
 use crate::{tags, token};
 
@@ -93,6 +95,8 @@ pub struct HostContext<'a> {
     pub zone: &'a Zone,
     /// Its instance profile.
     pub profile: &'a InstanceProfile,
+    /// The volume profiles the instance profile names.
+    pub volumes: &'a [VolumeProfile],
 }
 
 /// Builds the user-data passed at launch (see the `cerveza-userdata` crate).
@@ -308,11 +312,17 @@ impl<'a> Lifecycle<'a> {
         let Some(source) = self.user_data else {
             return Ok(None);
         };
+        let volumes: Vec<VolumeProfile> = profile
+            .volume_profiles
+            .iter()
+            .filter_map(|n| self.profiles.volume(n).cloned())
+            .collect();
         let ctx = HostContext {
             product: self.product(),
             host,
             zone,
             profile,
+            volumes: &volumes,
         };
         source.user_data(&ctx).map_err(|message| Error::Usage {
             host: host.to_string(),
@@ -454,6 +464,14 @@ impl<'a> Lifecycle<'a> {
                     names.join(", ")
                 }
             )));
+        }
+        if !resolved.volume_profiles.is_empty() {
+            let existing = self
+                .compute
+                .volumes(&region, self.product(), std::slice::from_ref(host))
+                .await
+                .context(|| format!("{host}: looking for its volumes in {region}"))?;
+            check_volume_zones(host, zone, &existing)?;
         }
         Ok(StartPlan {
             host: host.clone(),
@@ -746,6 +764,11 @@ impl<'a> Lifecycle<'a> {
             let g = rec.generation;
             self.save(rec, g).await?;
         }
+        let inst = if inst.state == InstanceState::Running {
+            self.attach_storage(rec, inst).await?
+        } else {
+            inst
+        };
         self.publish(&host, &inst).await?;
         Ok(Outcome {
             host,
@@ -811,6 +834,304 @@ impl<'a> Lifecycle<'a> {
             tokio::time::sleep(pause).await;
             delay = (delay * 2).min(self.settings.poll_max);
         }
+    }
+
+    // ----- volumes and Elastic IPs -------------------------------------------
+
+    /// Attaches the host's volumes and Elastic IP (per its profile) to a running
+    /// instance, creating what is missing; returns the instance as it is afterwards.
+    async fn attach_storage(&self, rec: &HostRecord, inst: Instance) -> Result<Instance, Error> {
+        // Without the profile (restart of a stopped host) everything is still attached.
+        let Ok(profile) = self.profiles.instance(&rec.profile) else {
+            return Ok(inst);
+        };
+        self.ensure_volumes(rec, &inst, profile).await?;
+        if !profile.eip {
+            return Ok(inst);
+        }
+        self.associate_eip(rec, &inst).await?;
+        let region = rec.region();
+        Ok(self
+            .compute
+            .instance(&region, &inst.id)
+            .await
+            .context(|| format!("{}: describing {}", rec.hostname, inst.id))?
+            .unwrap_or(inst))
+    }
+
+    /// The volumes a profile asks for: (volume profile, member index, device).
+    fn wanted_volumes<'p>(
+        &'p self,
+        profile: &'p InstanceProfile,
+    ) -> Vec<(&'p VolumeProfile, u32, &'p str)> {
+        profile
+            .volume_profiles
+            .iter()
+            .filter_map(|n| self.profiles.volume(n))
+            .flat_map(|vp| {
+                vp.devices
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, d)| (vp, i as u32, d.as_str()))
+            })
+            .collect()
+    }
+
+    async fn ensure_volumes(
+        &self,
+        rec: &HostRecord,
+        inst: &Instance,
+        profile: &InstanceProfile,
+    ) -> Result<(), Error> {
+        let wanted = self.wanted_volumes(profile);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (host, region) = (&rec.hostname, rec.region());
+        let have = self
+            .compute
+            .volumes(&region, self.product(), std::slice::from_ref(host))
+            .await
+            .context(|| format!("{host}: looking for its volumes"))?;
+        check_volume_zones(host, &rec.zone, &have)?;
+        let missing = wanted
+            .iter()
+            .filter(|(_, _, d)| {
+                !have.iter().any(|v| {
+                    v.device() == Some(d) && v.attached_to.as_deref() == Some(inst.id.as_str())
+                })
+            })
+            .count();
+        if missing == 0 {
+            return Ok(());
+        }
+        self.progress.step(
+            host,
+            &format!("attaching {missing} of {} volume(s)", wanted.len()),
+        );
+        // Every volume is handled even when one fails, so a failure leaves the others
+        // tagged and attached, and a re-run completes the set.
+        let region = &region;
+        let results = futures::future::join_all(wanted.iter().map(|&(vp, member, device)| {
+            let have = &have;
+            async move {
+                let existing = have.iter().find(|v| {
+                    v.device() == Some(device)
+                        && v.tags.get(tags::VOLUME_PROFILE).map(String::as_str)
+                            == Some(vp.name.as_str())
+                });
+                let id = match existing {
+                    Some(v) if v.attached_to.as_deref() == Some(inst.id.as_str()) => return Ok(()),
+                    Some(v) if v.attached_to.is_some() => {
+                        return Err(Error::Conflict {
+                            host: host.to_string(),
+                            message: format!(
+                                "its volume {} ({device}) is attached to {}, not to {}",
+                                v.id,
+                                v.attached_to.as_deref().unwrap_or("?"),
+                                inst.id
+                            ),
+                        })
+                    }
+                    Some(v) => v.id.clone(),
+                    None => self.create_volume(rec, vp, member, device).await?,
+                };
+                self.compute
+                    .attach_volume(region, &id, &inst.id, device)
+                    .await
+                    .context(|| format!("{host}: attaching {id} at {device}"))
+            }
+        }))
+        .await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, Error>>()
+            .map(drop)
+    }
+
+    async fn create_volume(
+        &self,
+        rec: &HostRecord,
+        vp: &VolumeProfile,
+        member: u32,
+        device: &str,
+    ) -> Result<String, Error> {
+        let host = &rec.hostname;
+        let mut t = BTreeMap::from([
+            (tags::NAME.to_owned(), host.to_string()),
+            (tags::PRODUCT.to_owned(), self.product().to_string()),
+            (tags::HOST.to_owned(), host.to_string()),
+            (tags::ZONE.to_owned(), rec.zone.to_string()),
+            (tags::DEVICE.to_owned(), device.to_owned()),
+            (tags::VOLUME_PROFILE.to_owned(), vp.name.clone()),
+            (tags::MEMBER.to_owned(), member.to_string()),
+        ]);
+        if let Ok(p) = self.profiles.instance(&rec.profile) {
+            for (k, v) in &p.tags {
+                t.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        let request = VolumeRequest {
+            region: rec.region(),
+            zone: rec.zone.clone(),
+            size_gb: vp.volumes.size_gb,
+            volume_type: vp.volumes.volume_type.clone(),
+            iops: vp.volumes.iops,
+            throughput: vp.volumes.throughput,
+            encrypted: vp.volumes.encrypted,
+            tags: t,
+        };
+        let v = self.compute.create_volume(&request).await.context(|| {
+            format!(
+                "{host}: creating its {device} volume ({} GiB {})",
+                vp.volumes.size_gb, vp.volumes.volume_type
+            )
+        })?;
+        self.wait_volume(rec, &v.id).await?;
+        Ok(v.id)
+    }
+
+    /// Waits until a new volume is `available`.
+    async fn wait_volume(&self, rec: &HostRecord, id: &str) -> Result<(), Error> {
+        let started = Instant::now();
+        let mut delay = self.settings.poll_initial;
+        loop {
+            let vols = self
+                .compute
+                .volumes(
+                    &rec.region(),
+                    self.product(),
+                    std::slice::from_ref(&rec.hostname),
+                )
+                .await
+                .context(|| format!("{}: describing {id}", rec.hostname))?;
+            let state = vols.iter().find(|v| v.id == id).map(|v| v.state.clone());
+            if state.as_deref() == Some("available") {
+                return Ok(());
+            }
+            if started.elapsed() > self.settings.wait_timeout {
+                return Err(Error::Timeout {
+                    host: rec.hostname.to_string(),
+                    id: id.to_owned(),
+                    target: "available".into(),
+                    last: state.unwrap_or_else(|| "not yet visible".into()),
+                    seconds: self.settings.wait_timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(jitter(delay)).await;
+            delay = (delay * 2).min(self.settings.poll_max);
+        }
+    }
+
+    /// Associates the host's Elastic IP with `inst`, allocating it the first time.
+    async fn associate_eip(&self, rec: &HostRecord, inst: &Instance) -> Result<String, Error> {
+        let (host, region) = (&rec.hostname, rec.region());
+        let found = self
+            .compute
+            .address(&region, self.product(), host)
+            .await
+            .context(|| format!("{host}: looking for its Elastic IP"))?;
+        let Address {
+            allocation: alloc,
+            ip,
+            instance: current,
+        } = match found {
+            Some(a) => a,
+            None => {
+                self.progress.step(host, "allocating an Elastic IP");
+                self.compute
+                    .allocate_address(&region, self.product(), host)
+                    .await
+                    .context(|| format!("{host}: allocating an Elastic IP"))?
+            }
+        };
+        // Re-associate unless the instance already answers on it (after a start, an
+        // emulator or a race may leave the association stale).
+        if current.as_deref() != Some(inst.id.as_str())
+            || inst.public_ip.as_deref() != Some(ip.as_str())
+        {
+            self.progress
+                .step(host, &format!("associating Elastic IP {ip}"));
+            self.compute
+                .associate_address(&region, &alloc, &inst.id)
+                .await
+                .context(|| format!("{host}: associating Elastic IP {ip}"))?;
+        }
+        Ok(ip)
+    }
+
+    /// Gives running hosts an Elastic IP (allocated once, kept across restarts).
+    pub async fn eip_attach(&self, hosts: Vec<Hostname>) -> Results {
+        self.for_each(hosts, |h| async move {
+            let rec = self.record(&h).await?;
+            let Some(inst) = self.find(&rec).await?.live else {
+                return Err(Self::no_instance(&rec));
+            };
+            self.associate_eip(&rec, &inst).await?;
+            let inst = self
+                .compute
+                .instance(&rec.region(), &inst.id)
+                .await
+                .context(|| format!("{h}: describing {}", inst.id))?;
+            if let Some(i) = &inst {
+                self.publish(&h, i).await?;
+            }
+            Ok(Outcome {
+                host: h.clone(),
+                action: Action::Started,
+                instance: inst,
+                record: Some(rec),
+            })
+        })
+        .await
+    }
+
+    /// Releases hosts' Elastic IPs.
+    pub async fn eip_detach(&self, hosts: Vec<Hostname>) -> Results {
+        self.for_each(hosts, |h| async move {
+            let rec = self.record(&h).await?;
+            let region = rec.region();
+            let found = self
+                .compute
+                .address(&region, self.product(), &h)
+                .await
+                .context(|| format!("{h}: looking for its Elastic IP"))?;
+            let Some(Address {
+                allocation: alloc,
+                ip,
+                ..
+            }) = found
+            else {
+                return Err(Error::NotFound {
+                    host: h.to_string(),
+                    message: "it has no Elastic IP".into(),
+                });
+            };
+            self.progress
+                .step(&h, &format!("releasing Elastic IP {ip}"));
+            self.compute
+                .release_address(&region, &alloc)
+                .await
+                .context(|| format!("{h}: releasing {ip}"))?;
+            let inst = match self.find(&rec).await?.live {
+                Some(i) => self
+                    .compute
+                    .instance(&region, &i.id)
+                    .await
+                    .context(|| format!("{h}: describing {}", i.id))?,
+                None => None,
+            };
+            if let Some(i) = &inst {
+                self.publish(&h, i).await?;
+            }
+            Ok(Outcome {
+                host: h.clone(),
+                action: Action::Stopped,
+                instance: inst,
+                record: Some(rec),
+            })
+        })
+        .await
     }
 
     // ----- stop / reboot / terminate / restart -------------------------------
@@ -937,15 +1258,26 @@ impl<'a> Lifecycle<'a> {
     /// Terminates hosts. The registry keeps their profile and zone, so a later start
     /// launches a new instance like the old one; with `forget`, the record is deleted
     /// and the hostname is free for another profile or zone.
-    pub async fn terminate(&self, hosts: Vec<Hostname>, forget: bool) -> Results {
-        self.for_each(
-            hosts,
-            |h| async move { self.terminate_one(&h, forget).await },
-        )
+    /// With `delete_volumes`, the host's EBS volumes are deleted too; by default they
+    /// are kept, and the next start re-attaches them.
+    pub async fn terminate(
+        &self,
+        hosts: Vec<Hostname>,
+        forget: bool,
+        delete_volumes: bool,
+    ) -> Results {
+        self.for_each(hosts, |h| async move {
+            self.terminate_one(&h, forget, delete_volumes).await
+        })
         .await
     }
 
-    async fn terminate_one(&self, host: &Hostname, forget: bool) -> Result<Outcome, Error> {
+    async fn terminate_one(
+        &self,
+        host: &Hostname,
+        forget: bool,
+        delete_volumes: bool,
+    ) -> Result<Outcome, Error> {
         let mut rec = self.record(host).await?;
         let region = rec.region();
         let found = self.find(&rec).await?;
@@ -968,6 +1300,25 @@ impl<'a> Lifecycle<'a> {
             None => (Action::AlreadyTerminated, None),
         };
         self.unpublish(host).await?;
+        if delete_volumes {
+            let vols = self
+                .compute
+                .volumes(&region, self.product(), std::slice::from_ref(host))
+                .await
+                .context(|| format!("{host}: looking for its volumes"))?;
+            // Data volumes only: root volumes go with their instance.
+            for v in vols
+                .iter()
+                .filter(|v| v.device().is_some() && v.state != "deleting")
+            {
+                self.progress
+                    .step(host, &format!("deleting volume {}", v.id));
+                self.compute
+                    .delete_volume(&region, &v.id)
+                    .await
+                    .context(|| format!("{host}: deleting volume {}", v.id))?;
+            }
+        }
         let g = rec.generation;
         if forget {
             self.registry
@@ -993,6 +1344,26 @@ impl<'a> Lifecycle<'a> {
             record: Some(rec),
         })
     }
+}
+
+/// Refuses volumes of `host` that live in another zone than `zone`.
+fn check_volume_zones(host: &Hostname, zone: &Zone, volumes: &[Volume]) -> Result<(), Error> {
+    // Data volumes only: root volumes carry the host's tags too, and go with their instance.
+    if let Some(v) = volumes
+        .iter()
+        .find(|v| v.device().is_some() && v.zone.as_ref() != Some(zone) && v.state != "deleting")
+    {
+        let theirs = v.zone.as_ref().map(Zone::as_str).unwrap_or("?");
+        return Err(Error::Refused {
+            host: host.to_string(),
+            message: format!(
+                "its volume {} ({}) is in {theirs}, the host is in {zone}: EBS volumes attach only within their zone; start it in {theirs}, or move the data with a snapshot",
+                v.id,
+                v.device().unwrap_or("?")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Shows one host: its registry record and its live instance. Read-only. When the

@@ -218,3 +218,70 @@ impl InstanceFilter {
             && (self.include_gone || !i.state.is_gone())
     }
 }
+
+/// One EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    /// `vol-…`
+    pub id: String,
+    /// Its region.
+    pub region: Region,
+    /// Its zone (volumes attach only to instances of the same zone).
+    pub zone: Option<Zone>,
+    /// Size in GiB.
+    pub size_gb: i32,
+    /// EBS type.
+    pub volume_type: Option<String>,
+    /// `creating`, `available`, `in-use`, `deleting`, …
+    pub state: String,
+    /// The instance it is attached to.
+    pub attached_to: Option<String>,
+    /// The device it is attached at.
+    pub attached_as: Option<String>,
+    /// All tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Volume {
+    /// The hostname tag.
+    pub fn host(&self) -> Option<&str> {
+        self.tags.get(tags::HOST).map(String::as_str)
+    }
+
+    /// The device tag: where it belongs on its host.
+    pub fn device(&self) -> Option<&str> {
+        self.tags.get(tags::DEVICE).map(String::as_str)
+    }
+}
+
+/// A volume to create, tagged at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRequest {
+    /// Region to call.
+    pub region: Region,
+    /// Zone to create it in.
+    pub zone: Zone,
+    /// Size in GiB.
+    pub size_gb: u32,
+    /// EBS type.
+    pub volume_type: String,
+    /// Provisioned IOPS.
+    pub iops: Option<u32>,
+    /// Provisioned throughput.
+    pub throughput: Option<u32>,
+    /// Encrypted at rest.
+    pub encrypted: bool,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An Elastic IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Address {
+    /// `eipalloc-…`
+    pub allocation: String,
+    /// The address.
+    pub ip: String,
+    /// The instance it is associated with.
+    pub instance: Option<String>,
+}

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use crate::model::{HostRecord, Instance, InstanceFilter, LaunchSpec};
+use crate::model::{
+    Address, HostRecord, Instance, InstanceFilter, LaunchSpec, Volume, VolumeRequest,
+};
 use crate::names::{Hostname, Product, Region, Zone};
 
 /// What kind of failure a backend reported; the workflows decide on this, not on text.
@@ -65,6 +67,20 @@ pub trait ComputeRead: Send + Sync {
     ) -> ProviderResult<Vec<Instance>>;
     /// One instance by id; `None` when the API does not know it (yet).
     async fn instance(&self, region: &Region, id: &str) -> ProviderResult<Option<Instance>>;
+    /// The EBS volumes of a product in a region (of `hosts` only, when not empty).
+    async fn volumes(
+        &self,
+        region: &Region,
+        product: &Product,
+        hosts: &[Hostname],
+    ) -> ProviderResult<Vec<Volume>>;
+    /// The Elastic IP tagged for `host`.
+    async fn address(
+        &self,
+        region: &Region,
+        product: &Product,
+        host: &Hostname,
+    ) -> ProviderResult<Option<Address>>;
 }
 
 /// Changing the compute fleet.
@@ -80,6 +96,34 @@ pub trait Compute: ComputeRead {
     async fn reboot(&self, region: &Region, id: &str) -> ProviderResult<()>;
     /// Terminates an instance.
     async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    /// Creates an EBS volume, tagged at creation.
+    async fn create_volume(&self, request: &VolumeRequest) -> ProviderResult<Volume>;
+    /// Attaches a volume to an instance at `device`.
+    async fn attach_volume(
+        &self,
+        region: &Region,
+        volume: &str,
+        instance: &str,
+        device: &str,
+    ) -> ProviderResult<()>;
+    /// Deletes a volume.
+    async fn delete_volume(&self, region: &Region, volume: &str) -> ProviderResult<()>;
+    /// Allocates an Elastic IP tagged for `host`.
+    async fn allocate_address(
+        &self,
+        region: &Region,
+        product: &Product,
+        host: &Hostname,
+    ) -> ProviderResult<Address>;
+    /// Associates an Elastic IP with an instance.
+    async fn associate_address(
+        &self,
+        region: &Region,
+        allocation: &str,
+        instance: &str,
+    ) -> ProviderResult<()>;
+    /// Disassociates (when associated) and releases an Elastic IP.
+    async fn release_address(&self, region: &Region, allocation: &str) -> ProviderResult<()>;
 }
 
 /// One DNS address record.

@@ -204,6 +204,7 @@ struct RawInstanceAws {
     instance_type: Option<String>,
     key_pair: Option<String>,
     security_groups: Option<Vec<String>>,
+    eip: Option<bool>,
 }
 
 /// A launchable instance profile, with `extends:` resolved.
@@ -227,6 +228,8 @@ pub struct InstanceProfile {
     pub key_pair: Option<String>,
     /// Security group names (EC2's default group when empty).
     pub security_groups: Vec<String>,
+    /// Give the host an Elastic IP, re-associated at every start.
+    pub eip: bool,
     /// User-data files, in order.
     pub user_data: Vec<UserDataFile>,
     /// Volume profile names.
@@ -737,6 +740,9 @@ fn resolve_instance(
             if a.security_groups.is_some() {
                 aws.security_groups.clone_from(&a.security_groups);
             }
+            if a.eip.is_some() {
+                aws.eip = a.eip;
+            }
         }
         if let Some(u) = &raw.user_data {
             user_data = Some((u.clone(), layer));
@@ -837,7 +843,20 @@ fn resolve_instance(
         }
     }
     if let Some((list, layer)) = &volume_profiles {
+        let mut devices: BTreeMap<&str, &str> = BTreeMap::new();
         for v in list {
+            for d in volumes
+                .get(v)
+                .map(|vp| vp.devices.as_slice())
+                .unwrap_or_default()
+            {
+                if let Some(other) = devices.insert(d, v) {
+                    errors.push(at(
+                        &layer.locate("volume-profiles", Some(v)),
+                        format!("volume profiles {other:?} and {v:?} both use device {d}"),
+                    ));
+                }
+            }
             if !volumes.contains_key(v) {
                 errors.push(at(
                     &layer.locate("volume-profiles", Some(v)),
@@ -873,6 +892,7 @@ fn resolve_instance(
         instance_type: aws.instance_type.unwrap_or_default(),
         key_pair: aws.key_pair,
         security_groups: aws.security_groups.unwrap_or_default(),
+        eip: aws.eip.unwrap_or(false),
         user_data: files,
         volume_profiles: volume_profiles.map(|(v, _)| v).unwrap_or_default(),
         tags: tag_values,

@@ -19,8 +19,26 @@ pub const TOKEN: &str = "cerveza:token";
 /// The device name an EBS volume is attached at (`/dev/sdf`).
 pub const DEVICE: &str = "cerveza:device";
 
+/// The volume profile an EBS volume belongs to.
+pub const VOLUME_PROFILE: &str = "cerveza:volume-profile";
+/// The volume's index in its RAID set or volume group (0, 1, …).
+pub const MEMBER: &str = "cerveza:member";
+/// Marks an Elastic IP as the host's.
+pub const EIP: &str = "cerveza:eip";
+
 /// Every key cerveza owns; profiles may not set these themselves.
-pub const RESERVED: &[&str] = &[NAME, PRODUCT, HOST, PROFILE, ZONE, TOKEN, DEVICE];
+pub const RESERVED: &[&str] = &[
+    NAME,
+    PRODUCT,
+    HOST,
+    PROFILE,
+    ZONE,
+    TOKEN,
+    DEVICE,
+    VOLUME_PROFILE,
+    MEMBER,
+    EIP,
+];
 
 /// Whether `key` is cerveza's own (reserved keys and the whole `cerveza:` prefix).
 pub fn is_reserved(key: &str) -> bool {

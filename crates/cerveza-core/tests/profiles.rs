@@ -38,7 +38,10 @@ fn one_error(files: &[(&str, &str)]) -> String {
 fn every_example_profile_parses() {
     let set = ProfileSet::load_dir(&examples()).unwrap_or_else(|e| panic!("{e:#?}"));
     let names: Vec<&str> = set.instances().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["Mysql", "UbuntuBase", "UbuntuGeneric32Bit", "Web"]);
+    assert_eq!(
+        names,
+        ["Mysql", "UbuntuBase", "UbuntuGeneric32Bit", "Vpn", "Web"]
+    );
     let paper = set.instance("UbuntuGeneric32Bit").unwrap();
     assert_eq!(paper.instance_type, "m1.small");
     assert_eq!(

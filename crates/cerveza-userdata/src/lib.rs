@@ -19,6 +19,7 @@
 //! 16,384 bytes, or the error lists every part with its size.
 
 pub mod mime;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -413,6 +414,13 @@ impl CloudInit {
             parts.push(part);
         }
         parts.extend(self.own_parts(ctx));
+        for vp in ctx.volumes {
+            parts.push(Part {
+                name: format!("cerveza-volumes-{}.sh", vp.name),
+                content_type: "text/cloud-boothook".into(),
+                body: volumes::script(vp),
+            });
+        }
         Ok(parts)
     }
 

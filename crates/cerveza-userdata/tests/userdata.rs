@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cerveza_core::lifecycle::HostContext;
-use cerveza_core::profile::{InstanceProfile, ProfileSet};
+use cerveza_core::profile::{InstanceProfile, ProfileSet, VolumeProfile};
 use cerveza_core::{Hostname, Product, Zone};
 use cerveza_userdata::{
     decode, detect_type, puppet_minute, CloudInit, Settings, UserDataError, MAX_USER_DATA,
@@ -44,6 +44,14 @@ fn profile_with(user_data: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, 
 }
 
 fn build(p: &InstanceProfile, s: Settings) -> Result<cerveza_userdata::Built, UserDataError> {
+    build_with(p, &[], s)
+}
+
+fn build_with(
+    p: &InstanceProfile,
+    volumes: &[VolumeProfile],
+    s: Settings,
+) -> Result<cerveza_userdata::Built, UserDataError> {
     let product = Product::parse("noc").unwrap();
     let host = Hostname::parse("dev-mysql01").unwrap();
     let zone = Zone::parse("us-east-1b").unwrap();
@@ -52,7 +60,16 @@ fn build(p: &InstanceProfile, s: Settings) -> Result<cerveza_userdata::Built, Us
         host: &host,
         zone: &zone,
         profile: p,
+        volumes,
     })
+}
+
+/// The volume profiles an instance profile names.
+fn volumes_of(set: &ProfileSet, p: &InstanceProfile) -> Vec<VolumeProfile> {
+    p.volume_profiles
+        .iter()
+        .filter_map(|n| set.volume(n).cloned())
+        .collect()
 }
 
 fn examples() -> PathBuf {
@@ -293,7 +310,7 @@ fn real_cloud_init_reads_every_example_profile() {
     let set = ProfileSet::load_dir(&examples()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/cloudinit_check.py");
     for profile in set.instances().filter(|p| !p.is_abstract) {
-        let built = build(profile, settings()).unwrap();
+        let built = build_with(profile, &volumes_of(&set, profile), settings()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let blob = dir.path().join("user-data");
         std::fs::write(&blob, &built.gzip).unwrap();
@@ -323,4 +340,21 @@ fn real_cloud_init_reads_every_example_profile() {
             profile.name
         );
     }
+}
+
+#[test]
+fn the_volume_part_is_a_boothook_per_volume_profile() {
+    let set = ProfileSet::load_dir(&examples()).unwrap();
+    let mysql = set.instance("Mysql").unwrap();
+    let built = build_with(mysql, &volumes_of(&set, mysql), settings()).unwrap();
+    let part = built
+        .parts
+        .iter()
+        .find(|p| p.name == "cerveza-volumes-MysqlRaid10.sh")
+        .unwrap();
+    assert_eq!(
+        part.content_type, "text/cloud-boothook",
+        "runs at every boot"
+    );
+    insta::assert_snapshot!("volumes_mysql", part.body);
 }

@@ -208,6 +208,9 @@ pub enum Command {
         /// Also delete the registry record, freeing the hostname for another profile or zone.
         #[arg(long)]
         forget: bool,
+        /// Also delete the host's EBS volumes (kept by default, re-attached by the next start).
+        #[arg(long)]
+        delete_volumes: bool,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -267,6 +270,16 @@ pub enum Command {
         #[arg(long, requires = "out")]
         check: bool,
     },
+    /// EBS volumes of the fleet, including orphans (volumes whose host has no instance).
+    Volumes {
+        #[command(subcommand)]
+        command: VolumesCommand,
+    },
+    /// Elastic IPs: allocated once per host, re-associated at every start.
+    Eip {
+        #[command(subcommand)]
+        command: EipCommand,
+    },
     /// DNS names of the fleet: <host>.<product>.private and .public.
     Dns {
         #[command(subcommand)]
@@ -302,6 +315,34 @@ pub enum ExportKind {
     Prometheus,
     /// Ansible YAML inventory.
     Ansible,
+}
+
+/// `cerveza volumes …`
+#[derive(Debug, Subcommand)]
+pub enum VolumesCommand {
+    /// List volumes in every configured region.
+    List {
+        /// Only the volumes of these hosts [default: all].
+        #[arg(value_name = "SELECTION")]
+        selection: Vec<String>,
+    },
+}
+
+/// `cerveza eip …`
+#[derive(Debug, Subcommand)]
+pub enum EipCommand {
+    /// Give running hosts an Elastic IP (allocated once, tagged with the host).
+    Attach {
+        /// Hostnames.
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+    },
+    /// Release hosts' Elastic IPs.
+    Detach {
+        /// Hostnames.
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+    },
 }
 
 /// `cerveza dns …`

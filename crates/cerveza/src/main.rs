@@ -60,6 +60,7 @@ fn paper_command(cli: &mut Cli) -> Result<Option<Command>> {
         p.terminate.map(|hosts| Command::Terminate {
             hosts,
             forget: false,
+            delete_volumes: false,
             wait: wait(),
         })
     };
@@ -115,8 +116,23 @@ async fn run(mut cli: Cli) -> Result<u8> {
         Command::Terminate {
             hosts,
             forget,
+            delete_volumes,
             wait,
-        } => commands::stop::run(&ctx, Verb::Terminate { forget: *forget }, hosts, wait).await,
+        } => {
+            let verb = Verb::Terminate {
+                forget: *forget,
+                delete_volumes: *delete_volumes,
+            };
+            commands::stop::run(&ctx, verb, hosts, wait).await
+        }
+        Command::Volumes { command } => commands::volumes::run(&ctx, command).await,
+        Command::Eip { command } => {
+            let (verb, hosts) = match command {
+                cli::EipCommand::Attach { hosts } => (Verb::EipAttach, hosts),
+                cli::EipCommand::Detach { hosts } => (Verb::EipDetach, hosts),
+            };
+            commands::stop::run(&ctx, verb, hosts, &WaitArgs::default()).await
+        }
         Command::List {
             selection,
             all,

@@ -21,7 +21,7 @@ fn profiles_check_and_show() {
     let r = run(&["profiles", "check"]).ok();
     assert!(
         r.stdout
-            .contains("4 instance profile(s) and 1 volume profile(s), all valid"),
+            .contains("5 instance profile(s) and 1 volume profile(s), all valid"),
         "{r:#?}"
     );
     let web = run(&["profiles", "show", "Web", "-o", "json"]).ok().json();

@@ -10,6 +10,7 @@ pub mod show;
 pub mod start;
 pub mod stop;
 pub mod userdata;
+pub mod volumes;
 
 use std::fmt;
 

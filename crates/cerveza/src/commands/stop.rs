@@ -21,7 +21,13 @@ pub enum Verb {
     Terminate {
         /// Delete the registry record too.
         forget: bool,
+        /// Delete the EBS volumes too.
+        delete_volumes: bool,
     },
+    /// Associate an Elastic IP.
+    EipAttach,
+    /// Release the Elastic IP.
+    EipDetach,
 }
 
 /// Runs one of the verbs on the named or selected hosts.
@@ -47,7 +53,12 @@ pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Re
         Verb::Stop => lc.stop(hosts).await,
         Verb::Restart => lc.restart(hosts).await,
         Verb::Reboot => lc.reboot(hosts).await,
-        Verb::Terminate { forget } => lc.terminate(hosts, forget).await,
+        Verb::Terminate {
+            forget,
+            delete_volumes,
+        } => lc.terminate(hosts, forget, delete_volumes).await,
+        Verb::EipAttach => lc.eip_attach(hosts).await,
+        Verb::EipDetach => lc.eip_detach(hosts).await,
     };
     drop(progress);
     report(ctx, &results)

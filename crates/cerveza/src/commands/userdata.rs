@@ -56,12 +56,18 @@ pub async fn run(
         )),
     };
     let profile = profiles.instance(&profile_name)?;
+    let volumes: Vec<_> = profile
+        .volume_profiles
+        .iter()
+        .filter_map(|n| profiles.volume(n).cloned())
+        .collect();
     let built = CloudInit::new(ctx.config.userdata.clone())?
         .build(&HostContext {
             product,
             host: &host,
             zone: &zone,
             profile,
+            volumes: &volumes,
         })
         .with_context(|| format!("{host}: building user-data"))?;
     if raw {

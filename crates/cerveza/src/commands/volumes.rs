@@ -1,0 +1,118 @@
+//! `cerveza volumes list`: the fleet's EBS volumes, orphans included.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use cerveza_core::lifecycle;
+use cerveza_core::model::Volume;
+use cerveza_core::ports::ComputeRead;
+use cerveza_core::selection::{Candidate, Selection};
+use cerveza_core::tags;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::{Output, VolumesCommand};
+use crate::exit;
+use crate::output::{self, or_dash, Table};
+
+#[derive(Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    volume: &'a Volume,
+    /// The host has no live instance.
+    orphan: bool,
+}
+
+/// Runs `volumes …`.
+pub async fn run(ctx: &Ctx, command: &VolumesCommand) -> Result<u8> {
+    let VolumesCommand::List { selection } = command;
+    let selection = Selection::parse_all(selection)?;
+    let product = ctx.config.product()?;
+    let backends = ctx.backends().await;
+    let ec2 = &backends.ec2;
+    let listing = lifecycle::list(
+        ec2,
+        product,
+        &ctx.config.regions,
+        &Selection::all(),
+        false,
+        ctx.config.region_timeout,
+    )
+    .await;
+    let live: BTreeSet<&str> = listing.instances.iter().filter_map(|i| i.host()).collect();
+    let per_region: Vec<_> = stream::iter(ctx.config.regions.iter())
+        .map(|r| async move {
+            (
+                r,
+                tokio::time::timeout(ctx.config.region_timeout, ec2.volumes(r, product, &[])).await,
+            )
+        })
+        .buffer_unordered(ctx.config.regions.len().clamp(1, 32))
+        .collect()
+        .await;
+    let mut volumes = Vec::new();
+    let mut failed = listing.failed_regions.len();
+    for (region, r) in per_region {
+        match r {
+            Ok(Ok(v)) => volumes.extend(v),
+            Ok(Err(e)) => {
+                failed += 1;
+                eprintln!("warning: region {region} left out: {e}");
+            }
+            Err(_) => {
+                failed += 1;
+                eprintln!("warning: region {region} left out: no answer in time");
+            }
+        }
+    }
+    volumes.retain(|v| {
+        selection.matches(&Candidate {
+            host: v.host().unwrap_or(""),
+            zone: v.zone.as_ref().map(|z| z.as_str()),
+            region: v.region.as_str(),
+            profile: None,
+        })
+    });
+    volumes.sort_by(|a, b| (a.host(), a.device(), &a.id).cmp(&(b.host(), b.device(), &b.id)));
+    let rows: Vec<Row<'_>> = volumes
+        .iter()
+        .map(|v| Row {
+            volume: v,
+            orphan: !v.host().is_some_and(|h| live.contains(h)),
+        })
+        .collect();
+    if ctx.output == Output::Json {
+        output::print_json(&rows)?;
+    } else {
+        let mut t = Table::new(&[
+            "HOST",
+            "DEVICE",
+            "VOLUME",
+            "ZONE",
+            "SIZE",
+            "TYPE",
+            "STATE",
+            "ATTACHED-TO",
+            "PROFILE",
+            "ORPHAN",
+        ]);
+        for r in &rows {
+            let v = r.volume;
+            t.row(vec![
+                or_dash(v.host()),
+                or_dash(v.device()),
+                v.id.clone(),
+                or_dash(v.zone.as_ref().map(|z| z.as_str())),
+                format!("{}G", v.size_gb),
+                or_dash(v.volume_type.as_deref()),
+                v.state.clone(),
+                or_dash(v.attached_to.as_deref()),
+                or_dash(v.tags.get(tags::VOLUME_PROFILE).map(String::as_str)),
+                if r.orphan { "yes".into() } else { "-".into() },
+            ]);
+        }
+        output::emit(&t.render());
+    }
+    Ok(if failed == 0 { exit::OK } else { exit::PARTIAL })
+}

@@ -1,0 +1,120 @@
+//! EBS volumes and Elastic IPs through the real binary against moto, end state read
+//! with boto3.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::Value;
+use support::{cerveza, cloud, live, product};
+
+/// The data volumes (with a device tag) of the product.
+fn data_volumes(p: &str) -> Vec<Value> {
+    cloud(p)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["tags"].get("cerveza:device").is_some())
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn volumes_are_made_once_kept_across_terminate_and_reattached() {
+    let p = product();
+    cerveza(
+        &p,
+        &[
+            "start",
+            "db01",
+            "--zone",
+            "us-east-1b",
+            "--profile",
+            "Mysql",
+        ],
+    )
+    .ok();
+    let first = live(&p).remove(0);
+    let vols = data_volumes(&p);
+    assert_eq!(vols.len(), 4, "{vols:#?}");
+    let mut devices: Vec<&str> = vols
+        .iter()
+        .map(|v| v["tags"]["cerveza:device"].as_str().unwrap())
+        .collect();
+    devices.sort();
+    assert_eq!(devices, ["/dev/sdf", "/dev/sdg", "/dev/sdh", "/dev/sdi"]);
+    for v in &vols {
+        assert_eq!(v["zone"], "us-east-1b");
+        assert_eq!(v["attached_to"][0], first["id"]);
+        assert_eq!(v["tags"]["cerveza:host"], "db01");
+        assert_eq!(v["tags"]["cerveza:volume-profile"], "MysqlRaid10");
+        assert_eq!(v["tags"]["team"], "data", "profile tags on volumes too");
+    }
+
+    let listed = cerveza(&p, &["volumes", "list", "-o", "json"]).ok().json();
+    let data: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["tags"].get("cerveza:device").is_some())
+        .collect();
+    assert_eq!(data.len(), 4);
+    assert!(data.iter().all(|v| v["orphan"] == false));
+
+    cerveza(&p, &["terminate", "db01"]).ok();
+    let listed = cerveza(&p, &["volumes", "list", "db01", "-o", "json"])
+        .ok()
+        .json();
+    let data: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["tags"].get("cerveza:device").is_some())
+        .collect();
+    assert_eq!(data.len(), 4, "terminate keeps data volumes");
+    assert!(data.iter().all(|v| v["orphan"] == true), "{listed}");
+
+    cerveza(&p, &["start", "db01"]).ok();
+    let second = live(&p).remove(0);
+    assert_ne!(second["id"], first["id"]);
+    let vols = data_volumes(&p);
+    assert_eq!(vols.len(), 4, "re-attached, not re-created");
+    assert!(
+        vols.iter().all(|v| v["attached_to"][0] == second["id"]),
+        "{vols:#?}"
+    );
+
+    cerveza(&p, &["terminate", "db01", "--delete-volumes"]).ok();
+    let left: Vec<Value> = data_volumes(&p)
+        .into_iter()
+        .filter(|v| v["state"] != "deleting")
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+}
+
+#[test]
+fn the_elastic_ip_follows_the_host() {
+    let p = product();
+    cerveza(
+        &p,
+        &["start", "vpn01", "--zone", "eu-west-1a", "--profile", "Vpn"],
+    )
+    .ok();
+    let ip = cerveza(&p, &["show", "vpn01", "-o", "json"]).ok().json()["instance"]["public_ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cerveza(&p, &["stop", "vpn01"]).ok();
+    cerveza(&p, &["start", "vpn01"]).ok();
+    let again = cerveza(&p, &["show", "vpn01", "-o", "json"]).ok().json()["instance"]["public_ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ip, again, "same address after a restart");
+    cerveza(&p, &["eip", "detach", "vpn01"]).ok();
+    let after = cerveza(&p, &["show", "vpn01", "-o", "json"]).ok().json();
+    assert_ne!(after["instance"]["public_ip"].as_str(), Some(ip.as_str()));
+    cerveza(&p, &["eip", "attach", "vpn01"]).ok();
+    let attached = cerveza(&p, &["show", "vpn01", "-o", "json"]).ok().json();
+    assert!(attached["instance"]["public_ip"].as_str().is_some());
+}
