@@ -275,39 +275,46 @@ impl Directory {
 
     /// Adds a grant to a user. Returns false when the user had it already.
     pub async fn grant(&self, uid: &str, grant: &Grant) -> Result<bool, DirectoryError> {
-        let entry = self.user_entry(uid).await?;
-        let value = grant.to_string();
-        match self
-            .ldap()
-            .modify(
-                &entry.dn,
-                vec![Mod::Add("host", HashSet::from([value.as_str()]))],
-            )
-            .await
-            .and_then(|r| r.success())
-        {
-            Ok(_) => Ok(true),
-            Err(LdapError::LdapResult { result }) if result.rc == VALUE_EXISTS => Ok(false),
-            Err(e) => Err(ldap_err(&format!("granting {value} to {uid}"))(e)),
-        }
+        self.change_grant(uid, grant, true).await
     }
 
     /// Removes a grant from a user. Returns false when the user did not have it.
     pub async fn revoke(&self, uid: &str, grant: &Grant) -> Result<bool, DirectoryError> {
+        self.change_grant(uid, grant, false).await
+    }
+
+    /// Adds or removes one `host` value; false when there was nothing to change.
+    async fn change_grant(
+        &self,
+        uid: &str,
+        grant: &Grant,
+        add: bool,
+    ) -> Result<bool, DirectoryError> {
         let entry = self.user_entry(uid).await?;
         let value = grant.to_string();
+        let values = HashSet::from([value.as_str()]);
+        let (change, unchanged, op) = if add {
+            (
+                Mod::Add("host", values),
+                VALUE_EXISTS,
+                format!("granting {value} to {uid}"),
+            )
+        } else {
+            (
+                Mod::Delete("host", values),
+                NO_SUCH_ATTRIBUTE,
+                format!("revoking {value} from {uid}"),
+            )
+        };
         match self
             .ldap()
-            .modify(
-                &entry.dn,
-                vec![Mod::Delete("host", HashSet::from([value.as_str()]))],
-            )
+            .modify(&entry.dn, vec![change])
             .await
             .and_then(|r| r.success())
         {
             Ok(_) => Ok(true),
-            Err(LdapError::LdapResult { result }) if result.rc == NO_SUCH_ATTRIBUTE => Ok(false),
-            Err(e) => Err(ldap_err(&format!("revoking {value} from {uid}"))(e)),
+            Err(LdapError::LdapResult { result }) if result.rc == unchanged => Ok(false),
+            Err(e) => Err(ldap_err(&op)(e)),
         }
     }
 

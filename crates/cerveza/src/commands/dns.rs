@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{bail, Result};
-use cerveza_core::lifecycle;
 use cerveza_core::ports::{dns_names, DnsRecord};
 use cerveza_core::selection::Selection;
 use cerveza_core::Hostname;
@@ -59,23 +58,15 @@ pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
             Ok(exit::OK)
         }
         DnsCommand::Sync { dry_run } => {
-            let listing = lifecycle::list(
-                &backends.ec2,
-                product,
-                &ctx.config.regions,
-                &Selection::all(),
-                false,
-                ctx.config.region_timeout,
-            )
-            .await;
-            if !listing.failed_regions.is_empty() {
-                for (region, e) in &listing.failed_regions {
-                    eprintln!("error: region {region}: {e}");
-                }
-                bail!(exit::Coded::new(exit::PARTIAL, "not syncing DNS from a partial fleet: the names of the failed region(s) would be removed"));
-            }
+            let instances = ctx
+                .whole_fleet(
+                    &backends,
+                    &Selection::all(),
+                    "not syncing DNS from a partial fleet (the names of a missing region would be removed)",
+                )
+                .await?;
             let mut want: BTreeMap<String, IpAddr> = BTreeMap::new();
-            for i in &listing.instances {
+            for i in &instances {
                 let Some(host) = i.host().and_then(|h| Hostname::parse(h).ok()) else {
                     continue;
                 };
@@ -154,7 +145,7 @@ pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
                         ""
                     },
                     want.len(),
-                    listing.instances.len()
+                    instances.len()
                 );
             }
             Ok(exit::OK)

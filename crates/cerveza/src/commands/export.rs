@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
-use cerveza_core::lifecycle;
 use cerveza_core::selection::Selection;
 use cerveza_export::{generate, Fleet, Kind};
 
@@ -51,25 +50,14 @@ pub async fn run(
     let selection = Selection::parse_all(selection)?;
     let product = ctx.config.product()?;
     let backends = ctx.backends().await;
-    let listing = lifecycle::list(
-        &backends.ec2,
-        product,
-        &ctx.config.regions,
-        &selection,
-        false,
-        ctx.config.region_timeout,
-    )
-    .await;
-    if !listing.failed_regions.is_empty() {
-        for (region, e) in &listing.failed_regions {
-            eprintln!("error: region {region}: {e}");
-        }
-        bail!(exit::Coded::new(
-            exit::PARTIAL,
-            "not exporting a partial fleet: the hosts of the failed region(s) would vanish from the config"
-        ));
-    }
-    let fleet = Fleet::new(product, &listing.instances);
+    let instances = ctx
+        .whole_fleet(
+            &backends,
+            &selection,
+            "not exporting a partial fleet (the hosts of a missing region would vanish from the config)",
+        )
+        .await?;
+    let fleet = Fleet::new(product, &instances);
     for s in &fleet.skipped {
         eprintln!("warning: left out {s}");
     }

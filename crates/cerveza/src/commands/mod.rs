@@ -152,6 +152,41 @@ impl Ctx {
         Ok(s)
     }
 
+    /// The live instances matching `selection` in every configured region, or an error
+    /// (exit code 5) when a region cannot be listed: commands that act on "all of them"
+    /// must not act on a part, `why` says what would go wrong.
+    pub async fn whole_fleet(
+        &self,
+        backends: &Backends,
+        selection: &Selection,
+        why: &str,
+    ) -> Result<Vec<cerveza_core::model::Instance>> {
+        let listing = lifecycle::list(
+            &backends.ec2,
+            self.config.product()?,
+            &self.config.regions,
+            selection,
+            false,
+            self.config.region_timeout,
+        )
+        .await;
+        if listing.failed_regions.is_empty() {
+            return Ok(listing.instances);
+        }
+        for (region, e) in &listing.failed_regions {
+            eprintln!("error: region {region}: {e}");
+        }
+        let names: Vec<&str> = listing
+            .failed_regions
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect();
+        anyhow::bail!(exit::Coded::new(
+            exit::PARTIAL,
+            format!("{why}: region(s) {} could not be listed", names.join(", "))
+        ))
+    }
+
     /// Hostnames named by `args`: names and ranges directly, or a selection (globs,
     /// `zone:`, `!`) resolved against the live fleet.
     pub async fn existing_hosts(
@@ -164,28 +199,10 @@ impl Ctx {
             return Ok(selection::expand_hostnames(args)?);
         }
         let sel = Selection::parse_all(args)?;
-        let listing = lifecycle::list(
-            &backends.ec2,
-            self.config.product()?,
-            &self.config.regions,
-            &sel,
-            false,
-            self.config.region_timeout,
-        )
-        .await;
-        if !listing.failed_regions.is_empty() {
-            let names: Vec<String> = listing
-                .failed_regions
-                .iter()
-                .map(|(r, e)| format!("{r} ({e})"))
-                .collect();
-            anyhow::bail!(
-                "cannot resolve selection {sel}: regions failed: {}",
-                names.join(", ")
-            );
-        }
-        let mut hosts: Vec<Hostname> = listing
-            .instances
+        let instances = self
+            .whole_fleet(backends, &sel, &format!("cannot resolve selection {sel}"))
+            .await?;
+        let mut hosts: Vec<Hostname> = instances
             .iter()
             .filter_map(|i| i.host().and_then(|h| Hostname::parse(h).ok()))
             .collect();

@@ -125,20 +125,32 @@ pub fn cerveza(product: &str, args: &[&str]) -> Run {
         .into()
 }
 
-/// The cloud's end state for `product`, read with boto3.
-pub fn cloud(product: &str) -> Value {
-    let mut c = Command::new(lab_var("CERVEZA_LAB_PYTHON"));
-    c.arg(root().join("crates/cerveza/tests/support/cloud.py"))
-        .arg("state")
-        .arg(product);
-    c.args(REGIONS.split(','));
-    let out: Run = c
+/// Runs support/cloud.py (boto3, in the lab's venv) and returns its stdout bytes.
+fn cloud_py_bytes(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(lab_var("CERVEZA_LAB_PYTHON"))
+        .arg(root().join("crates/cerveza/tests/support/cloud.py"))
+        .args(args)
         .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
-        .expect("run cloud.py")
-        .into();
-    assert_eq!(out.code, 0, "{out:#?}");
-    out.json()
+        .expect("run cloud.py");
+    assert!(
+        out.status.success(),
+        "cloud.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs support/cloud.py with `args` and returns its stdout.
+pub fn cloud_py(args: &[&str]) -> String {
+    String::from_utf8_lossy(&cloud_py_bytes(args)).into_owned()
+}
+
+/// The cloud's end state for `product`, read with boto3.
+pub fn cloud(product: &str) -> Value {
+    let mut args = vec!["state", product];
+    args.extend(REGIONS.split(','));
+    serde_json::from_str(&cloud_py(&args)).expect("cloud.py prints JSON")
 }
 
 /// Instances of `product` that are not terminated.
@@ -154,45 +166,10 @@ pub fn live(product: &str) -> Vec<Value> {
 
 /// Launches an instance tagged only `Name=name` (someone else's), returns its id.
 pub fn foreign(region: &str, zone: &str, name: &str) -> String {
-    let mut c = Command::new(lab_var("CERVEZA_LAB_PYTHON"));
-    c.arg(root().join("crates/cerveza/tests/support/cloud.py"))
-        .args(["foreign", region, zone, name]);
-    let out: Run = c
-        .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run cloud.py")
-        .into();
-    assert_eq!(out.code, 0, "{out:#?}");
-    out.stdout.trim().to_owned()
+    cloud_py(&["foreign", region, zone, name]).trim().to_owned()
 }
 
 /// The user-data bytes EC2 stores for an instance, read with boto3.
 pub fn user_data(region: &str, instance: &str) -> Vec<u8> {
-    let mut c = Command::new(lab_var("CERVEZA_LAB_PYTHON"));
-    c.arg(root().join("crates/cerveza/tests/support/cloud.py"))
-        .args(["user-data", region, instance]);
-    let out = c
-        .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run cloud.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// Runs support/cloud.py with `args` and returns its stdout.
-pub fn cloud_py(args: &[&str]) -> String {
-    let mut c = Command::new(lab_var("CERVEZA_LAB_PYTHON"));
-    c.arg(root().join("crates/cerveza/tests/support/cloud.py"))
-        .args(args);
-    let out: Run = c
-        .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run cloud.py")
-        .into();
-    assert_eq!(out.code, 0, "{out:#?}");
-    out.stdout
+    cloud_py_bytes(&["user-data", region, instance])
 }
