@@ -325,6 +325,32 @@ impl Selection {
             && !self.exclude.iter().any(|t| t.matches(c))
     }
 
+    /// For `remote`: every plain word that names none of `known` becomes "hosts whose
+    /// name contains it" (`mysql` → `*mysql*`). Returns the new selection and a note per
+    /// word changed, to tell the user.
+    pub fn with_substrings(&self, known: &[&str]) -> (Selection, Vec<String>) {
+        let mut notes = Vec::new();
+        let mut out = self.clone();
+        for term in &mut out.include {
+            if let Term::Host(p) = term {
+                if p.is_literal() && !known.contains(&p.text.as_str()) {
+                    notes.push(format!(
+                        "{:?} names no host: selecting the hosts whose name contains it",
+                        p.text
+                    ));
+                    let mut segs = vec![Seg::Star];
+                    segs.extend(p.segs.iter().cloned());
+                    segs.push(Seg::Star);
+                    *p = Pattern {
+                        text: format!("*{}*", p.text),
+                        segs,
+                    };
+                }
+            }
+        }
+        (out, notes)
+    }
+
     /// The hostnames that match exactly one name without globs, when the selection is
     /// only that (lets `show`/`stop` skip a fleet-wide listing).
     pub fn literal_hosts(&self) -> Option<Vec<&str>> {
@@ -508,6 +534,21 @@ mod tests {
             let e = Selection::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_bare_word_that_names_no_host_selects_by_substring() {
+        let s = Selection::parse("mysql,web01").unwrap();
+        let (sub, notes) = s.with_substrings(&["web01", "dev-mysql01"]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(sub.matches(&cand("dev-mysql01", "us-east-1b", "P")));
+        assert!(sub.matches(&cand("web01", "us-east-1b", "P")));
+        assert!(!sub.matches(&cand("web02", "us-east-1b", "P")));
+        let (same, notes) = Selection::parse("web01")
+            .unwrap()
+            .with_substrings(&["web01"]);
+        assert!(notes.is_empty());
+        assert!(!same.matches(&cand("web011", "us-east-1b", "P")));
     }
 
     #[test]

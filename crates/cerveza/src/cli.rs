@@ -270,6 +270,43 @@ pub enum Command {
         #[arg(long, requires = "out")]
         check: bool,
     },
+    /// Run a command on many hosts at once, through OpenSSH.
+    ///
+    /// `cerveza remote 'web*' -- uptime`. A word that names no host selects the hosts whose
+    /// name contains it (`cerveza remote mysql -- …`). Output lines are prefixed with the
+    /// host; -b gathers identical outputs. Exit code: the highest remote exit code, 255
+    /// when a host was unreachable, 124 when one timed out.
+    Remote {
+        /// Which hosts (names, globs, ranges, zone:, region:, profile:, ',' and '!').
+        #[arg(required = true, value_name = "SELECTION")]
+        selection: Vec<String>,
+        /// The command, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+        /// Gather identical outputs under one folded host list, like `clush -b`.
+        #[arg(short = 'b', long)]
+        gather: bool,
+        /// Connect to public addresses (default: private, through your VPN).
+        #[arg(long)]
+        public: bool,
+        /// Hosts at once [default: 64].
+        #[arg(short = 'f', long, value_name = "N")]
+        fanout: Option<usize>,
+        /// Kill the command on a host after this long, e.g. 30s.
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+    },
+    /// Open an ssh session to one host by name (or run a command there).
+    Ssh {
+        /// The hostname.
+        host: String,
+        /// Connect to its public address.
+        #[arg(long)]
+        public: bool,
+        /// A command instead of a login shell.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// EBS volumes of the fleet, including orphans (volumes whose host has no instance).
     Volumes {
         #[command(subcommand)]

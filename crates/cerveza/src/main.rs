@@ -126,6 +126,27 @@ async fn run(mut cli: Cli) -> Result<u8> {
             commands::stop::run(&ctx, verb, hosts, wait).await
         }
         Command::Volumes { command } => commands::volumes::run(&ctx, command).await,
+        Command::Remote {
+            selection,
+            command,
+            gather,
+            public,
+            fanout,
+            timeout,
+        } => {
+            let opts = commands::remote::RemoteArgs {
+                gather: *gather,
+                public: *public,
+                fanout: *fanout,
+                timeout: timeout.as_deref(),
+            };
+            commands::remote::run(&ctx, selection, command, &opts).await
+        }
+        Command::Ssh {
+            host,
+            public,
+            command,
+        } => commands::remote::ssh(&ctx, host, *public, command).await,
         Command::Eip { command } => {
             let (verb, hosts) = match command {
                 cli::EipCommand::Attach { hosts } => (Verb::EipAttach, hosts),

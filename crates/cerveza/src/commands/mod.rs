@@ -6,6 +6,7 @@ pub mod dns;
 pub mod export;
 pub mod list;
 pub mod profiles;
+pub mod remote;
 pub mod show;
 pub mod start;
 pub mod stop;

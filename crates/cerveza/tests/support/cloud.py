@@ -85,6 +85,17 @@ def route53(zone):
     print(json.dumps(out))
 
 
+def tagged(region, zone, *pairs):
+    """Launch an instance with exactly these tags (KEY=VALUE ...), return its id."""
+    ec2 = boto3.client("ec2", region_name=region)
+    tags = [dict(zip(("Key", "Value"), p.split("=", 1))) for p in pairs]
+    out = ec2.run_instances(
+        ImageId="ami-a6f504cf", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": zone},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
+    print(out["Instances"][0]["InstanceId"])
+
+
 def foreign(region, zone, name):
     ec2 = boto3.client("ec2", region_name=region)
     out = ec2.run_instances(
@@ -104,6 +115,8 @@ if __name__ == "__main__":
         default_vpc(*args)
     elif cmd == "route53":
         route53(*args)
+    elif cmd == "tagged":
+        tagged(*args)
     elif cmd == "foreign":
         foreign(*args)
     else:

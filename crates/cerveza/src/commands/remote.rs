@@ -1,0 +1,237 @@
+//! `cerveza remote SELECTION -- COMMAND` and `cerveza ssh HOST`.
+//!
+//! How hosts are reached comes from the `[export]` settings that ssh-config also uses
+//! (address kind, user, jump host), so `cerveza ssh` and `ssh -F <(cerveza export
+//! ssh-config)` agree. `CERVEZA_SSH_CONFIG` passes an ssh config file (`-F`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use anyhow::{bail, Context as _, Result};
+use cerveza_core::lifecycle;
+use cerveza_core::model::{Instance, InstanceState};
+use cerveza_core::selection::{fold_hostnames, Candidate, Selection};
+use cerveza_core::Hostname;
+use cerveza_export::AddressKind;
+use cerveza_remote::{HostResult, Options, Status, Stream, Target};
+
+use super::Ctx;
+use crate::cli::Output;
+use crate::config::parse_duration;
+use crate::exit;
+use crate::output::{self, clean};
+
+/// Options of `remote`.
+pub struct RemoteArgs<'a> {
+    /// Gather identical outputs.
+    pub gather: bool,
+    /// Public addresses.
+    pub public: bool,
+    /// Hosts at once.
+    pub fanout: Option<usize>,
+    /// Per-host command limit.
+    pub timeout: Option<&'a str>,
+}
+
+fn ssh_options(ctx: &Ctx) -> Options {
+    Options {
+        config: std::env::var_os("CERVEZA_SSH_CONFIG").map(Into::into),
+        user: ctx.config.export.ssh_user.clone(),
+        jump: ctx.config.export.jump_host.clone(),
+        ..Options::default()
+    }
+}
+
+fn address(i: &Instance, public: bool, default: AddressKind) -> Option<IpAddr> {
+    let a = if public || default == AddressKind::Public {
+        &i.public_ip
+    } else {
+        &i.private_ip
+    };
+    a.as_deref().and_then(|a| a.parse().ok())
+}
+
+/// `CERVEZA_TEST_ADDRESSES` (tests only): the lab's sshd addresses, handed out in turn,
+/// since the emulated cloud's addresses lead nowhere.
+fn test_addresses() -> Vec<IpAddr> {
+    std::env::var("CERVEZA_TEST_ADDRESSES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect()
+}
+
+fn targets(instances: &[&Instance], public: bool, default: AddressKind) -> Vec<Target> {
+    let overrides = test_addresses();
+    instances
+        .iter()
+        .enumerate()
+        .filter_map(|(n, i)| {
+            let host = i.host()?.to_owned();
+            let address = match overrides.len() {
+                0 => address(i, public, default)?,
+                k => overrides[n % k],
+            };
+            Some(Target { host, address })
+        })
+        .collect()
+}
+
+/// Runs `remote`.
+pub async fn run(
+    ctx: &Ctx,
+    selection: &[String],
+    command: &[String],
+    args: &RemoteArgs<'_>,
+) -> Result<u8> {
+    let sel = Selection::parse_all(selection)?;
+    let product = ctx.config.product()?;
+    let backends = ctx.backends().await;
+    let listing = lifecycle::list(
+        &backends.ec2,
+        product,
+        &ctx.config.regions,
+        &Selection::all(),
+        false,
+        ctx.config.region_timeout,
+    )
+    .await;
+    for (region, e) in &listing.failed_regions {
+        eprintln!("warning: region {region} left out: {e}");
+    }
+    let known: Vec<&str> = listing.instances.iter().filter_map(|i| i.host()).collect();
+    let (sel, notes) = sel.with_substrings(&known);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let chosen: Vec<&Instance> = listing
+        .instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Running)
+        .filter(|i| {
+            sel.matches(&Candidate {
+                host: i.host().unwrap_or(""),
+                zone: i.zone.as_ref().map(|z| z.as_str()),
+                region: i.region.as_str(),
+                profile: i.profile(),
+            })
+        })
+        .collect();
+    if chosen.is_empty() {
+        bail!(exit::Coded::new(
+            exit::NOT_FOUND,
+            format!("selection {sel} matches no running host")
+        ));
+    }
+    let targets = targets(&chosen, args.public, ctx.config.export.address);
+    if targets.len() < chosen.len() {
+        eprintln!(
+            "warning: {} host(s) have no address of that kind and are left out",
+            chosen.len() - targets.len()
+        );
+    }
+    let mut opts = ssh_options(ctx);
+    opts.fanout = args.fanout.unwrap_or(64);
+    opts.command_timeout = args
+        .timeout
+        .map(|t| parse_duration("--timeout", t))
+        .transpose()?;
+    let live = !args.gather && ctx.output == Output::Table;
+    let width = targets.iter().map(|t| t.host.len()).max().unwrap_or(0);
+    let on_line = |host: &str, stream: Stream, line: &str| {
+        if !live {
+            return;
+        }
+        let text = format!("{host:<width$}: {}\n", clean(line));
+        match stream {
+            Stream::Out => output::emit(&text),
+            Stream::Err => eprint!("{text}"),
+        }
+    };
+    let results = cerveza_remote::run(&targets, command, &opts, &on_line).await;
+    if ctx.output == Output::Json {
+        output::print_json(&results)?;
+    } else if args.gather {
+        print_gathered(&results);
+    }
+    summary(&results);
+    Ok(cerveza_remote::exit_code(&results))
+}
+
+/// Prints identical outputs once, under the folded list of their hosts.
+fn print_gathered(results: &[HostResult]) {
+    let mut groups: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
+    for r in results {
+        let status = match r.status {
+            Status::Ok => String::new(),
+            Status::Failed(c) => format!(" (exit code {c})"),
+            Status::Unreachable => " (unreachable)".into(),
+            Status::TimedOut => " (timed out)".into(),
+        };
+        groups
+            .entry((r.stdout.clone(), r.stderr.clone(), status))
+            .or_default()
+            .push(&r.host);
+    }
+    for ((out, err, status), hosts) in groups {
+        let head = format!("{}{status}", fold_hostnames(&hosts));
+        let bar = "-".repeat(head.len().min(78));
+        output::emit(&format!(
+            "{bar}\n{head}\n{bar}\n{}",
+            clean(&out).replace("\\n", "\n")
+        ));
+        if !err.is_empty() {
+            eprint!("{}", err);
+        }
+    }
+}
+
+fn summary(results: &[HostResult]) {
+    let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
+    eprintln!(
+        "{} host(s): {} ok, {} failed, {} unreachable, {} timed out",
+        results.len(),
+        count(|s| *s == Status::Ok),
+        count(|s| matches!(s, Status::Failed(_))),
+        count(|s| *s == Status::Unreachable),
+        count(|s| *s == Status::TimedOut),
+    );
+}
+
+/// Runs `ssh HOST [-- COMMAND]` with the terminal attached.
+pub async fn ssh(ctx: &Ctx, host: &str, public: bool, command: &[String]) -> Result<u8> {
+    let host = Hostname::parse(host)?;
+    let product = ctx.config.product()?;
+    let backends = ctx.backends().await;
+    let view = lifecycle::show(
+        &backends.ec2,
+        &backends.registry,
+        product,
+        &ctx.config.regions,
+        &host,
+    )
+    .await?;
+    let inst = view
+        .instance
+        .filter(|i| i.state == InstanceState::Running)
+        .with_context(|| format!("{host} is not running"))?;
+    let target = targets(&[&inst], public, ctx.config.export.address)
+        .pop()
+        .with_context(|| {
+            format!(
+                "{host} has no {} address",
+                if public { "public" } else { "private" }
+            )
+        })?;
+    let opts = ssh_options(ctx);
+    let args = cerveza_remote::ssh_args(&target, &opts, command.is_empty());
+    let status = std::process::Command::new(&opts.ssh)
+        .args(&args)
+        .args(command)
+        .status()
+        .with_context(|| format!("running {}", opts.ssh.display()))?;
+    Ok(status
+        .code()
+        .map(|c| c.clamp(0, 255) as u8)
+        .unwrap_or(exit::FAILURE))
+}
