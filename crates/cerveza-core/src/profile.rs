@@ -812,6 +812,12 @@ fn resolve_instance(
 
     let mut files = Vec::new();
     if let Some((list, layer)) = &user_data {
+        if list.is_empty() {
+            errors.push(at(
+                &layer.locate("user-data", None),
+                "`user-data: []` names no file; name files, or leave the key out".into(),
+            ));
+        }
         let base = layer.file.parent().unwrap_or(Path::new("."));
         for entry in list {
             let f = entry.file();

@@ -168,6 +168,15 @@ fn user_data_entries_may_name_their_type() {
 }
 
 #[test]
+fn an_empty_user_data_list_is_refused() {
+    let e = one_error(&[("a.yaml", &GOOD.replace("[ud.txt]", "[]"))]);
+    assert!(
+        e.starts_with("a.yaml:7:1: `user-data: []` names no file"),
+        "{e}"
+    );
+}
+
+#[test]
 fn missing_user_data_file_is_located() {
     let e = one_error(&[("a.yaml", &GOOD.replace("[ud.txt]", "[ud.txt, nothere.sh]"))]);
     assert!(

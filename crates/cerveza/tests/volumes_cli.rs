@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{cerveza, cloud, live, product};
+use support::{cerveza, cloud, cloud_py, live, product};
 
 /// The data volumes (with a device tag) of the product.
 fn data_volumes(p: &str) -> Vec<Value> {
@@ -117,4 +117,57 @@ fn the_elastic_ip_follows_the_host() {
     cerveza(&p, &["eip", "attach", "vpn01"]).ok();
     let attached = cerveza(&p, &["show", "vpn01", "-o", "json"]).ok().json();
     assert!(attached["instance"]["public_ip"].as_str().is_some());
+}
+
+#[test]
+fn a_volume_that_fails_leaves_the_others_attached_and_a_rerun_completes_the_set() {
+    let p = product();
+    let blocker = cloud_py(&["blocker", "us-east-1", "us-east-1c", &p, "db02", "/dev/sdg"])
+        .trim()
+        .to_owned();
+    let r = cerveza(
+        &p,
+        &[
+            "start",
+            "db02",
+            "--zone",
+            "us-east-1c",
+            "--profile",
+            "Mysql",
+        ],
+    );
+    assert_eq!(r.code, 4, "a conflict on /dev/sdg: {r:#?}");
+    assert!(
+        r.stderr
+            .contains(&format!("its volume {blocker} (/dev/sdg) is attached to")),
+        "{r:#?}"
+    );
+    let ours = live(&p)
+        .into_iter()
+        .find(|i| i["tags"]["cerveza:host"] == "db02")
+        .unwrap();
+    let vols = data_volumes(&p);
+    assert_eq!(vols.len(), 4, "three made, one blocked: {vols:#?}");
+    let attached: Vec<&Value> = vols
+        .iter()
+        .filter(|v| v["attached_to"][0] == ours["id"])
+        .collect();
+    assert_eq!(
+        attached.len(),
+        3,
+        "no unattached volume is left behind: {vols:#?}"
+    );
+
+    cloud_py(&["detach", "us-east-1", &blocker]);
+    cerveza(&p, &["start", "db02"]).ok();
+    let vols = data_volumes(&p);
+    assert_eq!(
+        vols.len(),
+        4,
+        "the set is completed, nothing new created: {vols:#?}"
+    );
+    assert!(
+        vols.iter().all(|v| v["attached_to"][0] == ours["id"]),
+        "{vols:#?}"
+    );
 }

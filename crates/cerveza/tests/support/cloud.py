@@ -96,6 +96,25 @@ def tagged(region, zone, *pairs):
     print(out["Instances"][0]["InstanceId"])
 
 
+def blocker(region, zone, product, host, device):
+    """A volume tagged as `host`'s `device` but attached to someone else's instance."""
+    ec2 = boto3.client("ec2", region_name=region)
+    other = ec2.run_instances(ImageId="ami-a6f504cf", MinCount=1, MaxCount=1,
+                              Placement={"AvailabilityZone": zone})["Instances"][0]["InstanceId"]
+    tags = {"cerveza:product": product, "cerveza:host": host, "cerveza:device": device,
+            "cerveza:volume-profile": "MysqlRaid10", "Name": host}
+    vol = ec2.create_volume(AvailabilityZone=zone, Size=100, VolumeType="gp3", TagSpecifications=[
+        {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])["VolumeId"]
+    ec2.attach_volume(VolumeId=vol, InstanceId=other, Device="/dev/sdz")
+    print(vol)
+
+
+def detach(region, volume):
+    ec2 = boto3.client("ec2", region_name=region)
+    att = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"][0]
+    ec2.detach_volume(VolumeId=volume, InstanceId=att["InstanceId"], Device=att["Device"])
+
+
 def foreign(region, zone, name):
     ec2 = boto3.client("ec2", region_name=region)
     out = ec2.run_instances(
@@ -115,6 +134,10 @@ if __name__ == "__main__":
         default_vpc(*args)
     elif cmd == "route53":
         route53(*args)
+    elif cmd == "blocker":
+        blocker(*args)
+    elif cmd == "detach":
+        detach(*args)
     elif cmd == "tagged":
         tagged(*args)
     elif cmd == "foreign":
