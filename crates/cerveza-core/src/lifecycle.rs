@@ -136,6 +136,10 @@ pub enum Action {
     Terminated,
     /// It had no instance left to terminate.
     AlreadyTerminated,
+    /// Its Elastic IP was associated.
+    EipAssociated,
+    /// Its Elastic IP was released.
+    EipReleased,
 }
 
 impl Action {
@@ -151,6 +155,8 @@ impl Action {
             Action::Rebooted => "rebooted",
             Action::Terminated => "terminated",
             Action::AlreadyTerminated => "already terminated",
+            Action::EipAssociated => "Elastic IP associated",
+            Action::EipReleased => "Elastic IP released",
         }
     }
 }
@@ -1078,7 +1084,7 @@ impl<'a> Lifecycle<'a> {
             }
             Ok(Outcome {
                 host: h.clone(),
-                action: Action::Started,
+                action: Action::EipAssociated,
                 instance: inst,
                 record: Some(rec),
             })
@@ -1126,7 +1132,7 @@ impl<'a> Lifecycle<'a> {
             }
             Ok(Outcome {
                 host: h.clone(),
-                action: Action::Stopped,
+                action: Action::EipReleased,
                 instance: inst,
                 record: Some(rec),
             })
