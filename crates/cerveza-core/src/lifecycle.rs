@@ -388,9 +388,10 @@ impl<'a> Lifecycle<'a> {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Results keep the order the hosts were given in.
+        let hosts: Vec<Hostname> = plans.iter().map(|p| p.host.clone()).collect();
         let by_host: BTreeMap<Hostname, StartPlan> =
             plans.into_iter().map(|p| (p.host.clone(), p)).collect();
-        let hosts: Vec<Hostname> = by_host.keys().cloned().collect();
         let by_host = &by_host;
         Ok(self
             .for_each(hosts, |h| async move {
