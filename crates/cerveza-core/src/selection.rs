@@ -4,6 +4,7 @@
 //! demo01                 one host
 //! dev-mysql*  web?1      globs (* any run, ? one character)
 //! web[01-05,07]          numeric ranges; the width of the bounds is kept (01, not 1)
+//! @dev-mysql             a host group: dev-mysql01, dev-mysql02, … (also @dev-mysql*)
 //! zone:us-east-1b        every host in a zone
 //! region:us-east-1       every host in a region
 //! profile:Web            every host launched with a profile
@@ -103,6 +104,8 @@ pub enum Term {
     Region(Region),
     /// Hosts launched with a profile.
     Profile(String),
+    /// Hosts of a host group, kept as `dev-mysql*`.
+    Group(String),
 }
 
 /// What a term is matched against.
@@ -125,6 +128,7 @@ impl Term {
             Term::Zone(z) => c.zone == Some(z.as_str()),
             Term::Region(r) => c.region == r.as_str(),
             Term::Profile(p) => c.profile == Some(p.as_str()),
+            Term::Group(g) => Hostname::parse(c.host).is_ok_and(|h| h.group().as_str() == g),
         }
     }
 }
@@ -284,6 +288,15 @@ impl Selection {
                 Term::Zone(Zone::parse(z).map_err(name_err)?)
             } else if let Some(r) = body.strip_prefix("region:") {
                 Term::Region(Region::parse(r).map_err(name_err)?)
+            } else if let Some(g) = body.strip_prefix('@') {
+                let stem = g.strip_suffix('*').unwrap_or(g);
+                let h = Hostname::parse(stem).map_err(name_err)?;
+                if stem.ends_with(|c: char| c.is_ascii_digit()) {
+                    return Err(err(format!(
+                        "@{g}: a host group is a hostname without its trailing digits (@dev-mysql)"
+                    )));
+                }
+                Term::Group(format!("{h}*"))
             } else if let Some(p) = body.strip_prefix("profile:") {
                 if p.is_empty() {
                     return Err(err("profile: needs a profile name".into()));
@@ -519,6 +532,19 @@ mod tests {
         let q = Selection::parse("web?1").unwrap();
         assert!(q.matches(&cand("web01", "us-east-1a", "P")));
         assert!(!q.matches(&cand("web001", "us-east-1a", "P")));
+    }
+
+    #[test]
+    fn host_groups_select_their_members() {
+        let s = Selection::parse("@dev-mysql").unwrap();
+        assert!(s.matches(&cand("dev-mysql01", "us-east-1b", "P")));
+        assert!(s.matches(&cand("dev-mysql2", "us-east-1b", "P")));
+        assert!(!s.matches(&cand("dev-mysql-backup01", "us-east-1b", "P")));
+        assert!(!s.matches(&cand("web01", "us-east-1b", "P")));
+        let starred = Selection::parse("@dev-mysql*").unwrap();
+        assert!(starred.matches(&cand("dev-mysql01", "us-east-1b", "P")));
+        assert!(!starred.matches(&cand("web01", "us-east-1b", "P")));
+        assert!(Selection::parse("@web01").is_err());
     }
 
     #[test]

@@ -52,6 +52,14 @@ fn commands_run_everywhere_with_prefixed_or_gathered_output() {
         "{r:#?}"
     );
 
+    let r = remote(&p, &ssh, &["remote", "@dev-mysql", "--", "echo", "group"]).ok();
+    assert_eq!(
+        r.stdout.lines().count(),
+        2,
+        "the host group dev-mysql*: {r:#?}"
+    );
+    assert!(!r.stdout.contains("web01"), "{r:#?}");
+
     let r = remote(&p, &ssh, &["remote", "*", "-b", "--", "echo", "same"]).ok();
     assert_eq!(
         r.stdout, "----------------------\ndev-mysql[01-02],web01\n----------------------\nsame\n",

@@ -195,7 +195,7 @@ impl Ctx {
         backends: &Backends,
         args: &[String],
     ) -> Result<Vec<Hostname>> {
-        let is_selection = args.iter().any(|a| a.contains(['*', '?', ':', '!']));
+        let is_selection = args.iter().any(|a| a.contains(['*', '?', ':', '!', '@']));
         if !is_selection {
             return Ok(selection::expand_hostnames(args)?);
         }
