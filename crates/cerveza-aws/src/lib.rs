@@ -11,6 +11,7 @@
 mod ec2;
 mod errors;
 mod registry;
+mod releases;
 mod route53;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 pub use ec2::Ec2;
 pub use registry::DynamoRegistry;
+pub use releases::{sha256_file, ReleaseFile, Releases};
 pub use route53::Route53Dns;
 
 /// How to reach AWS.

@@ -296,6 +296,11 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
     },
+    /// Releases: pushed once to a bucket in each region, fetched by hosts from their own.
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCommand,
+    },
     /// Open an ssh session to one host by name (or run a command there).
     Ssh {
         /// The hostname.
@@ -352,6 +357,38 @@ pub enum ExportKind {
     Prometheus,
     /// Ansible YAML inventory.
     Ansible,
+}
+
+/// `cerveza release …`
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Upload a file once into the release bucket of every configured region.
+    Push {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Release name (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+    },
+    /// Released files in every region.
+    List,
+    /// Make hosts fetch a release from their own region's bucket, check it, and run a command.
+    Deploy {
+        /// Release name.
+        name: String,
+        /// Which hosts.
+        #[arg(required = true, value_name = "SELECTION")]
+        selection: Vec<String>,
+        /// Directory the files land in on each host [default: /opt/releases/NAME].
+        #[arg(long, value_name = "DIR")]
+        dest: Option<String>,
+        /// Run this in that directory once the files are there.
+        #[arg(long, value_name = "COMMAND")]
+        run: Option<String>,
+        /// Hosts at once [default: 64].
+        #[arg(short = 'f', long, value_name = "N")]
+        fanout: Option<usize>,
+    },
 }
 
 /// `cerveza volumes …`

@@ -126,6 +126,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
             commands::stop::run(&ctx, verb, hosts, wait).await
         }
         Command::Volumes { command } => commands::volumes::run(&ctx, command).await,
+        Command::Release { command } => commands::release::run(&ctx, command).await,
         Command::Remote {
             selection,
             command,

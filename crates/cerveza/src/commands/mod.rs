@@ -6,6 +6,7 @@ pub mod dns;
 pub mod export;
 pub mod list;
 pub mod profiles;
+pub mod release;
 pub mod remote;
 pub mod show;
 pub mod start;
@@ -72,6 +73,12 @@ impl Ctx {
             output: args.output,
             quiet: args.quiet,
         })
+    }
+
+    /// The release buckets (`CERVEZA_RELEASE_PREFIX`, default `cerveza`).
+    pub fn releases(&self, backends: &Backends) -> cerveza_aws::Releases {
+        let prefix = std::env::var("CERVEZA_RELEASE_PREFIX").unwrap_or_else(|_| "cerveza".into());
+        cerveza_aws::Releases::new(backends.sdk.clone(), prefix)
     }
 
     /// Connects the AWS backends (no network call yet).

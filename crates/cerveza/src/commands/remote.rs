@@ -33,7 +33,7 @@ pub struct RemoteArgs<'a> {
     pub timeout: Option<&'a str>,
 }
 
-fn ssh_options(ctx: &Ctx) -> Options {
+pub(crate) fn ssh_options(ctx: &Ctx) -> Options {
     Options {
         config: std::env::var_os("CERVEZA_SSH_CONFIG").map(Into::into),
         user: ctx.config.export.ssh_user.clone(),
@@ -61,7 +61,7 @@ fn test_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-fn targets(instances: &[&Instance], public: bool, default: AddressKind) -> Vec<Target> {
+pub(crate) fn targets(instances: &[&Instance], public: bool, default: AddressKind) -> Vec<Target> {
     let overrides = test_addresses();
     instances
         .iter()
@@ -99,30 +99,7 @@ pub async fn run(
     for (region, e) in &listing.failed_regions {
         eprintln!("warning: region {region} left out: {e}");
     }
-    let known: Vec<&str> = listing.instances.iter().filter_map(|i| i.host()).collect();
-    let (sel, notes) = sel.with_substrings(&known);
-    for n in &notes {
-        eprintln!("note: {n}");
-    }
-    let chosen: Vec<&Instance> = listing
-        .instances
-        .iter()
-        .filter(|i| i.state == InstanceState::Running)
-        .filter(|i| {
-            sel.matches(&Candidate {
-                host: i.host().unwrap_or(""),
-                zone: i.zone.as_ref().map(|z| z.as_str()),
-                region: i.region.as_str(),
-                profile: i.profile(),
-            })
-        })
-        .collect();
-    if chosen.is_empty() {
-        bail!(exit::Coded::new(
-            exit::NOT_FOUND,
-            format!("selection {sel} matches no running host")
-        ));
-    }
+    let chosen = running(&listing.instances, &sel)?;
     let targets = targets(&chosen, args.public, ctx.config.export.address);
     if targets.len() < chosen.len() {
         eprintln!(
@@ -158,8 +135,37 @@ pub async fn run(
     Ok(cerveza_remote::exit_code(&results))
 }
 
+/// The running instances a selection names; plain words that name no host select by
+/// substring (and say so). An empty result is an error.
+pub(crate) fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<Vec<&'i Instance>> {
+    let known: Vec<&str> = instances.iter().filter_map(|i| i.host()).collect();
+    let (sel, notes) = sel.with_substrings(&known);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let chosen: Vec<&Instance> = instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Running)
+        .filter(|i| {
+            sel.matches(&Candidate {
+                host: i.host().unwrap_or(""),
+                zone: i.zone.as_ref().map(|z| z.as_str()),
+                region: i.region.as_str(),
+                profile: i.profile(),
+            })
+        })
+        .collect();
+    if chosen.is_empty() {
+        bail!(exit::Coded::new(
+            exit::NOT_FOUND,
+            format!("selection {sel} matches no running host")
+        ));
+    }
+    Ok(chosen)
+}
+
 /// Prints identical outputs once, under the folded list of their hosts.
-fn print_gathered(results: &[HostResult]) {
+pub(crate) fn print_gathered(results: &[HostResult]) {
     let mut groups: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
     for r in results {
         let status = match r.status {
@@ -186,7 +192,7 @@ fn print_gathered(results: &[HostResult]) {
     }
 }
 
-fn summary(results: &[HostResult]) {
+pub(crate) fn summary(results: &[HostResult]) {
     let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
     eprintln!(
         "{} host(s): {} ok, {} failed, {} unreachable, {} timed out",

@@ -115,6 +115,19 @@ def detach(region, volume):
     ec2.detach_volume(VolumeId=volume, InstanceId=att["InstanceId"], Device=att["Device"])
 
 
+def s3_head(region, bucket, key):
+    s3 = boto3.client("s3", region_name=region)
+    h = s3.head_object(Bucket=bucket, Key=key)
+    print(json.dumps({"size": h["ContentLength"], "metadata": h.get("Metadata", {})}))
+
+
+def s3_corrupt(region, bucket, key):
+    """Replace the object's bytes but keep its recorded sha256."""
+    s3 = boto3.client("s3", region_name=region)
+    meta = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+    s3.put_object(Bucket=bucket, Key=key, Body=b"tampered\n", Metadata=meta)
+
+
 def foreign(region, zone, name):
     ec2 = boto3.client("ec2", region_name=region)
     out = ec2.run_instances(
@@ -138,6 +151,10 @@ if __name__ == "__main__":
         blocker(*args)
     elif cmd == "detach":
         detach(*args)
+    elif cmd == "s3-head":
+        s3_head(*args)
+    elif cmd == "s3-corrupt":
+        s3_corrupt(*args)
     elif cmd == "tagged":
         tagged(*args)
     elif cmd == "foreign":

@@ -1,0 +1,146 @@
+//! Releases: pushed to moto's per-region buckets, fetched by the lab's sshd "hosts"
+//! through presigned URLs, checked by SHA-256.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::{cerveza, cloud_py, cmd, lab_var, product, Run};
+
+fn deploy(p: &str, args: &[&str]) -> Run {
+    cmd(p)
+        .env(
+            "CERVEZA_TEST_ADDRESSES",
+            lab_var("CERVEZA_LAB_SSH_ADDRESSES"),
+        )
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
+    let p = product();
+    cerveza(
+        &p,
+        &[
+            "start",
+            "app01",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "UbuntuGeneric32Bit",
+        ],
+    )
+    .ok();
+    cerveza(
+        &p,
+        &[
+            "start",
+            "app02",
+            "--zone",
+            "eu-west-1a",
+            "--profile",
+            "UbuntuGeneric32Bit",
+        ],
+    )
+    .ok();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.tar");
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &body).unwrap();
+    cerveza(
+        &p,
+        &[
+            "release",
+            "push",
+            file.to_str().unwrap(),
+            "--name",
+            "v1.2.0",
+        ],
+    )
+    .ok();
+    for region in support::REGIONS.split(',') {
+        let head: serde_json::Value = serde_json::from_str(&cloud_py(&[
+            "s3-head",
+            region,
+            &format!("cerveza-{p}-{region}"),
+            "releases/v1.2.0/app.tar",
+        ]))
+        .unwrap();
+        assert_eq!(head["size"], 50_000, "{region}: {head}");
+        assert_eq!(head["metadata"]["sha256"].as_str().unwrap().len(), 64);
+    }
+    let listed = cerveza(&p, &["release", "list", "-o", "json"]).ok().json();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        3,
+        "one copy per region: {listed}"
+    );
+
+    let dest = dir.path().join("deployed");
+    let r = deploy(
+        &p,
+        &[
+            "release",
+            "deploy",
+            "v1.2.0",
+            "app*",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--run",
+            "wc -c < app.tar",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        r.stdout.matches(": 50000").count(),
+        2,
+        "both hosts fetched and ran: {r:#?}"
+    );
+    assert_eq!(std::fs::read(dest.join("app.tar")).unwrap(), body);
+
+    // A tampered object fails the checksum and nothing replaces the good file.
+    cloud_py(&[
+        "s3-corrupt",
+        "eu-west-1",
+        &format!("cerveza-{p}-eu-west-1"),
+        "releases/v1.2.0/app.tar",
+    ]);
+    let r = deploy(
+        &p,
+        &[
+            "release",
+            "deploy",
+            "v1.2.0",
+            "app02",
+            "--dest",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stdout.contains("FAILED") || r.stderr.contains("FAILED"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("app.tar")).unwrap(),
+        body,
+        "the checked file stays"
+    );
+
+    let r = deploy(&p, &["release", "deploy", "nope", "app*"]);
+    assert_eq!(r.code, 3, "{r:#?}");
+    let r = cerveza(
+        &p,
+        &[
+            "release",
+            "push",
+            file.to_str().unwrap(),
+            "--name",
+            "bad name;rm",
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:#?}");
+}
