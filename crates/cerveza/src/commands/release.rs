@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use cerveza_aws::{sha256_file, ReleaseFile};
-use cerveza_core::lifecycle;
 use cerveza_core::model::Instance;
 use cerveza_core::selection::Selection;
 use cerveza_core::Region;
 use futures::stream::{self, StreamExt};
 
-use super::remote::{print_gathered, running, ssh_options, summary, targets};
+use super::remote::{print_gathered, running_hosts, ssh_options, summary, targets};
 use super::Ctx;
 use crate::cli::{Output, ReleaseCommand};
 use crate::exit;
@@ -128,21 +127,9 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
                 .clone()
                 .unwrap_or_else(|| format!("/opt/releases/{name}"));
             let sel = Selection::parse_all(selection)?;
-            let listing = lifecycle::list(
-                &backends.ec2,
-                product,
-                regions,
-                &Selection::all(),
-                false,
-                ctx.config.region_timeout,
-            )
-            .await;
-            for (region, e) in &listing.failed_regions {
-                eprintln!("warning: region {region} left out: {e}");
-            }
-            let chosen = running(&listing.instances, &sel)?;
+            let chosen = running_hosts(ctx, &backends, &sel).await?;
             let mut by_region: BTreeMap<Region, Vec<&Instance>> = BTreeMap::new();
-            for i in chosen {
+            for i in &chosen {
                 by_region.entry(i.region.clone()).or_default().push(i);
             }
             let mut opts = ssh_options(ctx);

@@ -85,21 +85,9 @@ pub async fn run(
     args: &RemoteArgs<'_>,
 ) -> Result<u8> {
     let sel = Selection::parse_all(selection)?;
-    let product = ctx.config.product()?;
     let backends = ctx.backends().await;
-    let listing = lifecycle::list(
-        &backends.ec2,
-        product,
-        &ctx.config.regions,
-        &Selection::all(),
-        false,
-        ctx.config.region_timeout,
-    )
-    .await;
-    for (region, e) in &listing.failed_regions {
-        eprintln!("warning: region {region} left out: {e}");
-    }
-    let chosen = running(&listing.instances, &sel)?;
+    let instances = running_hosts(ctx, &backends, &sel).await?;
+    let chosen: Vec<&Instance> = instances.iter().collect();
     let targets = targets(&chosen, args.public, ctx.config.export.address);
     if targets.len() < chosen.len() {
         eprintln!(
@@ -135,9 +123,34 @@ pub async fn run(
     Ok(cerveza_remote::exit_code(&results))
 }
 
+/// The running hosts a selection names, from every region that answers (a region that
+/// does not is a warning: the others still get the command).
+pub(crate) async fn running_hosts(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    sel: &Selection,
+) -> Result<Vec<Instance>> {
+    let listing = lifecycle::list(
+        &backends.ec2,
+        ctx.config.product()?,
+        &ctx.config.regions,
+        &Selection::all(),
+        false,
+        ctx.config.region_timeout,
+    )
+    .await;
+    for (region, e) in &listing.failed_regions {
+        eprintln!("warning: region {region} left out: {e}");
+    }
+    Ok(running(&listing.instances, sel)?
+        .into_iter()
+        .cloned()
+        .collect())
+}
+
 /// The running instances a selection names; plain words that name no host select by
 /// substring (and say so). An empty result is an error.
-pub(crate) fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<Vec<&'i Instance>> {
+fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<Vec<&'i Instance>> {
     let known: Vec<&str> = instances.iter().filter_map(|i| i.host()).collect();
     let (sel, notes) = sel.with_substrings(&known);
     for n in &notes {
