@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use cerveza_core::access::{check_user, pam_filter, Grant};
-use cerveza_core::lifecycle;
+
 use cerveza_core::{Hostname, Zone};
 
 use super::Ctx;
@@ -15,17 +15,8 @@ async fn zone_of(ctx: &Ctx, host: &Hostname, zone: Option<&str>) -> Result<Zone>
     if let Some(z) = zone {
         return Ok(Zone::parse(z)?);
     }
-    let product = ctx.config.product()?;
     let backends = ctx.backends().await;
-    let view = lifecycle::show(
-        &backends.ec2,
-        &backends.registry,
-        product,
-        &ctx.config.regions,
-        host,
-    )
-    .await
-    .map_err(|e| {
+    let view = ctx.view(&backends, host).await.map_err(|e| {
         anyhow::anyhow!(exit::Coded::new(
             exit::USAGE,
             format!("{e}; give --zone for a host cerveza does not know")

@@ -96,6 +96,27 @@ impl Ctx {
         }
     }
 
+    /// One host as `show` sees it: registry record and instance (by tags when the
+    /// registry has no record).
+    pub async fn view(
+        &self,
+        backends: &Backends,
+        host: &Hostname,
+    ) -> Result<lifecycle::HostView, Error> {
+        let product = self.config.product().map_err(|e| Error::Usage {
+            host: host.to_string(),
+            message: e.to_string(),
+        })?;
+        lifecycle::show(
+            &backends.ec2,
+            &backends.registry,
+            product,
+            &self.config.regions,
+            host,
+        )
+        .await
+    }
+
     /// Connects to the configured directory.
     pub async fn directory(&self) -> Result<cerveza_directory::Directory> {
         let settings = self.config.directory.clone().context(

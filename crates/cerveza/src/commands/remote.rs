@@ -220,16 +220,8 @@ pub(crate) fn summary(results: &[HostResult]) {
 /// Runs `ssh HOST [-- COMMAND]` with the terminal attached.
 pub async fn ssh(ctx: &Ctx, host: &str, public: bool, command: &[String]) -> Result<u8> {
     let host = Hostname::parse(host)?;
-    let product = ctx.config.product()?;
     let backends = ctx.backends().await;
-    let view = lifecycle::show(
-        &backends.ec2,
-        &backends.registry,
-        product,
-        &ctx.config.regions,
-        &host,
-    )
-    .await?;
+    let view = ctx.view(&backends, &host).await?;
     let inst = view
         .instance
         .filter(|i| i.state == InstanceState::Running)

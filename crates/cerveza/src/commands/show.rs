@@ -1,7 +1,7 @@
 //! `cerveza show HOST`: the registry record and the instance of one host.
 
 use anyhow::Result;
-use cerveza_core::lifecycle::{self, now};
+use cerveza_core::lifecycle::now;
 use cerveza_core::Hostname;
 
 use super::Ctx;
@@ -14,14 +14,7 @@ pub async fn run(ctx: &Ctx, host: &str) -> Result<u8> {
     let host = Hostname::parse(host)?;
     let product = ctx.config.product()?;
     let backends = ctx.backends().await;
-    let view = lifecycle::show(
-        &backends.ec2,
-        &backends.registry,
-        product,
-        &ctx.config.regions,
-        &host,
-    )
-    .await?;
+    let view = ctx.view(&backends, &host).await?;
     if ctx.output == Output::Json {
         output::print_json(&view)?;
         return Ok(exit::OK);
