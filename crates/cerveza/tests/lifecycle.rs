@@ -318,6 +318,12 @@ fn instances_that_only_share_a_name_are_never_touched() {
     assert_eq!(listed["hosts"].as_array().unwrap().len(), 1, "{listed}");
     cerveza(&p, &["terminate", "shared01"]).ok();
     // The foreign instance is still running: check it directly.
+    let state = support::cloud_py(&["state-of", "us-east-1", &theirs]);
+    assert_eq!(
+        state.trim(),
+        "running",
+        "cerveza touched an instance that only shares a Name"
+    );
     let r = support::cerveza(&p, &["show", "shared01", "-o", "json"])
         .ok()
         .json();

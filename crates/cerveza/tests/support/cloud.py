@@ -85,6 +85,11 @@ def route53(zone):
     print(json.dumps(out))
 
 
+def state_of(region, instance_id):
+    ec2 = boto3.client("ec2", region_name=region)
+    print(ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
 def tagged(region, zone, *pairs):
     """Launch an instance with exactly these tags (KEY=VALUE ...), return its id."""
     ec2 = boto3.client("ec2", region_name=region)
@@ -155,6 +160,8 @@ if __name__ == "__main__":
         s3_head(*args)
     elif cmd == "s3-corrupt":
         s3_corrupt(*args)
+    elif cmd == "state-of":
+        state_of(*args)
     elif cmd == "tagged":
         tagged(*args)
     elif cmd == "foreign":
