@@ -349,6 +349,7 @@ impl Compute for Ec2 {
             .set_iops(r.iops.map(|i| i as i32))
             .set_throughput(r.throughput.map(|t| t as i32))
             .encrypted(r.encrypted)
+            .client_token(&r.client_token)
             .tag_specifications(tag_spec(ResourceType::Volume, &r.tags))
             .send()
             .await
@@ -409,11 +410,19 @@ impl Compute for Ec2 {
             (tags::HOST.to_owned(), host.to_string()),
             (tags::EIP.to_owned(), "true".to_owned()),
         ]);
+        // AllocateAddress has no idempotency token: a retry after a lost answer would
+        // allocate a second address. It is tried once; the lifecycle looks the host's
+        // address up by its tags before it tries again.
         let out = self
             .client(region)
             .allocate_address()
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(ResourceType::ElasticIp, &t))
+            .customize()
+            .config_override(
+                aws_sdk_ec2::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(provider_error)?;

@@ -3,7 +3,8 @@
 //!
 //! * [`sdk_config`]: the one place credentials, region, endpoint, timeouts and retries
 //!   are set up. The standard chain finds credentials; `endpoint_url` (or
-//!   `AWS_ENDPOINT_URL`) points at an emulator such as moto.
+//!   `AWS_ENDPOINT_URL`) points at an emulator such as moto. Every request goes through
+//!   [`Transport`], which keeps each region under a request rate and counts requests.
 //! * [`Ec2`]: instances in every region, one client per region.
 //! * [`DynamoRegistry`]: the host registry, one DynamoDB table in a home region.
 //! * [`Route53Dns`]: host names in Route53 hosted zones, the alternative to LDAP.
@@ -13,6 +14,7 @@ mod errors;
 mod registry;
 mod releases;
 mod route53;
+mod transport;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ pub use ec2::Ec2;
 pub use registry::DynamoRegistry;
 pub use releases::{sha256_file, ReleaseFile, Releases};
 pub use route53::Route53Dns;
+pub use transport::{stats, RateLimiter, RequestCounts, Stats, Transport};
 
 /// How to reach AWS.
 #[derive(Debug, Clone)]
@@ -41,6 +44,8 @@ pub struct AwsOptions {
     pub attempt_timeout: Duration,
     /// Limit for a whole call, retries included.
     pub operation_timeout: Duration,
+    /// Most requests per second to one region, retries included (0: no limit).
+    pub max_request_rate: u32,
 }
 
 impl Default for AwsOptions {
@@ -52,6 +57,7 @@ impl Default for AwsOptions {
             connect_timeout: Duration::from_secs(3),
             attempt_timeout: Duration::from_secs(20),
             operation_timeout: Duration::from_secs(60),
+            max_request_rate: 20,
         }
     }
 }
@@ -70,7 +76,8 @@ pub async fn sdk_config(opts: &AwsOptions) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(opts.home_region.clone()))
         .timeout_config(timeouts)
-        .retry_config(retries);
+        .retry_config(retries)
+        .http_client(Transport::new(opts.max_request_rate));
     if let Some(url) = &opts.endpoint_url {
         loader = loader.endpoint_url(url);
     }

@@ -5,6 +5,12 @@
 //! Reads are strongly consistent; every write is conditional (`attribute_not_exists`
 //! to claim a hostname, `generation = :expected` afterwards). Reads of a table that
 //! does not exist yet see an empty registry; the first write creates it.
+//!
+//! Each write also stores a random `write_id`. When the answer to a conditional write
+//! is lost (a reset connection, a 500 after the work was done) the SDK retries it, and
+//! the retry fails its own condition. The item is then read back: if it carries this
+//! write's id, the first attempt landed and the write succeeded; otherwise another
+//! operator won and the caller gets `Conflict`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,6 +53,11 @@ fn bad_item(what: &str) -> ProviderError {
         ProviderErrorKind::Other,
         format!("registry item has no valid {what}"),
     )
+}
+
+/// A fresh id for one write.
+fn write_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
 }
 
 fn to_item(r: &HostRecord) -> Item {
@@ -200,6 +211,44 @@ impl DynamoRegistry {
     }
 }
 
+impl DynamoRegistry {
+    /// A conditional write that failed its condition succeeded after all when the
+    /// stored item carries this write's id: an earlier attempt of the same call landed
+    /// and only its answer was lost.
+    async fn unless_ours(
+        &self,
+        res: ProviderResult<()>,
+        record: &HostRecord,
+        id: &str,
+    ) -> ProviderResult<()> {
+        match res {
+            Err(e) if e.kind == ProviderErrorKind::Conflict => {
+                let stored = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&record.product, &record.hostname)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(provider_error)?;
+                let ours = stored
+                    .item()
+                    .and_then(|i| i.get("write_id"))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|w| w == id);
+                if ours {
+                    tracing::debug!(host = %record.hostname, "registry write landed on an earlier attempt");
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 /// A missing table reads as an empty registry.
 fn missing_table<T>(e: ProviderError, empty: T) -> ProviderResult<T> {
     if e.kind == ProviderErrorKind::NotFound {
@@ -256,31 +305,41 @@ impl RegistryRead for DynamoRegistry {
 impl Registry for DynamoRegistry {
     async fn create(&self, record: &HostRecord) -> ProviderResult<()> {
         self.ensure_table().await?;
-        self.client
+        let id = write_id();
+        let mut item = to_item(record);
+        item.insert("write_id".into(), s(&id));
+        let res = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(#h)")
             .expression_attribute_names("#h", "hostname")
             .send()
             .await
             .map(drop)
-            .map_err(provider_error)
+            .map_err(provider_error);
+        self.unless_ours(res, record, &id).await
     }
 
     async fn update(&self, record: &HostRecord, expected_generation: u64) -> ProviderResult<()> {
         self.ensure_table().await?;
-        self.client
+        let id = write_id();
+        let mut item = to_item(record);
+        item.insert("write_id".into(), s(&id));
+        let res = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record)))
+            .set_item(Some(item))
             .condition_expression("#g = :g")
             .expression_attribute_names("#g", "generation")
             .expression_attribute_values(":g", n(expected_generation))
             .send()
             .await
             .map(drop)
-            .map_err(provider_error)
+            .map_err(provider_error);
+        self.unless_ours(res, record, &id).await
     }
 
     async fn delete(
@@ -290,7 +349,8 @@ impl Registry for DynamoRegistry {
         expected_generation: u64,
     ) -> ProviderResult<()> {
         self.ensure_table().await?;
-        self.client
+        let res = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(product, host)))
@@ -300,6 +360,17 @@ impl Registry for DynamoRegistry {
             .send()
             .await
             .map(drop)
-            .map_err(provider_error)
+            .map_err(provider_error);
+        match res {
+            // Gone is what was asked for, whether this call's first attempt (whose
+            // answer was lost) or someone else deleted it.
+            Err(e) if e.kind == ProviderErrorKind::Conflict => {
+                match self.get(product, host).await? {
+                    None => Ok(()),
+                    Some(_) => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 }

@@ -38,6 +38,8 @@ struct CloudState {
     next_id: u64,
     faults: Vec<Fault>,
     calls: BTreeMap<&'static str, u64>,
+    /// CreateVolume tokens and the volume each made.
+    volume_tokens: Vec<(String, String)>,
 }
 
 /// An in-memory EC2.
@@ -344,6 +346,14 @@ impl Compute for FakeCloud {
                 return Err(ProviderError::new(kind, "injected fault"));
             }
         }
+        if self.honour_client_token {
+            if let Some((_, v)) = s.volume_tokens.iter().find(|(t, _)| t == &r.client_token) {
+                let id = v.clone();
+                if let Some(v) = s.volumes.get(&id) {
+                    return Ok(v.clone());
+                }
+            }
+        }
         s.next_id += 1;
         let v = Volume {
             id: format!("vol-{:017x}", s.next_id),
@@ -357,6 +367,7 @@ impl Compute for FakeCloud {
             tags: r.tags.clone(),
         };
         s.volumes.insert(v.id.clone(), v.clone());
+        s.volume_tokens.push((r.client_token.clone(), v.id.clone()));
         Ok(v)
     }
 

@@ -943,10 +943,20 @@ impl<'a> Lifecycle<'a> {
                     Some(v) => v.id.clone(),
                     None => self.create_volume(rec, vp, member, device).await?,
                 };
-                self.compute
+                match self
+                    .compute
                     .attach_volume(region, &id, &inst.id, device)
                     .await
-                    .context(|| format!("{host}: attaching {id} at {device}"))
+                {
+                    Ok(()) => Ok(()),
+                    // The answer to an attach that landed may be lost; its retry then
+                    // fails with VolumeInUse. Attached where wanted is success.
+                    Err(e) if self.attached(rec, &id, &inst.id, device).await => {
+                        tracing::debug!(%host, error = %e, "{id} is attached at {device} already");
+                        Ok(())
+                    }
+                    Err(e) => Err(e).context(|| format!("{host}: attaching {id} at {device}")),
+                }
             }
         }))
         .await;
@@ -954,6 +964,24 @@ impl<'a> Lifecycle<'a> {
             .into_iter()
             .collect::<Result<Vec<()>, Error>>()
             .map(drop)
+    }
+
+    /// Whether volume `id` is attached to `instance` at `device` now.
+    async fn attached(&self, rec: &HostRecord, id: &str, instance: &str, device: &str) -> bool {
+        let vols = self
+            .compute
+            .volumes(
+                &rec.region(),
+                self.product(),
+                std::slice::from_ref(&rec.hostname),
+            )
+            .await
+            .unwrap_or_default();
+        vols.iter().any(|v| {
+            v.id == id
+                && v.attached_to.as_deref() == Some(instance)
+                && v.attached_as.as_deref() == Some(device)
+        })
     }
 
     async fn create_volume(
@@ -987,6 +1015,7 @@ impl<'a> Lifecycle<'a> {
             throughput: vp.volumes.throughput,
             encrypted: vp.volumes.encrypted,
             tags: t,
+            client_token: token::volume_token(self.product(), host, device, rec.generation),
         };
         let v = self.compute.create_volume(&request).await.context(|| {
             format!(
@@ -1030,6 +1059,51 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
+    /// Allocates the host's Elastic IP. AllocateAddress has no idempotency token, so it
+    /// is sent once per try; after a failed try the address is looked up by its tags
+    /// (a lost answer may hide an allocation that landed) before trying again.
+    async fn allocate_eip(&self, rec: &HostRecord) -> Result<Address, Error> {
+        let (host, region) = (&rec.hostname, rec.region());
+        self.progress.step(host, "allocating an Elastic IP");
+        let mut delay = self.settings.poll_initial;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .compute
+                .allocate_address(&region, self.product(), host)
+                .await
+            {
+                Ok(a) => return Ok(a),
+                Err(e)
+                    if attempt < 4
+                        && matches!(
+                            e.kind,
+                            ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable
+                        ) =>
+                {
+                    tracing::warn!(%host, error = %e, "allocating an Elastic IP failed; looking for it before trying again");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay *= 2;
+                    let found = self
+                        .compute
+                        .address(&region, self.product(), host)
+                        .await
+                        .context(|| format!("{host}: looking for its Elastic IP"))?;
+                    if let Some(a) = found {
+                        return Ok(a);
+                    }
+                }
+                Err(source) => {
+                    return Err(Error::Provider {
+                        context: format!("{host}: allocating an Elastic IP"),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
     /// Associates the host's Elastic IP with `inst`, allocating it the first time.
     async fn associate_eip(&self, rec: &HostRecord, inst: &Instance) -> Result<String, Error> {
         let (host, region) = (&rec.hostname, rec.region());
@@ -1044,13 +1118,7 @@ impl<'a> Lifecycle<'a> {
             instance: current,
         } = match found {
             Some(a) => a,
-            None => {
-                self.progress.step(host, "allocating an Elastic IP");
-                self.compute
-                    .allocate_address(&region, self.product(), host)
-                    .await
-                    .context(|| format!("{host}: allocating an Elastic IP"))?
-            }
+            None => self.allocate_eip(rec).await?,
         };
         // Re-associate unless the instance already answers on it (after a start, an
         // emulator or a race may leave the association stale).

@@ -273,6 +273,8 @@ pub struct VolumeRequest {
     pub encrypted: bool,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// Idempotency token, sent as `ClientToken`.
+    pub client_token: String,
 }
 
 /// An Elastic IP.

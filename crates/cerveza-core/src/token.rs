@@ -20,6 +20,25 @@ pub fn client_token(product: &Product, host: &Hostname, generation: u64) -> Stri
     h.update(host.as_str().as_bytes());
     h.update(b"\0");
     h.update(generation.to_be_bytes());
+    hex_token(h)
+}
+
+/// The token for creating the volume at `device` of `host` during launch number
+/// `generation`: a lost CreateVolume answer retried with it yields the same volume.
+pub fn volume_token(product: &Product, host: &Hostname, device: &str, generation: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(b"cerveza-volume\0");
+    h.update(product.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(host.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(device.as_bytes());
+    h.update(b"\0");
+    h.update(generation.to_be_bytes());
+    hex_token(h)
+}
+
+fn hex_token(h: Sha256) -> String {
     let digest = h.finalize();
     let mut out = String::from("cz-");
     for b in &digest[..16] {
@@ -43,5 +62,10 @@ mod tests {
         assert_eq!(t1.len(), 35);
         // Pinned: changing the derivation would orphan in-flight launches.
         assert_eq!(t1, "cz-56c947863d0b30b74811f20cd1e83e04");
+        let v = volume_token(&p, &h, "/dev/sdf", 1);
+        assert_eq!(v, volume_token(&p, &h, "/dev/sdf", 1));
+        assert_ne!(v, volume_token(&p, &h, "/dev/sdg", 1));
+        assert_ne!(v, volume_token(&p, &h, "/dev/sdf", 2));
+        assert_ne!(v, t1);
     }
 }

@@ -10,6 +10,8 @@
 //! region-timeout = "20s"
 //! wait-timeout = "10m"
 //! poll-interval = "2s"
+//! max-request-rate = 20            # AWS requests per second per region, retries included (0: no limit)
+//! max-attempts = 4                 # tries per AWS call, first included (throttling, 5xx, resets)
 //!
 //! [registry]
 //! table = "cerveza-hosts"
@@ -79,6 +81,8 @@ struct FileConfig {
     region_timeout: Option<String>,
     wait_timeout: Option<String>,
     poll_interval: Option<String>,
+    max_request_rate: Option<u32>,
+    max_attempts: Option<u32>,
     #[serde(default)]
     registry: RegistryConfig,
     #[serde(default)]
@@ -163,6 +167,10 @@ pub struct Config {
     pub wait_timeout: Duration,
     /// First poll interval while waiting.
     pub poll_interval: Duration,
+    /// AWS requests per second per region (0: no limit).
+    pub max_request_rate: u32,
+    /// Tries per AWS call.
+    pub max_attempts: u32,
     /// Registry table name.
     pub registry_table: String,
     /// Registry home region.
@@ -177,6 +185,18 @@ pub struct Config {
     pub dns: DnsBackend,
     /// The VPC (id, region) Route53 private zones are associated with.
     pub dns_vpc: Option<(String, String)>,
+}
+
+/// A whole number from the environment variable `var`, if set.
+fn env_number(var: &str) -> Result<Option<u32>> {
+    std::env::var(var)
+        .ok()
+        .map(|v| {
+            v.trim()
+                .parse()
+                .with_context(|| format!("{var}={v:?} is not a whole number"))
+        })
+        .transpose()
 }
 
 /// Parses `20s`, `10m`, `1h 30m`.
@@ -388,6 +408,16 @@ impl Config {
             {
                 Some(s) => parse_duration("poll-interval", &s)?,
                 None => Duration::from_secs(2),
+            },
+            max_request_rate: env_number("CERVEZA_MAX_REQUEST_RATE")?
+                .or(file.max_request_rate)
+                .unwrap_or(20),
+            max_attempts: match env_number("CERVEZA_MAX_ATTEMPTS")?
+                .or(file.max_attempts)
+                .unwrap_or(4)
+            {
+                0 => bail!("max-attempts must be at least 1"),
+                n => n,
             },
             registry_table: std::env::var("CERVEZA_REGISTRY_TABLE")
                 .ok()

@@ -86,6 +86,8 @@ impl Ctx {
         let opts = AwsOptions {
             home_region: self.config.registry_region.to_string(),
             endpoint_url: self.config.endpoint_url.clone(),
+            max_request_rate: self.config.max_request_rate,
+            max_attempts: self.config.max_attempts,
             ..AwsOptions::default()
         };
         let sdk = cerveza_aws::sdk_config(&opts).await;
@@ -330,6 +332,11 @@ pub fn report(ctx: &Ctx, results: &Results) -> Result<u8> {
     for e in &failures {
         eprintln!("error: {}", exit::chain(*e));
     }
+    if !ctx.quiet {
+        if let Some(line) = request_summary(results.len(), cerveza_aws::stats().counts()) {
+            eprintln!("{line}");
+        }
+    }
     Ok(if failures.is_empty() {
         exit::OK
     } else if failures.len() < results.len() {
@@ -345,6 +352,26 @@ pub fn report(ctx: &Ctx, results: &Results) -> Result<u8> {
     })
 }
 
+/// `20 host(s): 143 AWS requests (7.2 per host), 12 retried, 9 throttled or failed`:
+/// what a command cost in API calls, retries included.
+fn request_summary(hosts: usize, c: cerveza_aws::RequestCounts) -> Option<String> {
+    if c.requests == 0 || hosts == 0 {
+        return None;
+    }
+    let mut line = format!(
+        "{hosts} host(s): {} AWS requests ({:.1} per host)",
+        c.requests,
+        c.requests as f64 / hosts as f64
+    );
+    if c.retries > 0 {
+        line += &format!(", {} retried", c.retries);
+    }
+    if c.failed > 0 {
+        line += &format!(", {} throttled or failed", c.failed);
+    }
+    Some(line)
+}
+
 /// Prints planning errors (nothing was changed) and returns the exit code.
 pub fn report_plan_errors(errors: &[(Hostname, Error)]) -> u8 {
     for (_, e) in errors {
@@ -352,4 +379,27 @@ pub fn report_plan_errors(errors: &[(Hostname, Error)]) -> u8 {
     }
     eprintln!("nothing was changed: fix the problem(s) above and run again");
     exit::for_kind(errors[0].1.kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_summary_names_retries_only_when_there_were_some() {
+        let c = |requests, retries, failed| cerveza_aws::RequestCounts {
+            requests,
+            retries,
+            failed,
+        };
+        assert_eq!(request_summary(3, c(0, 0, 0)), None);
+        assert_eq!(
+            request_summary(4, c(30, 0, 0)).as_deref(),
+            Some("4 host(s): 30 AWS requests (7.5 per host)")
+        );
+        assert_eq!(
+            request_summary(20, c(143, 12, 9)).as_deref(),
+            Some("20 host(s): 143 AWS requests (7.2 per host), 12 retried, 9 throttled or failed")
+        );
+    }
 }
