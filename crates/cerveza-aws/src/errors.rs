@@ -62,10 +62,11 @@ where
         (_, Some(c), None) => c.to_owned(),
         _ => DisplayErrorContext(&err).to_string(),
     };
-    // A connection error's message already names its root cause; its source chain
-    // would only repeat it in five layers.
+    // A connection error's message already names its root cause, and a service
+    // error's its code and message; their source chains would only repeat them.
     let source: Option<Box<dyn std::error::Error + Send + Sync>> = match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => None,
+        SdkError::ServiceError(_) if err.code().is_some() => None,
         other => Some(Box::new(other)),
     };
     ProviderError {

@@ -1031,8 +1031,9 @@ impl<'a> Lifecycle<'a> {
     async fn wait_volume(&self, rec: &HostRecord, id: &str) -> Result<(), Error> {
         let started = Instant::now();
         let mut delay = self.settings.poll_initial;
+        let mut state = None;
         loop {
-            let vols = self
+            match self
                 .compute
                 .volumes(
                     &rec.region(),
@@ -1040,8 +1041,23 @@ impl<'a> Lifecycle<'a> {
                     std::slice::from_ref(&rec.hostname),
                 )
                 .await
-                .context(|| format!("{}: describing {id}", rec.hostname))?;
-            let state = vols.iter().find(|v| v.id == id).map(|v| v.state.clone());
+            {
+                Ok(vols) => state = vols.iter().find(|v| v.id == id).map(|v| v.state.clone()),
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable
+                    ) =>
+                {
+                    tracing::warn!(host = %rec.hostname, error = %e, "describing {id} failed; still waiting");
+                }
+                Err(source) => {
+                    return Err(Error::Provider {
+                        context: format!("{}: describing {id}", rec.hostname),
+                        source,
+                    })
+                }
+            }
             if state.as_deref() == Some("available") {
                 return Ok(());
             }

@@ -267,7 +267,10 @@ fn directory_settings(
         uris,
         base,
         bind_dn: env("CERVEZA_LDAP_BIND_DN").or(file.bind_dn),
-        password: password.map(cerveza_directory::Secret::new),
+        password: password.map(|p| {
+            crate::redact::add_secret(&p);
+            cerveza_directory::Secret::new(p)
+        }),
         starttls: file.starttls,
         timeout: match file.timeout {
             Some(t) => parse_duration("[directory] timeout", &t)?,

@@ -6,6 +6,7 @@ mod config;
 mod exit;
 mod output;
 mod progress;
+mod redact;
 
 use std::process::ExitCode;
 
@@ -25,9 +26,10 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("CERVEZA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    redact::add_env_secrets();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(redact::Redacting)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();

@@ -74,14 +74,14 @@ SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 def classify(headers, body):
     """(service, region, action) of a request."""
-    m = SCOPE.search(headers.get("Authorization", ""))
+    m = SCOPE.search(headers.get("authorization", ""))
     service, region = (m.group(2), m.group(1)) if m else ("?", "?")
     action = "?"
     if service == "ec2":
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         action = form.get("Action", ["?"])[0]
     elif service == "dynamodb":
-        action = headers.get("X-Amz-Target", "?").rsplit(".", 1)[-1]
+        action = headers.get("x-amz-target", "?").rsplit(".", 1)[-1]
     else:
         action = headers.get("__method__", "?")
     return service, region, action
@@ -216,7 +216,7 @@ class Handler(BaseHTTPRequestHandler):
                 data = json.dumps(STATS, sort_keys=True).encode()
             return self.reply(200, [("Content-Type", "application/json")], data)
         body = self.read_body()
-        hdrs = dict(self.headers.items())
+        hdrs = {k.lower(): v for k, v in self.headers.items()}
         hdrs["__method__"] = self.command
         service, region, action = classify(hdrs, body)
         n, _ = attempt(hdrs)

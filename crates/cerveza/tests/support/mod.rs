@@ -127,10 +127,16 @@ pub fn cerveza(product: &str, args: &[&str]) -> Run {
 
 /// Runs support/cloud.py (boto3, in the lab's venv) and returns its stdout bytes.
 fn cloud_py_bytes(args: &[&str]) -> Vec<u8> {
+    cloud_py_at(&lab_var("AWS_ENDPOINT_URL"), args)
+}
+
+/// Runs support/cloud.py against the moto at `endpoint`.
+fn cloud_py_at(endpoint: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new(lab_var("CERVEZA_LAB_PYTHON"))
         .arg(root().join("crates/cerveza/tests/support/cloud.py"))
         .args(args)
         .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("AWS_ENDPOINT_URL", endpoint)
         .output()
         .expect("run cloud.py");
     assert!(
@@ -148,9 +154,14 @@ pub fn cloud_py(args: &[&str]) -> String {
 
 /// The cloud's end state for `product`, read with boto3.
 pub fn cloud(product: &str) -> Value {
+    cloud_at(&lab_var("AWS_ENDPOINT_URL"), product)
+}
+
+/// The end state for `product` in the moto at `endpoint`.
+pub fn cloud_at(endpoint: &str, product: &str) -> Value {
     let mut args = vec!["state", product];
     args.extend(REGIONS.split(','));
-    serde_json::from_str(&cloud_py(&args)).expect("cloud.py prints JSON")
+    serde_json::from_slice(&cloud_py_at(endpoint, &args)).expect("cloud.py prints JSON")
 }
 
 /// Instances of `product` that are not terminated.
@@ -172,4 +183,192 @@ pub fn foreign(region: &str, zone: &str, name: &str) -> String {
 /// The user-data bytes EC2 stores for an instance, read with boto3.
 pub fn user_data(region: &str, instance: &str) -> Vec<u8> {
     cloud_py_bytes(&["user-data", region, instance])
+}
+
+/// A moto of its own (fresh state: moto's tag filters slow down as the shared one
+/// fills up) behind the fault-injecting proxy (support/faultproxy.py); both are
+/// stopped when dropped.
+pub struct Proxy {
+    child: std::process::Child,
+    port: u16,
+    moto: std::process::Child,
+    moto_url: String,
+}
+
+/// A free port on 127.0.0.1 (free when asked; the caller binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Proxy {
+    /// Starts a moto and a proxy in front of it with `rules` (see faultproxy.py).
+    pub fn start(rules: &Value) -> Self {
+        use std::io::BufRead as _;
+        let moto_port = free_port();
+        let python = PathBuf::from(lab_var("CERVEZA_LAB_PYTHON"));
+        let moto = Command::new(python.with_file_name("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto_url = format!("http://127.0.0.1:{moto_port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let mut child = Command::new(python)
+            .arg(root().join("crates/cerveza/tests/support/faultproxy.py"))
+            .arg(&moto_url)
+            .arg(rules.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start faultproxy.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("faultproxy.py printed {line:?}, not its port"));
+        Proxy {
+            child,
+            port,
+            moto,
+            moto_url,
+        }
+    }
+
+    /// The end state of `product` in this proxy's moto, read with boto3 directly.
+    pub fn cloud(&self, product: &str) -> Value {
+        cloud_at(&self.moto_url, product)
+    }
+
+    /// Runs cerveza for `product` against this moto without faults.
+    pub fn direct(&self, product: &str, args: &[&str]) -> Run {
+        cmd(product)
+            .env("AWS_ENDPOINT_URL", &self.moto_url)
+            .args(args)
+            .output()
+            .expect("run cerveza")
+            .into()
+    }
+
+    /// The endpoint URL to give cerveza.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A `cerveza` command for `product` that talks to AWS through this proxy.
+    pub fn cmd(&self, product: &str) -> Command {
+        let mut c = cmd(product);
+        c.env("AWS_ENDPOINT_URL", self.url());
+        c
+    }
+
+    /// What the proxy saw: requests per service:action, faults injected, retries and
+    /// the most requests in one second per region.
+    pub fn stats(&self) -> Value {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(b"GET /__proxy/stats HTTP/1.0\r\nHost: proxy\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("proxy stats ({e}): {text}"))
+    }
+
+    /// How many faults of `kind` ("status", "throttle", "reset", ...) were injected.
+    pub fn injected(&self, kind: &str) -> u64 {
+        self.stats()["faults"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.split(':').next() == Some(kind))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for child in [&mut self.child, &mut self.moto] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Asserts the end state of `product` as moto has it: exactly the `hosts`, one
+/// instance each (none terminated or extra), tagged, registered as running with that
+/// instance, and with `volumes_each` volumes attached to it; no other volume.
+#[track_caller]
+pub fn assert_converged(state: &Value, product: &str, hosts: &[String], volumes_each: usize) {
+    let instances = state["instances"].as_array().unwrap();
+    let mut seen: Vec<&str> = instances
+        .iter()
+        .map(|i| i["tags"]["cerveza:host"].as_str().unwrap_or("<untagged>"))
+        .collect();
+    seen.sort();
+    let mut want: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(seen, want, "one instance per host, no duplicates: {state}");
+    let registry = state["registry"].as_array().unwrap();
+    assert_eq!(registry.len(), hosts.len(), "{state}");
+    let all_volumes = state["volumes"].as_array().unwrap();
+    for v in all_volumes {
+        assert_ne!(
+            v["attached_to"],
+            serde_json::json!([]),
+            "orphan volume: {v}"
+        );
+    }
+    // Root volumes carry the instance's tags too; the profile's volumes also name
+    // their volume profile.
+    let volumes: Vec<&Value> = all_volumes
+        .iter()
+        .filter(|v| v["tags"]["cerveza:volume-profile"].is_string())
+        .collect();
+    assert_eq!(
+        volumes.len(),
+        hosts.len() * volumes_each,
+        "no duplicate volumes: {state}"
+    );
+    for i in instances {
+        let host = i["tags"]["cerveza:host"].as_str().unwrap();
+        assert_eq!(i["state"], "running", "{host}: {i}");
+        assert_eq!(i["tags"]["cerveza:product"], product, "{i}");
+        assert_eq!(i["tags"]["Name"], host, "{i}");
+        for tag in ["cerveza:profile", "cerveza:zone", "cerveza:token"] {
+            assert!(i["tags"][tag].is_string(), "{host} lacks {tag}: {i}");
+        }
+        let rec = registry
+            .iter()
+            .find(|r| r["hostname"] == host)
+            .unwrap_or_else(|| panic!("{host} is not registered: {state}"));
+        assert_eq!(rec["instance_id"], i["id"], "{host}: {rec}");
+        assert_eq!(rec["state"], "running", "{host}: {rec}");
+        let attached: Vec<&&Value> = volumes
+            .iter()
+            .filter(|v| v["tags"]["cerveza:host"] == host)
+            .collect();
+        assert_eq!(attached.len(), volumes_each, "{host}: {state}");
+        for v in attached {
+            assert_eq!(
+                v["attached_to"],
+                serde_json::json!([i["id"]]),
+                "{host}: {v}"
+            );
+        }
+    }
 }

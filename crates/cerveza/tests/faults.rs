@@ -1,0 +1,450 @@
+//! Reliability under faults: cerveza talks to moto through support/faultproxy.py, which
+//! fails, throttles, resets, delays or hides what the tests ask for. Every test asserts
+//! the end state as moto has it (support::assert_converged reads it with boto3), and
+//! that the fault really happened (the proxy's counts).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{assert_converged, cmd, product, Proxy, Run};
+
+const HOSTS: &str = "f[01-20]";
+
+fn hosts() -> Vec<String> {
+    (1..=20).map(|i| format!("f{i:02}")).collect()
+}
+
+/// Starts 20 MySQL hosts (4 volumes each) through a proxy with `rules`, asserts that
+/// the one run succeeded and that moto holds exactly the wanted fleet.
+fn start_converges(rules: Value) -> (Proxy, Run) {
+    let p = product();
+    let proxy = Proxy::start(&rules);
+    let run: Run = proxy
+        .cmd(&p)
+        .args(["start", HOSTS, "--zone", "us-east-1a", "--profile", "Mysql"])
+        .args(["-j", "20"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{run:#?}\nproxy: {}", proxy.stats());
+    assert_converged(&proxy.cloud(&p), &p, &hosts(), 4);
+    (proxy, run)
+}
+
+#[test]
+fn start_converges_through_500_and_503_answers() {
+    let (proxy, run) = start_converges(json!({"seed": 11, "rules": [
+        {"fault": "status", "status": 500, "rate": 0.12},
+        {"fault": "status", "status": 503, "rate": 0.08},
+    ]}));
+    assert!(proxy.injected("status") > 5, "{}", proxy.stats());
+    assert!(run.stderr.contains("retried"), "{}", run.stderr);
+}
+
+#[test]
+fn start_converges_when_answers_are_lost_after_the_work_was_done() {
+    // The cloud did the work, the client never heard: RunInstances and CreateVolume
+    // retries must not duplicate (ClientToken), a landed registry write must not read
+    // as a conflict, a landed attach must not fail.
+    let (proxy, _) = start_converges(json!({"seed": 12, "rules": [
+        {"fault": "status", "status": 500, "rate": 0.06, "when": "after"},
+        {"fault": "reset", "rate": 0.04, "when": "after"},
+        {"fault": "status", "status": 500, "action": ["RunInstances", "CreateVolume", "AttachVolume", "PutItem"], "rate": 0.3, "when": "after"},
+    ]}));
+    let faults = proxy.stats()["faults"].clone();
+    for action in ["RunInstances", "CreateVolume", "AttachVolume", "PutItem"] {
+        assert!(
+            faults
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.ends_with(&format!(":{action}"))),
+            "no lost answer for {action}: {faults}"
+        );
+    }
+}
+
+#[test]
+fn start_converges_through_connection_resets() {
+    let (proxy, _) = start_converges(json!({"seed": 13, "rules": [
+        {"fault": "reset", "rate": 0.2},
+    ]}));
+    assert!(proxy.injected("reset") > 5, "{}", proxy.stats());
+}
+
+#[test]
+fn start_converges_through_slow_answers_and_a_black_holed_region() {
+    // eu-west-1 never answers; the fleet is in us-east-1, so nothing waits for it.
+    let (proxy, _) = start_converges(json!({"seed": 14, "rules": [
+        {"fault": "blackhole", "region": "eu-west-1"},
+        {"fault": "delay", "seconds": 1.5, "rate": 0.1},
+    ]}));
+    assert!(proxy.injected("delay") > 5, "{}", proxy.stats());
+}
+
+#[test]
+fn start_converges_when_new_instances_are_invisible_for_a_while() {
+    // EC2's eventual consistency: InvalidInstanceID.NotFound right after a launch.
+    let (proxy, _) = start_converges(json!({"seed": 15, "rules": [
+        {"fault": "hide", "seconds": 3},
+    ]}));
+    let requests = proxy.stats()["requests"].clone();
+    assert!(requests["ec2:DescribeInstances"].as_u64().unwrap() > 20);
+}
+
+#[test]
+fn throttling_backs_off_stays_under_the_rate_and_reports_requests_per_host() {
+    let rate = 15;
+    let p = product();
+    let proxy = Proxy::start(&json!({"seed": 16, "rules": [
+        {"fault": "throttle", "rate": 0.3},
+    ]}));
+    let run: Run = proxy
+        .cmd(&p)
+        .env("CERVEZA_MAX_REQUEST_RATE", rate.to_string())
+        .args(["start", HOSTS, "--zone", "us-east-1a", "--profile", "Mysql"])
+        .args(["-j", "20"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_converged(&proxy.cloud(&p), &p, &hosts(), 4);
+    let stats = proxy.stats();
+    assert!(proxy.injected("throttle") > 10, "{stats}");
+    // Spacing is 1/rate per region; one more than the rate can fall in a window
+    // whose edges both catch a request.
+    let most = stats["max_per_second"]["us-east-1"].as_u64().unwrap();
+    assert!(most <= rate + 1, "{most} requests in one second: {stats}");
+    // cerveza's own count is what the proxy saw.
+    let total: u64 = stats["requests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("20 host(s): "))
+        .unwrap_or_else(|| panic!("no request summary: {}", run.stderr));
+    assert!(
+        line.starts_with(&format!("20 host(s): {total} AWS requests")),
+        "{line} vs proxy {total}"
+    );
+    eprintln!("throttled start of 20 hosts at {rate}/s: {line}; busiest second {most}");
+}
+
+#[test]
+fn a_black_holed_region_gives_the_others_within_the_timeout() {
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": [{"fault": "blackhole", "region": "eu-west-1"}]}));
+    for (host, zone) in [
+        ("bh1", "us-east-1a"),
+        ("bh2", "ap-southeast-1a"),
+        ("bh3", "eu-west-1a"),
+    ] {
+        proxy
+            .direct(
+                &p,
+                &[
+                    "start",
+                    host,
+                    "--zone",
+                    zone,
+                    "--profile",
+                    "UbuntuGeneric32Bit",
+                ],
+            )
+            .ok();
+    }
+    let started = std::time::Instant::now();
+    let r: Run = proxy
+        .cmd(&p)
+        .args(["list", "--region-timeout", "2s", "-o", "json"])
+        .output()
+        .unwrap()
+        .into();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert_eq!(r.code, 5, "the partial-result exit code: {r:#?}");
+    assert!(
+        r.stderr.contains("warning: region eu-west-1"),
+        "{}",
+        r.stderr
+    );
+    let mut hosts: Vec<String> = r.json()["hosts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.stdout))
+        .iter()
+        .map(|h| h["hostname"].as_str().unwrap().to_owned())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["bh1", "bh2"], "{}", r.stdout);
+}
+
+#[test]
+fn calls_that_keep_failing_fail_the_host_cleanly_and_a_rerun_converges() {
+    // Every attempt of every CreateVolume fails: the hosts launch but cannot get
+    // their volumes. cerveza reports each host, exits non-zero, and the next run
+    // (faults gone) completes the set without making anything twice.
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": [
+        {"fault": "status", "status": 503, "action": "CreateVolume", "spare_last": false},
+    ]}));
+    let hosts: Vec<String> = (1..=4).map(|i| format!("k{i}")).collect();
+    let r: Run = proxy
+        .cmd(&p)
+        .args([
+            "start",
+            "k[1-4]",
+            "--zone",
+            "us-east-1b",
+            "--profile",
+            "Mysql",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert_eq!(
+        r.stderr.matches("error: ").count(),
+        4,
+        "one error per host: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("CreateVolume") || r.stderr.contains("creating its"),
+        "{}",
+        r.stderr
+    );
+    let state = proxy.cloud(&p);
+    let made = state["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["tags"]["cerveza:volume-profile"].is_string())
+        .count();
+    assert_eq!(made, 0, "{state}");
+    proxy.direct(&p, &["start", "k[1-4]"]).ok();
+    assert_converged(&proxy.cloud(&p), &p, &hosts, 4);
+}
+
+#[test]
+fn no_secret_reaches_logs_errors_or_json() {
+    // Trace logging, a failing call and JSON output, with a recognisable secret key.
+    let p = product();
+    let secret = "SECRETkey-must-never-be-printed-1234567890";
+    let key_id = "AKIAFAULTPROXYTEST01";
+    let mut traced = false;
+    let proxy = Proxy::start(
+        &json!({"seed": 17, "rules": [{"fault": "status", "status": 500, "rate": 0.3}]}),
+    );
+    for args in [
+        &[
+            "-vvv",
+            "start",
+            "s1",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "UbuntuGeneric32Bit",
+            "-o",
+            "json",
+        ][..],
+        &["-vvv", "list", "-o", "json"][..],
+        &["-vvv", "show", "s1", "-o", "json"][..],
+        &[
+            "-vvv",
+            "start",
+            "s2",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "NoSuchProfile",
+        ][..],
+    ] {
+        let r: Run = proxy
+            .cmd(&p)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("CERVEZA_LDAP_PASSWORD", "ldap-pass-must-never-be-printed")
+            .env_remove("CERVEZA_LDAP_PASSWORD_FILE")
+            .args(args)
+            .output()
+            .unwrap()
+            .into();
+        // The SDK traces the credentials it resolved: proof the logs were verbose
+        // enough to leak, and that the redaction caught it.
+        traced |= r.stderr.contains("access_key_id: \"** redacted **\"");
+        for out in [&r.stdout, &r.stderr] {
+            assert!(
+                !out.contains(secret),
+                "{args:?} printed the AWS secret:\n{out}"
+            );
+            assert!(
+                !out.contains(key_id),
+                "{args:?} printed the AWS key id:\n{out}"
+            );
+            assert!(
+                !out.contains("ldap-pass-must-never-be-printed"),
+                "{args:?} printed the LDAP password:\n{out}"
+            );
+        }
+    }
+    assert!(
+        traced,
+        "no trace of the credentials was seen, redacted or not"
+    );
+    // Secrets are not taken from the command line.
+    for flag in [
+        "--aws-secret-access-key",
+        "--secret-key",
+        "--password",
+        "--bind-password",
+    ] {
+        let r: Run = cmd(&p).args(["list", flag, "x"]).output().unwrap().into();
+        assert_eq!(r.code, 2, "{flag} is not an option: {r:#?}");
+    }
+}
+
+/// A seed for the random parts of a test: `CERVEZA_TEST_SEED` to replay a run, else
+/// the clock. Printed, so a failure can be replayed.
+fn seed() -> u64 {
+    let seed = std::env::var("CERVEZA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("CERVEZA_TEST_SEED={seed}");
+    seed
+}
+
+#[test]
+fn kill_9_at_random_points_then_a_rerun_converges() {
+    let mut rng = fastrand::Rng::with_seed(seed());
+    let hosts: Vec<String> = (1..=8).map(|i| format!("kl{i}")).collect();
+    // Answers slowed a little, so the kills land inside the work, not after it.
+    let proxy = Proxy::start(&json!({"seed": 18, "rules": [
+        {"fault": "delay", "seconds": 0.2, "rate": 0.5},
+    ]}));
+    for round in 0..4 {
+        let p = product();
+        // Up to two kills at random moments, then a run that is left to finish.
+        for _ in 0..=(round % 2) {
+            let mut child = proxy
+                .cmd(&p)
+                .args([
+                    "start",
+                    "kl[1-8]",
+                    "--zone",
+                    "us-east-1c",
+                    "--profile",
+                    "Mysql",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Killed after a random number of progress lines (about 40 in a whole
+            // run), plus a random moment: anywhere from planning to attaching.
+            let lines = rng.usize(1..36);
+            let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+            let mut seen = 0;
+            let mut last = String::new();
+            while seen < lines {
+                last.clear();
+                if std::io::BufRead::read_line(&mut stderr, &mut last).unwrap() == 0 {
+                    break;
+                }
+                seen += 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(rng.u64(0..300)));
+            child.kill().unwrap(); // SIGKILL
+            let status = child.wait().unwrap();
+            eprintln!(
+                "round {round}: killed after progress line {seen} ({}) ({status})",
+                last.trim()
+            );
+        }
+        let left = proxy.cloud(&p);
+        eprintln!(
+            "round {round}: the kills left {} instance(s), {} volume(s), {} registry record(s)",
+            left["instances"].as_array().unwrap().len(),
+            left["volumes"].as_array().unwrap().len(),
+            left["registry"].as_array().unwrap().len()
+        );
+        let r: Run = proxy
+            .cmd(&p)
+            .args([
+                "start",
+                "kl[1-8]",
+                "--zone",
+                "us-east-1c",
+                "--profile",
+                "Mysql",
+            ])
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(r.code, 0, "round {round}: {r:#?}");
+        assert_converged(&proxy.cloud(&p), &p, &hosts, 4);
+    }
+}
+
+#[test]
+fn two_operators_starting_and_stopping_the_same_hosts_at_once() {
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": []}));
+    let hosts: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
+    let first = [
+        "start",
+        "c[1-6]",
+        "--zone",
+        "us-east-1d",
+        "--profile",
+        "Mysql",
+    ];
+    let spawn = |args: &[&str]| {
+        proxy
+            .cmd(&p)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut runs = Vec::new();
+    for (a, b) in [
+        (&first[..], &first[..]),
+        (&["stop", "c[1-6]"][..], &["start", "c[1-6]"][..]),
+        (&["start", "c[1-6]"][..], &["stop", "c[1-6]"][..]),
+        (&["stop", "c[1-6]"][..], &["stop", "c[1-6]"][..]),
+    ] {
+        let (x, y) = (spawn(a), spawn(b));
+        for (args, child) in [(a, x), (b, y)] {
+            let run: Run = child.wait_with_output().unwrap().into();
+            runs.push((args.join(" "), run));
+        }
+    }
+    for (args, run) in &runs {
+        assert!(
+            [0, 4, 5].contains(&run.code),
+            "`{args}`: only conflicts may fail: {run:#?}"
+        );
+        for line in run.stderr.lines().filter(|l| l.starts_with("error:")) {
+            assert!(
+                line.contains("another operator"),
+                "`{args}`: a loser is told another operator is at work: {line}"
+            );
+        }
+    }
+    let r = proxy.direct(&p, &["start", "c[1-6]"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_converged(&proxy.cloud(&p), &p, &hosts, 4);
+}
