@@ -658,6 +658,12 @@ fn valid_profile_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
+/// A character EC2 accepts in tag keys and values: Unicode letters, digits and spaces,
+/// and `_ . : / = + - @`.
+fn tag_char(c: char) -> bool {
+    c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)
+}
+
 /// The chain `p, parent, grandparent, …`, or errors for unknown parents and cycles.
 fn ancestry<'a>(
     p: &'a Parsed<RawInstanceProfile>,
@@ -822,7 +828,23 @@ fn resolve_instance(
         for entry in list {
             let f = entry.file();
             let path = base.join(f);
-            if !is_abstract && !path.is_file() {
+            // Files stay under the profiles directory: user-data is readable by
+            // anyone who may describe the instance, so `../../etc/shadow` or an
+            // absolute path must not pull a local secret into it.
+            let inside = Path::new(f).components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+            if !inside {
+                errors.push(at(
+                    &layer.locate("user-data", Some(f)),
+                    format!(
+                        "user-data file {f:?} is outside the profiles directory; name files relative to it, without `..`"
+                    ),
+                ));
+            } else if !is_abstract && !path.is_file() {
                 errors.push(at(
                     &layer.locate("user-data", Some(f)),
                     format!(
@@ -878,10 +900,17 @@ fn resolve_instance(
                 &loc,
                 format!("tag key {k:?} is reserved for cerveza (Name, cerveza:*, aws:*)"),
             ));
-        } else if k.is_empty() || k.len() > 128 || v.len() > 256 {
+        } else if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
             errors.push(at(
                 &loc,
                 format!("tag {k:?}: keys have 1 to 128 characters, values at most 256"),
+            ));
+        } else if let Some(c) = k.chars().chain(v.chars()).find(|c| !tag_char(*c)) {
+            errors.push(at(
+                &loc,
+                format!(
+                    "tag {k:?}: character {c:?} is not allowed in EC2 tags (letters, digits, spaces and _ . : / = + - @)"
+                ),
             ));
         }
         tag_values.insert(k, v);
