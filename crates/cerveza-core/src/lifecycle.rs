@@ -376,11 +376,24 @@ impl<'a> Lifecycle<'a> {
         zone: Option<&Zone>,
         profile: Option<&str>,
     ) -> Result<Results, Vec<(Hostname, Error)>> {
-        let mut zone_cache: BTreeMap<Region, Vec<Zone>> = BTreeMap::new();
+        // Hosts are planned concurrently (a registry read and a volume lookup each);
+        // the zones of the one `--zone` region are listed once, by whoever needs them first.
+        let zones_of_region = tokio::sync::OnceCell::new();
+        let planned: Vec<(Hostname, Result<StartPlan, Error>)> = stream::iter(hosts)
+            .map(|host| {
+                let zones_of_region = &zones_of_region;
+                async move {
+                    let plan = self.plan_start(&host, zone, profile, zones_of_region).await;
+                    (host, plan)
+                }
+            })
+            .buffered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
         let mut plans = Vec::new();
         let mut errors = Vec::new();
-        for host in hosts {
-            match self.plan_start(&host, zone, profile, &mut zone_cache).await {
+        for (host, plan) in planned {
+            match plan {
                 Ok(p) => plans.push(p),
                 Err(e) => errors.push((host, e)),
             }
@@ -406,7 +419,7 @@ impl<'a> Lifecycle<'a> {
         host: &Hostname,
         zone: Option<&Zone>,
         profile: Option<&str>,
-        zone_cache: &mut BTreeMap<Region, Vec<Zone>>,
+        zones_of_region: &tokio::sync::OnceCell<Vec<Zone>>,
     ) -> Result<StartPlan, Error> {
         let usage = |message: String| Error::Usage {
             host: host.to_string(),
@@ -452,15 +465,14 @@ impl<'a> Lifecycle<'a> {
         let resolved = self.profiles.instance(profile)?;
         resolved.ami_for(&region)?;
         self.build_user_data(host, zone, resolved)?;
-        if !zone_cache.contains_key(&region) {
-            let zones = self
-                .compute
-                .zones(&region)
-                .await
-                .context(|| format!("listing the zones of {region}"))?;
-            zone_cache.insert(region.clone(), zones);
-        }
-        let zones = &zone_cache[&region];
+        let zones = zones_of_region
+            .get_or_try_init(|| async {
+                self.compute
+                    .zones(&region)
+                    .await
+                    .context(|| format!("listing the zones of {region}"))
+            })
+            .await?;
         if !zones.contains(zone) {
             let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
             return Err(usage(format!(

@@ -75,6 +75,8 @@ impl Pattern {
     }
 
     /// Every name a pattern of literals and ranges stands for, in order.
+    /// The names a glob-free pattern stands for, at most `MAX_EXPANSION + 1` of them
+    /// (`a[1-9999][1-9999]` must not build 10⁸ strings before being refused).
     fn expand(&self) -> Option<Vec<String>> {
         let mut out = vec![String::new()];
         for seg in &self.segs {
@@ -84,6 +86,7 @@ impl Pattern {
                     out = out
                         .iter()
                         .flat_map(|o| opts.iter().map(move |x| format!("{o}{x}")))
+                        .take(MAX_EXPANSION + 1)
                         .collect();
                 }
                 Seg::Star | Seg::One => return None,
@@ -496,6 +499,13 @@ mod tests {
             ["demo01", "web1", "web2"]
         );
         assert_eq!(hosts(&["a[1-2]b[1-2]"]), ["a1b1", "a1b2", "a2b1", "a2b2"]);
+    }
+
+    #[test]
+    fn ranges_that_multiply_past_the_limit_are_refused_without_building_them() {
+        // 9999³ names would take gigabytes before the count was checked.
+        let e = expand_hostnames(&["a[1-9999]b[1-9999]c[1-9999]"]).unwrap_err();
+        assert!(e.to_string().contains("more than 10000 hostnames"), "{e}");
     }
 
     #[test]
