@@ -364,7 +364,8 @@ pub struct ProfileSet {
 struct Parsed<T> {
     raw: T,
     file: PathBuf,
-    text_lines: Vec<String>,
+    /// The whole file's lines, shared by its documents.
+    text_lines: std::sync::Arc<Vec<String>>,
     first_line: usize,
     last_line: usize,
 }
@@ -508,7 +509,8 @@ impl ProfileSet {
         let mut volumes: Vec<Parsed<RawVolumeProfile>> = Vec::new();
         for (file, text) in sources {
             let starts = document_starts(text);
-            let text_lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let text_lines: std::sync::Arc<Vec<String>> =
+                std::sync::Arc::new(text.lines().map(str::to_owned).collect());
             let total = text_lines.len().max(1);
             for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
                 let first_line = starts.get(i).copied().unwrap_or(1);
@@ -664,6 +666,10 @@ fn tag_char(c: char) -> bool {
     c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)
 }
 
+/// How many profiles an `extends:` chain may pass through (every profile resolves its
+/// whole chain, so a deep chain costs its depth squared).
+pub const MAX_EXTENDS_DEPTH: usize = 16;
+
 /// The chain `p, parent, grandparent, …`, or errors for unknown parents and cycles.
 fn ancestry<'a>(
     p: &'a Parsed<RawInstanceProfile>,
@@ -674,6 +680,15 @@ fn ancestry<'a>(
     let mut cur = p;
     while let Some(parent) = &cur.raw.extends {
         let loc = cur.locate("extends", Some(parent));
+        if chain.len() > MAX_EXTENDS_DEPTH {
+            return Err(at(
+                &loc,
+                format!(
+                    "`extends:` goes more than {MAX_EXTENDS_DEPTH} profiles deep from {}; flatten the hierarchy",
+                    p.raw.name
+                ),
+            ));
+        }
         let Some(next) = by_name.get(parent.as_str()) else {
             let close = close_names(parent, by_name.keys().copied());
             let hint = if close.is_empty() {
@@ -722,11 +737,13 @@ fn resolve_instance(
 
     // Merge from the root ancestor down to the profile itself: later wins.
     let mut aws = RawInstanceAws::default();
-    let mut ami: BTreeMap<String, (String, Location)> = BTreeMap::new();
+    // Where each value came from is looked up only for an error: locating is a scan of
+    // the document, and doing it for every key would be quadratic in a large file.
+    let mut ami: BTreeMap<String, (String, &Parsed<RawInstanceProfile>)> = BTreeMap::new();
     let mut ami_location = name_loc.clone();
     let mut user_data: Option<(Vec<RawUserData>, &Parsed<RawInstanceProfile>)> = None;
     let mut volume_profiles: Option<(Vec<String>, &Parsed<RawInstanceProfile>)> = None;
-    let mut tags_map: BTreeMap<String, (String, Location)> = BTreeMap::new();
+    let mut tags_map: BTreeMap<String, (String, &Parsed<RawInstanceProfile>)> = BTreeMap::new();
     let mut desc = None;
     for layer in chain.iter().rev() {
         let raw = &layer.raw;
@@ -734,7 +751,7 @@ fn resolve_instance(
             if let Some(m) = &a.ami {
                 ami_location = layer.locate("ami", None);
                 for (r, id) in m {
-                    ami.insert(r.clone(), (id.clone(), layer.locate(r, Some(id))));
+                    ami.insert(r.clone(), (id.clone(), layer));
                 }
             }
             if a.instance_type.is_some() {
@@ -757,7 +774,7 @@ fn resolve_instance(
             volume_profiles = Some((v.clone(), layer));
         }
         for (k, v) in raw.tags.iter().flatten() {
-            tags_map.insert(k.clone(), (v.clone(), layer.locate(k, None)));
+            tags_map.insert(k.clone(), (v.clone(), layer));
         }
         if raw.desc.is_some() {
             desc.clone_from(&raw.desc);
@@ -767,20 +784,21 @@ fn resolve_instance(
 
     let mut amis = BTreeMap::new();
     let had_ami = !ami.is_empty();
-    for (r, (id, loc)) in ami {
+    for (r, (id, layer)) in ami {
+        let loc = || layer.locate(&r, Some(&id));
         match Region::parse(&r) {
             Ok(region) => {
                 let hex = id.strip_prefix("ami-").unwrap_or("");
                 if hex.len() < 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     errors.push(at(
-                        &loc,
+                        &loc(),
                         format!("{id:?} is not an AMI id (ami- and 8 or 17 hex digits)"),
                     ));
                 }
                 amis.insert(region, id);
             }
             Err(e) => errors.push(at(
-                &loc,
+                &loc(),
                 format!("`{r}` under `ami:` is not a region: {}", e.reason),
             )),
         }
@@ -893,21 +911,33 @@ fn resolve_instance(
             }
         }
     }
+    // EC2 allows 50 tags per resource; a volume carries 7 of cerveza's own.
+    const MAX_PROFILE_TAGS: usize = 50 - 7;
+    if tags_map.len() > MAX_PROFILE_TAGS {
+        errors.push(at(
+            &p.locate("tags", None),
+            format!(
+                "{} tags: EC2 allows 50 per resource and cerveza sets up to 7 of its own, so a profile (with what it extends) may set at most {MAX_PROFILE_TAGS}",
+                tags_map.len()
+            ),
+        ));
+    }
     let mut tag_values = BTreeMap::new();
-    for (k, (v, loc)) in tags_map {
+    for (k, (v, layer)) in tags_map {
+        let loc = || layer.locate(&k, None);
         if tags::is_reserved(&k) {
             errors.push(at(
-                &loc,
+                &loc(),
                 format!("tag key {k:?} is reserved for cerveza (Name, cerveza:*, aws:*)"),
             ));
         } else if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
             errors.push(at(
-                &loc,
+                &loc(),
                 format!("tag {k:?}: keys have 1 to 128 characters, values at most 256"),
             ));
         } else if let Some(c) = k.chars().chain(v.chars()).find(|c| !tag_char(*c)) {
             errors.push(at(
-                &loc,
+                &loc(),
                 format!(
                     "tag {k:?}: character {c:?} is not allowed in EC2 tags (letters, digits, spaces and _ . : / = + - @)"
                 ),

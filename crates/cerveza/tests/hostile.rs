@@ -102,6 +102,80 @@ fn a_profile_file_too_large_to_read_is_refused() {
     assert_nothing_created(&p, "huge.yaml");
 }
 
+/// Files just under the 1 MiB limit shaped to make a naive loader quadratic: tens of
+/// thousands of tags (each located in the file), thousands of documents (each with the
+/// file's lines), and a 16,000-profile `extends:` chain. Each used to take minutes.
+#[test]
+fn large_hostile_profiles_are_refused_in_seconds() {
+    let p = product();
+    let head = "--- !InstanceProfile\nname: Target\naws: !InstanceAws\n  ami: {us-east-1: ami-a6f504cf}\n  instance-type: t3.micro\n";
+    let fill = |start: &str, mut item: Box<dyn FnMut(usize) -> String>| {
+        let mut text = start.to_owned();
+        let mut i = 0;
+        while text.len() < 1_000_000 {
+            text.push_str(&item(i));
+            i += 1;
+        }
+        text
+    };
+    let cases = [
+        (
+            "many-tags.yaml",
+            fill(
+                &format!("{head}tags:\n"),
+                Box::new(|i| format!("  k{i}: v{i}\n")),
+            ),
+            "EC2 allows 50 per resource",
+        ),
+        (
+            "many-documents.yaml",
+            fill(
+                head,
+                Box::new(|i| {
+                    format!("--- !InstanceProfile\nname: P{i}\naws: !InstanceAws\n  ami: {{us-east-1: ami-{i}}}\n  instance-type: t3.micro\n")
+                }),
+            ),
+            "is not an AMI id",
+        ),
+        (
+            "deep-extends.yaml",
+            fill(
+                &head.replace("name: Target", "name: P0"),
+                Box::new(|i| {
+                    format!(
+                        "--- !InstanceProfile\nname: {}\nextends: P{i}\n",
+                        if i == 500 {
+                            "Target".to_owned()
+                        } else {
+                            format!("P{}", i + 1)
+                        }
+                    )
+                }),
+            ),
+            "profiles deep",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let started = std::time::Instant::now();
+        let r = start_with(&p, dir.path());
+        // Generous: it takes about a second; a quadratic loader took minutes.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+        assert_refused(name, &r, needle);
+        assert!(
+            r.stderr.lines().count() < 60,
+            "{name}: errors are capped: {}",
+            r.stderr.lines().count()
+        );
+    }
+    assert_nothing_created(&p, "large profiles");
+}
+
 #[test]
 fn hostile_names_on_the_command_line_are_refused() {
     let p = product();

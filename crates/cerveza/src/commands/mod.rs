@@ -55,9 +55,13 @@ pub struct ProfilesInvalid(pub Vec<ProfileError>);
 
 impl fmt::Display for ProfilesInvalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 50;
         writeln!(f, "the profiles have {} problem(s):", self.0.len())?;
-        for e in &self.0 {
+        for e in self.0.iter().take(SHOWN) {
             writeln!(f, "  {e}")?;
+        }
+        if self.0.len() > SHOWN {
+            writeln!(f, "  … and {} more", self.0.len() - SHOWN)?;
         }
         Ok(())
     }
