@@ -825,11 +825,7 @@ impl<'a> Lifecycle<'a> {
                 }
                 Ok(Some(i)) => last = i.state.name().to_owned(),
                 Ok(None) => last = "not yet visible".into(),
-                Err(e)
-                    if matches!(
-                        e.kind,
-                        ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable
-                    ) =>
+                Err(e) if e.kind.is_transient() =>
                 {
                     tracing::warn!(%host, error = %e, "describing {id} failed; still waiting");
                 }
@@ -978,17 +974,20 @@ impl<'a> Lifecycle<'a> {
             .map(drop)
     }
 
-    /// Whether volume `id` is attached to `instance` at `device` now.
-    async fn attached(&self, rec: &HostRecord, id: &str, instance: &str, device: &str) -> bool {
-        let vols = self
-            .compute
+    /// The volumes tagged with the host, in its region.
+    async fn host_volumes(&self, rec: &HostRecord) -> crate::ports::ProviderResult<Vec<Volume>> {
+        self.compute
             .volumes(
                 &rec.region(),
                 self.product(),
                 std::slice::from_ref(&rec.hostname),
             )
             .await
-            .unwrap_or_default();
+    }
+
+    /// Whether volume `id` is attached to `instance` at `device` now.
+    async fn attached(&self, rec: &HostRecord, id: &str, instance: &str, device: &str) -> bool {
+        let vols = self.host_volumes(rec).await.unwrap_or_default();
         vols.iter().any(|v| {
             v.id == id
                 && v.attached_to.as_deref() == Some(instance)
@@ -1045,22 +1044,9 @@ impl<'a> Lifecycle<'a> {
         let mut delay = self.settings.poll_initial;
         let mut state = None;
         loop {
-            match self
-                .compute
-                .volumes(
-                    &rec.region(),
-                    self.product(),
-                    std::slice::from_ref(&rec.hostname),
-                )
-                .await
-            {
+            match self.host_volumes(rec).await {
                 Ok(vols) => state = vols.iter().find(|v| v.id == id).map(|v| v.state.clone()),
-                Err(e)
-                    if matches!(
-                        e.kind,
-                        ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable
-                    ) =>
-                {
+                Err(e) if e.kind.is_transient() => {
                     tracing::warn!(host = %rec.hostname, error = %e, "describing {id} failed; still waiting");
                 }
                 Err(source) => {
@@ -1103,13 +1089,7 @@ impl<'a> Lifecycle<'a> {
                 .await
             {
                 Ok(a) => return Ok(a),
-                Err(e)
-                    if attempt < 4
-                        && matches!(
-                            e.kind,
-                            ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable
-                        ) =>
-                {
+                Err(e) if attempt < 4 && e.kind.is_transient() => {
                     tracing::warn!(%host, error = %e, "allocating an Elastic IP failed; looking for it before trying again");
                     tokio::time::sleep(jitter(delay)).await;
                     delay *= 2;

@@ -27,6 +27,13 @@ pub enum ProviderErrorKind {
     Other,
 }
 
+impl ProviderErrorKind {
+    /// Throttled or unreachable: worth waiting and asking again.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Throttled | Self::Unavailable)
+    }
+}
+
 /// A failure reported by a backend, with the service's own words in `message`.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

@@ -13,32 +13,41 @@ use crate::names::{Hostname, Product};
 /// The token for launch number `generation` of `host` in `product`: `cz-` and 32 hex
 /// digits (EC2 allows 64 ASCII characters).
 pub fn client_token(product: &Product, host: &Hostname, generation: u64) -> String {
-    let mut h = Sha256::new();
-    h.update(b"cerveza-launch\0");
-    h.update(product.as_str().as_bytes());
-    h.update(b"\0");
-    h.update(host.as_str().as_bytes());
-    h.update(b"\0");
-    h.update(generation.to_be_bytes());
-    hex_token(h)
+    token(
+        b"cerveza-launch\0",
+        &[
+            product.as_str().as_bytes(),
+            host.as_str().as_bytes(),
+            &generation.to_be_bytes(),
+        ],
+    )
 }
 
 /// The token for creating the volume at `device` of `host` during launch number
 /// `generation`: a lost CreateVolume answer retried with it yields the same volume.
 pub fn volume_token(product: &Product, host: &Hostname, device: &str, generation: u64) -> String {
-    let mut h = Sha256::new();
-    h.update(b"cerveza-volume\0");
-    h.update(product.as_str().as_bytes());
-    h.update(b"\0");
-    h.update(host.as_str().as_bytes());
-    h.update(b"\0");
-    h.update(device.as_bytes());
-    h.update(b"\0");
-    h.update(generation.to_be_bytes());
-    hex_token(h)
+    token(
+        b"cerveza-volume\0",
+        &[
+            product.as_str().as_bytes(),
+            host.as_str().as_bytes(),
+            device.as_bytes(),
+            &generation.to_be_bytes(),
+        ],
+    )
 }
 
-fn hex_token(h: Sha256) -> String {
+/// `cz-` and the first 16 bytes, in hex, of SHA-256 over `kind` and the NUL-separated
+/// `parts`.
+fn token(kind: &[u8], parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    h.update(kind);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update(b"\0");
+        }
+        h.update(part);
+    }
     let digest = h.finalize();
     let mut out = String::from("cz-");
     for b in &digest[..16] {

@@ -333,20 +333,21 @@ fn kill_9_at_random_points_then_a_rerun_converges() {
     let proxy = Proxy::start(&json!({"seed": 18, "rules": [
         {"fault": "delay", "seconds": 0.2, "rate": 0.5},
     ]}));
+    const START: [&str; 6] = [
+        "start",
+        "kl[1-8]",
+        "--zone",
+        "us-east-1c",
+        "--profile",
+        "Mysql",
+    ];
     for round in 0..4 {
         let p = product();
         // Up to two kills at random moments, then a run that is left to finish.
         for _ in 0..=(round % 2) {
             let mut child = proxy
                 .cmd(&p)
-                .args([
-                    "start",
-                    "kl[1-8]",
-                    "--zone",
-                    "us-east-1c",
-                    "--profile",
-                    "Mysql",
-                ])
+                .args(START)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -379,19 +380,7 @@ fn kill_9_at_random_points_then_a_rerun_converges() {
             left["volumes"].as_array().unwrap().len(),
             left["registry"].as_array().unwrap().len()
         );
-        let r: Run = proxy
-            .cmd(&p)
-            .args([
-                "start",
-                "kl[1-8]",
-                "--zone",
-                "us-east-1c",
-                "--profile",
-                "Mysql",
-            ])
-            .output()
-            .unwrap()
-            .into();
+        let r: Run = proxy.cmd(&p).args(START).output().unwrap().into();
         assert_eq!(r.code, 0, "round {round}: {r:#?}");
         assert_converged(&proxy.cloud(&p), &p, &hosts, 4);
     }
