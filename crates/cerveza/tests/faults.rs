@@ -232,6 +232,44 @@ fn calls_that_keep_failing_fail_the_host_cleanly_and_a_rerun_converges() {
 }
 
 #[test]
+fn a_lost_allocate_address_answer_does_not_make_a_second_elastic_ip() {
+    // AllocateAddress has no idempotency token: every answer to it is lost here (the
+    // address is allocated and tagged all the same). cerveza must find it by its tags
+    // rather than allocate again.
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": [
+        {"fault": "status", "status": 500, "action": "AllocateAddress", "when": "after", "spare_last": false},
+    ]}));
+    let r: Run = proxy
+        .cmd(&p)
+        .args([
+            "start",
+            "vpn[1-3]",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "Vpn",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(proxy.injected("status") >= 3, "{}", proxy.stats());
+    let state = proxy.cloud(&p);
+    let addresses = state["addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 3, "one Elastic IP per host: {state}");
+    for i in state["instances"].as_array().unwrap() {
+        let host = &i["tags"]["cerveza:host"];
+        let mine: Vec<&Value> = addresses
+            .iter()
+            .filter(|a| &a["tags"]["cerveza:host"] == host)
+            .collect();
+        assert_eq!(mine.len(), 1, "{host}: {state}");
+        assert_eq!(mine[0]["instance"], i["id"], "{host}: {state}");
+    }
+}
+
+#[test]
 fn no_secret_reaches_logs_errors_or_json() {
     // Trace logging, a failing call and JSON output, with a recognisable secret key.
     let p = product();

@@ -1,7 +1,7 @@
 """Reads (and, for setup, writes) the emulated cloud with boto3, independently of
 cerveza's own code, so integration tests check the real end state.
 
-    cloud.py state PRODUCT REGION...        JSON: instances of PRODUCT, registry items
+    cloud.py state PRODUCT REGION...        JSON: instances, volumes, Elastic IPs of PRODUCT, registry items
     cloud.py foreign REGION ZONE NAME       launch an instance tagged only Name=NAME
     cloud.py user-data REGION INSTANCE      the instance's user-data bytes
 """
@@ -44,6 +44,18 @@ def state(product, regions):
                 "attached_to": [a["InstanceId"] for a in v.get("Attachments", [])],
                 "tags": {t["Key"]: t["Value"] for t in v.get("Tags", [])},
             })
+    addresses = []
+    for region in regions:
+        ec2 = boto3.client("ec2", region_name=region)
+        for a in ec2.describe_addresses(
+            Filters=[{"Name": "tag:cerveza:product", "Values": [product]}]
+        )["Addresses"]:
+            addresses.append({
+                "allocation": a["AllocationId"],
+                "ip": a["PublicIp"],
+                "instance": a.get("InstanceId"),
+                "tags": {t["Key"]: t["Value"] for t in a.get("Tags", [])},
+            })
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     registry = []
     try:
@@ -57,7 +69,8 @@ def state(product, regions):
             registry.append({k: list(v.values())[0] for k, v in item.items()})
     except ddb.exceptions.ResourceNotFoundException:
         pass
-    print(json.dumps({"instances": instances, "volumes": volumes, "registry": registry}))
+    print(json.dumps({"instances": instances, "volumes": volumes, "addresses": addresses,
+                      "registry": registry}))
 
 
 def user_data(region, instance_id):
