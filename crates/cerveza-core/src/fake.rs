@@ -26,6 +26,11 @@ pub enum Fault {
     List(Region, ProviderErrorKind),
     /// The next `create_volume` fails with this kind.
     CreateVolume(ProviderErrorKind),
+    /// The next `attach_volume` attaches, then reports `Unavailable`: the answer was
+    /// lost after the work was done.
+    AttachLost,
+    /// The next `allocate_address` allocates (tagged), then reports `Unavailable`.
+    AllocateLost,
 }
 
 #[derive(Default)]
@@ -66,6 +71,14 @@ impl Default for FakeCloud {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `Unavailable`, as when the connection drops after the work was done.
+fn lost_answer(what: &str) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::Unavailable,
+        format!("{what}: connection reset after the request was sent"),
+    )
 }
 
 impl FakeCloud {
@@ -406,6 +419,10 @@ impl Compute for FakeCloud {
         v.attached_to = Some(instance.to_owned());
         v.attached_as = Some(device.to_owned());
         v.state = "in-use".into();
+        if let Some(pos) = s.faults.iter().position(|f| matches!(f, Fault::AttachLost)) {
+            s.faults.remove(pos);
+            return Err(lost_answer("AttachVolume"));
+        }
         Ok(())
     }
 
@@ -446,6 +463,14 @@ impl Compute for FakeCloud {
             (crate::tags::HOST.to_owned(), host.to_string()),
         ]);
         s.addresses.push((a.clone(), t));
+        if let Some(pos) = s
+            .faults
+            .iter()
+            .position(|f| matches!(f, Fault::AllocateLost))
+        {
+            s.faults.remove(pos);
+            return Err(lost_answer("AllocateAddress"));
+        }
         Ok(a)
     }
 

@@ -710,3 +710,29 @@ async fn the_elastic_ip_is_allocated_once_and_follows_every_start() {
     assert_eq!(out[0].1.as_ref().unwrap().action, Action::EipReleased);
     assert!(w.cloud.all_addresses().is_empty());
 }
+
+#[tokio::test]
+async fn answers_lost_after_attach_and_allocate_still_converge() {
+    // The cloud attached the volume and allocated the address, but cerveza only heard
+    // an error: it must see the attachment and find the address by its tags, not fail
+    // or allocate a second one.
+    let w = World::new();
+    w.cloud.inject(Fault::AttachLost);
+    w.cloud.inject(Fault::AllocateLost);
+    w.lc()
+        .start(vec![h("db01")], Some(&zone()), Some("Db"))
+        .await
+        .unwrap()[0]
+        .1
+        .as_ref()
+        .unwrap();
+    let inst = w.live().remove(0);
+    let vols = w.cloud.all_volumes();
+    assert_eq!(vols.len(), 4);
+    assert!(vols
+        .iter()
+        .all(|v| v.attached_to.as_deref() == Some(inst.id.as_str())));
+    let eips = w.cloud.all_addresses();
+    assert_eq!(eips.len(), 1, "one Elastic IP: {eips:?}");
+    assert_eq!(eips[0].instance.as_deref(), Some(inst.id.as_str()));
+}
