@@ -46,7 +46,10 @@ fuzz_target!(|input: (&str, &str, &str)| {
         }
         assert_eq!(depth, 0, "unbalanced {f}");
         if let Ok(g) = Grant::parse(&format!("{h}.{z}")) {
-            assert!(g.allows(&h, &z), "the host grant {h}.{z} does not allow {h} in {z}");
+            assert!(
+                g.allows(&h, &z),
+                "the host grant {h}.{z} does not allow {h} in {z}"
+            );
         }
     }
 });

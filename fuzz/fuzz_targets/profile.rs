@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(set) => {
             for p in set.instances() {
                 // A loaded profile is usable: its name resolves to itself.
-                assert_eq!(set.instance(&p.name).map(|i| &i.name).ok(), Some(&p.name).filter(|_| !p.is_abstract));
+                assert_eq!(
+                    set.instance(&p.name).map(|i| &i.name).ok(),
+                    Some(&p.name).filter(|_| !p.is_abstract)
+                );
             }
         }
         Err(errors) => {

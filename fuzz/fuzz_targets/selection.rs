@@ -2,7 +2,9 @@
 //! back into what they expand to.
 #![no_main]
 
-use cerveza_core::selection::{expand_hostnames, fold_hostnames, Candidate, Selection, MAX_EXPANSION};
+use cerveza_core::selection::{
+    expand_hostnames, fold_hostnames, Candidate, Selection, MAX_EXPANSION,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &str| {
@@ -21,7 +23,8 @@ fuzz_target!(|input: &str| {
         assert!(hosts.len() <= MAX_EXPANSION);
         let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
         let folded = fold_hostnames(&names);
-        let again = expand_hostnames(&[folded.as_str()]).unwrap_or_else(|e| panic!("{folded:?} does not expand: {e}"));
+        let again = expand_hostnames(&[folded.as_str()])
+            .unwrap_or_else(|e| panic!("{folded:?} does not expand: {e}"));
         let mut a: Vec<String> = again.iter().map(|h| h.to_string()).collect();
         let mut b = names;
         a.sort();
