@@ -93,6 +93,16 @@ impl World {
             .collect()
     }
 
+    /// Starts db01 and asserts that it succeeded.
+    async fn start_db01(&self, zone: Option<&Zone>, profile: Option<&str>) {
+        let results = self
+            .lc()
+            .start(vec![h("db01")], zone, profile)
+            .await
+            .unwrap();
+        results[0].1.as_ref().unwrap();
+    }
+
     async fn record(&self, name: &str) -> HostRecord {
         self.registry
             .get(&self.settings.product, &h(name))
@@ -564,13 +574,7 @@ async fn dns_follows_start_stop_and_terminate() {
 #[tokio::test]
 async fn volumes_are_created_tagged_attached_and_reattached_after_terminate() {
     let w = World::new();
-    w.lc()
-        .start(vec![h("db01")], Some(&zone()), Some("Db"))
-        .await
-        .unwrap()[0]
-        .1
-        .as_ref()
-        .unwrap();
+    w.start_db01(Some(&zone()), Some("Db")).await;
     let inst = w.live().remove(0);
     let vols = w.cloud.all_volumes();
     assert_eq!(vols.len(), 4);
@@ -602,10 +606,7 @@ async fn volumes_are_created_tagged_attached_and_reattached_after_terminate() {
         .all_volumes()
         .iter()
         .all(|v| v.attached_to.is_none()));
-    w.lc().start(vec![h("db01")], None, None).await.unwrap()[0]
-        .1
-        .as_ref()
-        .unwrap();
+    w.start_db01(None, None).await;
     let new = w.live().remove(0);
     assert_ne!(new.id, inst.id);
     let vols = w.cloud.all_volumes();
@@ -639,10 +640,7 @@ async fn a_failed_volume_leaves_the_rest_attached_and_a_rerun_completes_the_set(
         vols.iter().all(|v| v.attached_to.is_some()),
         "no unattached volume left behind"
     );
-    w.lc().start(vec![h("db01")], None, None).await.unwrap()[0]
-        .1
-        .as_ref()
-        .unwrap();
+    w.start_db01(None, None).await;
     assert_eq!(w.cloud.all_volumes().len(), 4);
     assert!(w
         .cloud
@@ -681,23 +679,14 @@ async fn volumes_in_another_zone_are_refused_before_anything_is_made() {
 #[tokio::test]
 async fn the_elastic_ip_is_allocated_once_and_follows_every_start() {
     let w = World::new();
-    w.lc()
-        .start(vec![h("db01")], Some(&zone()), Some("Db"))
-        .await
-        .unwrap()[0]
-        .1
-        .as_ref()
-        .unwrap();
+    w.start_db01(Some(&zone()), Some("Db")).await;
     let eips = w.cloud.all_addresses();
     assert_eq!(eips.len(), 1);
     let first = w.live().remove(0);
     assert_eq!(eips[0].instance.as_deref(), Some(first.id.as_str()));
     assert_eq!(first.public_ip.as_deref(), Some(eips[0].ip.as_str()));
     w.lc().terminate(vec![h("db01")], false, false).await;
-    w.lc().start(vec![h("db01")], None, None).await.unwrap()[0]
-        .1
-        .as_ref()
-        .unwrap();
+    w.start_db01(None, None).await;
     let eips = w.cloud.all_addresses();
     assert_eq!(eips.len(), 1, "allocated once");
     let second = w.live().remove(0);
@@ -719,13 +708,7 @@ async fn answers_lost_after_attach_and_allocate_still_converge() {
     let w = World::new();
     w.cloud.inject(Fault::AttachLost);
     w.cloud.inject(Fault::AllocateLost);
-    w.lc()
-        .start(vec![h("db01")], Some(&zone()), Some("Db"))
-        .await
-        .unwrap()[0]
-        .1
-        .as_ref()
-        .unwrap();
+    w.start_db01(Some(&zone()), Some("Db")).await;
     let inst = w.live().remove(0);
     let vols = w.cloud.all_volumes();
     assert_eq!(vols.len(), 4);

@@ -78,18 +78,7 @@ fn add_user(uid: &str, number: u32) {
 #[test]
 fn start_publishes_names_that_powerdns_serves_and_terminate_removes_them() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "demo01",
-            "--zone",
-            "ap-southeast-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "demo01", "ap-southeast-1a", "UbuntuGeneric32Bit");
     let first = live(&p).remove(0);
     let show = cerveza(&p, &["show", "demo01", "-o", "json"]).ok().json();
     let private = show["instance"]["private_ip"].as_str().unwrap().to_owned();

@@ -11,30 +11,8 @@ use support::{cerveza, cmd, lab_var, live, product, Run};
 #[test]
 fn exports_of_a_live_fleet_are_read_by_the_real_tools() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "web[01-02]",
-            "--zone",
-            "us-east-1b",
-            "--profile",
-            "Web",
-        ],
-    )
-    .ok();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "dev-mysql01",
-            "--zone",
-            "eu-west-1a",
-            "--profile",
-            "Mysql",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "web[01-02]", "us-east-1b", "Web");
+    support::start_new(&p, "dev-mysql01", "eu-west-1a", "Mysql");
     let fleet = live(&p);
     let dir = tempfile::tempdir().unwrap();
 
@@ -98,18 +76,7 @@ fn exports_of_a_live_fleet_are_read_by_the_real_tools() {
 #[test]
 fn out_writes_atomically_and_check_reports_changes() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "app01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "app01", "us-east-1a", "UbuntuGeneric32Bit");
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     let path = hosts.to_str().unwrap();
@@ -123,18 +90,7 @@ fn out_writes_atomically_and_check_reports_changes() {
         .unwrap()
         .contains(&format!("app01.{p}.private app01")));
     cerveza(&p, &["export", "hosts", "--out", path, "--check"]).ok();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "app02",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "app02", "us-east-1a", "UbuntuGeneric32Bit");
     let r = cerveza(&p, &["export", "hosts", "--out", path, "--check"]);
     assert_eq!(r.code, 1, "{r:#?}");
     assert!(r.stderr.contains("would change"), "{r:#?}");

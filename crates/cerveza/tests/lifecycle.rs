@@ -86,18 +86,7 @@ fn many_hosts_at_once_then_list_and_show() {
         ],
     )
     .ok();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "db01",
-            "--zone",
-            "eu-west-1a",
-            "--profile",
-            "Mysql",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "db01", "eu-west-1a", "Mysql");
     assert_eq!(live(&p).len(), 6);
 
     let all = cerveza(&p, &["list", "-o", "json"]).ok().json();
@@ -154,18 +143,7 @@ fn many_hosts_at_once_then_list_and_show() {
 #[test]
 fn reboot_restart_and_terminate_then_relaunch() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "app01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "app01", "us-east-1a", "UbuntuGeneric32Bit");
     let first = live(&p)[0]["id"].as_str().unwrap().to_owned();
     let r = cerveza(&p, &["reboot", "app01", "-o", "json"]).ok().json();
     assert_eq!(r[0]["action"], "rebooted");
@@ -299,18 +277,7 @@ fn two_operators_starting_the_same_new_hosts_make_one_instance_each() {
 fn instances_that_only_share_a_name_are_never_touched() {
     let p = product();
     let theirs = foreign("us-east-1", "us-east-1a", "shared01");
-    cerveza(
-        &p,
-        &[
-            "start",
-            "shared01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "shared01", "us-east-1a", "UbuntuGeneric32Bit");
     let ours = live(&p);
     assert_eq!(ours.len(), 1);
     assert_ne!(ours[0]["id"].as_str().unwrap(), theirs);

@@ -22,30 +22,8 @@ fn deploy(p: &str, args: &[&str]) -> Run {
 #[test]
 fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "app01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ],
-    )
-    .ok();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "app02",
-            "--zone",
-            "eu-west-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "app01", "us-east-1a", "UbuntuGeneric32Bit");
+    support::start_new(&p, "app02", "eu-west-1a", "UbuntuGeneric32Bit");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.tar");
     let body: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();

@@ -22,18 +22,7 @@ fn data_volumes(p: &str) -> Vec<Value> {
 #[test]
 fn volumes_are_made_once_kept_across_terminate_and_reattached() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "db01",
-            "--zone",
-            "us-east-1b",
-            "--profile",
-            "Mysql",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "db01", "us-east-1b", "Mysql");
     let first = live(&p).remove(0);
     let vols = data_volumes(&p);
     assert_eq!(vols.len(), 4, "{vols:#?}");

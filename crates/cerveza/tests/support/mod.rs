@@ -125,6 +125,16 @@ pub fn cerveza(product: &str, args: &[&str]) -> Run {
         .into()
 }
 
+/// First start of `host` in `zone` with `profile`; asserts that it succeeded.
+#[track_caller]
+pub fn start_new(product: &str, host: &str, zone: &str, profile: &str) -> Run {
+    cerveza(
+        product,
+        &["start", host, "--zone", zone, "--profile", profile],
+    )
+    .ok()
+}
+
 /// Runs support/cloud.py (boto3, in the lab's venv) and returns its stdout bytes.
 fn cloud_py_bytes(args: &[&str]) -> Vec<u8> {
     cloud_py_at(&lab_var("AWS_ENDPOINT_URL"), args)
