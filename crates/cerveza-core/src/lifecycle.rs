@@ -60,6 +60,9 @@ pub struct Settings {
     pub operator: String,
     /// Test-only crash point.
     pub failpoint: Option<Failpoint>,
+    /// Every region the fleet may use: a host's data volumes are looked for in all of
+    /// them, so a first start elsewhere cannot leave its data behind.
+    pub regions: Vec<Region>,
 }
 
 impl Settings {
@@ -74,6 +77,7 @@ impl Settings {
             concurrency: 16,
             operator: "cerveza".into(),
             failpoint: None,
+            regions: Vec::new(),
         }
     }
 }
@@ -485,11 +489,7 @@ impl<'a> Lifecycle<'a> {
             )));
         }
         if !resolved.volume_profiles.is_empty() {
-            let existing = self
-                .compute
-                .volumes(&region, self.product(), std::slice::from_ref(host))
-                .await
-                .context(|| format!("{host}: looking for its volumes in {region}"))?;
+            let existing = self.volumes_everywhere(host, &region).await?;
             check_volume_zones(host, zone, &existing)?;
         }
         Ok(StartPlan {
@@ -985,6 +985,30 @@ impl<'a> Lifecycle<'a> {
             .await
     }
 
+    /// The volumes tagged with `host` in every configured region and in `home` (its
+    /// own), looked up at once. A region that cannot be asked is an error: cerveza
+    /// cannot tell whether the host's data lives there.
+    async fn volumes_everywhere(
+        &self,
+        host: &Hostname,
+        home: &Region,
+    ) -> Result<Vec<Volume>, Error> {
+        let mut regions: BTreeSet<&Region> = self.settings.regions.iter().collect();
+        regions.insert(home);
+        let found = futures::future::join_all(regions.into_iter().map(|region| async move {
+            self.compute
+                .volumes(region, self.product(), std::slice::from_ref(host))
+                .await
+                .context(|| format!("{host}: looking for its volumes in {region}"))
+        }))
+        .await;
+        let mut all = Vec::new();
+        for f in found {
+            all.extend(f?);
+        }
+        Ok(all)
+    }
+
     /// Whether volume `id` is attached to `instance` at `device` now.
     async fn attached(&self, rec: &HostRecord, id: &str, instance: &str, device: &str) -> bool {
         let vols = self.host_volumes(rec).await.unwrap_or_default();
@@ -1384,11 +1408,7 @@ impl<'a> Lifecycle<'a> {
         };
         self.unpublish(host).await?;
         if delete_volumes {
-            let vols = self
-                .compute
-                .volumes(&region, self.product(), std::slice::from_ref(host))
-                .await
-                .context(|| format!("{host}: looking for its volumes"))?;
+            let vols = self.volumes_everywhere(host, &region).await?;
             // Data volumes only: root volumes go with their instance.
             for v in vols
                 .iter()
@@ -1397,7 +1417,7 @@ impl<'a> Lifecycle<'a> {
                 self.progress
                     .step(host, &format!("deleting volume {}", v.id));
                 self.compute
-                    .delete_volume(&region, &v.id)
+                    .delete_volume(&v.region, &v.id)
                     .await
                     .context(|| format!("{host}: deleting volume {}", v.id))?;
             }

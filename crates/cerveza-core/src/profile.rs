@@ -486,6 +486,13 @@ impl ProfileSet {
         let mut sources = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
+            if let Err(message) = stays_inside(dir, &path) {
+                errors.push(ProfileError::Io {
+                    path: path.clone(),
+                    message,
+                });
+                continue;
+            }
             match read_limited(&path) {
                 Ok(text) => sources.push((path, text)),
                 Err(e) => errors.push(e),
@@ -644,6 +651,25 @@ fn read_limited(path: &Path) -> Result<String, ProfileError> {
         )));
     }
     std::fs::read_to_string(path).map_err(|e| io(e.to_string()))
+}
+
+/// Whether `path`, once every symlink is resolved, is still inside `dir`: profiles
+/// directories are shared repositories, and user-data is readable by any process on
+/// the instance, so `inside.sh -> /etc/shadow` must not ship a local secret. A path
+/// that does not exist (yet) is left to the caller's own check.
+fn stays_inside(dir: &Path, path: &Path) -> Result<(), String> {
+    let (Ok(real_dir), Ok(real)) = (dir.canonicalize(), path.canonicalize()) else {
+        return Ok(());
+    };
+    if real.starts_with(&real_dir) {
+        Ok(())
+    } else {
+        Err(format!(
+            "leads out of the profiles directory through a symlink (to {}); copy the file into {} instead",
+            real.display(),
+            dir.display()
+        ))
+    }
 }
 
 fn at(location: &Location, message: String) -> ProfileError {
@@ -869,6 +895,12 @@ fn resolve_instance(
                         "user-data file {f:?} not found (looked for {})",
                         path.display()
                     ),
+                ));
+            } else if let Err(message) = stays_inside(base, &path) {
+                // A symlink (of the file or of a folder on its way) that leads out.
+                errors.push(at(
+                    &layer.locate("user-data", Some(f)),
+                    format!("user-data file {f:?} {message}"),
                 ));
             }
             if let Some(t) = entry.content_type() {

@@ -256,3 +256,55 @@ fn anchor_bombs_and_huge_files_are_refused() {
     let e = one_error(&[("huge.yaml", &huge)]);
     assert!(e.contains("larger than"), "{e}");
 }
+
+#[test]
+fn symlinks_out_of_the_profiles_directory_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "aws_secret_access_key=x\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = "--- !InstanceProfile\nname: P\naws: !InstanceAws\n  ami: {us-east-1: ami-a6f504cf}\n  instance-type: t3.micro\nuser-data: [inside.sh]\n";
+    std::fs::write(dir.path().join("p.yaml"), profile).unwrap();
+    let relative = |e: &ProfileError| {
+        e.to_string()
+            .replace(&format!("{}/", dir.path().display()), "")
+    };
+
+    // A file that is a symlink out.
+    std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("inside.sh"))
+        .unwrap();
+    let errs = ProfileSet::load_dir(dir.path()).expect_err("refused");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    let e = relative(&errs[0]);
+    assert!(e.starts_with("p.yaml:6:"), "{e}");
+    assert!(
+        e.contains("\"inside.sh\" leads out of the profiles directory through a symlink"),
+        "{e}"
+    );
+
+    // A folder on the way that is a symlink out.
+    std::fs::remove_file(dir.path().join("inside.sh")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        profile.replace("[inside.sh]", "[sub/secret]"),
+    )
+    .unwrap();
+    let errs = ProfileSet::load_dir(dir.path()).expect_err("refused");
+    assert!(relative(&errs[0]).contains("leads out"), "{errs:#?}");
+
+    // A profile file that is itself a symlink out.
+    std::fs::remove_file(dir.path().join("sub")).unwrap();
+    std::fs::write(outside.path().join("other.yaml"), profile).unwrap();
+    std::fs::write(dir.path().join("p.yaml"), "").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("other.yaml"), dir.path().join("q.yaml"))
+        .unwrap();
+    let errs = ProfileSet::load_dir(dir.path()).expect_err("refused");
+    assert!(relative(&errs[0]).contains("leads out"), "{errs:#?}");
+
+    // A symlink that stays inside is fine.
+    std::fs::remove_file(dir.path().join("q.yaml")).unwrap();
+    std::fs::write(dir.path().join("p.yaml"), profile).unwrap();
+    std::fs::write(dir.path().join("real.sh"), "#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("real.sh", dir.path().join("inside.sh")).unwrap();
+    ProfileSet::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
+}

@@ -124,20 +124,31 @@ pub fn ssh_args(target: &Target, opts: &Options, interactive: bool) -> Vec<Strin
     a
 }
 
+/// Reads a stream to its end, a line at a time, as bytes: output that is not UTF-8
+/// never stops the reader (which would leave ssh writing into a closed pipe). Lines
+/// are handed to `on_line` lossily decoded; the returned text is too.
 async fn pump<R: AsyncRead + Unpin>(
     r: R,
     host: &str,
     stream: Stream,
     on_line: &(dyn Fn(&str, Stream, &str) + Sync),
 ) -> String {
-    let mut lines = BufReader::new(r).lines();
-    let mut all = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        on_line(host, stream, &line);
-        all.push_str(&line);
-        all.push('\n');
+    let mut reader = BufReader::new(r);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                on_line(host, stream, &String::from_utf8_lossy(text));
+                all.extend_from_slice(text);
+                all.push(b'\n');
+            }
+        }
     }
-    all
+    String::from_utf8_lossy(&all).into_owned()
 }
 
 async fn run_one(
@@ -256,6 +267,25 @@ mod tests {
             ["--".to_owned(), "10.0.0.5".to_owned()]
         );
         assert!(!args.iter().any(|a| a.contains("ProxyCommand")));
+    }
+
+    #[tokio::test]
+    async fn output_that_is_not_utf8_is_read_to_the_end() {
+        let mut input = b"caf\xe9\n".to_vec();
+        for i in 1..=30_000 {
+            input.extend_from_slice(format!("{i}\n").as_bytes());
+        }
+        input.extend_from_slice(b"no newline \xff");
+        let seen = std::sync::Mutex::new(Vec::new());
+        let on_line = |_: &str, _: Stream, l: &str| seen.lock().unwrap().push(l.to_owned());
+        let all = pump(&input[..], "h", Stream::Out, &on_line).await;
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), 30_002);
+        assert_eq!(seen[0], "caf\u{fffd}");
+        assert_eq!(seen[30_000], "30000");
+        assert_eq!(seen[30_001], "no newline \u{fffd}");
+        assert!(all.starts_with("caf\u{fffd}\n1\n2\n"));
+        assert!(all.ends_with("30000\nno newline \u{fffd}\n"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 mod support;
 
-use support::{cerveza, cloud_py, cmd, lab_var, product, Run};
+use serde_json::json;
+use support::{cerveza, cloud_py, cmd, lab_var, product, start_new, Proxy, Run};
 
 fn remote(p: &str, addresses: &str, args: &[&str]) -> Run {
     cmd(p)
@@ -141,4 +142,99 @@ fn names_from_the_cloud_cannot_become_ssh_options() {
     let r = remote(&p, &ssh, &["remote", "*", "--", "true"]);
     assert_eq!(r.code, 0, "the host is reached by address: {r:#?}");
     assert!(!pwned.exists(), "a tag ran a local command");
+}
+
+#[test]
+fn output_that_is_not_utf8_is_kept_to_the_end_and_the_host_counts_as_reached() {
+    let p = product();
+    start_new(&p, "app01", "us-east-1b", "Web");
+    let ssh = lab_var("CERVEZA_LAB_SSH_ADDRESSES");
+    let r = remote(
+        &p,
+        &ssh,
+        &["remote", "app01", "--", "printf 'caf\\351\\n'; seq 1 30000"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 30_001, "every line arrives");
+    assert_eq!(lines[0], "app01: caf\u{fffd}", "shown lossily");
+    assert_eq!(lines[30_000], "app01: 30000");
+    assert!(r.stderr.contains("1 host(s): 1 ok"), "{}", r.stderr);
+
+    let r = remote(
+        &p,
+        &ssh,
+        &[
+            "remote",
+            "app01",
+            "-o",
+            "json",
+            "--",
+            "printf 'caf\\351\\n'; seq 1 3",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()[0]["stdout"], "caf\u{fffd}\n1\n2\n3\n");
+}
+
+#[test]
+fn gathered_output_keeps_a_literal_backslash_n() {
+    let p = product();
+    start_new(&p, "app01", "us-east-1b", "Web");
+    let ssh = lab_var("CERVEZA_LAB_SSH_ADDRESSES");
+    let r = remote(
+        &p,
+        &ssh,
+        &[
+            "remote",
+            "app01",
+            "-b",
+            "--",
+            "printf",
+            "'%s\\n'",
+            "'C:\\new'",
+        ],
+    )
+    .ok();
+    assert_eq!(r.stdout, "-----\napp01\n-----\nC:\\new\n", "{r:#?}");
+}
+
+#[test]
+fn a_region_that_cannot_be_listed_makes_remote_partial() {
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": [{"fault": "blackhole", "region": "eu-west-1"}]}));
+    for (host, zone) in [("near01", "us-east-1a"), ("far01", "eu-west-1a")] {
+        proxy
+            .direct(
+                &p,
+                &[
+                    "start",
+                    host,
+                    "--zone",
+                    zone,
+                    "--profile",
+                    "UbuntuGeneric32Bit",
+                ],
+            )
+            .ok();
+    }
+    let ssh = lab_var("CERVEZA_LAB_SSH_ADDRESSES");
+    let started = std::time::Instant::now();
+    let r: Run = proxy
+        .cmd(&p)
+        .env("CERVEZA_TEST_ADDRESSES", &ssh)
+        .env("CERVEZA_REGION_TIMEOUT", "2s")
+        .args(["remote", "*01", "--", "echo", "ran"])
+        .output()
+        .unwrap()
+        .into();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(proxy.injected("blackhole") > 0, "{}", proxy.stats());
+    assert_eq!(r.stdout, "near01: ran\n", "the others still run: {r:#?}");
+    assert_eq!(r.code, 5, "a partial selection: {r:#?}");
+    assert!(
+        r.stderr.contains("region(s) eu-west-1 could not be listed"),
+        "{}",
+        r.stderr
+    );
 }

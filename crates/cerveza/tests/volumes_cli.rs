@@ -160,3 +160,47 @@ fn a_volume_that_fails_leaves_the_others_attached_and_a_rerun_completes_the_set(
         "{vols:#?}"
     );
 }
+
+#[test]
+fn data_volumes_in_another_region_refuse_a_first_start_there() {
+    let p = product();
+    support::start_new(&p, "vol01", "us-east-1a", "Mysql");
+    cerveza(&p, &["terminate", "vol01", "--forget"]).ok();
+    let before = data_volumes(&p);
+    assert_eq!(before.len(), 4);
+    for zone in ["us-east-1b", "eu-west-1a"] {
+        let r = cerveza(
+            &p,
+            &["start", "vol01", "--zone", zone, "--profile", "Mysql"],
+        );
+        assert_eq!(r.code, 1, "{zone}: {r:#?}");
+        assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("is in us-east-1a, the host is in"),
+            "{zone}: {}",
+            r.stderr
+        );
+        assert!(live(&p).is_empty(), "{zone}: no instance launched");
+        assert_eq!(data_volumes(&p).len(), 4, "{zone}: no blank volume made");
+    }
+    // A host started elsewhere does not make its old data volumes look attached.
+    support::start_new(&p, "vol01", "eu-west-1a", "UbuntuGeneric32Bit");
+    let listed = cerveza(&p, &["volumes", "list", "vol01", "-o", "json"])
+        .ok()
+        .json();
+    let data: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["tags"].get("cerveza:device").is_some())
+        .collect();
+    assert_eq!(data.len(), 4);
+    assert!(data.iter().all(|v| v["orphan"] == true), "{listed}");
+    // --delete-volumes finds them in the other region too.
+    cerveza(&p, &["terminate", "vol01", "--delete-volumes"]).ok();
+    let left: Vec<Value> = data_volumes(&p)
+        .into_iter()
+        .filter(|v| v["state"] != "deleting")
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+}

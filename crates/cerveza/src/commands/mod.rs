@@ -180,6 +180,7 @@ impl Ctx {
         s.poll_max = (self.config.poll_interval * 8).max(s.poll_initial);
         s.concurrency = self.config.concurrency;
         s.operator = operator();
+        s.regions.clone_from(&self.config.regions);
         s.failpoint = match std::env::var("CERVEZA_FAILPOINT").as_deref() {
             Ok("after-launch") => Some(Failpoint::AfterLaunch),
             _ => None,

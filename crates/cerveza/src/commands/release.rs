@@ -10,7 +10,7 @@ use cerveza_core::selection::Selection;
 use cerveza_core::Region;
 use futures::stream::{self, StreamExt};
 
-use super::remote::{print_gathered, running_hosts, ssh_options, summary, targets};
+use super::remote::{finish, print_gathered, running_hosts, ssh_options, targets};
 use super::Ctx;
 use crate::cli::{Output, ReleaseCommand};
 use crate::exit;
@@ -129,7 +129,7 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
             let sel = Selection::parse_all(selection)?;
             let chosen = running_hosts(ctx, &backends, &sel).await?;
             let mut by_region: BTreeMap<Region, Vec<&Instance>> = BTreeMap::new();
-            for i in &chosen {
+            for i in &chosen.instances {
                 by_region.entry(i.region.clone()).or_default().push(i);
             }
             let mut opts = ssh_options(ctx);
@@ -184,8 +184,7 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
                         .collect::<Vec<_>>(),
                 );
             }
-            summary(&results);
-            Ok(cerveza_remote::exit_code(&results))
+            Ok(finish(&results, &chosen.left_out))
         }
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use cerveza_core::lifecycle;
 use cerveza_core::model::{Instance, InstanceState};
 use cerveza_core::selection::{fold_hostnames, Candidate, Selection};
-use cerveza_core::Hostname;
+use cerveza_core::{Hostname, Region};
 use cerveza_export::AddressKind;
 use cerveza_remote::{HostResult, Options, Status, Stream, Target};
 
@@ -86,8 +86,8 @@ pub async fn run(
 ) -> Result<u8> {
     let sel = Selection::parse_all(selection)?;
     let backends = ctx.backends().await;
-    let instances = running_hosts(ctx, &backends, &sel).await?;
-    let chosen: Vec<&Instance> = instances.iter().collect();
+    let fleet = running_hosts(ctx, &backends, &sel).await?;
+    let chosen: Vec<&Instance> = fleet.instances.iter().collect();
     let targets = targets(&chosen, args.public, ctx.config.export.address);
     if targets.len() < chosen.len() {
         eprintln!(
@@ -119,17 +119,25 @@ pub async fn run(
     } else if args.gather {
         print_gathered(&results);
     }
-    summary(&results);
-    Ok(cerveza_remote::exit_code(&results))
+    Ok(finish(&results, &fleet.left_out))
 }
 
-/// The running hosts a selection names, from every region that answers (a region that
-/// does not is a warning: the others still get the command).
+/// The running hosts a selection names, and the regions that could not be listed.
+pub(crate) struct Chosen {
+    /// The running instances selected, from the regions that answered.
+    pub instances: Vec<Instance>,
+    /// Regions that did not answer: selected hosts there may exist and were left out.
+    pub left_out: Vec<Region>,
+}
+
+/// The running hosts a selection names, from every region that answers. A region that
+/// does not answer is a warning, and the others still get the command; [`finish`] then
+/// makes the exit code say the selection was partial.
 pub(crate) async fn running_hosts(
     ctx: &Ctx,
     backends: &super::Backends,
     sel: &Selection,
-) -> Result<Vec<Instance>> {
+) -> Result<Chosen> {
     let listing = lifecycle::list(
         &backends.ec2,
         ctx.config.product()?,
@@ -142,10 +150,13 @@ pub(crate) async fn running_hosts(
     for (region, e) in &listing.failed_regions {
         eprintln!("warning: region {region} left out: {e}");
     }
-    Ok(running(&listing.instances, sel)?
-        .into_iter()
-        .cloned()
-        .collect())
+    Ok(Chosen {
+        instances: running(&listing.instances, sel)?
+            .into_iter()
+            .cloned()
+            .collect(),
+        left_out: listing.failed_regions.into_iter().map(|(r, _)| r).collect(),
+    })
 }
 
 /// The running instances a selection names; plain words that name no host select by
@@ -195,17 +206,28 @@ pub(crate) fn print_gathered(results: &[HostResult]) {
     for ((out, err, status), hosts) in groups {
         let head = format!("{}{status}", fold_hostnames(&hosts));
         let bar = "-".repeat(head.len().min(78));
-        output::emit(&format!(
-            "{bar}\n{head}\n{bar}\n{}",
-            clean(&out).replace("\\n", "\n")
-        ));
+        output::emit(&format!("{bar}\n{head}\n{bar}\n{}", clean_lines(&out)));
         if !err.is_empty() {
-            eprint!("{}", err);
+            eprint!("{}", clean_lines(&err));
         }
     }
 }
 
-pub(crate) fn summary(results: &[HostResult]) {
+/// Untrusted output, line by line: control characters escaped within each line, the
+/// line breaks kept (a literal backslash-n in the output stays two characters).
+fn clean_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|l| match l.strip_suffix('\n') {
+            Some(l) => format!("{}\n", clean(l)),
+            None => clean(l),
+        })
+        .collect()
+}
+
+/// Prints the summary line and returns the exit code: the worst host's (see
+/// [`cerveza_remote::exit_code`]), and at least [`exit::PARTIAL`] when regions were
+/// left out, since the hosts selected there never ran the command.
+pub(crate) fn finish(results: &[HostResult], left_out: &[Region]) -> u8 {
     let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
     eprintln!(
         "{} host(s): {} ok, {} failed, {} unreachable, {} timed out",
@@ -215,6 +237,16 @@ pub(crate) fn summary(results: &[HostResult]) {
         count(|s| *s == Status::Unreachable),
         count(|s| *s == Status::TimedOut),
     );
+    let code = cerveza_remote::exit_code(results);
+    if left_out.is_empty() {
+        return code;
+    }
+    let names: Vec<&str> = left_out.iter().map(Region::as_str).collect();
+    eprintln!(
+        "partial: region(s) {} could not be listed; hosts selected there did not run the command",
+        names.join(", ")
+    );
+    code.max(exit::PARTIAL)
 }
 
 /// Runs `ssh HOST [-- COMMAND]` with the terminal attached.
@@ -245,4 +277,16 @@ pub async fn ssh(ctx: &Ctx, host: &str, public: bool, command: &[String]) -> Res
         .code()
         .map(|c| c.clamp(0, 255) as u8)
         .unwrap_or(exit::FAILURE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathered_output_keeps_literal_backslashes_and_escapes_control_characters() {
+        assert_eq!(clean_lines("C:\\new\n"), "C:\\new\n");
+        assert_eq!(clean_lines("a\nb"), "a\nb");
+        assert_eq!(clean_lines("red\x1b[31m\r\n"), "red\\u{1b}[31m\\r\n");
+    }
 }

@@ -20,7 +20,7 @@ use crate::output::{self, or_dash, Table};
 struct Row<'a> {
     #[serde(flatten)]
     volume: &'a Volume,
-    /// The host has no live instance.
+    /// The host has no live instance in the volume's zone.
     orphan: bool,
 }
 
@@ -40,7 +40,13 @@ pub async fn run(ctx: &Ctx, command: &VolumesCommand) -> Result<u8> {
         ctx.config.region_timeout,
     )
     .await;
-    let live: BTreeSet<&str> = listing.instances.iter().filter_map(|i| i.host()).collect();
+    // A volume attaches only within its zone: a host live in another zone (or region)
+    // does not make a volume there anything but an orphan.
+    let live: BTreeSet<(&str, Option<&str>)> = listing
+        .instances
+        .iter()
+        .filter_map(|i| Some((i.host()?, i.zone.as_ref().map(|z| z.as_str()))))
+        .collect();
     let per_region: Vec<_> = stream::iter(ctx.config.regions.iter())
         .map(|r| async move {
             (
@@ -79,7 +85,9 @@ pub async fn run(ctx: &Ctx, command: &VolumesCommand) -> Result<u8> {
         .iter()
         .map(|v| Row {
             volume: v,
-            orphan: !v.host().is_some_and(|h| live.contains(h)),
+            orphan: !v
+                .host()
+                .is_some_and(|h| live.contains(&(h, v.zone.as_ref().map(|z| z.as_str())))),
         })
         .collect();
     if ctx.output == Output::Json {
