@@ -10,13 +10,17 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 use cerveza_core::model::{
-    Address, Instance, InstanceFilter, InstanceState, LaunchSpec, Volume, VolumeRequest,
+    Address, AllocationId, Instance, InstanceFilter, InstanceId, InstanceState, LaunchSpec, Volume,
+    VolumeId, VolumeRequest, VolumeState,
 };
 use cerveza_core::names::{Hostname, Product, Region, Zone};
 use cerveza_core::ports::{Compute, ComputeRead, ProviderError, ProviderErrorKind, ProviderResult};
 use cerveza_core::tags;
 
 use crate::errors::provider_error;
+
+/// Most values one `Filter` may carry.
+const MAX_FILTER_VALUES: usize = 200;
 
 /// Most instances one `DescribeInstances` page may return (the API's maximum).
 const PAGE_SIZE: i32 = 1000;
@@ -60,7 +64,7 @@ fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
 fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
     let tags = tag_map(i.tags());
     Some(Instance {
-        id: i.instance_id()?.to_owned(),
+        id: InstanceId::new(i.instance_id()?),
         region: region.clone(),
         zone: i
             .placement()
@@ -96,13 +100,15 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 fn convert_volume(region: &Region, v: &aws_sdk_ec2::types::Volume) -> Option<Volume> {
     let attachment = v.attachments().first();
     Some(Volume {
-        id: v.volume_id()?.to_owned(),
+        id: VolumeId::new(v.volume_id()?),
         region: region.clone(),
         zone: v.availability_zone().and_then(|z| Zone::parse(z).ok()),
         size_gb: v.size().unwrap_or(0),
         volume_type: v.volume_type().map(|t| t.as_str().to_owned()),
-        state: v.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        attached_to: attachment.and_then(|a| a.instance_id()).map(str::to_owned),
+        state: VolumeState::from_name(v.state().map(|s| s.as_str()).unwrap_or_default()),
+        attached_to: attachment
+            .and_then(|a| a.instance_id())
+            .map(InstanceId::from),
         attached_as: attachment.and_then(|a| a.device()).map(str::to_owned),
         tags: tag_map(v.tags()),
     })
@@ -165,11 +171,11 @@ impl ComputeRead for Ec2 {
         Ok(out)
     }
 
-    async fn instance(&self, region: &Region, id: &str) -> ProviderResult<Option<Instance>> {
+    async fn instance(&self, region: &Region, id: &InstanceId) -> ProviderResult<Option<Instance>> {
         let res = self
             .client(region)
             .describe_instances()
-            .instance_ids(id)
+            .instance_ids(id.as_str())
             .send()
             .await;
         match res {
@@ -199,7 +205,10 @@ impl ComputeRead for Ec2 {
             &format!("tag:{}", tags::PRODUCT),
             [product.to_string()],
         )];
-        if !hosts.is_empty() {
+        // EC2 takes at most 200 values in one filter: more hosts than that are
+        // filtered here instead.
+        let by_api = !hosts.is_empty() && hosts.len() <= MAX_FILTER_VALUES;
+        if by_api {
             filters.push(filter(
                 &format!("tag:{}", tags::HOST),
                 hosts.iter().map(ToString::to_string),
@@ -220,6 +229,9 @@ impl ComputeRead for Ec2 {
                     .iter()
                     .filter_map(|v| convert_volume(region, v)),
             );
+        }
+        if !by_api && !hosts.is_empty() {
+            out.retain(|v| hosts.iter().any(|h| v.host() == Some(h.as_str())));
         }
         Ok(out)
     }
@@ -243,9 +255,9 @@ impl ComputeRead for Ec2 {
             .map_err(provider_error)?;
         Ok(out.addresses().iter().find_map(|a| {
             Some(Address {
-                allocation: a.allocation_id()?.to_owned(),
+                allocation: AllocationId::new(a.allocation_id()?),
                 ip: a.public_ip()?.to_owned(),
-                instance: a.instance_id().map(str::to_owned),
+                instance: a.instance_id().map(InstanceId::from),
             })
         }))
     }
@@ -299,40 +311,40 @@ impl Compute for Ec2 {
             })
     }
 
-    async fn start(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.client(region)
             .start_instances()
-            .instance_ids(id)
+            .instance_ids(id.as_str())
             .send()
             .await
             .map(drop)
             .map_err(provider_error)
     }
 
-    async fn stop(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn stop(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.client(region)
             .stop_instances()
-            .instance_ids(id)
+            .instance_ids(id.as_str())
             .send()
             .await
             .map(drop)
             .map_err(provider_error)
     }
 
-    async fn reboot(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn reboot(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.client(region)
             .reboot_instances()
-            .instance_ids(id)
+            .instance_ids(id.as_str())
             .send()
             .await
             .map(drop)
             .map_err(provider_error)
     }
 
-    async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn terminate(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.client(region)
             .terminate_instances()
-            .instance_ids(id)
+            .instance_ids(id.as_str())
             .send()
             .await
             .map(drop)
@@ -355,15 +367,12 @@ impl Compute for Ec2 {
             .await
             .map_err(provider_error)?;
         Ok(Volume {
-            id: out.volume_id().unwrap_or_default().to_owned(),
+            id: VolumeId::new(out.volume_id().unwrap_or_default()),
             region: r.region.clone(),
             zone: Some(r.zone.clone()),
             size_gb: out.size().unwrap_or(r.size_gb as i32),
             volume_type: out.volume_type().map(|t| t.as_str().to_owned()),
-            state: out
-                .state()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
+            state: VolumeState::from_name(out.state().map(|s| s.as_str()).unwrap_or_default()),
             attached_to: None,
             attached_as: None,
             tags: tag_map(out.tags()),
@@ -373,14 +382,14 @@ impl Compute for Ec2 {
     async fn attach_volume(
         &self,
         region: &Region,
-        volume: &str,
-        instance: &str,
+        volume: &VolumeId,
+        instance: &InstanceId,
         device: &str,
     ) -> ProviderResult<()> {
         self.client(region)
             .attach_volume()
-            .volume_id(volume)
-            .instance_id(instance)
+            .volume_id(volume.as_str())
+            .instance_id(instance.as_str())
             .device(device)
             .send()
             .await
@@ -388,10 +397,10 @@ impl Compute for Ec2 {
             .map_err(provider_error)
     }
 
-    async fn delete_volume(&self, region: &Region, volume: &str) -> ProviderResult<()> {
+    async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()> {
         self.client(region)
             .delete_volume()
-            .volume_id(volume)
+            .volume_id(volume.as_str())
             .send()
             .await
             .map(drop)
@@ -428,7 +437,7 @@ impl Compute for Ec2 {
             .map_err(provider_error)?;
         match (out.allocation_id(), out.public_ip()) {
             (Some(a), Some(ip)) => Ok(Address {
-                allocation: a.to_owned(),
+                allocation: AllocationId::new(a),
                 ip: ip.to_owned(),
                 instance: None,
             }),
@@ -442,13 +451,13 @@ impl Compute for Ec2 {
     async fn associate_address(
         &self,
         region: &Region,
-        allocation: &str,
-        instance: &str,
+        allocation: &AllocationId,
+        instance: &InstanceId,
     ) -> ProviderResult<()> {
         self.client(region)
             .associate_address()
-            .allocation_id(allocation)
-            .instance_id(instance)
+            .allocation_id(allocation.as_str())
+            .instance_id(instance.as_str())
             .allow_reassociation(true)
             .send()
             .await
@@ -456,11 +465,15 @@ impl Compute for Ec2 {
             .map_err(provider_error)
     }
 
-    async fn release_address(&self, region: &Region, allocation: &str) -> ProviderResult<()> {
+    async fn release_address(
+        &self,
+        region: &Region,
+        allocation: &AllocationId,
+    ) -> ProviderResult<()> {
         let out = self
             .client(region)
             .describe_addresses()
-            .allocation_ids(allocation)
+            .allocation_ids(allocation.as_str())
             .send()
             .await
             .map_err(provider_error)?;
@@ -474,7 +487,7 @@ impl Compute for Ec2 {
         }
         self.client(region)
             .release_address()
-            .allocation_id(allocation)
+            .allocation_id(allocation.as_str())
             .send()
             .await
             .map(drop)

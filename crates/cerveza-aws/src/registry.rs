@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
-use cerveza_core::model::HostRecord;
-use cerveza_core::names::{Hostname, Product, Zone};
+use cerveza_core::model::{HostRecord, InstanceId, InstanceState};
+use cerveza_core::names::{Hostname, Product, ProfileName, Zone};
 use cerveza_core::ports::{
     ProviderError, ProviderErrorKind, ProviderResult, Registry, RegistryRead,
 };
@@ -64,16 +64,16 @@ fn to_item(r: &HostRecord) -> Item {
     let mut item = Item::from([
         ("product".into(), s(r.product.as_str())),
         ("hostname".into(), s(r.hostname.as_str())),
-        ("profile".into(), s(&r.profile)),
+        ("profile".into(), s(r.profile.as_str())),
         ("zone".into(), s(r.zone.as_str())),
         ("region".into(), s(r.region().as_str())),
-        ("state".into(), s(&r.state)),
+        ("state".into(), s(r.state.name())),
         ("generation".into(), n(r.generation)),
         ("updated_at".into(), n(r.updated_at)),
         ("updated_by".into(), s(&r.updated_by)),
     ]);
     if let Some(id) = &r.instance_id {
-        item.insert("instance_id".into(), s(id));
+        item.insert("instance_id".into(), s(id.as_str()));
     }
     item
 }
@@ -92,12 +92,14 @@ fn from_item(item: &Item) -> ProviderResult<HostRecord> {
         hostname: text("hostname")
             .and_then(|h| Hostname::parse(&h).ok())
             .ok_or_else(|| bad_item("hostname"))?,
-        profile: text("profile").ok_or_else(|| bad_item("profile"))?,
+        profile: text("profile")
+            .and_then(|p| ProfileName::parse(&p).ok())
+            .ok_or_else(|| bad_item("profile"))?,
         zone: text("zone")
             .and_then(|z| Zone::parse(&z).ok())
             .ok_or_else(|| bad_item("zone"))?,
-        instance_id: text("instance_id"),
-        state: text("state").unwrap_or_default(),
+        instance_id: text("instance_id").map(InstanceId::from),
+        state: InstanceState::from_name(&text("state").unwrap_or_default()),
         generation: num("generation")
             .and_then(|g| u64::try_from(g).ok())
             .ok_or_else(|| bad_item("generation"))?,

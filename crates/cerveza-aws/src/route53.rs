@@ -11,7 +11,9 @@ use aws_sdk_route53::types::{
 };
 use aws_sdk_route53::Client;
 use cerveza_core::names::Product;
-use cerveza_core::ports::{Dns, DnsRecord, ProviderError, ProviderErrorKind, ProviderResult};
+use cerveza_core::ports::{
+    Dns, DnsRead, DnsRecord, ProviderError, ProviderErrorKind, ProviderResult,
+};
 use tokio::sync::Mutex;
 
 use crate::errors::provider_error;
@@ -190,7 +192,7 @@ impl Route53Dns {
 }
 
 #[async_trait]
-impl Dns for Route53Dns {
+impl DnsRead for Route53Dns {
     async fn records(&self, product: &Product) -> ProviderResult<Vec<DnsRecord>> {
         let mut out = Vec::new();
         for zone in [format!("{product}.private"), format!("{product}.public")] {
@@ -206,7 +208,10 @@ impl Dns for Route53Dns {
         out.sort();
         Ok(out)
     }
+}
 
+#[async_trait]
+impl Dns for Route53Dns {
     async fn upsert(&self, product: &Product, record: &DnsRecord) -> ProviderResult<()> {
         let zone = Self::zone_of(product, &record.name);
         let id = self.zone(&zone, true).await?.unwrap_or_default();

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::model::{
-    Address, HostRecord, Instance, InstanceFilter, InstanceState, LaunchSpec, Volume, VolumeRequest,
+    Address, AllocationId, HostRecord, Instance, InstanceFilter, InstanceId, InstanceState,
+    LaunchSpec, Volume, VolumeId, VolumeRequest, VolumeState,
 };
 use crate::names::{Hostname, Product, Region, Zone};
 use crate::ports::{
@@ -24,6 +25,8 @@ pub enum Fault {
     Launch(ProviderErrorKind),
     /// The next `instances` call in this region fails with this kind.
     List(Region, ProviderErrorKind),
+    /// The next `volumes` call in this region fails with this kind.
+    Volumes(Region, ProviderErrorKind),
     /// The next `create_volume` fails with this kind.
     CreateVolume(ProviderErrorKind),
     /// The next `attach_volume` attaches, then reports `Unavailable`: the answer was
@@ -35,16 +38,16 @@ pub enum Fault {
 
 #[derive(Default)]
 struct CloudState {
-    instances: BTreeMap<String, Instance>,
-    volumes: BTreeMap<String, Volume>,
+    instances: BTreeMap<InstanceId, Instance>,
+    volumes: BTreeMap<VolumeId, Volume>,
     /// Elastic IPs with their tags.
     addresses: Vec<(Address, BTreeMap<String, String>)>,
-    hidden: BTreeMap<String, u32>,
+    hidden: BTreeMap<InstanceId, u32>,
     next_id: u64,
     faults: Vec<Fault>,
     calls: BTreeMap<&'static str, u64>,
     /// CreateVolume tokens and the volume each made.
-    volume_tokens: Vec<(String, String)>,
+    volume_tokens: Vec<(String, VolumeId)>,
 }
 
 /// An in-memory EC2.
@@ -81,6 +84,19 @@ fn lost_answer(what: &str) -> ProviderError {
     )
 }
 
+impl CloudState {
+    /// Fails with the first queued fault `pick` names a kind for (and removes it).
+    fn fail(&mut self, pick: impl Fn(&Fault) -> Option<ProviderErrorKind>) -> ProviderResult<()> {
+        let Some(pos) = self.faults.iter().position(|f| pick(f).is_some()) else {
+            return Ok(());
+        };
+        match pick(&self.faults.remove(pos)) {
+            Some(kind) => Err(ProviderError::new(kind, "injected fault")),
+            None => Ok(()),
+        }
+    }
+}
+
 impl FakeCloud {
     /// Queues a failure.
     pub fn inject(&self, fault: Fault) {
@@ -112,7 +128,7 @@ impl FakeCloud {
     }
 
     /// Sets an instance's state behind cerveza's back.
-    pub fn set_state(&self, id: &str, state: InstanceState) {
+    pub fn set_state(&self, id: &InstanceId, state: InstanceState) {
         if let Some(i) = lock(&self.state).instances.get_mut(id) {
             i.state = state;
         }
@@ -130,7 +146,7 @@ impl FakeCloud {
     fn transition(
         &self,
         region: &Region,
-        id: &str,
+        id: &InstanceId,
         from: &[InstanceState],
         to: InstanceState,
     ) -> ProviderResult<()> {
@@ -175,15 +191,10 @@ impl ComputeRead for FakeCloud {
     ) -> ProviderResult<Vec<Instance>> {
         self.count("instances");
         let mut s = lock(&self.state);
-        if let Some(pos) = s
-            .faults
-            .iter()
-            .position(|f| matches!(f, Fault::List(r, _) if r == region))
-        {
-            if let Fault::List(_, kind) = s.faults.remove(pos) {
-                return Err(ProviderError::new(kind, "injected fault"));
-            }
-        }
+        s.fail(|f| match f {
+            Fault::List(r, kind) if r == region => Some(*kind),
+            _ => None,
+        })?;
         Ok(s.instances
             .values()
             .filter(|i| &i.region == region && filter.matches(i))
@@ -192,7 +203,7 @@ impl ComputeRead for FakeCloud {
             .collect())
     }
 
-    async fn instance(&self, region: &Region, id: &str) -> ProviderResult<Option<Instance>> {
+    async fn instance(&self, region: &Region, id: &InstanceId) -> ProviderResult<Option<Instance>> {
         self.count("instance");
         let mut s = lock(&self.state);
         if let Some(n) = s.hidden.get_mut(id) {
@@ -212,8 +223,12 @@ impl ComputeRead for FakeCloud {
         hosts: &[Hostname],
     ) -> ProviderResult<Vec<Volume>> {
         self.count("volumes");
-        Ok(lock(&self.state)
-            .volumes
+        let mut s = lock(&self.state);
+        s.fail(|f| match f {
+            Fault::Volumes(r, kind) if r == region => Some(*kind),
+            _ => None,
+        })?;
+        Ok(s.volumes
             .values()
             .filter(|v| &v.region == region)
             .filter(|v| {
@@ -243,11 +258,10 @@ impl Compute for FakeCloud {
     async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance> {
         self.count("launch");
         let mut s = lock(&self.state);
-        if let Some(pos) = s.faults.iter().position(|f| matches!(f, Fault::Launch(_))) {
-            if let Fault::Launch(kind) = s.faults.remove(pos) {
-                return Err(ProviderError::new(kind, "injected fault"));
-            }
-        }
+        s.fail(|f| match f {
+            Fault::Launch(kind) => Some(*kind),
+            _ => None,
+        })?;
         if self.honour_client_token {
             if let Some(i) = s
                 .instances
@@ -258,7 +272,7 @@ impl Compute for FakeCloud {
             }
         }
         s.next_id += 1;
-        let id = format!("i-{:017x}", s.next_id);
+        let id = InstanceId::new(format!("i-{:017x}", s.next_id));
         let inst = Instance {
             id: id.clone(),
             region: spec.region.clone(),
@@ -282,7 +296,7 @@ impl Compute for FakeCloud {
         Ok(inst)
     }
 
-    async fn start(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.count("start");
         self.transition(
             region,
@@ -300,7 +314,7 @@ impl Compute for FakeCloud {
         Ok(())
     }
 
-    async fn stop(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn stop(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.count("stop");
         self.transition(
             region,
@@ -315,7 +329,7 @@ impl Compute for FakeCloud {
         Ok(())
     }
 
-    async fn reboot(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn reboot(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.count("reboot");
         self.transition(
             region,
@@ -325,7 +339,7 @@ impl Compute for FakeCloud {
         )
     }
 
-    async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()> {
+    async fn terminate(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.count("terminate");
         self.transition(region, id, &[], InstanceState::Terminated)?;
         // Like EC2: data volumes are detached (not deleted), addresses disassociated.
@@ -333,14 +347,14 @@ impl Compute for FakeCloud {
         for v in s
             .volumes
             .values_mut()
-            .filter(|v| v.attached_to.as_deref() == Some(id))
+            .filter(|v| v.attached_to.as_ref() == Some(id))
         {
             v.attached_to = None;
             v.attached_as = None;
-            v.state = "available".into();
+            v.state = VolumeState::Available;
         }
         for (a, _) in s.addresses.iter_mut() {
-            if a.instance.as_deref() == Some(id) {
+            if a.instance.as_ref() == Some(id) {
                 a.instance = None;
             }
         }
@@ -350,15 +364,10 @@ impl Compute for FakeCloud {
     async fn create_volume(&self, r: &VolumeRequest) -> ProviderResult<Volume> {
         self.count("create_volume");
         let mut s = lock(&self.state);
-        if let Some(pos) = s
-            .faults
-            .iter()
-            .position(|f| matches!(f, Fault::CreateVolume(_)))
-        {
-            if let Fault::CreateVolume(kind) = s.faults.remove(pos) {
-                return Err(ProviderError::new(kind, "injected fault"));
-            }
-        }
+        s.fail(|f| match f {
+            Fault::CreateVolume(kind) => Some(*kind),
+            _ => None,
+        })?;
         if self.honour_client_token {
             if let Some((_, v)) = s.volume_tokens.iter().find(|(t, _)| t == &r.client_token) {
                 let id = v.clone();
@@ -369,12 +378,12 @@ impl Compute for FakeCloud {
         }
         s.next_id += 1;
         let v = Volume {
-            id: format!("vol-{:017x}", s.next_id),
+            id: VolumeId::new(format!("vol-{:017x}", s.next_id)),
             region: r.region.clone(),
             zone: Some(r.zone.clone()),
             size_gb: r.size_gb as i32,
             volume_type: Some(r.volume_type.clone()),
-            state: "available".into(),
+            state: VolumeState::Available,
             attached_to: None,
             attached_as: None,
             tags: r.tags.clone(),
@@ -387,8 +396,8 @@ impl Compute for FakeCloud {
     async fn attach_volume(
         &self,
         region: &Region,
-        volume: &str,
-        instance: &str,
+        volume: &VolumeId,
+        instance: &InstanceId,
         device: &str,
     ) -> ProviderResult<()> {
         self.count("attach_volume");
@@ -416,9 +425,9 @@ impl Compute for FakeCloud {
                 "InvalidVolume.ZoneMismatch",
             ));
         }
-        v.attached_to = Some(instance.to_owned());
+        v.attached_to = Some(instance.clone());
         v.attached_as = Some(device.to_owned());
-        v.state = "in-use".into();
+        v.state = VolumeState::InUse;
         if let Some(pos) = s.faults.iter().position(|f| matches!(f, Fault::AttachLost)) {
             s.faults.remove(pos);
             return Err(lost_answer("AttachVolume"));
@@ -426,7 +435,7 @@ impl Compute for FakeCloud {
         Ok(())
     }
 
-    async fn delete_volume(&self, _region: &Region, volume: &str) -> ProviderResult<()> {
+    async fn delete_volume(&self, _region: &Region, volume: &VolumeId) -> ProviderResult<()> {
         self.count("delete_volume");
         let mut s = lock(&self.state);
         match s.volumes.get(volume) {
@@ -454,7 +463,7 @@ impl Compute for FakeCloud {
         let mut s = lock(&self.state);
         s.next_id += 1;
         let a = Address {
-            allocation: format!("eipalloc-{:x}", s.next_id),
+            allocation: AllocationId::new(format!("eipalloc-{:x}", s.next_id)),
             ip: format!("192.0.2.{}", s.next_id % 250 + 1),
             instance: None,
         };
@@ -477,18 +486,18 @@ impl Compute for FakeCloud {
     async fn associate_address(
         &self,
         _region: &Region,
-        allocation: &str,
-        instance: &str,
+        allocation: &AllocationId,
+        instance: &InstanceId,
     ) -> ProviderResult<()> {
         let mut s = lock(&self.state);
         let (a, _) = s
             .addresses
             .iter_mut()
-            .find(|(a, _)| a.allocation == allocation)
+            .find(|(a, _)| &a.allocation == allocation)
             .ok_or_else(|| {
                 ProviderError::new(ProviderErrorKind::NotFound, "InvalidAllocationID.NotFound")
             })?;
-        a.instance = Some(instance.to_owned());
+        a.instance = Some(instance.clone());
         let ip = a.ip.clone();
         if let Some(i) = s.instances.get_mut(instance) {
             i.public_ip = Some(ip);
@@ -496,12 +505,16 @@ impl Compute for FakeCloud {
         Ok(())
     }
 
-    async fn release_address(&self, _region: &Region, allocation: &str) -> ProviderResult<()> {
+    async fn release_address(
+        &self,
+        _region: &Region,
+        allocation: &AllocationId,
+    ) -> ProviderResult<()> {
         let mut s = lock(&self.state);
         let Some(pos) = s
             .addresses
             .iter()
-            .position(|(a, _)| a.allocation == allocation)
+            .position(|(a, _)| &a.allocation == allocation)
         else {
             return Ok(());
         };
@@ -618,7 +631,7 @@ impl FakeDns {
 }
 
 #[async_trait]
-impl crate::ports::Dns for FakeDns {
+impl crate::ports::DnsRead for FakeDns {
     async fn records(&self, product: &Product) -> ProviderResult<Vec<crate::ports::DnsRecord>> {
         let suffixes = [format!(".{product}.private"), format!(".{product}.public")];
         Ok(lock(&self.records)
@@ -630,7 +643,10 @@ impl crate::ports::Dns for FakeDns {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl crate::ports::Dns for FakeDns {
     async fn upsert(&self, _: &Product, record: &crate::ports::DnsRecord) -> ProviderResult<()> {
         lock(&self.records).insert(record.name.clone(), record.address);
         Ok(())

@@ -3,7 +3,9 @@
 
 pub mod access;
 pub mod error;
+#[cfg(feature = "test-hooks")]
 pub mod fake;
+pub mod fleet;
 pub mod lifecycle;
 pub mod model;
 pub mod names;
@@ -12,6 +14,7 @@ pub mod profile;
 pub mod selection;
 pub mod tags;
 pub mod token;
+pub mod wait;
 
 pub use error::{Error, ErrorKind};
-pub use names::{HostGroup, Hostname, NameError, Product, Region, Zone};
+pub use names::{HostGroup, Hostname, NameError, Product, ProfileName, Region, Zone};

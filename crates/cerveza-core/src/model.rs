@@ -1,14 +1,73 @@
-//! What the outside world holds: instances, registry records, launch requests.
+//! What the outside world holds: instances, volumes, addresses, registry records,
+//! launch requests, and the ids and states the cloud gives them.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{Hostname, Product, Region, Zone};
+use crate::names::{Hostname, Product, ProfileName, Region, Zone};
 use crate::tags;
 
-/// The lifecycle state of an EC2 instance.
+macro_rules! cloud_id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps an id the cloud gave.
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+    };
+}
+
+cloud_id!(
+    /// An EC2 instance id, `i-…`.
+    InstanceId
+);
+cloud_id!(
+    /// An EBS volume id, `vol-…`.
+    VolumeId
+);
+cloud_id!(
+    /// An Elastic IP allocation id, `eipalloc-…`.
+    AllocationId
+);
+
+/// The lifecycle state of an EC2 instance (also what a registry record last saw).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstanceState {
@@ -68,11 +127,66 @@ impl fmt::Display for InstanceState {
     }
 }
 
+/// The state of an EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeState {
+    /// Being created.
+    Creating,
+    /// Ready to attach.
+    Available,
+    /// Attached.
+    InUse,
+    /// Being deleted.
+    Deleting,
+    /// Gone.
+    Deleted,
+    /// Failed.
+    Error,
+    /// A state name this version does not know.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl VolumeState {
+    /// Parses EC2's state name (`available`, `in-use`, …).
+    pub fn from_name(s: &str) -> Self {
+        match s {
+            "creating" => Self::Creating,
+            "available" => Self::Available,
+            "in-use" => Self::InUse,
+            "deleting" => Self::Deleting,
+            "deleted" => Self::Deleted,
+            "error" => Self::Error,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// EC2's name for the state.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Creating => "creating",
+            Self::Available => "available",
+            Self::InUse => "in-use",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+            Self::Error => "error",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for VolumeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One EC2 instance as described by the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
-    /// `i-…`
-    pub id: String,
+    /// Its id.
+    pub id: InstanceId,
     /// The region it lives in.
     pub region: Region,
     /// Its availability zone, when the API said.
@@ -135,13 +249,13 @@ pub struct HostRecord {
     /// The host's name.
     pub hostname: Hostname,
     /// The instance profile it is launched with.
-    pub profile: String,
+    pub profile: ProfileName,
     /// Its availability zone (its region follows).
     pub zone: Zone,
     /// The current instance, once one was launched and recorded.
-    pub instance_id: Option<String>,
-    /// The last state cerveza saw (`pending`, `running`, `stopped`, `terminated`).
-    pub state: String,
+    pub instance_id: Option<InstanceId>,
+    /// The last state cerveza saw of it (`terminated` once it is gone).
+    pub state: InstanceState,
     /// Launch generation: bumped each time the host needs a new instance. Also the
     /// optimistic-locking version of the record.
     pub generation: u64,
@@ -222,8 +336,8 @@ impl InstanceFilter {
 /// One EBS volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Volume {
-    /// `vol-…`
-    pub id: String,
+    /// Its id.
+    pub id: VolumeId,
     /// Its region.
     pub region: Region,
     /// Its zone (volumes attach only to instances of the same zone).
@@ -232,10 +346,10 @@ pub struct Volume {
     pub size_gb: i32,
     /// EBS type.
     pub volume_type: Option<String>,
-    /// `creating`, `available`, `in-use`, `deleting`, …
-    pub state: String,
+    /// Its state.
+    pub state: VolumeState,
     /// The instance it is attached to.
-    pub attached_to: Option<String>,
+    pub attached_to: Option<InstanceId>,
     /// The device it is attached at.
     pub attached_as: Option<String>,
     /// All tags.
@@ -280,10 +394,10 @@ pub struct VolumeRequest {
 /// An Elastic IP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Address {
-    /// `eipalloc-…`
-    pub allocation: String,
+    /// Its allocation id.
+    pub allocation: AllocationId,
     /// The address.
     pub ip: String,
     /// The instance it is associated with.
-    pub instance: Option<String>,
+    pub instance: Option<InstanceId>,
 }

@@ -1,4 +1,4 @@
-//! Validated names: products, hostnames, host groups, zones and regions.
+//! Validated names: products, hostnames, host groups, zones, regions and profile names.
 //!
 //! Every value that reaches the cloud, a tag or a DNS name goes through one of these
 //! newtypes, so an invalid name cannot be built.
@@ -102,6 +102,12 @@ macro_rules! string_newtype {
             }
         }
 
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
@@ -156,6 +162,30 @@ impl Hostname {
     /// The private fully qualified name, `<host>.<product>.private`.
     pub fn fqdn(&self, product: &Product) -> String {
         format!("{}.{}", self.0, product.private_domain())
+    }
+}
+
+string_newtype!(
+    /// The name of an instance or volume profile (`UbuntuGeneric32Bit`, `MysqlRaid10`).
+    ProfileName
+);
+
+impl ProfileName {
+    /// Parses a profile name: a letter, then letters, digits, `-`, `_` or `.`; at most
+    /// 64 characters (it becomes a tag value and a file-friendly word).
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let err = |reason: &str| Err(NameError::new("profile name", s, reason.to_owned()));
+        let mut chars = s.chars();
+        if !chars.next().is_some_and(|c| c.is_ascii_alphabetic()) {
+            return err("it must start with a letter");
+        }
+        if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            return err("use letters, digits, '-', '_' and '.'");
+        }
+        if s.len() > 64 {
+            return err("it has more than 64 characters");
+        }
+        Ok(Self(s.to_owned()))
     }
 }
 

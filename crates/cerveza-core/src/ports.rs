@@ -4,9 +4,11 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    Address, HostRecord, Instance, InstanceFilter, LaunchSpec, Volume, VolumeRequest,
+    Address, AllocationId, HostRecord, Instance, InstanceFilter, InstanceId, LaunchSpec, Volume,
+    VolumeId, VolumeRequest,
 };
 use crate::names::{Hostname, Product, Region, Zone};
+use crate::profile::{InstanceProfile, VolumeProfile};
 
 /// What kind of failure a backend reported; the workflows decide on this, not on text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +75,7 @@ pub trait ComputeRead: Send + Sync {
         filter: &InstanceFilter,
     ) -> ProviderResult<Vec<Instance>>;
     /// One instance by id; `None` when the API does not know it (yet).
-    async fn instance(&self, region: &Region, id: &str) -> ProviderResult<Option<Instance>>;
+    async fn instance(&self, region: &Region, id: &InstanceId) -> ProviderResult<Option<Instance>>;
     /// The EBS volumes of a product in a region (of `hosts` only, when not empty).
     async fn volumes(
         &self,
@@ -96,25 +98,25 @@ pub trait Compute: ComputeRead {
     /// Launches one instance, tagged at creation.
     async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance>;
     /// Starts a stopped instance.
-    async fn start(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()>;
     /// Stops a running instance.
-    async fn stop(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    async fn stop(&self, region: &Region, id: &InstanceId) -> ProviderResult<()>;
     /// Reboots a running instance.
-    async fn reboot(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    async fn reboot(&self, region: &Region, id: &InstanceId) -> ProviderResult<()>;
     /// Terminates an instance.
-    async fn terminate(&self, region: &Region, id: &str) -> ProviderResult<()>;
+    async fn terminate(&self, region: &Region, id: &InstanceId) -> ProviderResult<()>;
     /// Creates an EBS volume, tagged at creation.
     async fn create_volume(&self, request: &VolumeRequest) -> ProviderResult<Volume>;
     /// Attaches a volume to an instance at `device`.
     async fn attach_volume(
         &self,
         region: &Region,
-        volume: &str,
-        instance: &str,
+        volume: &VolumeId,
+        instance: &InstanceId,
         device: &str,
     ) -> ProviderResult<()>;
     /// Deletes a volume.
-    async fn delete_volume(&self, region: &Region, volume: &str) -> ProviderResult<()>;
+    async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()>;
     /// Allocates an Elastic IP tagged for `host`.
     async fn allocate_address(
         &self,
@@ -126,11 +128,15 @@ pub trait Compute: ComputeRead {
     async fn associate_address(
         &self,
         region: &Region,
-        allocation: &str,
-        instance: &str,
+        allocation: &AllocationId,
+        instance: &InstanceId,
     ) -> ProviderResult<()>;
     /// Disassociates (when associated) and releases an Elastic IP.
-    async fn release_address(&self, region: &Region, allocation: &str) -> ProviderResult<()>;
+    async fn release_address(
+        &self,
+        region: &Region,
+        allocation: &AllocationId,
+    ) -> ProviderResult<()>;
 }
 
 /// One DNS address record.
@@ -142,12 +148,17 @@ pub struct DnsRecord {
     pub address: std::net::IpAddr,
 }
 
-/// Where hosts' names are published: `<host>.<product>.private` → private address,
-/// `<host>.<product>.public` → public address.
+/// Reading where hosts' names are published: `<host>.<product>.private` → private
+/// address, `<host>.<product>.public` → public address.
 #[async_trait]
-pub trait Dns: Send + Sync {
+pub trait DnsRead: Send + Sync {
     /// The records of a product's two domains.
     async fn records(&self, product: &Product) -> ProviderResult<Vec<DnsRecord>>;
+}
+
+/// Publishing hosts' names.
+#[async_trait]
+pub trait Dns: DnsRead {
     /// Creates or replaces one record (and its zone, when missing).
     async fn upsert(&self, product: &Product, record: &DnsRecord) -> ProviderResult<()>;
     /// Removes one name; removing a missing name is not an error.
@@ -186,4 +197,40 @@ pub trait Registry: RegistryRead {
         host: &Hostname,
         expected_generation: u64,
     ) -> ProviderResult<()>;
+}
+
+/// Where workflows report progress (a spinner on a terminal, lines otherwise).
+pub trait Progress: Send + Sync {
+    /// `host` moved on to `what` ("launching", "waiting for running", …).
+    fn step(&self, host: &Hostname, what: &str);
+}
+
+/// Progress that goes nowhere.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&self, _: &Hostname, _: &str) {}
+}
+
+/// What a host's user-data is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct HostContext<'a> {
+    /// The fleet namespace.
+    pub product: &'a Product,
+    /// The host.
+    pub host: &'a Hostname,
+    /// Its zone.
+    pub zone: &'a Zone,
+    /// Its instance profile.
+    pub profile: &'a InstanceProfile,
+    /// The volume profiles the instance profile names.
+    pub volumes: &'a [VolumeProfile],
+}
+
+/// Builds the user-data passed at launch (see the `cerveza-userdata` crate).
+pub trait UserDataSource: Send + Sync {
+    /// The exact bytes to pass as user-data, or a message saying what is wrong (which
+    /// file, which variable, which size). Called once per host while planning a start,
+    /// so problems surface before anything is created.
+    fn user_data(&self, host: &HostContext<'_>) -> Result<Option<Vec<u8>>, String>;
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::Region;
+use crate::names::{ProfileName, Region};
 use crate::tags;
 
 /// Largest profile file read, against hostile input.
@@ -75,24 +75,24 @@ pub enum ProfileError {
         known: usize,
     },
     /// A profile without an AMI for the region a host is started in.
-    #[error("{location}: profile {profile:?} has no AMI for region {region} (it has: {available}); add `{region}: ami-…` under `ami:`")]
+    #[error("{location}: profile {:?} has no AMI for region {region} (it has: {available}); add `{region}: ami-…` under `ami:`", profile.as_str())]
     NoAmi {
         /// Where the profile's `ami:` is.
         location: Location,
         /// The profile.
-        profile: String,
+        profile: ProfileName,
         /// The region asked for.
         region: Region,
         /// The regions it has AMIs for.
         available: String,
     },
     /// A profile marked `abstract: true` that someone tried to launch.
-    #[error("{location}: profile {profile:?} is abstract (a base for `extends:`) and cannot be launched")]
+    #[error("{location}: profile {:?} is abstract (a base for `extends:`) and cannot be launched", profile.as_str())]
     Abstract {
         /// Where the profile is.
         location: Location,
         /// The profile.
-        profile: String,
+        profile: ProfileName,
     },
 }
 
@@ -212,7 +212,7 @@ struct RawInstanceAws {
 #[serde(rename_all = "kebab-case")]
 pub struct InstanceProfile {
     /// Its name (`UbuntuGeneric32Bit`).
-    pub name: String,
+    pub name: ProfileName,
     /// One line of description.
     pub desc: String,
     /// The profile it extends, if any.
@@ -356,7 +356,7 @@ pub struct VolumeProfile {
 /// Every profile of a profiles directory, validated.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileSet {
-    instances: BTreeMap<String, InstanceProfile>,
+    instances: BTreeMap<ProfileName, InstanceProfile>,
     volumes: BTreeMap<String, VolumeProfile>,
 }
 
@@ -602,7 +602,7 @@ impl ProfileSet {
             .get(name)
             .ok_or_else(|| ProfileError::Unknown {
                 name: name.to_owned(),
-                suggestions: close_names(name, self.instances.keys().map(String::as_str))
+                suggestions: close_names(name, self.instances.keys().map(ProfileName::as_str))
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
@@ -680,10 +680,7 @@ fn at(location: &Location, message: String) -> ProfileError {
 }
 
 fn valid_profile_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.len() <= 64
+    crate::names::ProfileName::parse(name).is_ok()
 }
 
 /// A character EC2 accepts in tag keys and values: Unicode letters, digits and spaces,
@@ -751,7 +748,8 @@ fn resolve_instance(
     let chain = ancestry(p, by_name).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     let name_loc = p.locate("name", Some(&p.raw.name));
-    if !valid_profile_name(&p.raw.name) {
+    let name = ProfileName::parse(&p.raw.name);
+    if name.is_err() {
         errors.push(at(
             &name_loc,
             format!(
@@ -977,11 +975,11 @@ fn resolve_instance(
         }
         tag_values.insert(k, v);
     }
-    if !errors.is_empty() {
+    let (Ok(name), true) = (name, errors.is_empty()) else {
         return Err(errors);
-    }
+    };
     Ok(InstanceProfile {
-        name: p.raw.name.clone(),
+        name,
         desc: desc.unwrap_or_default(),
         extends: p.raw.extends.clone(),
         is_abstract,

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cerveza_core::fake::{FakeCloud, FakeDns, FakeRegistry, Fault};
-use cerveza_core::lifecycle::{self, Action, Lifecycle, Settings};
+use cerveza_core::fleet;
+use cerveza_core::lifecycle::{Action, Lifecycle, Results, Settings};
 use cerveza_core::model::{HostRecord, Instance, InstanceState};
-use cerveza_core::ports::{ProviderErrorKind, Registry, RegistryRead};
+use cerveza_core::ports::{ProviderErrorKind, Quiet, Registry, RegistryRead};
 use cerveza_core::profile::ProfileSet;
 use cerveza_core::selection::Selection;
-use cerveza_core::{tags, token, ErrorKind, Hostname, Product, Region, Zone};
+use cerveza_core::{tags, token, Error, ErrorKind, Hostname, Product, ProfileName, Region, Zone};
 
 const PROFILES: &str = "--- !InstanceProfile
 name: Dev
@@ -60,6 +61,40 @@ struct World {
     settings: Settings,
 }
 
+/// A lifecycle with the world's profiles at hand, so a start reads like the command.
+struct Lc<'a> {
+    lc: Lifecycle<'a>,
+    profiles: &'a ProfileSet,
+}
+
+impl<'a> Lc<'a> {
+    async fn start(
+        &self,
+        hosts: Vec<Hostname>,
+        zone: Option<&Zone>,
+        profile: Option<&str>,
+    ) -> Result<Results, Vec<(Hostname, Error)>> {
+        let profile = profile.map(|p| ProfileName::parse(p).unwrap());
+        self.lc
+            .start(self.profiles, hosts, zone, profile.as_ref())
+            .await
+    }
+
+    fn with_dns(self, dns: &'a FakeDns) -> Self {
+        Self {
+            lc: self.lc.with_dns(dns),
+            ..self
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for Lc<'a> {
+    type Target = Lifecycle<'a>;
+    fn deref(&self) -> &Lifecycle<'a> {
+        &self.lc
+    }
+}
+
 impl World {
     fn new() -> Self {
         Self {
@@ -70,14 +105,11 @@ impl World {
         }
     }
 
-    fn lc(&self) -> Lifecycle<'_> {
-        Lifecycle::new(
-            &self.cloud,
-            &self.registry,
-            &self.profiles,
-            &self.settings,
-            &lifecycle::Quiet,
-        )
+    fn lc(&self) -> Lc<'_> {
+        Lc {
+            lc: Lifecycle::new(&self.cloud, &self.registry, &self.settings, &Quiet),
+            profiles: &self.profiles,
+        }
     }
 
     async fn start_new(&self, names: &[&str]) -> Vec<Action> {
@@ -139,10 +171,10 @@ async fn first_start_launches_tags_and_records() {
     assert_eq!(i.image_id.as_deref(), Some("ami-7c423c2e"));
     let rec = w.record("demo01").await;
     assert_eq!(
-        (rec.profile.as_str(), rec.state.as_str(), rec.generation),
+        (rec.profile.as_str(), rec.state.name(), rec.generation),
         ("Dev", "running", 1)
     );
-    assert_eq!(rec.instance_id.as_deref(), Some(i.id.as_str()));
+    assert_eq!(rec.instance_id.as_ref(), Some(&i.id));
 }
 
 #[tokio::test]
@@ -151,7 +183,7 @@ async fn restart_without_profile_uses_the_registry() {
     w.start_new(&["demo01"]).await;
     let stop = w.lc().stop(vec![h("demo01")]).await;
     assert_eq!(stop[0].1.as_ref().unwrap().action, Action::Stopped);
-    assert_eq!(w.record("demo01").await.state, "stopped");
+    assert_eq!(w.record("demo01").await.state, InstanceState::Stopped);
     let again = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
     assert_eq!(again[0].1.as_ref().unwrap().action, Action::Started);
     let again = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
@@ -166,7 +198,7 @@ async fn terminated_host_is_relaunched_with_a_new_generation() {
     w.start_new(&["demo01"]).await;
     let t = w.lc().terminate(vec![h("demo01")], false, false).await;
     assert_eq!(t[0].1.as_ref().unwrap().action, Action::Terminated);
-    assert_eq!(w.record("demo01").await.state, "terminated");
+    assert_eq!(w.record("demo01").await.state, InstanceState::Terminated);
     let r = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
     assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
     let rec = w.record("demo01").await;
@@ -186,17 +218,14 @@ async fn a_crash_after_launch_is_adopted_not_duplicated() {
     w.start_new(&["demo01"]).await;
     let mut rec = w.record("demo01").await;
     let id = rec.instance_id.take().unwrap();
-    rec.state = "pending".into();
+    rec.state = InstanceState::Pending;
     w.registry.put(rec);
     let r = w.lc().start(vec![h("demo01")], None, None).await.unwrap();
     let out = r[0].1.as_ref().unwrap();
     assert_eq!(out.action, Action::Adopted);
     assert_eq!(out.instance.as_ref().unwrap().id, id);
     assert_eq!(w.cloud.all().len(), 1);
-    assert_eq!(
-        w.record("demo01").await.instance_id.as_deref(),
-        Some(id.as_str())
-    );
+    assert_eq!(w.record("demo01").await.instance_id.as_ref(), Some(&id));
 }
 
 #[tokio::test]
@@ -363,7 +392,7 @@ async fn waiting_tolerates_a_new_instance_being_invisible() {
     let mut w = World::new();
     w.cloud.hide_new_for = 3;
     assert_eq!(w.start_new(&["demo01"]).await, [Action::Launched]);
-    assert_eq!(w.record("demo01").await.state, "running");
+    assert_eq!(w.record("demo01").await.state, InstanceState::Running);
 }
 
 #[tokio::test]
@@ -456,7 +485,7 @@ async fn list_spans_regions_and_reports_failed_ones() {
         regions[2].clone(),
         ProviderErrorKind::Unavailable,
     ));
-    let l = lifecycle::list(
+    let l = fleet::list(
         &w.cloud,
         &w.settings.product,
         &regions,
@@ -470,7 +499,7 @@ async fn list_spans_regions_and_reports_failed_ones() {
     assert_eq!(l.failed_regions.len(), 1);
     assert_eq!(l.failed_regions[0].0.as_str(), "eu-west-1");
     let sel = Selection::parse("zone:ap-southeast-1a,!web*").unwrap();
-    let l = lifecycle::list(
+    let l = fleet::list(
         &w.cloud,
         &w.settings.product,
         &regions,
@@ -486,7 +515,7 @@ async fn list_spans_regions_and_reports_failed_ones() {
             .collect::<Vec<_>>(),
         ["demo01"]
     );
-    let v = lifecycle::show(
+    let v = fleet::show(
         &w.cloud,
         &w.registry,
         &w.settings.product,
@@ -497,7 +526,7 @@ async fn list_spans_regions_and_reports_failed_ones() {
     .unwrap();
     assert_eq!(v.record.unwrap().zone.as_str(), "us-east-1b");
     assert!(v.instance.is_some());
-    let e = lifecycle::show(
+    let e = fleet::show(
         &w.cloud,
         &w.registry,
         &w.settings.product,
@@ -585,7 +614,7 @@ async fn volumes_are_created_tagged_attached_and_reattached_after_terminate() {
     devices.sort();
     assert_eq!(devices, ["/dev/sdf", "/dev/sdg", "/dev/sdh", "/dev/sdi"]);
     for v in &vols {
-        assert_eq!(v.attached_to.as_deref(), Some(inst.id.as_str()));
+        assert_eq!(v.attached_to.as_ref(), Some(&inst.id));
         assert_eq!(v.tags[tags::HOST], "db01");
         assert_eq!(v.tags[tags::NAME], "db01");
         assert_eq!(v.tags[tags::VOLUME_PROFILE], "Raid");
@@ -611,10 +640,11 @@ async fn volumes_are_created_tagged_attached_and_reattached_after_terminate() {
     assert_ne!(new.id, inst.id);
     let vols = w.cloud.all_volumes();
     assert_eq!(vols.len(), 4, "re-attached, not re-created");
-    assert!(vols
-        .iter()
-        .all(|v| v.attached_to.as_deref() == Some(new.id.as_str())
-            && v.attached_as.as_deref() == v.device()));
+    assert!(
+        vols.iter()
+            .all(|v| v.attached_to.as_ref() == Some(&new.id)
+                && v.attached_as.as_deref() == v.device())
+    );
     // --delete-volumes deletes them.
     w.lc().terminate(vec![h("db01")], false, true).await[0]
         .1
@@ -683,7 +713,7 @@ async fn the_elastic_ip_is_allocated_once_and_follows_every_start() {
     let eips = w.cloud.all_addresses();
     assert_eq!(eips.len(), 1);
     let first = w.live().remove(0);
-    assert_eq!(eips[0].instance.as_deref(), Some(first.id.as_str()));
+    assert_eq!(eips[0].instance.as_ref(), Some(&first.id));
     assert_eq!(first.public_ip.as_deref(), Some(eips[0].ip.as_str()));
     w.lc().terminate(vec![h("db01")], false, false).await;
     w.start_db01(None, None).await;
@@ -691,8 +721,8 @@ async fn the_elastic_ip_is_allocated_once_and_follows_every_start() {
     assert_eq!(eips.len(), 1, "allocated once");
     let second = w.live().remove(0);
     assert_eq!(
-        eips[0].instance.as_deref(),
-        Some(second.id.as_str()),
+        eips[0].instance.as_ref(),
+        Some(&second.id),
         "re-associated with the new instance"
     );
     let out = w.lc().eip_detach(vec![h("db01")]).await;
@@ -714,8 +744,104 @@ async fn answers_lost_after_attach_and_allocate_still_converge() {
     assert_eq!(vols.len(), 4);
     assert!(vols
         .iter()
-        .all(|v| v.attached_to.as_deref() == Some(inst.id.as_str())));
+        .all(|v| v.attached_to.as_ref() == Some(&inst.id)));
     let eips = w.cloud.all_addresses();
     assert_eq!(eips.len(), 1, "one Elastic IP: {eips:?}");
-    assert_eq!(eips[0].instance.as_deref(), Some(inst.id.as_str()));
+    assert_eq!(eips[0].instance.as_ref(), Some(&inst.id));
+}
+
+#[tokio::test]
+async fn data_volumes_in_another_region_refuse_a_first_start_there() {
+    let mut w = World::new();
+    w.settings.regions = ["ap-southeast-1", "us-east-1"]
+        .iter()
+        .map(|r| Region::parse(r).unwrap())
+        .collect();
+    w.start_db01(Some(&zone()), Some("Db")).await;
+    w.lc().terminate(vec![h("db01")], true, false).await[0]
+        .1
+        .as_ref()
+        .unwrap();
+    let launches = w.cloud.calls("launch");
+    let us = Zone::parse("us-east-1a").unwrap();
+    let e = w
+        .lc()
+        .start(vec![h("db01")], Some(&us), Some("Db"))
+        .await
+        .unwrap_err();
+    let msg = e[0].1.to_string();
+    assert!(
+        msg.contains("is in ap-southeast-1a, the host is in us-east-1a"),
+        "{msg}"
+    );
+    assert_eq!(w.cloud.calls("launch"), launches, "nothing launched");
+    assert_eq!(w.cloud.all_volumes().len(), 4, "no blank volume made");
+    // One lookup per region for the whole command, not one per host and region.
+    let before = w.cloud.calls("volumes");
+    w.lc()
+        .start(vec![h("db02"), h("db03")], Some(&zone()), Some("Db"))
+        .await
+        .unwrap();
+    let calls = w.cloud.calls("volumes") - before;
+    // Planning: 2 regions, once. Then each host reads its own region to attach, and
+    // once per new volume to see it `available` (at once, in the fake). A lookup per
+    // host and region while planning would make it 14.
+    assert_eq!(calls, 2 + 2 * (1 + 4), "{calls}");
+}
+
+#[tokio::test]
+async fn an_unreachable_other_region_does_not_stop_a_first_start() {
+    let mut w = World::new();
+    w.settings.regions = ["ap-southeast-1", "eu-west-1"]
+        .iter()
+        .map(|r| Region::parse(r).unwrap())
+        .collect();
+    let eu = Region::parse("eu-west-1").unwrap();
+    w.cloud
+        .inject(Fault::Volumes(eu, ProviderErrorKind::Unavailable));
+    w.start_db01(Some(&zone()), Some("Db")).await;
+    assert_eq!(w.live().len(), 1);
+    // Its own region is another matter: cerveza cannot tell whether its data is there.
+    let ap = Region::parse("ap-southeast-1").unwrap();
+    w.cloud
+        .inject(Fault::Volumes(ap, ProviderErrorKind::Unavailable));
+    let e = w
+        .lc()
+        .start(vec![h("db02")], Some(&zone()), Some("Db"))
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].1.kind(), ErrorKind::Unavailable, "{}", e[0].1);
+    assert!(e[0]
+        .1
+        .to_string()
+        .contains("looking for its volumes in ap-southeast-1"));
+}
+
+#[tokio::test]
+async fn a_wait_that_never_ends_times_out_on_the_clock_without_sleeping() {
+    let mut w = World::new();
+    w.settings.wait_timeout = Duration::from_secs(600);
+    w.settings.poll_initial = Duration::from_secs(2);
+    w.settings.poll_max = Duration::from_secs(15);
+    w.start_new(&["demo01"]).await;
+    let inst = w.live().remove(0);
+    // Stuck in `stopping` for ever.
+    w.cloud.set_state(&inst.id, InstanceState::Stopping);
+    let clock = cerveza_core::wait::ManualClock::default();
+    let real = std::time::Instant::now();
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&clock);
+    let out = lc.stop(vec![h("demo01")]).await;
+    let e = out[0].1.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(
+        e.to_string().contains("stopping"),
+        "the last state seen: {e}"
+    );
+    assert!(real.elapsed() < Duration::from_secs(2), "no real sleep");
+    let waited: Duration = clock.sleeps().iter().sum();
+    assert!(
+        waited > Duration::from_secs(585) && waited <= Duration::from_secs(600),
+        "{waited:?}"
+    );
+    assert!(clock.sleeps().iter().all(|s| *s <= Duration::from_secs(15)));
 }

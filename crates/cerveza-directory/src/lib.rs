@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cerveza_core::access::{escape_dn_value, escape_filter_value, pam_filter, Grant};
-use cerveza_core::ports::{Dns, DnsRecord, ProviderError, ProviderErrorKind, ProviderResult};
+use cerveza_core::ports::{
+    Dns, DnsRead, DnsRecord, ProviderError, ProviderErrorKind, ProviderResult,
+};
 use cerveza_core::{Hostname, Product, Zone};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 
@@ -377,7 +379,7 @@ impl Directory {
 }
 
 #[async_trait]
-impl Dns for Directory {
+impl DnsRead for Directory {
     async fn records(&self, product: &Product) -> ProviderResult<Vec<DnsRecord>> {
         let p = escape_filter_value(product.as_str());
         let filter = format!("(&(objectClass=dNSDomain2)(aRecord=*)(|(associatedDomain=*.{p}.private)(associatedDomain=*.{p}.public)))");
@@ -406,7 +408,10 @@ impl Dns for Directory {
         out.sort();
         Ok(out)
     }
+}
 
+#[async_trait]
+impl Dns for Directory {
     async fn upsert(&self, product: &Product, record: &DnsRecord) -> ProviderResult<()> {
         let zone = if record.name.ends_with(".public") {
             format!("{product}.public")

@@ -83,7 +83,7 @@ impl Fleet {
                 private_ip: ip(&i.private_ip),
                 public_ip: ip(&i.public_ip),
                 security_groups: i.security_groups.clone(),
-                instance_id: i.id.clone(),
+                instance_id: i.id.to_string(),
                 instance_type: i.instance_type.clone(),
                 state: i.state.to_string(),
                 name: name.clone(),

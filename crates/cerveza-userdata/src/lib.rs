@@ -24,7 +24,7 @@ pub mod volumes;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use cerveza_core::lifecycle::{HostContext, UserDataSource};
+use cerveza_core::ports::{HostContext, UserDataSource};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -257,7 +257,7 @@ fn variables(ctx: &HostContext<'_>) -> BTreeMap<&'static str, minijinja::Value> 
         ("product", v(ctx.product.as_str())),
         ("private_domain", v(&ctx.product.private_domain())),
         ("public_domain", v(&format!("{}.public", ctx.product))),
-        ("profile", v(&p.name)),
+        ("profile", v(p.name.as_str())),
         ("instance_type", v(&p.instance_type)),
         (
             "ami",

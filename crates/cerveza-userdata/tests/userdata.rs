@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cerveza_core::lifecycle::HostContext;
+use cerveza_core::ports::HostContext;
 use cerveza_core::profile::{InstanceProfile, ProfileSet, VolumeProfile};
 use cerveza_core::{Hostname, Product, Zone};
 use cerveza_userdata::{

@@ -2,7 +2,9 @@
 //! (`cerveza -m noc --zone ap-southeast-1a --start demo01 --profile UbuntuGeneric32Bit`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use cerveza_core::{ProfileName, Zone};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str = "Run a fleet of EC2 hosts across regions by human-readable hostname.";
@@ -25,9 +27,25 @@ Configuration is layered: flags, then CERVEZA_* environment variables, then the 
 file (--config, CERVEZA_CONFIG, or ~/.config/cerveza/config.toml), then defaults.
 AWS credentials come from the standard chain (environment, ~/.aws, instance role).";
 
+/// Parses a duration argument (`500ms`, `20s`, `10m`): a bad one is a usage error.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; a duration looks like 500ms, 20s or 10m"))
+}
+
+/// `cerveza --version`: says when the binary honours the test-only switches.
+const VERSION: &str = if cfg!(feature = "test-hooks") {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (built with test-hooks: not for production)"
+    )
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// `cerveza`
 #[derive(Debug, Parser)]
-#[command(name = "cerveza", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(name = "cerveza", version = VERSION, about = ABOUT, after_help = AFTER_HELP)]
 #[command(group(clap::ArgGroup::new("paper_action").multiple(false)))]
 pub struct Cli {
     /// Settings shared by every command.
@@ -118,8 +136,8 @@ pub struct WaitArgs {
     pub no_wait: bool,
 
     /// Longest wait per host, e.g. 10m or 90s [default: 10m].
-    #[arg(long, env = "CERVEZA_WAIT_TIMEOUT", value_name = "DURATION")]
-    pub wait_timeout: Option<String>,
+    #[arg(long, env = "CERVEZA_WAIT_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub wait_timeout: Option<Duration>,
 }
 
 /// The paper's form: one action flag with its hosts, no subcommand.
@@ -145,17 +163,19 @@ pub struct PaperArgs {
         long = "zone",
         id = "paper_zone",
         value_name = "ZONE",
+        value_parser = Zone::parse,
         help_heading = "Paper form"
     )]
-    pub zone: Option<String>,
+    pub zone: Option<Zone>,
     /// Instance profile for a first start (paper form).
     #[arg(
         long = "profile",
         id = "paper_profile",
         value_name = "NAME",
+        value_parser = ProfileName::parse,
         help_heading = "Paper form"
     )]
-    pub profile: Option<String>,
+    pub profile: Option<ProfileName>,
 }
 
 /// The commands.
@@ -170,11 +190,11 @@ pub enum Command {
         #[arg(required = true, value_name = "HOST")]
         hosts: Vec<String>,
         /// Availability zone for a first start, e.g. ap-southeast-1a.
-        #[arg(long, value_name = "ZONE")]
-        zone: Option<String>,
+        #[arg(long, value_name = "ZONE", value_parser = Zone::parse)]
+        zone: Option<Zone>,
         /// Instance profile for a first start (`cerveza profiles list`).
-        #[arg(long, value_name = "NAME")]
-        profile: Option<String>,
+        #[arg(long, value_name = "NAME", value_parser = ProfileName::parse)]
+        profile: Option<ProfileName>,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -226,8 +246,8 @@ pub enum Command {
         #[arg(long)]
         all: bool,
         /// Give up on a region after this long, e.g. 20s [default: 20s].
-        #[arg(long, env = "CERVEZA_REGION_TIMEOUT", value_name = "DURATION")]
-        region_timeout: Option<String>,
+        #[arg(long, env = "CERVEZA_REGION_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+        region_timeout: Option<Duration>,
     },
     /// Show one host: its registry record and its instance.
     Show {
@@ -242,11 +262,11 @@ pub enum Command {
         /// The hostname.
         host: String,
         /// Instance profile (for a host the registry does not know).
-        #[arg(long, value_name = "NAME")]
-        profile: Option<String>,
+        #[arg(long, value_name = "NAME", value_parser = ProfileName::parse)]
+        profile: Option<ProfileName>,
         /// Zone (for a host the registry does not know).
-        #[arg(long, value_name = "ZONE")]
-        zone: Option<String>,
+        #[arg(long, value_name = "ZONE", value_parser = Zone::parse)]
+        zone: Option<Zone>,
         /// Write the gzip blob to stdout instead (redirect it to a file).
         #[arg(long)]
         raw: bool,
@@ -275,7 +295,8 @@ pub enum Command {
     /// `cerveza remote 'web*' -- uptime`. A word that names no host selects the hosts whose
     /// name contains it (`cerveza remote mysql -- …`). Output lines are prefixed with the
     /// host; -b gathers identical outputs. Exit code: the highest remote exit code, 255
-    /// when a host was unreachable, 124 when one timed out.
+    /// when a host was unreachable, 124 when one timed out, and at least 5 when a
+    /// region could not be listed (its selected hosts did not run the command).
     Remote {
         /// Which hosts (names, globs, ranges, zone:, region:, profile:, ',' and '!').
         #[arg(required = true, value_name = "SELECTION")]
@@ -293,8 +314,8 @@ pub enum Command {
         #[arg(short = 'f', long, value_name = "N")]
         fanout: Option<usize>,
         /// Kill the command on a host after this long, e.g. 30s.
-        #[arg(long, value_name = "DURATION")]
-        timeout: Option<String>,
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        timeout: Option<Duration>,
     },
     /// Releases: pushed once to a bucket in each region, fetched by hosts from their own.
     Release {

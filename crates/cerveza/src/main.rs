@@ -15,7 +15,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, WaitArgs};
-use commands::stop::Verb;
+use commands::existing::Verb;
 use commands::Ctx;
 
 fn init_logging(verbose: u8) {
@@ -107,13 +107,15 @@ async fn run(mut cli: Cli) -> Result<u8> {
             zone,
             profile,
             wait,
-        } => commands::start::run(&ctx, hosts, zone.as_deref(), profile.as_deref(), wait).await,
-        Command::Stop { hosts, wait } => commands::stop::run(&ctx, Verb::Stop, hosts, wait).await,
+        } => commands::start::run(&ctx, hosts, zone.as_ref(), profile.as_ref(), wait).await,
+        Command::Stop { hosts, wait } => {
+            commands::existing::run(&ctx, Verb::Stop, hosts, wait).await
+        }
         Command::Restart { hosts, wait } => {
-            commands::stop::run(&ctx, Verb::Restart, hosts, wait).await
+            commands::existing::run(&ctx, Verb::Restart, hosts, wait).await
         }
         Command::Reboot { hosts } => {
-            commands::stop::run(&ctx, Verb::Reboot, hosts, &WaitArgs::default()).await
+            commands::existing::run(&ctx, Verb::Reboot, hosts, &WaitArgs::default()).await
         }
         Command::Terminate {
             hosts,
@@ -125,7 +127,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 forget: *forget,
                 delete_volumes: *delete_volumes,
             };
-            commands::stop::run(&ctx, verb, hosts, wait).await
+            commands::existing::run(&ctx, verb, hosts, wait).await
         }
         Command::Volumes { command } => commands::volumes::run(&ctx, command).await,
         Command::Release { command } => commands::release::run(&ctx, command).await,
@@ -141,7 +143,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 gather: *gather,
                 public: *public,
                 fanout: *fanout,
-                timeout: timeout.as_deref(),
+                timeout: *timeout,
             };
             commands::remote::run(&ctx, selection, command, &opts).await
         }
@@ -155,13 +157,13 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 cli::EipCommand::Attach { hosts } => (Verb::EipAttach, hosts),
                 cli::EipCommand::Detach { hosts } => (Verb::EipDetach, hosts),
             };
-            commands::stop::run(&ctx, verb, hosts, &WaitArgs::default()).await
+            commands::existing::run(&ctx, verb, hosts, &WaitArgs::default()).await
         }
         Command::List {
             selection,
             all,
             region_timeout,
-        } => commands::list::run(&ctx, selection, *all, region_timeout.as_deref()).await,
+        } => commands::list::run(&ctx, selection, *all, *region_timeout).await,
         Command::Show { host } => commands::show::run(&ctx, host).await,
         Command::Profiles { command } => commands::profiles::run(&ctx, command),
         Command::Dns { command } => commands::dns::run(&ctx, command).await,
@@ -177,7 +179,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
             profile,
             zone,
             raw,
-        } => commands::userdata::run(&ctx, host, profile.as_deref(), zone.as_deref(), *raw).await,
+        } => commands::userdata::run(&ctx, host, profile.as_ref(), zone.as_ref(), *raw).await,
     }
 }
 

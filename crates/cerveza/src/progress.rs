@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cerveza_core::lifecycle::{Progress, Quiet};
+use cerveza_core::ports::{Progress, Quiet};
 use cerveza_core::Hostname;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 

@@ -19,6 +19,21 @@ fn data_volumes(p: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `volumes list [SELECTION] -o json`, data volumes only.
+fn listed_data_volumes(p: &str, selection: Option<&str>) -> Vec<Value> {
+    let mut args = vec!["volumes", "list", "-o", "json"];
+    args.extend(selection);
+    cerveza(p, &args)
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["tags"].get("cerveza:device").is_some())
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn volumes_are_made_once_kept_across_terminate_and_reattached() {
     let p = product();
@@ -40,28 +55,14 @@ fn volumes_are_made_once_kept_across_terminate_and_reattached() {
         assert_eq!(v["tags"]["team"], "data", "profile tags on volumes too");
     }
 
-    let listed = cerveza(&p, &["volumes", "list", "-o", "json"]).ok().json();
-    let data: Vec<&Value> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["tags"].get("cerveza:device").is_some())
-        .collect();
+    let data = listed_data_volumes(&p, None);
     assert_eq!(data.len(), 4);
     assert!(data.iter().all(|v| v["orphan"] == false));
 
     cerveza(&p, &["terminate", "db01"]).ok();
-    let listed = cerveza(&p, &["volumes", "list", "db01", "-o", "json"])
-        .ok()
-        .json();
-    let data: Vec<&Value> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["tags"].get("cerveza:device").is_some())
-        .collect();
+    let data = listed_data_volumes(&p, Some("db01"));
     assert_eq!(data.len(), 4, "terminate keeps data volumes");
-    assert!(data.iter().all(|v| v["orphan"] == true), "{listed}");
+    assert!(data.iter().all(|v| v["orphan"] == true), "{data:#?}");
 
     cerveza(&p, &["start", "db01"]).ok();
     let second = live(&p).remove(0);
@@ -185,17 +186,9 @@ fn data_volumes_in_another_region_refuse_a_first_start_there() {
     }
     // A host started elsewhere does not make its old data volumes look attached.
     support::start_new(&p, "vol01", "eu-west-1a", "UbuntuGeneric32Bit");
-    let listed = cerveza(&p, &["volumes", "list", "vol01", "-o", "json"])
-        .ok()
-        .json();
-    let data: Vec<&Value> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["tags"].get("cerveza:device").is_some())
-        .collect();
+    let data = listed_data_volumes(&p, Some("vol01"));
     assert_eq!(data.len(), 4);
-    assert!(data.iter().all(|v| v["orphan"] == true), "{listed}");
+    assert!(data.iter().all(|v| v["orphan"] == true), "{data:#?}");
     // --delete-volumes finds them in the other region too.
     cerveza(&p, &["terminate", "vol01", "--delete-volumes"]).ok();
     let left: Vec<Value> = data_volumes(&p)

@@ -2,14 +2,14 @@
 //! only `ec2:DescribeInstances`, and neither the registry nor any write permission.
 
 use anyhow::Result;
-use cerveza_core::lifecycle::{self, now};
+use cerveza_core::fleet;
+use cerveza_core::lifecycle::now;
 use cerveza_core::model::Instance;
 use cerveza_core::selection::Selection;
 use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::Output;
-use crate::config::parse_duration;
 use crate::exit;
 use crate::output::{self, age, or_dash, Table};
 
@@ -40,7 +40,7 @@ impl<'a> From<&'a Instance> for Row<'a> {
             private_ip: i.private_ip.as_deref(),
             public_ip: i.public_ip.as_deref(),
             profile: i.profile(),
-            instance_id: &i.id,
+            instance_id: i.id.as_str(),
             launch_time: i.launch_time,
             security_groups: &i.security_groups,
             tags: &i.tags,
@@ -65,16 +65,13 @@ pub async fn run(
     ctx: &Ctx,
     selection: &[String],
     all: bool,
-    region_timeout: Option<&str>,
+    region_timeout: Option<std::time::Duration>,
 ) -> Result<u8> {
     let selection = Selection::parse_all(selection)?;
     let product = ctx.config.product()?;
-    let timeout = match region_timeout {
-        Some(t) => parse_duration("--region-timeout", t)?,
-        None => ctx.config.region_timeout,
-    };
+    let timeout = region_timeout.unwrap_or(ctx.config.region_timeout);
     let backends = ctx.backends().await;
-    let listing = lifecycle::list(
+    let listing = fleet::list(
         &backends.ec2,
         product,
         &ctx.config.regions,
@@ -117,7 +114,7 @@ pub async fn run(
                 or_dash(i.private_ip.as_deref()),
                 or_dash(i.public_ip.as_deref()),
                 or_dash(i.profile()),
-                i.id.clone(),
+                i.id.to_string(),
                 i.launch_time
                     .map(|t| age(now - t))
                     .unwrap_or_else(|| "-".into()),

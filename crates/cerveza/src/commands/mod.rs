@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod dns;
+pub mod existing;
 pub mod export;
 pub mod list;
 pub mod profiles;
@@ -10,7 +11,6 @@ pub mod release;
 pub mod remote;
 pub mod show;
 pub mod start;
-pub mod stop;
 pub mod userdata;
 pub mod volumes;
 
@@ -18,7 +18,8 @@ use std::fmt;
 
 use anyhow::{Context as _, Result};
 use cerveza_aws::{AwsOptions, DynamoRegistry, Ec2};
-use cerveza_core::lifecycle::{self, Failpoint, Results, Settings};
+use cerveza_core::fleet;
+use cerveza_core::lifecycle::{self, Results, Settings};
 use cerveza_core::ports::Dns;
 use cerveza_core::profile::{ProfileError, ProfileSet};
 use cerveza_core::selection::{self, Selection};
@@ -26,7 +27,7 @@ use cerveza_core::{Error, ErrorKind, Hostname};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, Output, WaitArgs};
-use crate::config::{parse_duration, Config, DnsBackend};
+use crate::config::{Config, DnsBackend};
 use crate::exit;
 use crate::output::{self, or_dash, Table};
 
@@ -108,12 +109,12 @@ impl Ctx {
         &self,
         backends: &Backends,
         host: &Hostname,
-    ) -> Result<lifecycle::HostView, Error> {
+    ) -> Result<fleet::HostView, Error> {
         let product = self.config.product().map_err(|e| Error::Usage {
             host: host.to_string(),
             message: e.to_string(),
         })?;
-        lifecycle::show(
+        fleet::show(
             &backends.ec2,
             &backends.registry,
             product,
@@ -172,19 +173,20 @@ impl Ctx {
     pub fn settings(&self, wait: &WaitArgs) -> Result<Settings> {
         let mut s = Settings::new(self.config.product()?.clone());
         s.wait = !wait.no_wait;
-        s.wait_timeout = match &wait.wait_timeout {
-            Some(d) => parse_duration("--wait-timeout", d)?,
-            None => self.config.wait_timeout,
-        };
+        s.wait_timeout = wait.wait_timeout.unwrap_or(self.config.wait_timeout);
         s.poll_initial = self.config.poll_interval;
         s.poll_max = (self.config.poll_interval * 8).max(s.poll_initial);
         s.concurrency = self.config.concurrency;
         s.operator = operator();
         s.regions.clone_from(&self.config.regions);
-        s.failpoint = match std::env::var("CERVEZA_FAILPOINT").as_deref() {
-            Ok("after-launch") => Some(Failpoint::AfterLaunch),
-            _ => None,
-        };
+        s.region_timeout = self.config.region_timeout;
+        #[cfg(feature = "test-hooks")]
+        {
+            s.failpoint = match std::env::var("CERVEZA_FAILPOINT").as_deref() {
+                Ok("after-launch") => Some(lifecycle::Failpoint::AfterLaunch),
+                _ => None,
+            };
+        }
         Ok(s)
     }
 
@@ -197,7 +199,7 @@ impl Ctx {
         selection: &Selection,
         why: &str,
     ) -> Result<Vec<cerveza_core::model::Instance>> {
-        let listing = lifecycle::list(
+        let listing = fleet::list(
             &backends.ec2,
             self.config.product()?,
             &self.config.regions,

@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, command: &ProfilesCommand) -> Result<u8> {
                 };
                 let regions: Vec<&str> = p.ami.keys().map(|r| r.as_str()).collect();
                 t.row(vec![
-                    p.name.clone(),
+                    p.name.to_string(),
                     kind.into(),
                     p.instance_type.clone(),
                     regions.join(","),

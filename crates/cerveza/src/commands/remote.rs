@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{bail, Context as _, Result};
-use cerveza_core::lifecycle;
+use cerveza_core::fleet;
 use cerveza_core::model::{Instance, InstanceState};
 use cerveza_core::selection::{fold_hostnames, Candidate, Selection};
 use cerveza_core::{Hostname, Region};
@@ -17,12 +17,11 @@ use cerveza_remote::{HostResult, Options, Status, Stream, Target};
 
 use super::Ctx;
 use crate::cli::Output;
-use crate::config::parse_duration;
 use crate::exit;
 use crate::output::{self, clean};
 
 /// Options of `remote`.
-pub struct RemoteArgs<'a> {
+pub struct RemoteArgs {
     /// Gather identical outputs.
     pub gather: bool,
     /// Public addresses.
@@ -30,7 +29,7 @@ pub struct RemoteArgs<'a> {
     /// Hosts at once.
     pub fanout: Option<usize>,
     /// Per-host command limit.
-    pub timeout: Option<&'a str>,
+    pub timeout: Option<std::time::Duration>,
 }
 
 pub(crate) fn ssh_options(ctx: &Ctx) -> Options {
@@ -51,14 +50,21 @@ fn address(i: &Instance, public: bool, default: AddressKind) -> Option<IpAddr> {
     a.as_deref().and_then(|a| a.parse().ok())
 }
 
-/// `CERVEZA_TEST_ADDRESSES` (tests only): the lab's sshd addresses, handed out in turn,
-/// since the emulated cloud's addresses lead nowhere.
+/// `CERVEZA_TEST_ADDRESSES` (builds with the `test-hooks` feature only): the lab's sshd
+/// addresses, handed out in turn, since the emulated cloud's addresses lead nowhere.
+#[cfg(feature = "test-hooks")]
 fn test_addresses() -> Vec<IpAddr> {
     std::env::var("CERVEZA_TEST_ADDRESSES")
         .unwrap_or_default()
         .split(',')
         .filter_map(|a| a.trim().parse().ok())
         .collect()
+}
+
+/// A release build reaches hosts at their own addresses, whatever the environment says.
+#[cfg(not(feature = "test-hooks"))]
+fn test_addresses() -> Vec<IpAddr> {
+    Vec::new()
 }
 
 pub(crate) fn targets(instances: &[&Instance], public: bool, default: AddressKind) -> Vec<Target> {
@@ -82,7 +88,7 @@ pub async fn run(
     ctx: &Ctx,
     selection: &[String],
     command: &[String],
-    args: &RemoteArgs<'_>,
+    args: &RemoteArgs,
 ) -> Result<u8> {
     let sel = Selection::parse_all(selection)?;
     let backends = ctx.backends().await;
@@ -97,10 +103,7 @@ pub async fn run(
     }
     let mut opts = ssh_options(ctx);
     opts.fanout = args.fanout.unwrap_or(64);
-    opts.command_timeout = args
-        .timeout
-        .map(|t| parse_duration("--timeout", t))
-        .transpose()?;
+    opts.command_timeout = args.timeout;
     let live = !args.gather && ctx.output == Output::Table;
     let width = targets.iter().map(|t| t.host.len()).max().unwrap_or(0);
     let on_line = |host: &str, stream: Stream, line: &str| {
@@ -138,7 +141,7 @@ pub(crate) async fn running_hosts(
     backends: &super::Backends,
     sel: &Selection,
 ) -> Result<Chosen> {
-    let listing = lifecycle::list(
+    let listing = fleet::list(
         &backends.ec2,
         ctx.config.product()?,
         &ctx.config.regions,
@@ -282,6 +285,15 @@ pub async fn ssh(ctx: &Ctx, host: &str, public: bool, command: &[String]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(not(feature = "test-hooks"))]
+    fn a_default_build_ignores_the_test_address_override() {
+        // No other test reads the variable.
+        std::env::set_var("CERVEZA_TEST_ADDRESSES", "127.0.0.9");
+        assert!(test_addresses().is_empty());
+        std::env::remove_var("CERVEZA_TEST_ADDRESSES");
+    }
 
     #[test]
     fn gathered_output_keeps_literal_backslashes_and_escapes_control_characters() {

@@ -43,10 +43,7 @@ pub async fn run(ctx: &Ctx, host: &str) -> Result<u8> {
     );
     kv(
         "state",
-        or_dash(
-            inst.map(|i| i.state.name())
-                .or(rec.map(|r| r.state.as_str())),
-        ),
+        or_dash(inst.map(|i| i.state.name()).or(rec.map(|r| r.state.name()))),
     );
     kv("instance", or_dash(inst.map(|i| i.id.as_str())));
     kv(

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use cerveza_core::lifecycle::Lifecycle;
 use cerveza_core::selection::expand_hostnames;
-use cerveza_core::Zone;
+use cerveza_core::{ProfileName, Zone};
 use cerveza_userdata::CloudInit;
 
 use super::{report, report_plan_errors, Ctx};
@@ -14,12 +14,11 @@ use crate::progress;
 pub async fn run(
     ctx: &Ctx,
     hosts: &[String],
-    zone: Option<&str>,
-    profile: Option<&str>,
+    zone: Option<&Zone>,
+    profile: Option<&ProfileName>,
     wait: &WaitArgs,
 ) -> Result<u8> {
     let hosts = expand_hostnames(hosts)?;
-    let zone = zone.map(Zone::parse).transpose()?;
     let settings = ctx.settings(wait)?;
     let profiles = ctx.profiles()?;
     let backends = ctx.backends().await;
@@ -29,7 +28,6 @@ pub async fn run(
     let mut lc = Lifecycle::new(
         &backends.ec2,
         &backends.registry,
-        &profiles,
         &settings,
         progress.as_ref(),
     )
@@ -37,7 +35,7 @@ pub async fn run(
     if let Some(d) = &dns {
         lc = lc.with_dns(d.as_ref());
     }
-    let results = lc.start(hosts, zone.as_ref(), profile).await;
+    let results = lc.start(&profiles, hosts, zone, profile).await;
     drop(progress);
     match results {
         Ok(results) => report(ctx, &results),

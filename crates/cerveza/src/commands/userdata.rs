@@ -3,9 +3,9 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Context as _, Result};
-use cerveza_core::lifecycle::HostContext;
+use cerveza_core::ports::HostContext;
 use cerveza_core::ports::RegistryRead;
-use cerveza_core::{Hostname, Zone};
+use cerveza_core::{Hostname, ProfileName, Zone};
 use cerveza_userdata::{CloudInit, MAX_USER_DATA};
 use serde::Serialize;
 
@@ -29,8 +29,8 @@ struct Json<'a> {
 pub async fn run(
     ctx: &Ctx,
     host: &str,
-    profile: Option<&str>,
-    zone: Option<&str>,
+    profile: Option<&ProfileName>,
+    zone: Option<&Zone>,
     raw: bool,
 ) -> Result<u8> {
     let host = Hostname::parse(host)?;
@@ -43,19 +43,17 @@ pub async fn run(
         .await
         .with_context(|| format!("{host}: reading the registry"))?;
     let (profile_name, zone) = match (&record, profile, zone) {
-        (_, Some(p), Some(z)) => (p.to_owned(), Zone::parse(z)?),
+        (_, Some(p), Some(z)) => (p.clone(), z.clone()),
         (Some(r), p, z) => (
-            p.map(str::to_owned).unwrap_or_else(|| r.profile.clone()),
-            z.map(Zone::parse)
-                .transpose()?
-                .unwrap_or_else(|| r.zone.clone()),
+            p.unwrap_or(&r.profile).clone(),
+            z.unwrap_or(&r.zone).clone(),
         ),
         (None, _, _) => bail!(exit::Coded::new(
             exit::USAGE,
             format!("{host} is not in the registry: give --profile and --zone")
         )),
     };
-    let profile = profiles.instance(&profile_name)?;
+    let profile = profiles.instance(profile_name.as_str())?;
     let volumes: Vec<_> = profile
         .volume_profiles
         .iter()
@@ -84,7 +82,7 @@ pub async fn run(
     if ctx.output == Output::Json {
         output::print_json(&Json {
             host: host.as_str(),
-            profile: &profile.name,
+            profile: profile.name.as_str(),
             zone: zone.as_str(),
             multipart_bytes: built.mime.len(),
             gzip_bytes: built.gzip.len(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::Result;
-use cerveza_core::lifecycle;
+use cerveza_core::fleet;
 use cerveza_core::model::Volume;
 use cerveza_core::ports::ComputeRead;
 use cerveza_core::selection::{Candidate, Selection};
@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, command: &VolumesCommand) -> Result<u8> {
     let product = ctx.config.product()?;
     let backends = ctx.backends().await;
     let ec2 = &backends.ec2;
-    let listing = lifecycle::list(
+    let listing = fleet::list(
         ec2,
         product,
         &ctx.config.regions,
@@ -110,12 +110,12 @@ pub async fn run(ctx: &Ctx, command: &VolumesCommand) -> Result<u8> {
             t.row(vec![
                 or_dash(v.host()),
                 or_dash(v.device()),
-                v.id.clone(),
+                v.id.to_string(),
                 or_dash(v.zone.as_ref().map(|z| z.as_str())),
                 format!("{}G", v.size_gb),
                 or_dash(v.volume_type.as_deref()),
-                v.state.clone(),
-                or_dash(v.attached_to.as_deref()),
+                v.state.to_string(),
+                or_dash(v.attached_to.as_ref().map(|i| i.as_str())),
                 or_dash(v.tags.get(tags::VOLUME_PROFILE).map(String::as_str)),
                 if r.orphan { "yes".into() } else { "-".into() },
             ]);

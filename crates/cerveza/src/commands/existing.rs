@@ -1,8 +1,8 @@
-//! `cerveza stop | restart | reboot | terminate`: act on existing hosts.
+//! Acting on existing hosts: `cerveza stop | restart | reboot | terminate` and
+//! `cerveza eip attach | detach`.
 
 use anyhow::Result;
 use cerveza_core::lifecycle::Lifecycle;
-use cerveza_core::profile::ProfileSet;
 
 use super::{report, Ctx};
 use crate::cli::WaitArgs;
@@ -35,14 +35,11 @@ pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Re
     let settings = ctx.settings(wait)?;
     let backends = ctx.backends().await;
     let hosts = ctx.existing_hosts(&backends, hosts).await?;
-    // Only relaunching needs profiles; stop/reboot/terminate work without them.
-    let profiles = ProfileSet::default();
     let progress = progress::reporter(ctx.quiet);
     let dns = ctx.dns(&backends).await;
     let mut lc = Lifecycle::new(
         &backends.ec2,
         &backends.registry,
-        &profiles,
         &settings,
         progress.as_ref(),
     );

@@ -1,0 +1,231 @@
+//! Starting a planned host: claim its name, find or launch its instance, bring it to
+//! `running`, then its storage and its names.
+
+use std::collections::BTreeMap;
+
+use super::plan::StartPlan;
+use super::{now, Action, Lifecycle, Outcome, Resolved, Storage};
+use crate::error::{Context, Error};
+use crate::model::{HostRecord, Instance, InstanceState, LaunchSpec};
+use crate::ports::ProviderErrorKind;
+use crate::{tags, token};
+
+impl Lifecycle<'_> {
+    pub(super) async fn start_one(&self, plan: &StartPlan) -> Result<Outcome, Error> {
+        let host = &plan.host;
+        let mut rec = match &plan.record {
+            Some(r) => r.clone(),
+            None => self.claim(plan).await?,
+        };
+        // Each pass either finishes or bumps the generation; two bumps in one run
+        // would mean tokens keep being spent under us.
+        for _ in 0..3 {
+            let found = self.find(&rec).await?;
+            if let Some(inst) = found.live {
+                return self.resume(&mut rec, inst, plan.storage()).await;
+            }
+            let needs_bump = rec.instance_id.is_some()
+                || found.spent_tokens.contains(&token::client_token(
+                    self.product(),
+                    host,
+                    rec.generation,
+                ));
+            if needs_bump {
+                let expected = rec.generation;
+                rec.generation += 1;
+                rec.instance_id = None;
+                rec.state = InstanceState::Pending;
+                self.save(&mut rec, expected).await?;
+                continue;
+            }
+            let resolved = plan.resolved.as_ref().map_err(|e| Error::Usage {
+                host: host.to_string(),
+                message: format!("its remembered profile cannot be used: {e}"),
+            })?;
+            return self.launch(&mut rec, resolved).await;
+        }
+        Err(Error::Conflict {
+            host: host.to_string(),
+            message: "its launch tokens keep being used by instances that end up terminated; is another tool terminating it?".into(),
+        })
+    }
+
+    async fn claim(&self, plan: &StartPlan) -> Result<HostRecord, Error> {
+        let rec = HostRecord {
+            product: self.product().clone(),
+            hostname: plan.host.clone(),
+            profile: plan.profile.clone(),
+            zone: plan.zone.clone(),
+            instance_id: None,
+            state: InstanceState::Pending,
+            generation: 1,
+            updated_at: now(),
+            updated_by: self.settings.operator.clone(),
+        };
+        self.progress.step(&plan.host, "claiming the hostname");
+        match self.registry.create(&rec).await {
+            Ok(()) => Ok(rec),
+            Err(e) if e.kind == ProviderErrorKind::Conflict => {
+                let who = self
+                    .registry
+                    .get(self.product(), &plan.host)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| {
+                        format!(
+                            " by {} (profile {}, zone {})",
+                            r.updated_by, r.profile, r.zone
+                        )
+                    })
+                    .unwrap_or_default();
+                Err(Error::Conflict {
+                    host: plan.host.to_string(),
+                    message: format!(
+                        "the hostname was just claimed{who}; another operator is starting it"
+                    ),
+                })
+            }
+            Err(source) => Err(Error::Provider {
+                context: format!("{}: claiming the hostname in the registry", plan.host),
+                source,
+            }),
+        }
+    }
+
+    /// Brings a live instance to `running` and records it.
+    pub(super) async fn resume(
+        &self,
+        rec: &mut HostRecord,
+        mut inst: Instance,
+        storage: Storage<'_>,
+    ) -> Result<Outcome, Error> {
+        let host = rec.hostname.clone();
+        let region = rec.region();
+        let adopted = rec.instance_id.as_ref() != Some(&inst.id);
+        if adopted {
+            self.progress
+                .step(&host, &format!("adopting {} (found by its tags)", inst.id));
+        }
+        let mut action = if adopted {
+            Action::Adopted
+        } else {
+            Action::AlreadyRunning
+        };
+        match inst.state {
+            InstanceState::Running | InstanceState::Pending => {}
+            InstanceState::Stopping | InstanceState::Stopped => {
+                if inst.state == InstanceState::Stopping {
+                    inst = self
+                        .wait_for(&host, &region, &inst.id, InstanceState::Stopped)
+                        .await?;
+                }
+                self.progress.step(&host, &format!("starting {}", inst.id));
+                self.compute
+                    .start(&region, &inst.id)
+                    .await
+                    .context(|| format!("{host}: starting {}", inst.id))?;
+                inst.state = InstanceState::Pending;
+                if !adopted {
+                    action = Action::Started;
+                }
+            }
+            ref other => {
+                return Err(Error::Refused {
+                    host: host.to_string(),
+                    message: format!("instance {} is in state {other}", inst.id),
+                })
+            }
+        }
+        self.record_state(rec, &inst).await?;
+        self.finish_running(rec, inst, action, storage).await
+    }
+
+    async fn launch(&self, rec: &mut HostRecord, resolved: &Resolved) -> Result<Outcome, Error> {
+        let host = rec.hostname.clone();
+        let token = token::client_token(self.product(), &host, rec.generation);
+        let spec = self.launch_spec(rec, resolved, &token)?;
+        self.progress.step(
+            &host,
+            &format!("launching {} in {}", resolved.profile.name, rec.zone),
+        );
+        let inst = self
+            .compute
+            .launch(&spec)
+            .await
+            .context(|| format!("{host}: launching an instance in {}", rec.zone))?;
+        #[cfg(feature = "test-hooks")]
+        if self.settings.failpoint == Some(super::Failpoint::AfterLaunch) {
+            eprintln!(
+                "cerveza: failpoint after-launch: aborting after launching {}",
+                inst.id
+            );
+            std::process::abort();
+        }
+        self.record_state(rec, &inst).await?;
+        self.finish_running(rec, inst, Action::Launched, Storage::Ensure(resolved))
+            .await
+    }
+
+    /// The launch request for a host: the profile, the zone, the token, the tags.
+    pub fn launch_spec(
+        &self,
+        rec: &HostRecord,
+        resolved: &Resolved,
+        token: &str,
+    ) -> Result<LaunchSpec, Error> {
+        let profile = &resolved.profile;
+        let region = rec.region();
+        let image_id = profile.ami_for(&region)?.to_owned();
+        let mut t: BTreeMap<String, String> = profile.tags.clone();
+        t.insert(tags::NAME.into(), rec.hostname.to_string());
+        t.insert(tags::PRODUCT.into(), self.product().to_string());
+        t.insert(tags::HOST.into(), rec.hostname.to_string());
+        t.insert(tags::PROFILE.into(), profile.name.to_string());
+        t.insert(tags::ZONE.into(), rec.zone.to_string());
+        t.insert(tags::TOKEN.into(), token.to_owned());
+        Ok(LaunchSpec {
+            region,
+            zone: rec.zone.clone(),
+            image_id,
+            instance_type: profile.instance_type.clone(),
+            key_pair: profile.key_pair.clone(),
+            security_groups: profile.security_groups.clone(),
+            client_token: token.to_owned(),
+            tags: t,
+            user_data: resolved.user_data.clone(),
+        })
+    }
+
+    /// Waits for `running` (when waiting is on), records the final state, then
+    /// attaches storage as `storage` says and publishes the host's names.
+    pub(super) async fn finish_running(
+        &self,
+        rec: &mut HostRecord,
+        inst: Instance,
+        action: Action,
+        storage: Storage<'_>,
+    ) -> Result<Outcome, Error> {
+        let host = rec.hostname.clone();
+        let inst = if self.settings.wait && inst.state != InstanceState::Running {
+            self.wait_for(&host, &rec.region(), &inst.id, InstanceState::Running)
+                .await?
+        } else {
+            inst
+        };
+        self.record_state(rec, &inst).await?;
+        let inst = match storage {
+            Storage::Ensure(resolved) if inst.state == InstanceState::Running => {
+                self.attach_storage(rec, inst, resolved).await?
+            }
+            _ => inst,
+        };
+        self.publish(&host, &inst).await?;
+        Ok(Outcome {
+            host,
+            action,
+            instance: Some(inst),
+            record: Some(rec.clone()),
+        })
+    }
+}

@@ -1,0 +1,466 @@
+//! Host lifecycle workflows: start, stop, restart, reboot, terminate, Elastic IPs.
+//!
+//! They speak only to the [`crate::ports`] traits, so the same code runs against AWS,
+//! against moto, and against the in-memory fakes of `crate::fake`.
+//!
+//! Start of a host, in order ([`plan`], then [`launch`]):
+//! 1. *plan* every host (registry read, profile and zone checks, its data volumes in
+//!    every region, its user-data rendered); any problem stops the whole command
+//!    before anything is created. The plan carries what it resolved;
+//! 2. *claim* new hostnames with a conditional write (two operators: one wins);
+//! 3. find the host's instance by its recorded id, else by its tags; a live one is
+//!    adopted, started or left running;
+//! 4. otherwise launch with the host's current token (`ClientToken` + tag); a token
+//!    already spent on a terminated instance bumps the generation first;
+//! 5. record the instance id, wait for `running`, record the state, then attach its
+//!    volumes and Elastic IP ([`storage`], [`eip`]) and publish its names ([`dns`]).
+//!
+//! A crash anywhere leaves a state that step 3 or 4 of a re-run picks up: an instance
+//! launched but not recorded carries the token tag and is adopted, never duplicated.
+//! Existing hosts are stopped, restarted, rebooted and terminated in [`power`].
+
+mod dns;
+mod eip;
+mod launch;
+mod plan;
+mod power;
+mod storage;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::error::{Context, Error};
+use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState};
+use crate::names::{Hostname, Product, Region};
+use crate::ports::{
+    Compute, Dns, Progress, ProviderError, ProviderErrorKind, Registry, UserDataSource,
+};
+use crate::tags;
+use crate::wait::{self, Backoff, Clock, Gave, SystemClock};
+
+pub use plan::Resolved;
+
+/// Where a test may make cerveza die on purpose, to prove re-runs converge.
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Abort the process right after `RunInstances` returned, before recording.
+    AfterLaunch,
+}
+
+/// Knobs of the workflows.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The fleet namespace.
+    pub product: Product,
+    /// Wait for the target state (`running`, `stopped`, `terminated`).
+    pub wait: bool,
+    /// Longest wait for one host.
+    pub wait_timeout: Duration,
+    /// First poll interval while waiting (doubles, jittered, up to `poll_max`).
+    pub poll_initial: Duration,
+    /// Longest poll interval.
+    pub poll_max: Duration,
+    /// Hosts handled at once.
+    pub concurrency: usize,
+    /// Written into registry records as `updated_by`.
+    pub operator: String,
+    /// Every region the fleet may use: a host's data volumes are looked for in all of
+    /// them, so a first start elsewhere cannot leave its data behind.
+    pub regions: Vec<Region>,
+    /// How long another region may take to answer before it is left out (with a
+    /// warning): no region is a single point of failure for the others.
+    pub region_timeout: Duration,
+    /// Test-only crash point.
+    #[cfg(feature = "test-hooks")]
+    pub failpoint: Option<Failpoint>,
+}
+
+impl Settings {
+    /// Defaults for `product`.
+    pub fn new(product: Product) -> Self {
+        Self {
+            product,
+            wait: true,
+            wait_timeout: Duration::from_secs(600),
+            poll_initial: Duration::from_secs(2),
+            poll_max: Duration::from_secs(15),
+            concurrency: 16,
+            operator: "cerveza".into(),
+            regions: Vec::new(),
+            region_timeout: Duration::from_secs(20),
+            #[cfg(feature = "test-hooks")]
+            failpoint: None,
+        }
+    }
+
+    /// How the workflows poll.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.poll_initial,
+            max: self.poll_max.max(self.poll_initial),
+            timeout: self.wait_timeout,
+        }
+    }
+}
+
+/// What a command did to one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A new instance was launched.
+    Launched,
+    /// An existing instance carrying the host's tags was found and recorded.
+    Adopted,
+    /// A stopped instance was started.
+    Started,
+    /// It was running already.
+    AlreadyRunning,
+    /// It was stopped.
+    Stopped,
+    /// It was stopped already.
+    AlreadyStopped,
+    /// It was rebooted.
+    Rebooted,
+    /// Its instance was terminated.
+    Terminated,
+    /// It had no instance left to terminate.
+    AlreadyTerminated,
+    /// Its Elastic IP was associated.
+    EipAssociated,
+    /// Its Elastic IP was released.
+    EipReleased,
+}
+
+impl Action {
+    /// Past-tense words for humans.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Launched => "launched",
+            Action::Adopted => "adopted",
+            Action::Started => "started",
+            Action::AlreadyRunning => "already running",
+            Action::Stopped => "stopped",
+            Action::AlreadyStopped => "already stopped",
+            Action::Rebooted => "rebooted",
+            Action::Terminated => "terminated",
+            Action::AlreadyTerminated => "already terminated",
+            Action::EipAssociated => "Elastic IP associated",
+            Action::EipReleased => "Elastic IP released",
+        }
+    }
+}
+
+/// The result of a command for one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The host.
+    pub host: Hostname,
+    /// What was done.
+    pub action: Action,
+    /// Its instance as last seen.
+    pub instance: Option<Instance>,
+    /// Its registry record after the command (`None` once forgotten).
+    pub record: Option<HostRecord>,
+}
+
+/// Per-host results of a multi-host command, in the order the hosts were given.
+pub type Results = Vec<(Hostname, Result<Outcome, Error>)>;
+
+/// What to do with a host's volumes and Elastic IP once its instance runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Storage<'p> {
+    /// Attach what the resolved profile asks for, creating what is missing.
+    Ensure(&'p Resolved),
+    /// Leave them as they are: the same instance keeps its volumes and address
+    /// (restart), or the profile is not at hand.
+    Keep,
+}
+
+/// The instances of one host in its region.
+struct Found {
+    live: Option<Instance>,
+    spent_tokens: BTreeSet<String>,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A describe that failed while waiting: throttled or unreachable means "not yet"
+/// (logged), anything else ends the wait.
+fn describe_failed<T>(host: &Hostname, id: &str, e: ProviderError) -> Result<Option<T>, Error> {
+    if e.kind.is_transient() {
+        tracing::warn!(%host, error = %e, "describing {id} failed; still waiting");
+        return Ok(None);
+    }
+    Err(Error::Provider {
+        context: format!("{host}: describing {id}"),
+        source: e,
+    })
+}
+
+/// The host lifecycle, wired to its backends.
+pub struct Lifecycle<'a> {
+    compute: &'a dyn Compute,
+    registry: &'a dyn Registry,
+    settings: &'a Settings,
+    progress: &'a dyn Progress,
+    clock: &'a dyn Clock,
+    user_data: Option<&'a dyn UserDataSource>,
+    dns: Option<&'a dyn Dns>,
+}
+
+impl<'a> Lifecycle<'a> {
+    /// Wires the workflows to their backends.
+    pub fn new(
+        compute: &'a dyn Compute,
+        registry: &'a dyn Registry,
+        settings: &'a Settings,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        Self {
+            compute,
+            registry,
+            settings,
+            progress,
+            clock: &SystemClock,
+            user_data: None,
+            dns: None,
+        }
+    }
+
+    /// Publishes hosts' names in `dns`: after start, stop and terminate.
+    pub fn with_dns(mut self, dns: &'a dyn Dns) -> Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    /// Passes user-data built by `source` to every launch.
+    pub fn with_user_data(mut self, source: &'a dyn UserDataSource) -> Self {
+        self.user_data = Some(source);
+        self
+    }
+
+    /// Waits and backs off on `clock` instead of the real one.
+    pub fn with_clock(mut self, clock: &'a dyn Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn product(&self) -> &Product {
+        &self.settings.product
+    }
+
+    /// Runs `f` for every host with bounded concurrency, results in input order.
+    async fn for_each<'s, F, Fut>(&'s self, hosts: Vec<Hostname>, f: F) -> Results
+    where
+        F: Fn(Hostname) -> Fut,
+        Fut: std::future::Future<Output = Result<Outcome, Error>> + 's,
+    {
+        let order: BTreeMap<Hostname, usize> = hosts
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, h)| (h, i))
+            .collect();
+        let mut results: Results = stream::iter(hosts)
+            .map(|h| {
+                let fut = f(h.clone());
+                async move { (h, fut.await) }
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        results.sort_by_key(|(h, _)| order.get(h).copied().unwrap_or(usize::MAX));
+        results
+    }
+
+    /// The registry record of an existing host.
+    async fn record(&self, host: &Hostname) -> Result<HostRecord, Error> {
+        self.registry
+            .get(self.product(), host)
+            .await
+            .context(|| format!("{host}: reading the registry"))?
+            .ok_or_else(|| Error::NotFound {
+                host: host.to_string(),
+                message: format!(
+                    "no such host in product {} (`cerveza list` shows the fleet)",
+                    self.product()
+                ),
+            })
+    }
+
+    fn no_instance(rec: &HostRecord) -> Error {
+        Error::Refused {
+            host: rec.hostname.to_string(),
+            message: format!(
+                "it has no instance (last state {}); `cerveza start {}` launches one",
+                rec.state, rec.hostname
+            ),
+        }
+    }
+
+    /// Writes `rec` if the stored generation is still `expected`.
+    async fn save(&self, rec: &mut HostRecord, expected: u64) -> Result<(), Error> {
+        rec.updated_at = now();
+        rec.updated_by.clone_from(&self.settings.operator);
+        match self.registry.update(rec, expected).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ProviderErrorKind::Conflict => Err(Error::Conflict {
+                host: rec.hostname.to_string(),
+                message: "its registry record was changed by another operator meanwhile; run the command again".into(),
+            }),
+            Err(source) => Err(Error::Provider {
+                context: format!("{}: writing the registry", rec.hostname),
+                source,
+            }),
+        }
+    }
+
+    /// Records `state` (and the instance) when it differs from what is recorded.
+    async fn record_state(&self, rec: &mut HostRecord, inst: &Instance) -> Result<(), Error> {
+        if rec.instance_id.as_ref() == Some(&inst.id) && rec.state == inst.state {
+            return Ok(());
+        }
+        rec.instance_id = Some(inst.id.clone());
+        rec.state = inst.state.clone();
+        let g = rec.generation;
+        self.save(rec, g).await
+    }
+
+    /// The host's live instance (recorded id first, else by tags) and the launch
+    /// tokens already spent on instances that are gone.
+    async fn find(&self, rec: &HostRecord) -> Result<Found, Error> {
+        let (product, host, region) = (self.product(), &rec.hostname, rec.region());
+        if let Some(id) = &rec.instance_id {
+            let inst = self
+                .compute
+                .instance(&region, id)
+                .await
+                .context(|| format!("{host}: describing {id}"))?;
+            if let Some(i) = inst {
+                if !i.belongs_to(product, host) {
+                    return Err(Error::Refused {
+                        host: host.to_string(),
+                        message: format!(
+                            "instance {id} is recorded for it but is tagged {}={:?} {}={:?}; it is not ours, cerveza will not touch it",
+                            tags::PRODUCT,
+                            i.product().unwrap_or(""),
+                            tags::HOST,
+                            i.host().unwrap_or("")
+                        ),
+                    });
+                }
+                if !i.state.is_gone() {
+                    return Ok(Found {
+                        live: Some(i),
+                        spent_tokens: BTreeSet::new(),
+                    });
+                }
+            }
+        }
+        let all = self
+            .compute
+            .instances(&region, &InstanceFilter::host(product, host))
+            .await
+            .context(|| format!("{host}: looking for its instances in {region}"))?;
+        let (gone, live): (Vec<Instance>, Vec<Instance>) =
+            all.into_iter().partition(|i| i.state.is_gone());
+        if live.len() > 1 {
+            let ids: Vec<&str> = live.iter().map(|i| i.id.as_str()).collect();
+            return Err(Error::Conflict {
+                host: host.to_string(),
+                message: format!(
+                    "several live instances carry its tags ({}); cerveza will not pick one, terminate the extra ones in the console",
+                    ids.join(", ")
+                ),
+            });
+        }
+        Ok(Found {
+            live: live.into_iter().next(),
+            spent_tokens: gone
+                .iter()
+                .filter_map(|i| i.token().map(str::to_owned))
+                .collect(),
+        })
+    }
+
+    /// The host's live instance, or an error saying it has none.
+    async fn live(&self, rec: &HostRecord) -> Result<Instance, Error> {
+        self.find(rec)
+            .await?
+            .live
+            .ok_or_else(|| Self::no_instance(rec))
+    }
+
+    /// Polls until the instance reaches `target`, tolerating `NotFound` right after a
+    /// launch (eventual consistency) and throttling.
+    async fn wait_for(
+        &self,
+        host: &Hostname,
+        region: &Region,
+        id: &crate::model::InstanceId,
+        target: InstanceState,
+    ) -> Result<Instance, Error> {
+        self.progress
+            .step(host, &format!("waiting for {id} to be {target}"));
+        let last = std::sync::Mutex::new(String::from("unknown"));
+        let seen = |what: &str| {
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = what.to_owned();
+        };
+        let target = &target;
+        let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
+            match self.compute.instance(region, id).await {
+                Ok(Some(i)) if &i.state == target => Ok(Some(i)),
+                Ok(Some(i)) if i.state.is_gone() && !target.is_gone() => Err(Error::Refused {
+                    host: host.to_string(),
+                    message: format!(
+                        "{id} went to {} while cerveza waited for {target} (capacity, a bad AMI, or someone terminated it); `cerveza start {host}` launches a new one",
+                        i.state
+                    ),
+                }),
+                Ok(Some(i)) => {
+                    seen(i.state.name());
+                    Ok(None)
+                }
+                Ok(None) => {
+                    seen("not yet visible");
+                    Ok(None)
+                }
+                Err(e) => describe_failed(host, id.as_str(), e),
+            }
+        })
+        .await;
+        let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
+        self.waited(host, id.as_str(), target.name(), waited, last)
+    }
+
+    /// Turns the end of a [`wait::poll`] into the workflow's error.
+    fn waited<T>(
+        &self,
+        host: &Hostname,
+        id: &str,
+        target: &str,
+        waited: Result<T, Gave<Error>>,
+        last: String,
+    ) -> Result<T, Error> {
+        waited.map_err(|g| match g {
+            Gave::Up(e) => e,
+            Gave::TimedOut => Error::Timeout {
+                host: host.to_string(),
+                id: id.to_owned(),
+                target: target.to_owned(),
+                last,
+                seconds: self.settings.wait_timeout.as_secs(),
+            },
+        })
+    }
+}

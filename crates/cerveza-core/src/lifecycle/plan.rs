@@ -1,0 +1,259 @@
+//! Planning a start: every host is checked, and what it needs resolved, before anything
+//! is created.
+
+use std::collections::BTreeMap;
+
+use futures::stream::{self, StreamExt};
+
+use super::{Lifecycle, Results, Storage};
+use crate::error::{Context, Error};
+use crate::model::HostRecord;
+use crate::names::{Hostname, ProfileName, Zone};
+use crate::ports::HostContext;
+use crate::profile::{InstanceProfile, ProfileSet, VolumeProfile};
+
+/// What a start resolved once, while planning: the instance profile, the volume
+/// profiles it names, and the host's user-data bytes.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The instance profile.
+    pub profile: InstanceProfile,
+    /// Its volume profiles, in the order it names them.
+    pub volumes: Vec<VolumeProfile>,
+    /// The user-data to launch with.
+    pub user_data: Option<Vec<u8>>,
+}
+
+impl Resolved {
+    /// The volumes the profile asks for: (volume profile, member index, device).
+    pub fn wanted_volumes(&self) -> Vec<(&VolumeProfile, u32, &str)> {
+        self.volumes
+            .iter()
+            .flat_map(|vp| {
+                vp.devices
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, d)| (vp, i as u32, d.as_str()))
+            })
+            .collect()
+    }
+}
+
+/// What the hosts of one start share while planning.
+struct Shared {
+    /// Every host of the command.
+    hosts: Vec<Hostname>,
+    /// The zones of the `--zone` region.
+    zones: tokio::sync::OnceCell<Vec<Zone>>,
+    /// The volumes of the hosts, in every region.
+    volumes: tokio::sync::OnceCell<super::storage::VolumeIndex>,
+}
+
+/// One host's start, planned.
+pub(super) struct StartPlan {
+    pub host: Hostname,
+    /// Its record, when the host is known.
+    pub record: Option<HostRecord>,
+    pub zone: Zone,
+    pub profile: ProfileName,
+    /// The profile resolved; for a known host whose remembered profile no longer
+    /// resolves, why (a launch then fails with it; a start of its instance does not).
+    pub resolved: Result<Resolved, String>,
+}
+
+impl StartPlan {
+    /// What to do with storage once the instance runs.
+    pub fn storage(&self) -> Storage<'_> {
+        match &self.resolved {
+            Ok(r) => Storage::Ensure(r),
+            Err(_) => Storage::Keep,
+        }
+    }
+}
+
+impl Lifecycle<'_> {
+    /// Starts hosts: launches new ones (`profile` and `zone` required the first time),
+    /// starts stopped ones, relaunches ones whose instance is gone with the remembered
+    /// profile and zone. Plans every host first: any planning error (bad zone, unknown
+    /// profile, missing AMI, mismatching arguments) returns `Err` with nothing created.
+    pub async fn start(
+        &self,
+        profiles: &ProfileSet,
+        hosts: Vec<Hostname>,
+        zone: Option<&Zone>,
+        profile: Option<&ProfileName>,
+    ) -> Result<Results, Vec<(Hostname, Error)>> {
+        // Hosts are planned concurrently (a registry read each); the zones of the one
+        // `--zone` region, and the volumes of these hosts in every region, are looked
+        // up once, by whoever needs them first.
+        let shared = Shared {
+            hosts: hosts.clone(),
+            zones: tokio::sync::OnceCell::new(),
+            volumes: tokio::sync::OnceCell::new(),
+        };
+        let planned: Vec<(Hostname, Result<StartPlan, Error>)> = stream::iter(hosts)
+            .map(|host| {
+                let shared = &shared;
+                async move {
+                    let plan = self
+                        .plan_start(profiles, &host, zone, profile, shared)
+                        .await;
+                    (host, plan)
+                }
+            })
+            .buffered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut plans = Vec::new();
+        let mut errors = Vec::new();
+        for (host, plan) in planned {
+            match plan {
+                Ok(p) => plans.push(p),
+                Err(e) => errors.push((host, e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // Results keep the order the hosts were given in.
+        let hosts: Vec<Hostname> = plans.iter().map(|p| p.host.clone()).collect();
+        let by_host: BTreeMap<Hostname, StartPlan> =
+            plans.into_iter().map(|p| (p.host.clone(), p)).collect();
+        let by_host = &by_host;
+        Ok(self
+            .for_each(hosts, |h| async move {
+                match by_host.get(&h) {
+                    Some(plan) => self.start_one(plan).await,
+                    None => unreachable!("every host given was planned"),
+                }
+            })
+            .await)
+    }
+
+    async fn plan_start(
+        &self,
+        profiles: &ProfileSet,
+        host: &Hostname,
+        zone: Option<&Zone>,
+        profile: Option<&ProfileName>,
+        shared: &Shared,
+    ) -> Result<StartPlan, Error> {
+        let usage = |message: String| Error::Usage {
+            host: host.to_string(),
+            message,
+        };
+        let record = self
+            .registry
+            .get(self.product(), host)
+            .await
+            .context(|| format!("{host}: reading the registry"))?;
+        if let Some(rec) = record {
+            if let Some(z) = zone.filter(|z| **z != rec.zone) {
+                return Err(usage(format!(
+                    "it lives in {} (registry), not {z}; to move it, `cerveza terminate {host} --forget` first",
+                    rec.zone
+                )));
+            }
+            if let Some(p) = profile.filter(|p| **p != rec.profile) {
+                return Err(usage(format!(
+                    "it was started with profile {} (registry), not {p}; to change it, `cerveza terminate {host} --forget` first",
+                    rec.profile
+                )));
+            }
+            let resolved = profiles
+                .instance(rec.profile.as_str())
+                .map_err(|e| e.to_string())
+                .and_then(|p| self.resolve(profiles, host, &rec.zone, p));
+            return Ok(StartPlan {
+                host: host.clone(),
+                zone: rec.zone.clone(),
+                profile: rec.profile.clone(),
+                record: Some(rec),
+                resolved,
+            });
+        }
+        let (Some(zone), Some(profile)) = (zone, profile) else {
+            let missing = match (zone, profile) {
+                (None, None) => "--zone and --profile",
+                (None, _) => "--zone",
+                _ => "--profile",
+            };
+            return Err(usage(format!(
+                "not in the registry of product {}: its first start needs {missing}",
+                self.product()
+            )));
+        };
+        let region = zone.region();
+        let instance_profile = profiles.instance(profile.as_str())?;
+        instance_profile.ami_for(&region)?;
+        let resolved = self
+            .resolve(profiles, host, zone, instance_profile)
+            .map_err(usage)?;
+        let zones = shared
+            .zones
+            .get_or_try_init(|| async {
+                self.compute
+                    .zones(&region)
+                    .await
+                    .context(|| format!("listing the zones of {region}"))
+            })
+            .await?;
+        if !zones.contains(zone) {
+            let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
+            return Err(usage(format!(
+                "zone {zone} does not exist in region {region} (it has: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        if !resolved.volumes.is_empty() {
+            let index = shared
+                .volumes
+                .get_or_init(|| self.volume_index(&shared.hosts, &region))
+                .await;
+            super::storage::check_volume_zones(host, zone, &index.of(host, &region)?)?;
+        }
+        Ok(StartPlan {
+            host: host.clone(),
+            record: None,
+            zone: zone.clone(),
+            profile: profile.clone(),
+            resolved: Ok(resolved),
+        })
+    }
+
+    /// Resolves a profile for one host: its volume profiles and its user-data.
+    fn resolve(
+        &self,
+        profiles: &ProfileSet,
+        host: &Hostname,
+        zone: &Zone,
+        profile: &InstanceProfile,
+    ) -> Result<Resolved, String> {
+        let volumes: Vec<VolumeProfile> = profile
+            .volume_profiles
+            .iter()
+            .filter_map(|n| profiles.volume(n).cloned())
+            .collect();
+        let user_data = match self.user_data {
+            None => None,
+            Some(source) => source
+                .user_data(&HostContext {
+                    product: self.product(),
+                    host,
+                    zone,
+                    profile,
+                    volumes: &volumes,
+                })
+                .map_err(|message| format!("user-data: {message}"))?,
+        };
+        Ok(Resolved {
+            profile: profile.clone(),
+            volumes,
+            user_data,
+        })
+    }
+}

@@ -1,0 +1,317 @@
+//! A host's EBS volumes: found by their tags (in every region), created once, tagged at
+//! creation, attached at their device, re-attached to each new instance.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Lifecycle, Resolved};
+use crate::error::{Context, Error};
+use crate::model::{
+    HostRecord, Instance, InstanceId, Volume, VolumeId, VolumeRequest, VolumeState,
+};
+use crate::names::{Hostname, Region, Zone};
+use crate::ports::ProviderResult;
+use crate::profile::VolumeProfile;
+use crate::wait;
+use crate::{tags, token};
+
+impl Lifecycle<'_> {
+    /// Attaches the host's volumes and Elastic IP (per its resolved profile) to a
+    /// running instance, creating what is missing; returns the instance as it is
+    /// afterwards.
+    pub(super) async fn attach_storage(
+        &self,
+        rec: &HostRecord,
+        inst: Instance,
+        resolved: &Resolved,
+    ) -> Result<Instance, Error> {
+        self.ensure_volumes(rec, &inst, resolved).await?;
+        if !resolved.profile.eip {
+            return Ok(inst);
+        }
+        self.associate_eip(rec, &inst).await?;
+        let region = rec.region();
+        Ok(self
+            .compute
+            .instance(&region, &inst.id)
+            .await
+            .context(|| format!("{}: describing {}", rec.hostname, inst.id))?
+            .unwrap_or(inst))
+    }
+
+    async fn ensure_volumes(
+        &self,
+        rec: &HostRecord,
+        inst: &Instance,
+        resolved: &Resolved,
+    ) -> Result<(), Error> {
+        let wanted = resolved.wanted_volumes();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let host = &rec.hostname;
+        let have = self
+            .host_volumes(rec)
+            .await
+            .context(|| format!("{host}: looking for its volumes"))?;
+        check_volume_zones(host, &rec.zone, &have)?;
+        let missing = wanted
+            .iter()
+            .filter(|(_, _, d)| {
+                !have
+                    .iter()
+                    .any(|v| v.device() == Some(d) && v.attached_to.as_ref() == Some(&inst.id))
+            })
+            .count();
+        if missing == 0 {
+            return Ok(());
+        }
+        self.progress.step(
+            host,
+            &format!("attaching {missing} of {} volume(s)", wanted.len()),
+        );
+        // Every volume is handled even when one fails, so a failure leaves the others
+        // tagged and attached, and a re-run completes the set.
+        let region = &rec.region();
+        let results = futures::future::join_all(wanted.iter().map(|&(vp, member, device)| {
+            let have = &have;
+            async move {
+                let existing = have.iter().find(|v| {
+                    v.device() == Some(device)
+                        && v.tags.get(tags::VOLUME_PROFILE).map(String::as_str)
+                            == Some(vp.name.as_str())
+                });
+                let id = match existing {
+                    Some(v) if v.attached_to.as_ref() == Some(&inst.id) => return Ok(()),
+                    Some(v) if v.attached_to.is_some() => {
+                        return Err(Error::Conflict {
+                            host: host.to_string(),
+                            message: format!(
+                                "its volume {} ({device}) is attached to {}, not to {}",
+                                v.id,
+                                v.attached_to
+                                    .as_ref()
+                                    .map(InstanceId::as_str)
+                                    .unwrap_or("?"),
+                                inst.id
+                            ),
+                        })
+                    }
+                    Some(v) => v.id.clone(),
+                    None => {
+                        self.create_volume(rec, resolved, vp, member, device)
+                            .await?
+                    }
+                };
+                match self
+                    .compute
+                    .attach_volume(region, &id, &inst.id, device)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    // The answer to an attach that landed may be lost; its retry then
+                    // fails with VolumeInUse. Attached where wanted is success.
+                    Err(e) if self.attached(rec, &id, &inst.id, device).await => {
+                        tracing::debug!(%host, error = %e, "{id} is attached at {device} already");
+                        Ok(())
+                    }
+                    Err(e) => Err(e).context(|| format!("{host}: attaching {id} at {device}")),
+                }
+            }
+        }))
+        .await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, Error>>()
+            .map(drop)
+    }
+
+    /// The volumes tagged with the host, in its region.
+    async fn host_volumes(&self, rec: &HostRecord) -> ProviderResult<Vec<Volume>> {
+        self.compute
+            .volumes(
+                &rec.region(),
+                self.product(),
+                std::slice::from_ref(&rec.hostname),
+            )
+            .await
+    }
+
+    /// The volumes tagged with `hosts` (all of the product's when empty) in every
+    /// configured region and in `home`, one lookup per region, each bounded by the
+    /// region timeout.
+    pub(super) async fn volume_index(&self, hosts: &[Hostname], home: &Region) -> VolumeIndex {
+        let mut regions: BTreeSet<&Region> = self.settings.regions.iter().collect();
+        regions.insert(home);
+        let limit = self.settings.region_timeout;
+        let found = futures::future::join_all(regions.into_iter().map(|region| async move {
+            let r =
+                tokio::time::timeout(limit, self.compute.volumes(region, self.product(), hosts))
+                    .await;
+            let r = match r {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", limit.as_secs_f64())),
+            };
+            (region.clone(), r)
+        }))
+        .await;
+        VolumeIndex {
+            by_region: found.into_iter().collect(),
+        }
+    }
+
+    /// The volumes tagged with `host`, in every region that answers. Its own region
+    /// must answer; another region that does not is a warning (its volumes there, if
+    /// any, stay where they are): no region stops work in the others.
+    pub(super) async fn volumes_everywhere(
+        &self,
+        host: &Hostname,
+        home: &Region,
+    ) -> Result<Vec<Volume>, Error> {
+        self.volume_index(std::slice::from_ref(host), home)
+            .await
+            .of(host, home)
+    }
+
+    /// Whether volume `id` is attached to `instance` at `device` now.
+    async fn attached(
+        &self,
+        rec: &HostRecord,
+        id: &VolumeId,
+        instance: &InstanceId,
+        device: &str,
+    ) -> bool {
+        let vols = self.host_volumes(rec).await.unwrap_or_default();
+        vols.iter().any(|v| {
+            &v.id == id
+                && v.attached_to.as_ref() == Some(instance)
+                && v.attached_as.as_deref() == Some(device)
+        })
+    }
+
+    async fn create_volume(
+        &self,
+        rec: &HostRecord,
+        resolved: &Resolved,
+        vp: &VolumeProfile,
+        member: u32,
+        device: &str,
+    ) -> Result<VolumeId, Error> {
+        let host = &rec.hostname;
+        let mut t = BTreeMap::from([
+            (tags::NAME.to_owned(), host.to_string()),
+            (tags::PRODUCT.to_owned(), self.product().to_string()),
+            (tags::HOST.to_owned(), host.to_string()),
+            (tags::ZONE.to_owned(), rec.zone.to_string()),
+            (tags::DEVICE.to_owned(), device.to_owned()),
+            (tags::VOLUME_PROFILE.to_owned(), vp.name.clone()),
+            (tags::MEMBER.to_owned(), member.to_string()),
+        ]);
+        for (k, v) in &resolved.profile.tags {
+            t.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let request = VolumeRequest {
+            region: rec.region(),
+            zone: rec.zone.clone(),
+            size_gb: vp.volumes.size_gb,
+            volume_type: vp.volumes.volume_type.clone(),
+            iops: vp.volumes.iops,
+            throughput: vp.volumes.throughput,
+            encrypted: vp.volumes.encrypted,
+            tags: t,
+            client_token: token::volume_token(self.product(), host, device, rec.generation),
+        };
+        let v = self.compute.create_volume(&request).await.context(|| {
+            format!(
+                "{host}: creating its {device} volume ({} GiB {})",
+                vp.volumes.size_gb, vp.volumes.volume_type
+            )
+        })?;
+        self.wait_volume(rec, &v.id).await?;
+        Ok(v.id)
+    }
+
+    /// Waits until a new volume is `available`.
+    async fn wait_volume(&self, rec: &HostRecord, id: &VolumeId) -> Result<(), Error> {
+        let host = &rec.hostname;
+        let last = std::sync::Mutex::new(None::<VolumeState>);
+        let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
+            match self.host_volumes(rec).await {
+                Ok(vols) => {
+                    let state = vols.into_iter().find(|v| &v.id == id).map(|v| v.state);
+                    if state == Some(VolumeState::Available) {
+                        return Ok(Some(()));
+                    }
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = state;
+                    Ok(None)
+                }
+                Err(e) => super::describe_failed(host, id.as_str(), e),
+            }
+        })
+        .await;
+        let last = last
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "not yet visible".into());
+        self.waited(host, id.as_str(), "available", waited, last)
+    }
+}
+
+/// What one volume lookup per region found (or why a region did not answer).
+pub(super) struct VolumeIndex {
+    by_region: BTreeMap<Region, Result<Vec<Volume>, String>>,
+}
+
+impl VolumeIndex {
+    /// The volumes of `host`: an error when `home` did not answer; a warning for each
+    /// other region that did not.
+    pub fn of(&self, host: &Hostname, home: &Region) -> Result<Vec<Volume>, Error> {
+        let mut all = Vec::new();
+        for (region, found) in &self.by_region {
+            match found {
+                Ok(vols) => all.extend(
+                    vols.iter()
+                        .filter(|v| v.host() == Some(host.as_str()))
+                        .cloned(),
+                ),
+                Err(e) if region == home => {
+                    return Err(Error::Provider {
+                        context: format!("{host}: looking for its volumes in {region}"),
+                        source: crate::ports::ProviderError::new(
+                            crate::ports::ProviderErrorKind::Unavailable,
+                            e.clone(),
+                        ),
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(%host, "region {region} left out of the search for its volumes: {e}");
+                }
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// Refuses volumes of `host` that live in another zone than `zone`.
+pub(super) fn check_volume_zones(
+    host: &Hostname,
+    zone: &Zone,
+    volumes: &[Volume],
+) -> Result<(), Error> {
+    // Data volumes only: root volumes carry the host's tags too, and go with their instance.
+    if let Some(v) = volumes.iter().find(|v| {
+        v.device().is_some() && v.zone.as_ref() != Some(zone) && v.state != VolumeState::Deleting
+    }) {
+        let theirs = v.zone.as_ref().map(Zone::as_str).unwrap_or("?");
+        return Err(Error::Refused {
+            host: host.to_string(),
+            message: format!(
+                "its volume {} ({}) is in {theirs}, the host is in {zone}: EBS volumes attach only within their zone; start it in {theirs}, or move the data with a snapshot",
+                v.id,
+                v.device().unwrap_or("?")
+            ),
+        });
+    }
+    Ok(())
+}
