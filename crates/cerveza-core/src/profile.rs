@@ -434,8 +434,8 @@ fn document_starts(text: &str) -> Vec<usize> {
     starts
 }
 
-/// Turns a serde_yaml error into a located message (its text without "at line …").
-fn yaml_error(file: &Path, e: &serde_yaml::Error, fallback_line: usize) -> ProfileError {
+/// Turns a yaml_serde error into a located message (its text without "at line …").
+fn yaml_error(file: &Path, e: &yaml_serde::Error, fallback_line: usize) -> ProfileError {
     let mut message = e.to_string();
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);
@@ -519,7 +519,7 @@ impl ProfileSet {
             let text_lines: std::sync::Arc<Vec<String>> =
                 std::sync::Arc::new(text.lines().map(str::to_owned).collect());
             let total = text_lines.len().max(1);
-            for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            for (i, de) in yaml_serde::Deserializer::from_str(text).enumerate() {
                 let first_line = starts.get(i).copied().unwrap_or(1);
                 let last_line = starts.get(i + 1).map(|n| n - 1).unwrap_or(total);
                 match Option::<Document>::deserialize(de) {

@@ -308,3 +308,33 @@ fn symlinks_out_of_the_profiles_directory_are_refused() {
     std::os::unix::fs::symlink("real.sh", dir.path().join("inside.sh")).unwrap();
     ProfileSet::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
 }
+
+/// The YAML parser's messages that cerveza rewrites or relies on, pinned: an upgrade
+/// of the YAML crate shows its drift here.
+#[test]
+fn yaml_error_messages_are_pinned() {
+    let head = "--- !InstanceProfile\nname: P\n";
+    let cases = [
+        (
+            "aws-tag",
+            format!("{head}aws: !Other\n  ami: {{us-east-1: ami-a6f504cf}}\n"),
+        ),
+        (
+            "aws-untagged",
+            format!("{head}aws:\n  ami: {{us-east-1: ami-a6f504cf}}\n"),
+        ),
+        ("no-document-tag", "---\nname: P\n".to_owned()),
+        ("unknown-tag", "--- !Evil\nname: P\n".to_owned()),
+        ("unknown-key", format!("{head}colour: red\n")),
+        ("wrong-type", format!("{head}desc: [a, b]\n")),
+        ("duplicate-key", format!("{head}name: Q\n")),
+        ("syntax", format!("{head}desc: \"open\n")),
+        ("tab-indent", format!("{head}aws: !InstanceAws\n\tami: x\n")),
+    ];
+    let mut out = String::new();
+    for (what, text) in cases {
+        let errs = load(&[("a.yaml", &text)]).expect_err(what);
+        out.push_str(&format!("{what}: {}\n", errs.join(" / ")));
+    }
+    insta::assert_snapshot!(out);
+}

@@ -1,6 +1,6 @@
 //! Ansible YAML inventory: groups by host group, zone, region, profile; host vars.
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use crate::{header, Fleet, Options};
 
@@ -92,6 +92,6 @@ pub fn inventory(fleet: &Fleet, opts: &Options) -> String {
     all.insert(s("children"), Value::Mapping(kids));
     let mut root = Mapping::new();
     root.insert(s("all"), Value::Mapping(all));
-    let body = serde_yaml::to_string(&Value::Mapping(root)).unwrap_or_default();
+    let body = yaml_serde::to_string(&Value::Mapping(root)).unwrap_or_default();
     format!("{}{body}", header("#", fleet))
 }

@@ -335,8 +335,8 @@ fn check_part(part: &Part) -> Result<(), UserDataError> {
         return reject("the file is empty".into());
     }
     if part.content_type == "text/cloud-config" {
-        match serde_yaml::from_str::<serde_yaml::Value>(&part.body) {
-            Ok(serde_yaml::Value::Mapping(_)) => {}
+        match yaml_serde::from_str::<yaml_serde::Value>(&part.body) {
+            Ok(yaml_serde::Value::Mapping(_)) => {}
             Ok(_) => return reject("cloud-config must be a YAML mapping (key: value)".into()),
             Err(e) => {
                 let at = e
