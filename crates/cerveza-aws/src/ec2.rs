@@ -494,3 +494,140 @@ impl Compute for Ec2 {
             .map_err(provider_error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::{Answer, Canned};
+
+    fn instance_xml(id: &str, state: &str, host: &str) -> String {
+        format!(
+            "<item><instanceId>{id}</instanceId><imageId>ami-a6f504cf</imageId>\
+             <instanceState><code>16</code><name>{state}</name></instanceState>\
+             <privateIpAddress>10.0.0.5</privateIpAddress><instanceType>t3.micro</instanceType>\
+             <launchTime>2026-11-27T10:00:00.000Z</launchTime>\
+             <placement><availabilityZone>us-east-1b</availabilityZone></placement>\
+             <groupSet><item><groupId>sg-1</groupId><groupName>web</groupName></item></groupSet>\
+             <tagSet><item><key>cerveza:product</key><value>noc</value></item>\
+             <item><key>cerveza:host</key><value>{host}</value></item></tagSet></item>"
+        )
+    }
+
+    fn describe_xml(instances: &[String], next: Option<&str>) -> String {
+        let next = next
+            .map(|t| format!("<nextToken>{t}</nextToken>"))
+            .unwrap_or_default();
+        format!(
+            "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId>\
+             <instancesSet>{}</instancesSet></item></reservationSet>{next}</DescribeInstancesResponse>",
+            instances.concat()
+        )
+    }
+
+    fn region() -> Region {
+        Region::parse("us-east-1").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn instances_are_read_from_every_page_with_typed_ids_and_states() {
+        let server = Canned::serve(vec![
+            Answer::xml(
+                200,
+                &describe_xml(&[instance_xml("i-0a", "running", "web01")], Some("page2")),
+            ),
+            Answer::xml(
+                200,
+                &describe_xml(&[instance_xml("i-0b", "stopping", "web02")], None),
+            ),
+        ])
+        .await;
+        let ec2 = Ec2::new(server.sdk().await);
+        let product = Product::parse("noc").unwrap_or_else(|e| panic!("{e}"));
+        let found = ec2
+            .instances(&region(), &InstanceFilter::product(&product))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["i-0a", "i-0b"]);
+        assert_eq!(found[1].state, InstanceState::Stopping);
+        assert_eq!(found[0].zone.as_ref().map(Zone::as_str), Some("us-east-1b"));
+        assert_eq!(found[0].security_groups, ["web"]);
+        assert_eq!(found[0].host(), Some("web01"));
+        let asked = server.requests();
+        assert_eq!(asked.len(), 2);
+        assert!(
+            asked[0].body.contains("Action=DescribeInstances"),
+            "{asked:?}"
+        );
+        assert!(
+            asked[0].body.contains("tag%3Acerveza%3Aproduct"),
+            "{asked:?}"
+        );
+        assert!(asked[0].body.contains("instance-state-name"), "live only");
+        assert!(asked[1].body.contains("NextToken=page2"), "{asked:?}");
+    }
+
+    #[tokio::test]
+    async fn an_instance_ec2_does_not_know_yet_is_none_and_throttling_is_throttled() {
+        let server = Canned::serve(vec![
+            Answer::ec2_error(400, "InvalidInstanceID.NotFound"),
+            Answer::ec2_error(503, "RequestLimitExceeded"),
+        ])
+        .await;
+        let ec2 = Ec2::new(server.sdk().await);
+        let id = InstanceId::new("i-0new");
+        let first = ec2.instance(&region(), &id).await;
+        assert!(matches!(first, Ok(None)), "{first:?}");
+        let e = ec2.instance(&region(), &id).await.expect_err("throttled");
+        assert_eq!(e.kind, ProviderErrorKind::Throttled);
+        assert!(e.message.contains("RequestLimitExceeded"), "{}", e.message);
+        assert!(server.requests()[0].body.contains("InstanceId.1=i-0new"));
+    }
+
+    #[tokio::test]
+    async fn more_hosts_than_a_filter_takes_are_filtered_here() {
+        let vol = |id: &str, host: &str| {
+            format!(
+                "<item><volumeId>{id}</volumeId><size>10</size><availabilityZone>us-east-1b</availabilityZone>\
+                 <status>in-use</status><volumeType>gp3</volumeType>\
+                 <attachmentSet><item><instanceId>i-0a</instanceId><device>/dev/sdf</device></item></attachmentSet>\
+                 <tagSet><item><key>cerveza:product</key><value>noc</value></item>\
+                 <item><key>cerveza:host</key><value>{host}</value></item></tagSet></item>"
+            )
+        };
+        let body = format!(
+            "<DescribeVolumesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId>\
+             <volumeSet>{}{}</volumeSet></DescribeVolumesResponse>",
+            vol("vol-1", "web001"),
+            vol("vol-2", "other")
+        );
+        let server = Canned::serve(vec![Answer::xml(200, &body), Answer::xml(200, &body)]).await;
+        let ec2 = Ec2::new(server.sdk().await);
+        let product = Product::parse("noc").unwrap_or_else(|e| panic!("{e}"));
+        let many: Vec<Hostname> = (1..=MAX_FILTER_VALUES + 1)
+            .map(|i| Hostname::parse(&format!("web{i:03}")).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let found = ec2
+            .volumes(&region(), &product, &many)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].id, "vol-1");
+        assert_eq!(found[0].state, VolumeState::InUse);
+        assert_eq!(
+            found[0].attached_to.as_ref().map(InstanceId::as_str),
+            Some("i-0a")
+        );
+        let asked = server.requests();
+        assert!(
+            !asked[0].body.contains("cerveza%3Ahost"),
+            "no host filter: {asked:?}"
+        );
+        // A few hosts go in the filter.
+        ec2.volumes(&region(), &product, &many[..2])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(server.requests()[1].body.contains("tag%3Acerveza%3Ahost"));
+    }
+}

@@ -14,6 +14,8 @@ mod errors;
 mod registry;
 mod releases;
 mod route53;
+#[cfg(test)]
+mod test_server;
 mod transport;
 
 use std::time::Duration;

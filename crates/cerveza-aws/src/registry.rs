@@ -150,6 +150,9 @@ impl DynamoRegistry {
                         None
                     }
                 };
+                if exists == Some(TableStatus::Active) {
+                    return Ok(());
+                }
                 if exists.is_none() {
                     tracing::info!(table = %self.table, "creating the registry table");
                     let attr = |name: &str| {
@@ -374,5 +377,135 @@ impl Registry for DynamoRegistry {
             }
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::{Answer, Canned, Reply, Request};
+
+    const TABLE_ACTIVE: &str = r#"{"Table":{"TableName":"cerveza-hosts","TableStatus":"ACTIVE"}}"#;
+    const CONDITION_FAILED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#;
+
+    fn item(profile: &str, write_id: &str) -> String {
+        format!(
+            r#"{{"Item":{{"product":{{"S":"noc"}},"hostname":{{"S":"web01"}},"profile":{{"S":"{profile}"}},"zone":{{"S":"us-east-1b"}},"region":{{"S":"us-east-1"}},"instance_id":{{"S":"i-0a"}},"state":{{"S":"stopped"}},"generation":{{"N":"3"}},"updated_at":{{"N":"1"}},"updated_by":{{"S":"alice@box"}},"write_id":{{"S":"{write_id}"}}}}}}"#
+        )
+    }
+
+    fn record() -> HostRecord {
+        HostRecord {
+            product: Product::parse("noc").unwrap_or_else(|e| panic!("{e}")),
+            hostname: Hostname::parse("web01").unwrap_or_else(|e| panic!("{e}")),
+            profile: ProfileName::parse("Web").unwrap_or_else(|e| panic!("{e}")),
+            zone: Zone::parse("us-east-1b").unwrap_or_else(|e| panic!("{e}")),
+            instance_id: None,
+            state: InstanceState::Pending,
+            generation: 1,
+            updated_at: 0,
+            updated_by: "bob@box".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_is_read_into_typed_fields_and_a_bad_one_is_refused() {
+        let server = Canned::serve(vec![
+            Answer::json(200, &item("Web", "w")),
+            Answer::json(200, &item("not a profile!", "w")),
+            Answer::json(200, "{}"),
+        ])
+        .await;
+        let registry = DynamoRegistry::new(&server.sdk().await, "cerveza-hosts");
+        let r = record();
+        let got = registry
+            .get(&r.product, &r.hostname)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("a record"));
+        assert_eq!(got.profile.as_str(), "Web");
+        assert_eq!(got.state, InstanceState::Stopped);
+        assert_eq!(got.instance_id, Some(InstanceId::new("i-0a")));
+        assert_eq!(got.generation, 3);
+        let e = registry
+            .get(&r.product, &r.hostname)
+            .await
+            .expect_err("a profile name that cannot be");
+        assert!(e.message.contains("no valid profile"), "{}", e.message);
+        assert!(matches!(
+            registry.get(&r.product, &r.hostname).await,
+            Ok(None)
+        ));
+        let asked = server.requests();
+        assert_eq!(asked[0].target, "DynamoDB_20120810.GetItem");
+        assert!(
+            asked[0].body.contains(r#""ConsistentRead":true"#),
+            "{asked:?}"
+        );
+    }
+
+    /// The write id a PutItem sent.
+    fn sent_write_id(body: &str) -> String {
+        let key = r#""write_id":{"S":""#;
+        let at = body
+            .find(key)
+            .unwrap_or_else(|| panic!("no write id in {body}"))
+            + key.len();
+        body[at..].split('"').next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_is_a_conflict_unless_the_stored_write_is_ours() {
+        // Someone else's item is stored: a conflict. The table is checked once.
+        let server = Canned::serve(vec![
+            Answer::json(200, TABLE_ACTIVE),
+            Answer::json(400, CONDITION_FAILED),
+            Answer::json(200, &item("Web", "someone-else")),
+        ])
+        .await;
+        let registry = DynamoRegistry::new(&server.sdk().await, "cerveza-hosts");
+        let e = registry.create(&record()).await.expect_err("conflict");
+        assert_eq!(e.kind, ProviderErrorKind::Conflict);
+        let asked = server.requests();
+        let targets: Vec<&str> = asked.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "DynamoDB_20120810.DescribeTable",
+                "DynamoDB_20120810.PutItem",
+                "DynamoDB_20120810.GetItem"
+            ]
+        );
+        assert!(
+            asked[1].body.contains("attribute_not_exists(#h)"),
+            "a create is conditional: {}",
+            asked[1].body
+        );
+        assert_eq!(sent_write_id(&asked[1].body).len(), 32);
+
+        // The stored item carries the write id this very call sent (its first attempt
+        // landed, only the answer was lost): success, not a conflict.
+        let server = Canned::reply(vec![
+            Answer::json(200, TABLE_ACTIVE).into(),
+            Answer::json(400, CONDITION_FAILED).into(),
+            Reply::From(Box::new(|so_far: &[Request]| {
+                Answer::json(200, &item("Web", &sent_write_id(&so_far[1].body)))
+            })),
+        ])
+        .await;
+        let registry = DynamoRegistry::new(&server.sdk().await, "cerveza-hosts");
+        let mut r = record();
+        r.generation = 3;
+        registry
+            .update(&r, 2)
+            .await
+            .unwrap_or_else(|e| panic!("our own write: {e}"));
+        let asked = server.requests();
+        assert!(asked[1].body.contains("#g = :g"), "{}", asked[1].body);
+        assert!(
+            asked[1].body.contains(r#"":g":{"N":"2"}"#),
+            "{}",
+            asked[1].body
+        );
     }
 }
