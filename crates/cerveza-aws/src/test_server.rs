@@ -9,13 +9,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::AwsOptions;
 
+/// Makes an answer from the requests so far.
+pub type Responder = Box<dyn Fn(&[Request]) -> Answer + Send>;
+
 /// What the server answers to one request: fixed, or made from every request so far
 /// (to echo what the client sent, such as a random write id).
 pub enum Reply {
     /// This answer.
     Fixed(Answer),
     /// The answer made from the requests so far (the current one last).
-    From(Box<dyn Fn(&[Request]) -> Answer + Send>),
+    From(Responder),
 }
 
 impl From<Answer> for Reply {
