@@ -174,6 +174,16 @@ pub struct ExportError(pub String);
 
 /// Generates `kind` for `fleet`.
 pub fn generate(kind: Kind, fleet: &Fleet, opts: &Options) -> Result<Vec<File>, ExportError> {
+    // Output is stable whatever order the hosts came in: by name.
+    let sorted;
+    let fleet = if fleet.hosts.is_sorted_by(|a, b| a.name <= b.name) {
+        fleet
+    } else {
+        let mut f = fleet.clone();
+        f.hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        sorted = f;
+        &sorted
+    };
     let one = |name: &str, content: String| {
         Ok(vec![File {
             name: name.into(),

@@ -39,7 +39,8 @@ fn inst(
     }
 }
 
-fn fleet() -> Fleet {
+/// The instances of the test fleet, in the order a listing might give them.
+fn instances() -> Vec<Instance> {
     let mut hostile = inst(
         "i-bad",
         "-oProxyCommand=touch /tmp/pwned",
@@ -91,7 +92,11 @@ fn fleet() -> Fleet {
         ),
         hostile,
     ];
-    let f = Fleet::new(&Product::parse("noc").unwrap(), &instances);
+    instances
+}
+
+fn fleet() -> Fleet {
+    let f = Fleet::new(&Product::parse("noc").unwrap(), &instances());
     assert_eq!(
         f.skipped.len(),
         1,
@@ -130,10 +135,14 @@ fn snapshots() {
 #[test]
 fn output_does_not_depend_on_input_order() {
     let f = fleet();
-    let mut reversed = f.clone();
-    reversed.hosts.reverse();
-    let again = Fleet::new(&f.product, &[]);
-    assert!(again.hosts.is_empty());
+    // The instances as another listing might order them, and the hosts of a fleet
+    // built by hand in another order.
+    let mut listed = instances();
+    listed.reverse();
+    listed.rotate_left(2);
+    let relisted = Fleet::new(&f.product, &listed);
+    let mut by_hand = fleet();
+    by_hand.hosts.reverse();
     for kind in [
         Kind::SshConfig,
         Kind::Hosts,
@@ -142,10 +151,13 @@ fn output_does_not_depend_on_input_order() {
         Kind::Prometheus,
         Kind::Ansible,
     ] {
+        let want = generate(kind, &f, &opts()).unwrap();
         assert_eq!(
-            generate(kind, &f, &opts()).unwrap(),
-            generate(kind, &f, &opts()).unwrap()
+            generate(kind, &relisted, &opts()).unwrap(),
+            want,
+            "{kind:?}"
         );
+        assert_eq!(generate(kind, &by_hand, &opts()).unwrap(), want, "{kind:?}");
     }
 }
 
@@ -271,6 +283,74 @@ fn gmond_and_gmetad_accept_their_configs() {
         gmetad.contains("data_source \"web\" 127.0.0.1:"),
         "{gmetad}"
     );
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn gmetad_runs_on_its_config() {
+    // gmetad has no check mode: it exits at once on a config error and otherwise
+    // runs, printing each data source it parsed. Run it for two seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let rrds = dir.path().join("rrds");
+    std::fs::create_dir(&rrds).unwrap();
+    // gmetad drops to user nobody and insists that it owns the RRD directory.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    run(Command::new("chown").arg("nobody").arg(&rrds));
+    let mut o = opts();
+    o.ganglia.rrd_dir = rrds.display().to_string();
+    o.ganglia.xml_port = free_port();
+    o.ganglia.interactive_port = free_port();
+    let files = generate(Kind::Ganglia, &fleet(), &o).unwrap();
+    let conf = files.iter().find(|f| f.name == "gmetad.conf").unwrap();
+    let path = dir.path().join("gmetad.conf");
+    std::fs::write(&path, &conf.content).unwrap();
+    let out = Command::new("timeout")
+        .args(["2", "gmetad", "-d", "2", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("gmetad: {e} (scripts/bootstrap installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "gmetad stopped on its own: {text}\n{}",
+        conf.content
+    );
+    let sources = conf.content.matches("\ndata_source ").count();
+    assert!(sources >= 2, "{}", conf.content);
+    assert_eq!(text.matches("] has 1 sources").count(), sources, "{text}");
+    for cluster in ["web", "dev"] {
+        assert!(
+            text.contains(&format!("Source: [{cluster}, step 15] has 1 sources")),
+            "{cluster}: {text}"
+        );
+    }
+    assert!(
+        text.contains(&format!("xml listening on port {}", o.ganglia.xml_port)),
+        "{text}"
+    );
+
+    // The same check refuses a broken file.
+    std::fs::write(&path, format!("{}\nbogus_directive 1\n", conf.content)).unwrap();
+    let out = Command::new("timeout")
+        .args(["2", "gmetad", "-d", "2", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

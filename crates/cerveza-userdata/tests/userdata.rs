@@ -229,11 +229,10 @@ fn bad_files_are_refused_with_their_name() {
     );
 }
 
-#[test]
-fn too_large_lists_every_part_with_its_size() {
-    // Incompressible content: base64 of pseudo-random bytes.
+/// `n` characters that do not compress: base64 letters of pseudo-random bytes.
+fn noise(n: usize) -> String {
     let mut x: u64 = 42;
-    let noise: String = (0..24_000)
+    (0..n)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -243,8 +242,60 @@ fn too_large_lists_every_part_with_its_size() {
                     [(x % 64) as usize],
             )
         })
+        .collect()
+}
+
+#[test]
+fn exactly_the_limit_is_accepted_and_one_byte_more_refused() {
+    // The compressed size of a profile whose script carries `n` noise characters:
+    // Ok(size) when accepted, Err(size) when refused as too large.
+    let size_with = |n: usize| {
+        let script = format!("#!/bin/sh\n: {}\n", noise(n));
+        let (_d, set) = profile_with("[big.sh]", &[("big.sh", &script)]);
+        match build(set.instance("P").unwrap(), Settings::default()) {
+            Ok(built) => Ok(built.gzip.len()),
+            Err(UserDataError::TooLarge { size, .. }) => Err(size),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let size = |r: Result<usize, usize>| r.unwrap_or_else(|s| s);
+    // The smallest script that reaches the limit, then every size around it.
+    let (mut lo, mut hi) = (0, 40_000);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if size(size_with(mid)) >= MAX_USER_DATA {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let around: Vec<(usize, Result<usize, usize>)> = (lo.saturating_sub(40)..lo + 40)
+        .map(|n| (n, size_with(n)))
         .collect();
-    let big = format!("#!/bin/sh\n: {noise}\n");
+    let at = |want: usize| around.iter().find(|(_, r)| size(*r) == want);
+    let (n, exact) = at(MAX_USER_DATA).unwrap_or_else(|| panic!("no exact size: {around:?}"));
+    assert_eq!(
+        *exact,
+        Ok(MAX_USER_DATA),
+        "{n} characters: exactly 16384 bytes is accepted"
+    );
+    let (n, over) = at(MAX_USER_DATA + 1).unwrap_or_else(|| panic!("no 16385: {around:?}"));
+    assert_eq!(
+        *over,
+        Err(MAX_USER_DATA + 1),
+        "{n} characters: 16385 bytes is refused"
+    );
+    assert!(
+        around
+            .iter()
+            .all(|(_, r)| r.is_ok() == (size(*r) <= MAX_USER_DATA)),
+        "accepted exactly up to the limit: {around:?}"
+    );
+}
+
+#[test]
+fn too_large_lists_every_part_with_its_size() {
+    let big = format!("#!/bin/sh\n: {}\n", noise(24_000));
     let (_d, set) = profile_with(
         "[big.sh, small.sh]",
         &[("big.sh", &big), ("small.sh", "#!/bin/sh\ntrue\n")],

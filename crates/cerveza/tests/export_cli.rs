@@ -68,6 +68,11 @@ fn exports_of_a_live_fleet_are_read_by_the_real_tools() {
         .arg(format!("web01.{p}.private"))
         .output()
         .unwrap();
+    assert!(
+        g.status.success(),
+        "ssh -G refused the file: {}",
+        String::from_utf8_lossy(&g.stderr)
+    );
     let g = String::from_utf8_lossy(&g.stdout).into_owned();
     assert!(g.contains("hostname 10."), "{g}");
     assert!(!ssh.stdout.contains("dev-mysql01"), "the selection applies");

@@ -23,6 +23,7 @@ fn start_converges(rules: Value) -> (Proxy, Run) {
     let proxy = Proxy::start(&rules);
     let run: Run = proxy
         .cmd(&p)
+        .env("CERVEZA_REGION_TIMEOUT", "2s")
         .args(["start", HOSTS, "--zone", "us-east-1a", "--profile", "Mysql"])
         .args(["-j", "20"])
         .output()
@@ -76,12 +77,29 @@ fn start_converges_through_connection_resets() {
 
 #[test]
 fn start_converges_through_slow_answers_and_a_black_holed_region() {
-    // eu-west-1 never answers; the fleet is in us-east-1, so nothing waits for it.
-    let (proxy, _) = start_converges(json!({"seed": 14, "rules": [
+    // eu-west-1 never answers; the fleet is in us-east-1. Only the search for the
+    // hosts' data volumes asks eu-west-1, once, and gives up after the region timeout.
+    let started = std::time::Instant::now();
+    let (proxy, run) = start_converges(json!({"seed": 14, "rules": [
         {"fault": "blackhole", "region": "eu-west-1"},
         {"fault": "delay", "seconds": 1.5, "rate": 0.1},
     ]}));
-    assert!(proxy.injected("delay") > 5, "{}", proxy.stats());
+    let took = started.elapsed();
+    let stats = proxy.stats();
+    assert!(proxy.injected("delay") > 5, "{stats}");
+    assert!(
+        proxy.injected("blackhole") >= 1,
+        "eu-west-1 was asked: {stats}"
+    );
+    assert_eq!(
+        run.stderr.matches("region eu-west-1 left out").count(),
+        1,
+        "one warning: {}",
+        run.stderr
+    );
+    // The region timeout (2 s here) once, plus the slowed answers; an unbounded wait
+    // would be the SDK's 60 s operation timeout per call.
+    assert!(took < std::time::Duration::from_secs(50), "took {took:?}");
 }
 
 #[test]
@@ -90,8 +108,12 @@ fn start_converges_when_new_instances_are_invisible_for_a_while() {
     let (proxy, _) = start_converges(json!({"seed": 15, "rules": [
         {"fault": "hide", "seconds": 3},
     ]}));
-    let requests = proxy.stats()["requests"].clone();
-    assert!(requests["ec2:DescribeInstances"].as_u64().unwrap() > 20);
+    let stats = proxy.stats();
+    assert!(
+        proxy.injected("hide") > 20,
+        "new instances were hidden: {stats}"
+    );
+    assert!(stats["requests"]["ec2:DescribeInstances"].as_u64().unwrap() > 20);
 }
 
 #[test]
@@ -275,38 +297,47 @@ fn no_secret_reaches_logs_errors_or_json() {
     let p = product();
     let secret = "SECRETkey-must-never-be-printed-1234567890";
     let key_id = "AKIAFAULTPROXYTEST01";
+    let token = "SESSIONtoken-must-never-be-printed-0987654321";
     let mut traced = false;
     let proxy = Proxy::start(
         &json!({"seed": 17, "rules": [{"fault": "status", "status": 500, "rate": 0.3}]}),
     );
-    for args in [
-        &[
-            "-vvv",
-            "start",
-            "s1",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-            "-o",
-            "json",
-        ][..],
-        &["-vvv", "list", "-o", "json"][..],
-        &["-vvv", "show", "s1", "-o", "json"][..],
-        &[
-            "-vvv",
-            "start",
-            "s2",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "NoSuchProfile",
-        ][..],
+    // Each run with the exit code it must give: the failing path must really run.
+    for (args, code) in [
+        (
+            &[
+                "-vvv",
+                "start",
+                "s1",
+                "--zone",
+                "us-east-1a",
+                "--profile",
+                "UbuntuGeneric32Bit",
+                "-o",
+                "json",
+            ][..],
+            0,
+        ),
+        (&["-vvv", "list", "-o", "json"][..], 0),
+        (&["-vvv", "show", "s1", "-o", "json"][..], 0),
+        (
+            &[
+                "-vvv",
+                "start",
+                "s2",
+                "--zone",
+                "us-east-1a",
+                "--profile",
+                "NoSuchProfile",
+            ][..],
+            2,
+        ),
     ] {
         let r: Run = proxy
             .cmd(&p)
             .env("AWS_SECRET_ACCESS_KEY", secret)
             .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SESSION_TOKEN", token)
             .env("CERVEZA_LDAP_PASSWORD", "ldap-pass-must-never-be-printed")
             .env_remove("CERVEZA_LDAP_PASSWORD_FILE")
             .args(args)
@@ -316,6 +347,15 @@ fn no_secret_reaches_logs_errors_or_json() {
         // The SDK traces the credentials it resolved: proof the logs were verbose
         // enough to leak, and that the redaction caught it.
         traced |= r.stderr.contains("access_key_id: \"** redacted **\"");
+        assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
+        if code == 2 {
+            assert!(
+                r.stderr
+                    .contains("unknown instance profile \"NoSuchProfile\""),
+                "the error path ran: {}",
+                r.stderr
+            );
+        }
         for out in [&r.stdout, &r.stderr] {
             assert!(
                 !out.contains(secret),
@@ -326,6 +366,10 @@ fn no_secret_reaches_logs_errors_or_json() {
                 "{args:?} printed the AWS key id:\n{out}"
             );
             assert!(
+                !out.contains(token),
+                "{args:?} printed the AWS session token:\n{out}"
+            );
+            assert!(
                 !out.contains("ldap-pass-must-never-be-printed"),
                 "{args:?} printed the LDAP password:\n{out}"
             );
@@ -334,6 +378,11 @@ fn no_secret_reaches_logs_errors_or_json() {
     assert!(
         traced,
         "no trace of the credentials was seen, redacted or not"
+    );
+    assert!(
+        proxy.injected("status") > 0,
+        "calls failed: {}",
+        proxy.stats()
     );
     // Secrets are not taken from the command line.
     for flag in [
@@ -379,6 +428,7 @@ fn kill_9_at_random_points_then_a_rerun_converges() {
         "--profile",
         "Mysql",
     ];
+    let mut partial = 0;
     for round in 0..4 {
         let p = product();
         // Up to two kills at random moments, then a run that is left to finish.
@@ -410,24 +460,76 @@ fn kill_9_at_random_points_then_a_rerun_converges() {
                 "round {round}: killed after progress line {seen} ({}) ({status})",
                 last.trim()
             );
+            use std::os::unix::process::ExitStatusExt as _;
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "round {round}: the kill landed while cerveza worked ({status})"
+            );
         }
         let left = proxy.cloud(&p);
-        eprintln!(
-            "round {round}: the kills left {} instance(s), {} volume(s), {} registry record(s)",
+        let (i, v, r) = (
             left["instances"].as_array().unwrap().len(),
             left["volumes"].as_array().unwrap().len(),
-            left["registry"].as_array().unwrap().len()
+            left["registry"].as_array().unwrap().len(),
         );
+        eprintln!(
+            "round {round}: the kills left {i} instance(s), {v} volume(s), {r} registry record(s)"
+        );
+        assert_sane_leftovers(&left, &hosts);
+        if i + v + r > 0 && (i < hosts.len() || v < 4 * hosts.len()) {
+            partial += 1;
+        }
         let r: Run = proxy.cmd(&p).args(START).output().unwrap().into();
         assert_eq!(r.code, 0, "round {round}: {r:#?}");
         assert_converged(&proxy.cloud(&p), &p, &hosts, 4);
+    }
+    assert!(
+        partial > 0,
+        "no kill left half-done work behind: the test proved nothing"
+    );
+}
+
+/// What a killed start may leave: some of the work, never a wrong state. At most one
+/// live instance per host, nothing for a host outside the command, and a recorded
+/// instance is that host's.
+#[track_caller]
+fn assert_sane_leftovers(state: &Value, hosts: &[String]) {
+    let known = |h: &Value| hosts.iter().any(|n| h.as_str() == Some(n.as_str()));
+    let instances = state["instances"].as_array().unwrap();
+    for host in hosts {
+        let live = instances
+            .iter()
+            .filter(|i| i["tags"]["cerveza:host"] == host.as_str() && i["state"] != "terminated")
+            .count();
+        assert!(live <= 1, "{host} has {live} live instances: {state}");
+    }
+    for i in instances {
+        assert!(known(&i["tags"]["cerveza:host"]), "a stray instance: {i}");
+    }
+    for v in state["volumes"].as_array().unwrap() {
+        assert!(known(&v["tags"]["cerveza:host"]), "a stray volume: {v}");
+    }
+    for rec in state["registry"].as_array().unwrap() {
+        assert!(known(&rec["hostname"]), "a stray record: {rec}");
+        if let Some(id) = rec.get("instance_id") {
+            let inst = instances.iter().find(|i| &i["id"] == id);
+            assert!(
+                inst.is_some_and(|i| i["tags"]["cerveza:host"] == rec["hostname"]),
+                "the record names an instance that is not its host's: {rec}"
+            );
+        }
     }
 }
 
 #[test]
 fn two_operators_starting_and_stopping_the_same_hosts_at_once() {
     let p = product();
-    let proxy = Proxy::start(&json!({"rules": []}));
+    // Registry writes are slowed, so both operators read "no record" while planning
+    // and both try to claim every host: a race on each of them, every time.
+    let proxy = Proxy::start(&json!({"rules": [
+        {"fault": "delay", "seconds": 1.0, "service": "dynamodb", "action": "PutItem"},
+    ]}));
     let hosts: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
     let first = [
         "start",
@@ -459,6 +561,16 @@ fn two_operators_starting_and_stopping_the_same_hosts_at_once() {
             runs.push((args.join(" "), run));
         }
     }
+    // The first pair raced for the six new hosts: each was claimed by one of them
+    // only, and the other was told, host by host.
+    let claims_lost: usize = runs[..2]
+        .iter()
+        .map(|(_, r)| r.stderr.matches("the hostname was just claimed").count())
+        .sum();
+    assert!(
+        claims_lost == 6,
+        "a race happened and one operator won each host: {runs:#?}"
+    );
     for (args, run) in &runs {
         assert!(
             [0, 4, 5].contains(&run.code),

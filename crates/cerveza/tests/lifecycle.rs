@@ -209,9 +209,12 @@ fn a_start_that_died_after_run_instances_is_adopted_on_rerun() {
         1,
         "RunInstances happened"
     );
+    let registry = state["registry"].as_array().unwrap();
+    assert_eq!(registry.len(), 1, "the hostname was claimed: {state}");
+    assert_eq!(registry[0]["hostname"], "demo01");
     assert!(
-        state["registry"][0].get("instance_id").is_none(),
-        "but was not recorded: {state}"
+        registry[0].get("instance_id").is_none(),
+        "but the instance was not recorded: {state}"
     );
     let id = state["instances"][0]["id"].clone();
 
@@ -229,6 +232,11 @@ fn a_start_that_died_after_run_instances_is_adopted_on_rerun() {
 #[test]
 fn two_operators_starting_the_same_new_hosts_make_one_instance_each() {
     let p = product();
+    // Registry writes are slowed, so both operators read "no record" while planning
+    // and both try to claim each host: a real race on every one of them.
+    let proxy = support::Proxy::start(&serde_json::json!({"rules": [
+        {"fault": "delay", "seconds": 1.0, "service": "dynamodb", "action": "PutItem"},
+    ]}));
     let args = [
         "start",
         "race[1-6]",
@@ -237,24 +245,24 @@ fn two_operators_starting_the_same_new_hosts_make_one_instance_each() {
         "--profile",
         "UbuntuGeneric32Bit",
     ];
-    let a = cmd(&p)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b = cmd(&p)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let spawn = || {
+        proxy
+            .cmd(&p)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
     let (a, b): (support::Run, support::Run) = (
         a.wait_with_output().unwrap().into(),
         b.wait_with_output().unwrap().into(),
     );
-    let instances = live(&p);
-    let mut hosts: Vec<&str> = instances
+    let state = proxy.cloud(&p);
+    let mut hosts: Vec<&str> = state["instances"]
+        .as_array()
+        .unwrap()
         .iter()
         .map(|i| i["tags"]["cerveza:host"].as_str().unwrap())
         .collect();
@@ -264,6 +272,12 @@ fn two_operators_starting_the_same_new_hosts_make_one_instance_each() {
         ["race1", "race2", "race3", "race4", "race5", "race6"],
         "exactly one instance per host\n{a:#?}\n{b:#?}"
     );
+    // Every host was raced for: each claim lost is reported to its loser.
+    let lost = [&a, &b]
+        .iter()
+        .map(|r| r.stderr.matches("the hostname was just claimed").count())
+        .sum::<usize>();
+    assert_eq!(lost, 6, "one lost claim per host\n{a:#?}\n{b:#?}");
     for run in [&a, &b] {
         // The loser of a claim gets a clear conflict; everything else succeeds.
         assert!([0, 4, 5].contains(&run.code), "{run:#?}");

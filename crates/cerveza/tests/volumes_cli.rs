@@ -106,7 +106,14 @@ fn the_elastic_ip_follows_the_host() {
     assert_ne!(after["instance"]["public_ip"].as_str(), Some(ip.as_str()));
     cerveza(&p, &["eip", "attach", "vpn01"]).ok();
     let attached = cerveza(&p, &["show", "vpn01", "-o", "json"]).ok().json();
-    assert!(attached["instance"]["public_ip"].as_str().is_some());
+    // The address is the host's Elastic IP (read from the cloud), associated with its
+    // instance; not any public address the instance happens to have.
+    let eips = cloud(&p)["addresses"].as_array().unwrap().clone();
+    assert_eq!(eips.len(), 1, "one new Elastic IP for the host: {eips:#?}");
+    assert_eq!(eips[0]["tags"]["cerveza:host"], "vpn01");
+    assert_ne!(eips[0]["ip"], ip, "the released one is gone");
+    assert_eq!(eips[0]["instance"], attached["instance"]["id"]);
+    assert_eq!(attached["instance"]["public_ip"], eips[0]["ip"]);
 }
 
 #[test]

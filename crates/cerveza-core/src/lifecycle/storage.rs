@@ -152,6 +152,9 @@ impl Lifecycle<'_> {
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {}s", limit.as_secs_f64())),
             };
+            if let (Err(e), false) = (&r, region == home) {
+                tracing::warn!("region {region} left out of the search for data volumes: {e}");
+            }
             (region.clone(), r)
         }))
         .await;
@@ -264,8 +267,8 @@ pub(super) struct VolumeIndex {
 }
 
 impl VolumeIndex {
-    /// The volumes of `host`: an error when `home` did not answer; a warning for each
-    /// other region that did not.
+    /// The volumes of `host`: an error when `home` did not answer; other regions that
+    /// did not are left out (a warning was logged when their lookup failed).
     pub fn of(&self, host: &Hostname, home: &Region) -> Result<Vec<Volume>, Error> {
         let mut all = Vec::new();
         for (region, found) in &self.by_region {
@@ -284,9 +287,8 @@ impl VolumeIndex {
                         ),
                     })
                 }
-                Err(e) => {
-                    tracing::warn!(%host, "region {region} left out of the search for its volumes: {e}");
-                }
+                // Warned about once, when the lookup failed.
+                Err(_) => {}
             }
         }
         Ok(all)

@@ -23,7 +23,7 @@ KIND:
     blackhole  accept and never answer
     hide       new instances are invisible for `seconds` after RunInstances answered:
                requests naming them get InvalidInstanceID.NotFound and DescribeInstances
-               leaves them out (EC2's eventual consistency)
+               leaves them out (EC2's eventual consistency); counted as hide:ec2:ACTION
 
 `rate` is the chance a matching request gets the fault (default 1). `when: "after"`
 forwards the request first and then fails the answer: the cloud did the work but the
@@ -150,21 +150,23 @@ def hidden_now():
 
 
 def strip_hidden(body, hidden):
-    """A DescribeInstances answer without the hidden instances."""
+    """A DescribeInstances answer without the hidden instances, and how many it left out."""
     root = ET.fromstring(body)
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     ET.register_namespace("", ns.strip("{}"))
     rs = root.find(f"{ns}reservationSet")
     if rs is None:
-        return body
+        return body, 0
+    removed = 0
     for res in list(rs):
         items = res.find(f"{ns}instancesSet")
         for item in list(items) if items is not None else []:
             if item.findtext(f"{ns}instanceId") in hidden:
                 items.remove(item)
+                removed += 1
         if items is not None and len(items) == 0:
             rs.remove(res)
-    return ET.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return ET.tostring(root, xml_declaration=True, encoding="UTF-8"), removed
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -259,6 +261,8 @@ class Handler(BaseHTTPRequestHandler):
         hide = next((r for r in RULES if r["fault"] == "hide"), None)
         hidden = hidden_now() if hide and service == "ec2" else set()
         if hidden and action != "DescribeInstances" and request_ids(body) & hidden:
+            with LOCK:
+                STATS["faults"][f"hide:ec2:{action}"] += 1
             ctype, b = error_body("ec2", "InvalidInstanceID.NotFound", "The instance ID does not exist (faultproxy)")
             return self.reply(400, [("Content-Type", ctype)], b)
 
@@ -283,7 +287,10 @@ class Handler(BaseHTTPRequestHandler):
                 for i in ids:
                     HIDDEN[i.decode()] = time.monotonic() + hide.get("seconds", 3)
         if hidden and action == "DescribeInstances" and status == 200:
-            data = strip_hidden(data, hidden)
+            data, removed = strip_hidden(data, hidden)
+            if removed:
+                with LOCK:
+                    STATS["faults"]["hide:ec2:DescribeInstances"] += removed
         if after:
             if after["fault"] == "reset":
                 return self.reset()
