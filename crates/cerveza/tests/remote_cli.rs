@@ -203,21 +203,7 @@ fn gathered_output_keeps_a_literal_backslash_n() {
 fn a_region_that_cannot_be_listed_makes_remote_partial() {
     let p = product();
     let proxy = Proxy::start(&json!({"rules": [{"fault": "blackhole", "region": "eu-west-1"}]}));
-    for (host, zone) in [("near01", "us-east-1a"), ("far01", "eu-west-1a")] {
-        proxy
-            .direct(
-                &p,
-                &[
-                    "start",
-                    host,
-                    "--zone",
-                    zone,
-                    "--profile",
-                    "UbuntuGeneric32Bit",
-                ],
-            )
-            .ok();
-    }
+    proxy.start_direct(&p, &[("near01", "us-east-1a"), ("far01", "eu-west-1a")]);
     let ssh = lab_var("CERVEZA_LAB_SSH_ADDRESSES");
     let started = std::time::Instant::now();
     let r: Run = proxy

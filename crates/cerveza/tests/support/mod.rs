@@ -273,6 +273,24 @@ impl Proxy {
             .into()
     }
 
+    /// Starts small hosts `(name, zone)` straight in this proxy's moto (no faults).
+    pub fn start_direct(&self, product: &str, hosts: &[(&str, &str)]) {
+        for (host, zone) in hosts {
+            self.direct(
+                product,
+                &[
+                    "start",
+                    host,
+                    "--zone",
+                    zone,
+                    "--profile",
+                    "UbuntuGeneric32Bit",
+                ],
+            )
+            .ok();
+        }
+    }
+
     /// The endpoint URL to give cerveza.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
