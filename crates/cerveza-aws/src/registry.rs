@@ -116,10 +116,19 @@ fn key(product: &Product, host: &Hostname) -> Item {
 }
 
 impl DynamoRegistry {
-    /// The registry in `table`, in the SDK config's region (the home region).
-    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
+    /// The registry in `table`, in the SDK config's region (the home region). Every
+    /// call, retries included, is given up after `timeout`: an unreachable registry
+    /// is reported in seconds, so commands that can go on without it do.
+    pub fn new(config: &SdkConfig, table: impl Into<String>, timeout: Duration) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(timeout)
+            .operation_attempt_timeout(timeout)
+            .build();
+        let client = aws_sdk_dynamodb::config::Builder::from(config)
+            .timeout_config(timeouts)
+            .build();
         Self {
-            client: Client::new(config),
+            client: Client::from_conf(client),
             table: table.into(),
             ready: OnceCell::new(),
         }
@@ -265,6 +274,16 @@ fn missing_table<T>(e: ProviderError, empty: T) -> ProviderResult<T> {
 
 #[async_trait]
 impl RegistryRead for DynamoRegistry {
+    fn describe(&self) -> String {
+        let region = self
+            .client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "its home region".into());
+        format!("the registry (DynamoDB table {} in {region})", self.table)
+    }
+
     async fn get(&self, product: &Product, host: &Hostname) -> ProviderResult<Option<HostRecord>> {
         let res = self
             .client
@@ -416,7 +435,8 @@ mod tests {
             Answer::json(200, "{}"),
         ])
         .await;
-        let registry = DynamoRegistry::new(&server.sdk().await, "cerveza-hosts");
+        let registry =
+            DynamoRegistry::new(&server.sdk().await, "cerveza-hosts", Duration::from_secs(5));
         let r = record();
         let got = registry
             .get(&r.product, &r.hostname)
@@ -463,7 +483,8 @@ mod tests {
             Answer::json(200, &item("Web", "someone-else")),
         ])
         .await;
-        let registry = DynamoRegistry::new(&server.sdk().await, "cerveza-hosts");
+        let registry =
+            DynamoRegistry::new(&server.sdk().await, "cerveza-hosts", Duration::from_secs(5));
         let e = registry.create(&record()).await.expect_err("conflict");
         assert_eq!(e.kind, ProviderErrorKind::Conflict);
         let asked = server.requests();
@@ -493,7 +514,8 @@ mod tests {
             })),
         ])
         .await;
-        let registry = DynamoRegistry::new(&server.sdk().await, "cerveza-hosts");
+        let registry =
+            DynamoRegistry::new(&server.sdk().await, "cerveza-hosts", Duration::from_secs(5));
         let mut r = record();
         r.generation = 3;
         registry
@@ -506,6 +528,28 @@ mod tests {
             asked[1].body.contains(r#"":g":{"N":"2"}"#),
             "{}",
             asked[1].body
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_never_answers_is_given_up_within_its_timeout() {
+        let server = Canned::silent().await;
+        let registry = DynamoRegistry::new(
+            &server.sdk().await,
+            "cerveza-hosts",
+            Duration::from_millis(300),
+        );
+        let r = record();
+        let started = std::time::Instant::now();
+        let e = registry
+            .get(&r.product, &r.hostname)
+            .await
+            .expect_err("no answer");
+        assert_eq!(e.kind, ProviderErrorKind::Unavailable, "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "gave up after {:?}",
+            started.elapsed()
         );
     }
 }

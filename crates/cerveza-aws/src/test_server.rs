@@ -119,6 +119,24 @@ impl Canned {
         Self { url, requests }
     }
 
+    /// A server that accepts connections and never answers (a black-holed region).
+    pub async fn silent() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        Self {
+            url,
+            requests: Arc::default(),
+        }
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().expect("lock").clone()

@@ -532,6 +532,8 @@ impl Compute for FakeCloud {
 #[derive(Default)]
 pub struct FakeRegistry {
     records: Mutex<BTreeMap<(Product, Hostname), HostRecord>>,
+    down: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl FakeRegistry {
@@ -539,21 +541,44 @@ impl FakeRegistry {
     pub fn put(&self, rec: HostRecord) {
         lock(&self.records).insert((rec.product.clone(), rec.hostname.clone()), rec);
     }
+
+    /// Makes every call fail as unreachable (`true`), or answer again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many calls were made, answered or not.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Like a network call: counts it, fails it when down, and lets other tasks run
+    /// (races become possible).
+    async fn call(&self) -> ProviderResult<()> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::yield_now().await;
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Unavailable,
+                "no answer in time (timeout)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl RegistryRead for FakeRegistry {
     async fn get(&self, product: &Product, host: &Hostname) -> ProviderResult<Option<HostRecord>> {
-        // Like a network call, let other tasks run (races become possible).
-        tokio::task::yield_now().await;
+        self.call().await?;
         Ok(lock(&self.records)
             .get(&(product.clone(), host.clone()))
             .cloned())
     }
 
     async fn list(&self, product: &Product) -> ProviderResult<Vec<HostRecord>> {
-        // Like a network call, let other tasks run (races become possible).
-        tokio::task::yield_now().await;
+        self.call().await?;
         Ok(lock(&self.records)
             .values()
             .filter(|r| &r.product == product)
@@ -572,8 +597,7 @@ fn conflict() -> ProviderError {
 #[async_trait]
 impl Registry for FakeRegistry {
     async fn create(&self, rec: &HostRecord) -> ProviderResult<()> {
-        // Like a network call, let other tasks run (races become possible).
-        tokio::task::yield_now().await;
+        self.call().await?;
         let mut m = lock(&self.records);
         let key = (rec.product.clone(), rec.hostname.clone());
         if m.contains_key(&key) {
@@ -584,8 +608,7 @@ impl Registry for FakeRegistry {
     }
 
     async fn update(&self, rec: &HostRecord, expected_generation: u64) -> ProviderResult<()> {
-        // Like a network call, let other tasks run (races become possible).
-        tokio::task::yield_now().await;
+        self.call().await?;
         let mut m = lock(&self.records);
         let key = (rec.product.clone(), rec.hostname.clone());
         match m.get(&key) {
@@ -603,8 +626,7 @@ impl Registry for FakeRegistry {
         host: &Hostname,
         expected_generation: u64,
     ) -> ProviderResult<()> {
-        // Like a network call, let other tasks run (races become possible).
-        tokio::task::yield_now().await;
+        self.call().await?;
         let mut m = lock(&self.records);
         let key = (product.clone(), host.clone());
         match m.get(&key) {

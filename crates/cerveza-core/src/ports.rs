@@ -176,6 +176,12 @@ pub fn dns_names(product: &Product, host: &Hostname) -> [String; 2] {
 /// Reading the host registry.
 #[async_trait]
 pub trait RegistryRead: Send + Sync {
+    /// What and where the registry is, for messages ("the registry (DynamoDB table
+    /// cerveza-hosts in us-east-1)").
+    fn describe(&self) -> String {
+        "the registry".into()
+    }
+
     /// The record of one host.
     async fn get(&self, product: &Product, host: &Hostname) -> ProviderResult<Option<HostRecord>>;
     /// Every record of a product.
@@ -203,6 +209,11 @@ pub trait Registry: RegistryRead {
 pub trait Progress: Send + Sync {
     /// `host` moved on to `what` ("launching", "waiting for running", …).
     fn step(&self, host: &Hostname, what: &str);
+
+    /// Something the user must know although the command goes on (one line).
+    fn warn(&self, message: &str) {
+        tracing::warn!("{message}");
+    }
 }
 
 /// Progress that goes nowhere.

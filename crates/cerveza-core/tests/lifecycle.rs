@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cerveza_core::fake::{FakeCloud, FakeDns, FakeRegistry, Fault};
 use cerveza_core::fleet;
-use cerveza_core::lifecycle::{Action, Lifecycle, Results, Settings};
+use cerveza_core::lifecycle::{Action, Lifecycle, Results, Settings, SyncChange};
 use cerveza_core::model::{HostRecord, Instance, InstanceState};
 use cerveza_core::ports::{ProviderErrorKind, Quiet, Registry, RegistryRead};
 use cerveza_core::profile::ProfileSet;
@@ -844,4 +844,134 @@ async fn a_wait_that_never_ends_times_out_on_the_clock_without_sleeping() {
         "{waited:?}"
     );
     assert!(clock.sleeps().iter().all(|s| *s <= Duration::from_secs(15)));
+}
+
+/// Progress that keeps the warnings.
+#[derive(Default)]
+struct Warnings(std::sync::Mutex<Vec<String>>);
+
+impl cerveza_core::ports::Progress for Warnings {
+    fn step(&self, _: &Hostname, _: &str) {}
+    fn warn(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_owned());
+    }
+}
+
+#[tokio::test]
+async fn existing_hosts_go_on_from_their_tags_while_the_registry_is_down() {
+    let mut w = World::new();
+    w.settings.regions = ["ap-southeast-1", "us-east-1"]
+        .iter()
+        .map(|r| Region::parse(r).unwrap())
+        .collect();
+    w.start_new(&["demo01", "demo02"]).await;
+    w.registry.set_down(true);
+    let warnings = Warnings::default();
+    let lc = || Lifecycle::new(&w.cloud, &w.registry, &w.settings, &warnings);
+
+    let out = lc().stop(vec![h("demo01"), h("demo02")]).await;
+    for (host, r) in &out {
+        assert_eq!(r.as_ref().unwrap().action, Action::Stopped, "{host}");
+    }
+    let calls = w.registry.calls();
+    assert_eq!(
+        warnings.0.lock().unwrap().len(),
+        1,
+        "one warning for the command: {:?}",
+        warnings.0.lock().unwrap()
+    );
+    let start = lc()
+        .start(&w.profiles, vec![h("demo01"), h("demo02")], None, None)
+        .await
+        .unwrap();
+    assert!(start
+        .iter()
+        .all(|(_, r)| r.as_ref().unwrap().action == Action::Started));
+    let out = lc().reboot(vec![h("demo01")]).await;
+    assert_eq!(out[0].1.as_ref().unwrap().action, Action::Rebooted);
+    let out = lc().restart(vec![h("demo01")]).await;
+    assert_eq!(out[0].1.as_ref().unwrap().action, Action::Started);
+    // A down registry is asked at most once per host in flight when a command starts
+    // (the start plans its two hosts at once), never again for its later writes.
+    assert!(
+        w.registry.calls() - calls <= 2 + 1 + 1,
+        "{}",
+        w.registry.calls() - calls
+    );
+
+    // What needs the registry fails, and says so, before doing anything.
+    let out = lc().terminate(vec![h("demo02")], true, false).await;
+    let e = out[0].1.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("--forget"), "{e}");
+    assert_eq!(w.live().len(), 2, "nothing was terminated");
+    let e = lc()
+        .start(
+            &w.profiles,
+            vec![h("new01")],
+            Some(&zone()),
+            Some(&ProfileName::parse("Dev").unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].1.kind(), ErrorKind::Unavailable, "{}", e[0].1);
+    assert!(
+        e[0].1.to_string().contains("claimed in the registry"),
+        "{}",
+        e[0].1
+    );
+
+    // Terminate without --forget works; the registry still says running.
+    let out = lc().terminate(vec![h("demo02")], false, false).await;
+    assert_eq!(out[0].1.as_ref().unwrap().action, Action::Terminated);
+    w.registry.set_down(false);
+    assert_eq!(
+        w.record("demo02").await.state,
+        InstanceState::Running,
+        "stale"
+    );
+
+    // The registry is back: sync brings the records in line with the instances.
+    let rows = lc().sync_registry().await.unwrap();
+    let change = |host: &str| {
+        rows.iter()
+            .find(|r| r.host.as_str() == host)
+            .map(|r| r.change.clone())
+            .unwrap()
+    };
+    assert!(
+        matches!(change("demo02"), SyncChange::Updated { ref to, .. } if to.starts_with("terminated ")),
+        "{rows:?}"
+    );
+    assert_eq!(w.record("demo02").await.state, InstanceState::Terminated);
+    assert_eq!(w.record("demo01").await.state, InstanceState::Running);
+    let again = lc().sync_registry().await.unwrap();
+    assert!(
+        again.iter().all(|r| r.change == SyncChange::Unchanged),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn registry_sync_creates_records_for_tagged_instances_it_does_not_know() {
+    let mut w = World::new();
+    w.settings.regions = vec![Region::parse("ap-southeast-1").unwrap()];
+    w.start_new(&["demo01"]).await;
+    // The record is lost (a restored backup, a table re-created).
+    w.lc().terminate(vec![h("demo01")], true, false).await;
+    w.start_new(&["demo01"]).await;
+    let inst = w.live().remove(0);
+    let fresh = FakeRegistry::default();
+    let lc = Lifecycle::new(&w.cloud, &fresh, &w.settings, &Quiet);
+    let rows = lc.sync_registry().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].change, SyncChange::Created);
+    let rec = fresh
+        .get(&w.settings.product, &h("demo01"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.instance_id, Some(inst.id));
+    assert_eq!(rec.profile.as_str(), "Dev");
+    assert_eq!(rec.zone, zone());
 }

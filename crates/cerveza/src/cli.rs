@@ -333,6 +333,15 @@ pub enum Command {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// The host registry: profile and zone of every host, in one home region.
+    ///
+    /// While the registry does not answer, existing hosts are handled from their
+    /// instances' tags and their records are left behind; `registry sync` brings them
+    /// up to date.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
     /// EBS volumes of the fleet, including orphans (volumes whose host has no instance).
     Volumes {
         #[command(subcommand)]
@@ -410,6 +419,23 @@ pub enum ReleaseCommand {
         #[arg(short = 'f', long, value_name = "N")]
         fanout: Option<usize>,
     },
+}
+
+/// `cerveza registry …`
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Bring the records in line with the instances' tags in every region, and say what
+    /// changed.
+    ///
+    /// A record whose instance changed state (or is gone) is updated; a live instance
+    /// the registry does not know gets a record made from its tags. Every write is
+    /// conditional. A region that does not answer leaves its hosts as they are (exit 5).
+    ///
+    /// Examples:
+    ///   cerveza -m noc registry sync
+    ///   cerveza -m noc registry sync -o json
+    #[command(verbatim_doc_comment)]
+    Sync,
 }
 
 /// `cerveza volumes …`

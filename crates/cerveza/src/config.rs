@@ -146,6 +146,7 @@ struct UserDataConfig {
 struct RegistryConfig {
     table: Option<String>,
     region: Option<String>,
+    timeout: Option<String>,
 }
 
 /// Everything resolved.
@@ -175,6 +176,9 @@ pub struct Config {
     pub registry_table: String,
     /// Registry home region.
     pub registry_region: Region,
+    /// Longest a registry call may take, retries included, before cerveza goes on
+    /// without it (existing hosts) or gives up (new ones).
+    pub registry_timeout: Duration,
     /// Cerveza's own user-data parts.
     pub userdata: cerveza_userdata::Settings,
     /// Options of `cerveza export`.
@@ -431,6 +435,13 @@ impl Config {
                     .ok()
                     .or(file.registry.region)
                     .unwrap_or_else(|| "us-east-1".into()),
+            )?,
+            registry_timeout: duration(
+                "[registry] timeout",
+                std::env::var("CERVEZA_REGISTRY_TIMEOUT")
+                    .ok()
+                    .or(file.registry.timeout),
+                3,
             )?,
         })
     }

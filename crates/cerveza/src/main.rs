@@ -130,6 +130,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
             commands::existing::run(&ctx, verb, hosts, wait).await
         }
         Command::Volumes { command } => commands::volumes::run(&ctx, command).await,
+        Command::Registry { command } => commands::registry::run(&ctx, command).await,
         Command::Release { command } => commands::release::run(&ctx, command).await,
         Command::Remote {
             selection,

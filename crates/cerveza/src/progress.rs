@@ -31,6 +31,13 @@ impl Progress for Spinners {
         });
         bar.set_message(what.to_owned());
     }
+
+    fn warn(&self, message: &str) {
+        // Above the spinners, which keep drawing below it.
+        if self.multi.println(format!("warning: {message}")).is_err() {
+            eprintln!("warning: {message}");
+        }
+    }
 }
 
 impl Drop for Spinners {
@@ -47,6 +54,10 @@ struct Lines;
 impl Progress for Lines {
     fn step(&self, host: &Hostname, what: &str) {
         eprintln!("{host}: {what}");
+    }
+
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
     }
 }
 

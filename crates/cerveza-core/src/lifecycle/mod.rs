@@ -24,6 +24,7 @@ mod eip;
 mod launch;
 mod plan;
 mod power;
+mod registry;
 mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +43,8 @@ use crate::tags;
 use crate::wait::{self, Backoff, Clock, Gave, SystemClock};
 
 pub use plan::Resolved;
+use registry::Lookup;
+pub use registry::{SyncChange, SyncRow};
 
 /// Where a test may make cerveza die on purpose, to prove re-runs converge.
 #[cfg(feature = "test-hooks")]
@@ -216,6 +219,9 @@ pub struct Lifecycle<'a> {
     clock: &'a dyn Clock,
     user_data: Option<&'a dyn UserDataSource>,
     dns: Option<&'a dyn Dns>,
+    /// Set once the registry failed to answer during this command: later hosts go
+    /// straight to their tags, and record writes wait for a later command.
+    registry_down: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Lifecycle<'a> {
@@ -234,6 +240,7 @@ impl<'a> Lifecycle<'a> {
             clock: &SystemClock,
             user_data: None,
             dns: None,
+            registry_down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -283,19 +290,21 @@ impl<'a> Lifecycle<'a> {
         results
     }
 
-    /// The registry record of an existing host.
+    /// The record of an existing host: the registry's, or, when the registry does not
+    /// answer, one made from its live instance's tags (existing hosts never wait on
+    /// the registry's region).
     async fn record(&self, host: &Hostname) -> Result<HostRecord, Error> {
-        self.registry
-            .get(self.product(), host)
-            .await
-            .context(|| format!("{host}: reading the registry"))?
-            .ok_or_else(|| Error::NotFound {
+        match self.lookup(host).await? {
+            Lookup::Record(rec) => Ok(rec),
+            Lookup::Unknown => Err(Error::NotFound {
                 host: host.to_string(),
                 message: format!(
                     "no such host in product {} (`cerveza list` shows the fleet)",
                     self.product()
                 ),
-            })
+            }),
+            Lookup::Down => self.record_from_tags(host).await,
+        }
     }
 
     fn no_instance(rec: &HostRecord) -> Error {
@@ -308,12 +317,21 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Writes `rec` if the stored generation is still `expected`.
+    /// Writes `rec` if the stored generation is still `expected`. While the registry
+    /// does not answer, the write is left for a later command (or `registry sync`):
+    /// the instance's tags hold the truth meanwhile.
     async fn save(&self, rec: &mut HostRecord, expected: u64) -> Result<(), Error> {
+        if self.is_registry_down() {
+            return Ok(());
+        }
         rec.updated_at = now();
         rec.updated_by.clone_from(&self.settings.operator);
         match self.registry.update(rec, expected).await {
             Ok(()) => Ok(()),
+            Err(e) if e.kind.is_transient() => {
+                self.registry_is_down(&e);
+                Ok(())
+            }
             Err(e) if e.kind == ProviderErrorKind::Conflict => Err(Error::Conflict {
                 host: rec.hostname.to_string(),
                 message: "its registry record was changed by another operator meanwhile; run the command again".into(),

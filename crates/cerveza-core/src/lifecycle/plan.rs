@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use futures::stream::{self, StreamExt};
 
+use super::registry::Lookup;
 use super::{Lifecycle, Results, Storage};
 use crate::error::{Context, Error};
 use crate::model::HostRecord;
@@ -142,11 +143,22 @@ impl Lifecycle<'_> {
             host: host.to_string(),
             message,
         };
-        let record = self
-            .registry
-            .get(self.product(), host)
-            .await
-            .context(|| format!("{host}: reading the registry"))?;
+        let record = match self.lookup(host).await? {
+            Lookup::Record(rec) => Some(rec),
+            Lookup::Unknown => None,
+            // An existing host goes on from its instance's tags; a new hostname must
+            // be claimed in the registry, and one whose instance is gone needs the
+            // profile and zone it remembers.
+            Lookup::Down => Some(self.record_from_tags(host).await.map_err(|e| {
+                match e.kind() {
+                    crate::ErrorKind::NotFound | crate::ErrorKind::Unavailable => self.needs_registry(
+                        host,
+                        "no live instance carries its tags, and a new hostname is claimed in the registry (a host whose instance is gone is relaunched from it)",
+                    ),
+                    _ => e,
+                }
+            })?),
+        };
         if let Some(rec) = record {
             if let Some(z) = zone.filter(|z| **z != rec.zone) {
                 return Err(usage(format!(

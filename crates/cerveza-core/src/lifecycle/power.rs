@@ -119,6 +119,9 @@ impl Lifecycle<'_> {
         delete_volumes: bool,
     ) -> Result<Outcome, Error> {
         let mut rec = self.record(host).await?;
+        if forget && self.is_registry_down() {
+            return Err(self.needs_registry(host, "--forget deletes its registry record"));
+        }
         let region = rec.region();
         let found = self.find(&rec).await?;
         let (action, inst) = match found.live {

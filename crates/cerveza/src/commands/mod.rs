@@ -7,6 +7,7 @@ pub mod existing;
 pub mod export;
 pub mod list;
 pub mod profiles;
+pub mod registry;
 pub mod release;
 pub mod remote;
 pub mod show;
@@ -98,7 +99,11 @@ impl Ctx {
         let sdk = cerveza_aws::sdk_config(&opts).await;
         Backends {
             ec2: Ec2::new(sdk.clone()),
-            registry: DynamoRegistry::new(&sdk, self.config.registry_table.clone()),
+            registry: DynamoRegistry::new(
+                &sdk,
+                self.config.registry_table.clone(),
+                self.config.registry_timeout,
+            ),
             sdk,
         }
     }

@@ -1,0 +1,326 @@
+//! The registry's part, and going on without it.
+//!
+//! The registry lives in one home region. The paper's rule is that no region may stop
+//! another, so only what truly needs the registry waits on it: claiming a new hostname
+//! (a conditional write there). Existing hosts are found by their tags when the
+//! registry does not answer; their records are brought up to date by the next command
+//! that reaches it, or by [`Lifecycle::sync_registry`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+
+use super::{now, Lifecycle};
+use crate::error::{Context, Error};
+use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState};
+use crate::names::{Hostname, ProfileName, Region, Zone};
+use crate::ports::{ProviderError, ProviderErrorKind};
+use crate::tags;
+
+/// What the registry said about a host.
+pub(super) enum Lookup {
+    /// Its record.
+    Record(HostRecord),
+    /// It has none: the host is not known.
+    Unknown,
+    /// The registry did not answer (throttled, unreachable, too slow).
+    Down,
+}
+
+/// What `registry sync` did for one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "change")]
+pub enum SyncChange {
+    /// The record already matched the instance.
+    Unchanged,
+    /// The record was brought up to date.
+    Updated {
+        /// What the record said (`running i-0abc`).
+        from: String,
+        /// What it says now.
+        to: String,
+    },
+    /// A live instance had no record: one was made from its tags.
+    Created,
+    /// The record's region did not answer: left as it is.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One host of `registry sync`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncRow {
+    /// The host.
+    pub host: Hostname,
+    /// Its region.
+    pub region: Region,
+    /// What was done.
+    #[serde(flatten)]
+    pub change: SyncChange,
+}
+
+/// `running i-0abc`, `terminated -`: what a record says of its instance.
+fn summary(state: &InstanceState, id: Option<&crate::model::InstanceId>) -> String {
+    format!(
+        "{state} {}",
+        id.map(|i| i.as_str().to_owned())
+            .unwrap_or_else(|| "-".into())
+    )
+}
+
+impl Lifecycle<'_> {
+    /// Whether the registry failed to answer earlier in this command.
+    pub(super) fn is_registry_down(&self) -> bool {
+        self.registry_down.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the registry did not answer (`e`): said once, in one line.
+    pub(super) fn registry_is_down(&self, e: &ProviderError) {
+        if !self.registry_down.swap(true, Ordering::Relaxed) {
+            self.progress.warn(&format!(
+                "{} did not answer ({e}); going on from the instances' tags. Records are brought up to date by the next command that reaches it, or by `cerveza registry sync`",
+                self.registry.describe()
+            ));
+        }
+    }
+
+    /// The registry's word on `host`; a registry that does not answer is `Down` (and
+    /// is not asked again in this command).
+    pub(super) async fn lookup(&self, host: &Hostname) -> Result<Lookup, Error> {
+        if self.is_registry_down() {
+            return Ok(Lookup::Down);
+        }
+        match self.registry.get(self.product(), host).await {
+            Ok(Some(rec)) => Ok(Lookup::Record(rec)),
+            Ok(None) => Ok(Lookup::Unknown),
+            Err(e) if e.kind.is_transient() => {
+                self.registry_is_down(&e);
+                Ok(Lookup::Down)
+            }
+            Err(source) => Err(Error::Provider {
+                context: format!("{host}: reading the registry"),
+                source,
+            }),
+        }
+    }
+
+    /// An error for what cannot be done without the registry.
+    pub(super) fn needs_registry(&self, host: &Hostname, what: &str) -> Error {
+        Error::Provider {
+            context: format!("{host}: {what}"),
+            source: ProviderError::new(
+                ProviderErrorKind::Unavailable,
+                format!(
+                    "{} did not answer; nothing was done for this host",
+                    self.registry.describe()
+                ),
+            ),
+        }
+    }
+
+    /// A record made from the host's live instance, found by its tags in every
+    /// configured region at once; the first region that has it ends the search.
+    pub(super) async fn record_from_tags(&self, host: &Hostname) -> Result<HostRecord, Error> {
+        let filter = InstanceFilter::host(self.product(), host);
+        let limit = self.settings.region_timeout;
+        let mut asks: FuturesUnordered<_> = self
+            .settings
+            .regions
+            .iter()
+            .map(|region| {
+                let filter = &filter;
+                async move {
+                    let found =
+                        tokio::time::timeout(limit, self.compute.instances(region, filter)).await;
+                    (region, found)
+                }
+            })
+            .collect();
+        let mut silent = Vec::new();
+        while let Some((region, found)) = asks.next().await {
+            match found {
+                Ok(Ok(instances)) => {
+                    if let Some(i) = instances.into_iter().find(|i| !i.state.is_gone()) {
+                        return self.record_of(host, i);
+                    }
+                }
+                Ok(Err(e)) => silent.push(format!("{region} ({e})")),
+                Err(_) => silent.push(format!("{region} (no answer within {limit:?})")),
+            }
+        }
+        let searched = self.settings.regions.len();
+        if silent.is_empty() {
+            Err(Error::NotFound {
+                host: host.to_string(),
+                message: format!(
+                    "{} did not answer, and no live instance carries its tags in {searched} region(s)",
+                    self.registry.describe()
+                ),
+            })
+        } else {
+            Err(self.needs_registry(
+                host,
+                &format!(
+                    "finding it by its tags (these regions did not answer either: {})",
+                    silent.join(", ")
+                ),
+            ))
+        }
+    }
+
+    /// A provisional record for `host` from its instance's tags (generation 0: it is
+    /// never written as it is).
+    fn record_of(&self, host: &Hostname, i: Instance) -> Result<HostRecord, Error> {
+        let refused = |what: &str| Error::Refused {
+            host: host.to_string(),
+            message: format!(
+                "{} did not answer, and its instance {} has no valid {what} tag to go on from",
+                self.registry.describe(),
+                i.id
+            ),
+        };
+        let profile = i
+            .profile()
+            .and_then(|p| ProfileName::parse(p).ok())
+            .ok_or_else(|| refused(tags::PROFILE))?;
+        let zone = i
+            .zone
+            .clone()
+            .or_else(|| i.tags.get(tags::ZONE).and_then(|z| Zone::parse(z).ok()))
+            .ok_or_else(|| refused(tags::ZONE))?;
+        Ok(HostRecord {
+            product: self.product().clone(),
+            hostname: host.clone(),
+            profile,
+            zone,
+            instance_id: Some(i.id),
+            state: i.state,
+            generation: 0,
+            updated_at: now(),
+            updated_by: self.settings.operator.clone(),
+        })
+    }
+
+    /// Reconciles the registry with the instances' tags in every region: records are
+    /// brought up to date with their host's live instance (or marked terminated when it
+    /// is gone), and live instances without a record get one made from their tags.
+    /// Every write is conditional, as always. Hosts of a region that does not answer
+    /// are left as they are and reported.
+    pub async fn sync_registry(&self) -> Result<Vec<SyncRow>, Error> {
+        let product = self.product();
+        let records = self
+            .registry
+            .list(product)
+            .await
+            .context(|| "reading the registry".to_owned())?;
+        let limit = self.settings.region_timeout;
+        let filter = InstanceFilter::product(product);
+        let mut regions: BTreeSet<Region> = self.settings.regions.iter().cloned().collect();
+        regions.extend(records.iter().map(HostRecord::region));
+        let listed = futures::future::join_all(regions.iter().map(|region| {
+            let filter = &filter;
+            async move {
+                let r = tokio::time::timeout(limit, self.compute.instances(region, filter)).await;
+                let r = match r {
+                    Ok(Ok(found)) => Ok(found),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {limit:?}")),
+                };
+                (region.clone(), r)
+            }
+        }))
+        .await;
+        let listed: BTreeMap<Region, Result<Vec<Instance>, String>> = listed.into_iter().collect();
+        let live = |host: &Hostname, region: &Region| -> Result<Option<Instance>, String> {
+            match listed.get(region) {
+                Some(Ok(found)) => Ok(found
+                    .iter()
+                    .find(|i| i.host() == Some(host.as_str()))
+                    .cloned()),
+                Some(Err(e)) => Err(e.clone()),
+                None => Ok(None),
+            }
+        };
+        let mut rows = Vec::new();
+        let known: BTreeSet<&Hostname> = records.iter().map(|r| &r.hostname).collect();
+        for rec in &records {
+            let region = rec.region();
+            let change = match live(&rec.hostname, &region) {
+                Err(reason) => SyncChange::Skipped {
+                    reason: format!("{region}: {reason}"),
+                },
+                Ok(instance) => self.sync_one(rec, instance).await?,
+            };
+            rows.push(SyncRow {
+                host: rec.hostname.clone(),
+                region,
+                change,
+            });
+        }
+        // Live instances the registry does not know: made from their tags.
+        for found in listed.values().filter_map(|r| r.as_ref().ok()) {
+            for i in found {
+                let Some(host) = i.host().and_then(|h| Hostname::parse(h).ok()) else {
+                    continue;
+                };
+                if known.contains(&host) || rows.iter().any(|r| r.host == host) {
+                    continue;
+                }
+                let mut rec = self.record_of(&host, i.clone())?;
+                rec.generation = 1;
+                self.registry
+                    .create(&rec)
+                    .await
+                    .context(|| format!("{host}: creating its record from its tags"))?;
+                rows.push(SyncRow {
+                    host,
+                    region: i.region.clone(),
+                    change: SyncChange::Created,
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.host.cmp(&b.host));
+        Ok(rows)
+    }
+
+    /// Brings one record in line with its host's live instance (or its absence).
+    async fn sync_one(
+        &self,
+        rec: &HostRecord,
+        instance: Option<Instance>,
+    ) -> Result<SyncChange, Error> {
+        let (state, id) = match &instance {
+            Some(i) => (i.state.clone(), Some(i.id.clone())),
+            // Gone: the record keeps the last instance id, as terminate does.
+            None if rec.state == InstanceState::Terminated || rec.instance_id.is_none() => {
+                return Ok(SyncChange::Unchanged)
+            }
+            None => (InstanceState::Terminated, rec.instance_id.clone()),
+        };
+        if rec.state == state && rec.instance_id == id {
+            return Ok(SyncChange::Unchanged);
+        }
+        let from = summary(&rec.state, rec.instance_id.as_ref());
+        let mut updated = rec.clone();
+        updated.state = state;
+        updated.instance_id = id;
+        updated.updated_at = now();
+        updated.updated_by.clone_from(&self.settings.operator);
+        let to = summary(&updated.state, updated.instance_id.as_ref());
+        match self.registry.update(&updated, rec.generation).await {
+            Ok(()) => Ok(SyncChange::Updated { from, to }),
+            Err(e) if e.kind == ProviderErrorKind::Conflict => Err(Error::Conflict {
+                host: rec.hostname.to_string(),
+                message: "its record was changed by another operator meanwhile; run `cerveza registry sync` again".into(),
+            }),
+            Err(source) => Err(Error::Provider {
+                context: format!("{}: writing the registry", rec.hostname),
+                source,
+            }),
+        }
+    }
+}
