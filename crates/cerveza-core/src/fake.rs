@@ -127,6 +127,12 @@ impl FakeCloud {
         lock(&self.state).instances.insert(inst.id.clone(), inst);
     }
 
+    /// Drops an instance from every answer, as EC2 does with terminated instances
+    /// after about an hour.
+    pub fn forget(&self, id: &InstanceId) {
+        lock(&self.state).instances.remove(id);
+    }
+
     /// Sets an instance's state behind cerveza's back.
     pub fn set_state(&self, id: &InstanceId, state: InstanceState) {
         if let Some(i) = lock(&self.state).instances.get_mut(id) {

@@ -23,6 +23,13 @@ pub fn client_token(product: &Product, host: &Hostname, generation: u64) -> Stri
     )
 }
 
+/// The generation a launch token of `host` was made for, found by trying the first
+/// `up_to` generations (the token is a hash: it cannot be read back). Lets a relaunch
+/// go on from a terminated instance's tags when the registry does not answer.
+pub fn generation_of(product: &Product, host: &Hostname, token: &str, up_to: u64) -> Option<u64> {
+    (1..=up_to).find(|g| client_token(product, host, *g) == token)
+}
+
 /// The token for creating the volume at `device` of `host` during launch number
 /// `generation`: a lost CreateVolume answer retried with it yields the same volume.
 pub fn volume_token(product: &Product, host: &Hostname, device: &str, generation: u64) -> String {
@@ -76,5 +83,11 @@ mod tests {
         assert_ne!(v, volume_token(&p, &h, "/dev/sdg", 1));
         assert_ne!(v, volume_token(&p, &h, "/dev/sdf", 2));
         assert_ne!(v, t1);
+        assert_eq!(
+            generation_of(&p, &h, &client_token(&p, &h, 37), 1000),
+            Some(37)
+        );
+        assert_eq!(generation_of(&p, &h, &t1, 1000), Some(1));
+        assert_eq!(generation_of(&p, &h, "cz-someone-else", 1000), None);
     }
 }

@@ -975,3 +975,61 @@ async fn registry_sync_creates_records_for_tagged_instances_it_does_not_know() {
     assert_eq!(rec.profile.as_str(), "Dev");
     assert_eq!(rec.zone, zone());
 }
+
+#[tokio::test]
+async fn a_terminated_host_is_relaunched_from_its_tags_while_the_registry_is_down() {
+    let mut w = World::new();
+    w.cloud.honour_client_token = true; // as EC2 does
+    w.settings.regions = vec![Region::parse("ap-southeast-1").unwrap()];
+    w.start_db01(Some(&zone()), Some("Db")).await;
+    w.lc().terminate(vec![h("db01")], false, false).await[0]
+        .1
+        .as_ref()
+        .unwrap();
+    let first = w.cloud.all().remove(0);
+    w.registry.set_down(true);
+
+    // Two operators at once: the same next generation, the same ClientToken, one
+    // instance; its volumes re-attached, none made.
+    let (one, two) = (w.lc(), w.lc());
+    let (a, b) = tokio::join!(
+        one.start(vec![h("db01")], None, None),
+        two.start(vec![h("db01")], None, None)
+    );
+    for r in [a, b] {
+        let r = r.unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(r[0].1.is_ok(), "{:?}", r[0].1);
+    }
+    let live = w.live();
+    assert_eq!(live.len(), 1, "one instance: {live:?}");
+    assert_eq!(live[0].zone, Some(zone()));
+    assert_eq!(live[0].profile(), Some("Db"));
+    assert_ne!(live[0].id, first.id);
+    assert_eq!(
+        live[0].token().map(str::to_owned),
+        Some(token::client_token(&w.settings.product, &h("db01"), 2)),
+        "the generation after the terminated one's"
+    );
+    let vols = w.cloud.all_volumes();
+    assert_eq!(vols.len(), 4, "re-attached, not re-made");
+    assert!(vols
+        .iter()
+        .all(|v| v.attached_to.as_ref() == Some(&live[0].id)));
+
+    // Once EC2 no longer lists the terminated instances, the data volumes still say
+    // where the host lived and with which profile.
+    w.lc().terminate(vec![h("db01")], false, false).await[0]
+        .1
+        .as_ref()
+        .unwrap();
+    for i in w.cloud.all() {
+        w.cloud.forget(&i.id);
+    }
+    w.start_db01(None, None).await;
+    assert_eq!(w.live().len(), 1);
+    assert_eq!(w.live()[0].zone, Some(zone()));
+
+    // Nothing at all carries the name: a new hostname, which needs the registry.
+    let e = w.lc().start(vec![h("db09")], None, None).await.unwrap_err();
+    assert_eq!(e[0].1.kind(), ErrorKind::Unavailable, "{}", e[0].1);
+}

@@ -153,10 +153,51 @@ fn hosts_in_other_regions_do_not_wait_on_the_registry() {
     assert_eq!(instances.len(), 1, "one instance: {instances:#?}");
     assert_eq!(instances[0]["state"], "running");
 
-    // Terminate without --forget works; the next command that reaches the registry
-    // finds the instance gone.
+    // Terminate without --forget works. Then two operators relaunch it at once from
+    // its tags (the terminated instance says where and how it lived): the same
+    // generation, the same ClientToken, one new instance.
     let (r, _) = timed(&proxy, &p, &["terminate", "eu01"]);
     assert_eq!(r.code, 0, "{r:#?}");
+    let spawn = || {
+        proxy
+            .cmd(&p)
+            .env("CERVEZA_REGISTRY_TIMEOUT", "1s")
+            .env("CERVEZA_REGION_TIMEOUT", "3s")
+            .args(["start", "eu01", "-o", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let run: Run = child.wait_with_output().unwrap().into();
+        assert_eq!(run.code, 0, "{run:#?}");
+    }
+    let (instances, rec) = eu01(&proxy, &p);
+    let live: Vec<&Value> = instances
+        .iter()
+        .filter(|i| i["state"] == "running")
+        .collect();
+    assert_eq!(live.len(), 1, "one new instance: {instances:#?}");
+    assert_ne!(live[0]["id"], before[0]["id"]);
+    assert_eq!(live[0]["zone"], "eu-west-1a");
+    assert_eq!(
+        rec["instance_id"], before[0]["id"],
+        "the registry never heard of it"
+    );
+
+    // The registry is back: sync records the new instance.
     let r = proxy.direct(&p, &["registry", "sync", "-o", "json"]).ok();
-    assert!(r.stdout.contains("\"to\": \"terminated "), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!(
+            "\"to\": \"running {}\"",
+            live[0]["id"].as_str().unwrap()
+        )),
+        "{}",
+        r.stdout
+    );
+    let (_, rec) = eu01(&proxy, &p);
+    assert_eq!(rec["instance_id"], live[0]["id"]);
+    assert_eq!(rec["state"], "running");
 }

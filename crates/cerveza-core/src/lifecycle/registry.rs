@@ -19,6 +19,9 @@ use crate::names::{Hostname, ProfileName, Region, Zone};
 use crate::ports::{ProviderError, ProviderErrorKind};
 use crate::tags;
 
+/// The most launches of one host whose tokens a relaunch from tags recognises.
+const MAX_GENERATION: u64 = 10_000;
+
 /// What the registry said about a host.
 pub(super) enum Lookup {
     /// Its record.
@@ -122,9 +125,10 @@ impl Lifecycle<'_> {
         }
     }
 
-    /// A record made from the host's live instance, found by its tags in every
-    /// configured region at once; the first region that has it ends the search.
-    pub(super) async fn record_from_tags(&self, host: &Hostname) -> Result<HostRecord, Error> {
+    /// The host's live instance, found by its tags in every configured region at once
+    /// (the first region that has it ends the search), and the regions that did not
+    /// answer.
+    pub(super) async fn live_from_tags(&self, host: &Hostname) -> (Option<Instance>, Vec<String>) {
         let filter = InstanceFilter::host(self.product(), host);
         let limit = self.settings.region_timeout;
         let mut asks: FuturesUnordered<_> = self
@@ -145,36 +149,112 @@ impl Lifecycle<'_> {
             match found {
                 Ok(Ok(instances)) => {
                     if let Some(i) = instances.into_iter().find(|i| !i.state.is_gone()) {
-                        return self.record_of(host, i);
+                        return (Some(i), silent);
                     }
                 }
                 Ok(Err(e)) => silent.push(format!("{region} ({e})")),
                 Err(_) => silent.push(format!("{region} (no answer within {limit:?})")),
             }
         }
-        let searched = self.settings.regions.len();
-        if silent.is_empty() {
-            Err(Error::NotFound {
+        (None, silent)
+    }
+
+    /// A record made from the host's live instance's tags, for acting on an existing
+    /// host while the registry does not answer.
+    pub(super) async fn record_from_tags(&self, host: &Hostname) -> Result<HostRecord, Error> {
+        match self.live_from_tags(host).await {
+            (Some(i), _) => self.record_of(host, i),
+            (None, silent) if silent.is_empty() => Err(Error::NotFound {
                 host: host.to_string(),
                 message: format!(
-                    "{} did not answer, and no live instance carries its tags in {searched} region(s)",
-                    self.registry.describe()
+                    "{} did not answer, and no live instance carries its tags in {} region(s)",
+                    self.registry.describe(),
+                    self.settings.regions.len()
                 ),
-            })
-        } else {
-            Err(self.needs_registry(
+            }),
+            (None, silent) => Err(self.needs_registry(
                 host,
                 &format!(
-                    "finding it by its tags (these regions did not answer either: {})",
+                    "no live instance carries its tags in the regions that answered (not: {})",
                     silent.join(", ")
                 ),
-            ))
+            )),
         }
+    }
+
+    /// A record to relaunch `host` from while the registry does not answer: profile
+    /// and zone from its most recent terminated instance (EC2 lists them for about an
+    /// hour) or else from its data volumes, and the highest generation its launch
+    /// tokens show. Two operators doing this at once compute the same next token, and
+    /// EC2's `ClientToken` gives them one instance.
+    pub(super) async fn relaunch_record(
+        &self,
+        host: &Hostname,
+    ) -> Result<Option<HostRecord>, Error> {
+        let product = self.product();
+        let limit = self.settings.region_timeout;
+        let filter = InstanceFilter::host(product, host);
+        let found = futures::future::join_all(self.settings.regions.iter().map(|region| {
+            let filter = &filter;
+            async move {
+                let instances = tokio::time::timeout(limit, self.compute.instances(region, filter));
+                let volumes = tokio::time::timeout(
+                    limit,
+                    self.compute
+                        .volumes(region, product, std::slice::from_ref(host)),
+                );
+                let (i, v) = futures::join!(instances, volumes);
+                (
+                    i.ok().and_then(Result::ok).unwrap_or_default(),
+                    v.ok().and_then(Result::ok).unwrap_or_default(),
+                )
+            }
+        }))
+        .await;
+        let (gone, volumes): (Vec<Instance>, Vec<crate::model::Volume>) =
+            found
+                .into_iter()
+                .fold((Vec::new(), Vec::new()), |(mut i, mut v), (fi, fv)| {
+                    i.extend(fi.into_iter().filter(|x| x.state.is_gone()));
+                    v.extend(fv.into_iter().filter(|x| x.device().is_some()));
+                    (i, v)
+                });
+        let generation = gone
+            .iter()
+            .filter_map(|i| i.token())
+            .filter_map(|t| crate::token::generation_of(product, host, t, MAX_GENERATION))
+            .max()
+            .unwrap_or(0);
+        let last = gone.iter().max_by_key(|i| i.launch_time);
+        let from_instance =
+            last.and_then(|i| Some((ProfileName::parse(i.profile()?).ok()?, i.zone.clone()?)));
+        let from_volumes = || {
+            volumes.iter().find_map(|v| {
+                Some((
+                    ProfileName::parse(v.tags.get(tags::PROFILE)?).ok()?,
+                    v.zone.clone()?,
+                ))
+            })
+        };
+        let Some((profile, zone)) = from_instance.or_else(from_volumes) else {
+            return Ok(None);
+        };
+        Ok(Some(HostRecord {
+            product: product.clone(),
+            hostname: host.clone(),
+            profile,
+            zone,
+            instance_id: None,
+            state: InstanceState::Terminated,
+            generation,
+            updated_at: now(),
+            updated_by: self.settings.operator.clone(),
+        }))
     }
 
     /// A provisional record for `host` from its instance's tags (generation 0: it is
     /// never written as it is).
-    fn record_of(&self, host: &Hostname, i: Instance) -> Result<HostRecord, Error> {
+    pub(super) fn record_of(&self, host: &Hostname, i: Instance) -> Result<HostRecord, Error> {
         let refused = |what: &str| Error::Refused {
             host: host.to_string(),
             message: format!(

@@ -208,6 +208,8 @@ impl Lifecycle<'_> {
             (tags::ZONE.to_owned(), rec.zone.to_string()),
             (tags::DEVICE.to_owned(), device.to_owned()),
             (tags::VOLUME_PROFILE.to_owned(), vp.name.clone()),
+            // Where the host lived and how it was made, for a relaunch from tags.
+            (tags::PROFILE.to_owned(), resolved.profile.name.to_string()),
             (tags::MEMBER.to_owned(), member.to_string()),
         ]);
         for (k, v) in &resolved.profile.tags {

@@ -67,6 +67,7 @@ STATS = {
 }
 WINDOWS = defaultdict(deque)  # region -> arrival times in the last second
 TOKENS = {}  # (region, action, ClientToken) -> (status, headers, body)
+TOKEN_LOCKS = {}  # (region, action, ClientToken) -> threading.Lock
 HIDDEN = {}  # instance id -> visible-from (monotonic)
 
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
@@ -271,16 +272,24 @@ class Handler(BaseHTTPRequestHandler):
             form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
             if "ClientToken" in form:
                 token = (region, action, form["ClientToken"][0])
+
+        if token:
+            # One request per token at a time: a second one with the same token, even
+            # sent at the same moment, gets the first one's answer (as from EC2).
+            with LOCK:
+                token_lock = TOKEN_LOCKS.setdefault(token, threading.Lock())
+            with token_lock:
                 with LOCK:
                     cached = TOKENS.get(token)
                 if cached:
                     status, headers, data = cached
                     return self.reply(status, headers, data)
-
-        status, headers, data = self.forward(body)
-        if token and status == 200:
-            with LOCK:
-                TOKENS[token] = (status, headers, data)
+                status, headers, data = self.forward(body)
+                if status == 200:
+                    with LOCK:
+                        TOKENS[token] = (status, headers, data)
+        else:
+            status, headers, data = self.forward(body)
         if hide and service == "ec2" and action == "RunInstances" and status == 200:
             ids = re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
             with LOCK:
