@@ -85,7 +85,7 @@ impl Lifecycle<'_> {
     pub(super) fn registry_is_down(&self, e: &ProviderError) {
         if !self.registry_down.swap(true, Ordering::Relaxed) {
             self.progress.warn(&format!(
-                "{} did not answer ({e}); going on from the instances' tags. Records are brought up to date by the next command that reaches it, or by `cerveza registry sync`",
+                "{} did not answer: {e}. Going on from the instances' tags; records are brought up to date by the next command that reaches it, or by `cerveza registry sync`",
                 self.registry.describe()
             ));
         }
