@@ -149,18 +149,19 @@ impl Lifecycle<'_> {
             // An existing host goes on from its instance's tags; a new hostname must
             // be claimed in the registry, and one whose instance is gone needs the
             // profile and zone it remembers.
-            Lookup::Down => match self.live_from_tags(host).await {
-                (Some(live), _) => Some(self.record_of(host, live)?),
-                (None, _) => match self.relaunch_record(host).await? {
-                    Some(gone) => Some(gone),
-                    None => {
-                        return Err(self.needs_registry(
-                            host,
-                            "no instance or volume carries its tags, and a new hostname is claimed in the registry",
-                        ))
-                    }
-                },
-            },
+            Lookup::Down => {
+                let found = self.search_tags(host, true).await;
+                if let Some(live) = found.live.clone() {
+                    Some(self.record_of(host, live)?)
+                } else if let Some(gone) = self.relaunch_record(host, &found) {
+                    Some(gone)
+                } else {
+                    return Err(self.needs_registry(
+                        host,
+                        "no instance or volume carries its tags, and a new hostname is claimed in the registry",
+                    ));
+                }
+            }
         };
         if let Some(rec) = record {
             if let Some(z) = zone.filter(|z| **z != rec.zone) {

@@ -19,6 +19,23 @@ use crate::names::{Hostname, ProfileName, Region, Zone};
 use crate::ports::{ProviderError, ProviderErrorKind};
 use crate::tags;
 
+/// How long a region may take to answer a search for one host by its tags (a small
+/// answer): short, since a dead region would otherwise hold every such command.
+const HOST_SEARCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the regions' tags say of one host (see [`Lifecycle::search_tags`]).
+#[derive(Default)]
+pub(super) struct TagSearch {
+    /// Its live instance, if a region has one.
+    pub live: Option<Instance>,
+    /// Its terminated instances (EC2 lists them for about an hour).
+    pub gone: Vec<Instance>,
+    /// Its data volumes.
+    pub volumes: Vec<crate::model::Volume>,
+    /// Regions that did not answer, with why.
+    pub silent: Vec<String>,
+}
+
 /// The most launches of one host whose tokens a relaunch from tags recognises.
 const MAX_GENERATION: u64 = 10_000;
 
@@ -125,12 +142,14 @@ impl Lifecycle<'_> {
         }
     }
 
-    /// The host's live instance, found by its tags in every configured region at once
-    /// (the first region that has it ends the search), and the regions that did not
-    /// answer.
-    pub(super) async fn live_from_tags(&self, host: &Hostname) -> (Option<Instance>, Vec<String>) {
-        let filter = InstanceFilter::host(self.product(), host);
-        let limit = self.settings.region_timeout;
+    /// What every configured region's tags say of `host`, asked at once, each region
+    /// bounded by [`HOST_SEARCH_LIMIT`] (at most the region timeout): the first live
+    /// instance ends the search; otherwise its terminated instances and (with
+    /// `volumes`) its data volumes, and the regions that did not answer.
+    pub(super) async fn search_tags(&self, host: &Hostname, volumes: bool) -> TagSearch {
+        let product = self.product();
+        let filter = InstanceFilter::host(product, host);
+        let limit = self.settings.region_timeout.min(HOST_SEARCH_LIMIT);
         let mut asks: FuturesUnordered<_> = self
             .settings
             .regions
@@ -138,33 +157,51 @@ impl Lifecycle<'_> {
             .map(|region| {
                 let filter = &filter;
                 async move {
-                    let found =
-                        tokio::time::timeout(limit, self.compute.instances(region, filter)).await;
-                    (region, found)
+                    let ask = async {
+                        let instances = self.compute.instances(region, filter);
+                        if !volumes {
+                            return instances.await.map(|i| (i, Vec::new()));
+                        }
+                        let vols =
+                            self.compute
+                                .volumes(region, product, std::slice::from_ref(host));
+                        let (i, v) = futures::join!(instances, vols);
+                        Ok((i?, v?))
+                    };
+                    (region, tokio::time::timeout(limit, ask).await)
                 }
             })
             .collect();
-        let mut silent = Vec::new();
-        while let Some((region, found)) = asks.next().await {
-            match found {
-                Ok(Ok(instances)) => {
-                    if let Some(i) = instances.into_iter().find(|i| !i.state.is_gone()) {
-                        return (Some(i), silent);
+        let mut found = TagSearch::default();
+        while let Some((region, answer)) = asks.next().await {
+            match answer {
+                Ok(Ok((instances, vols))) => {
+                    let (gone, live): (Vec<Instance>, Vec<Instance>) =
+                        instances.into_iter().partition(|i| i.state.is_gone());
+                    if let Some(i) = live.into_iter().next() {
+                        found.live = Some(i);
+                        return found;
                     }
+                    found.gone.extend(gone);
+                    found
+                        .volumes
+                        .extend(vols.into_iter().filter(|v| v.device().is_some()));
                 }
-                Ok(Err(e)) => silent.push(format!("{region} ({e})")),
-                Err(_) => silent.push(format!("{region} (no answer within {limit:?})")),
+                Ok(Err(e)) => found.silent.push(format!("{region} ({e})")),
+                Err(_) => found
+                    .silent
+                    .push(format!("{region} (no answer within {limit:?})")),
             }
         }
-        (None, silent)
+        found
     }
 
     /// A record made from the host's live instance's tags, for acting on an existing
     /// host while the registry does not answer.
     pub(super) async fn record_from_tags(&self, host: &Hostname) -> Result<HostRecord, Error> {
-        match self.live_from_tags(host).await {
-            (Some(i), _) => self.record_of(host, i),
-            (None, silent) if silent.is_empty() => Err(Error::NotFound {
+        match self.search_tags(host, false).await {
+            TagSearch { live: Some(i), .. } => self.record_of(host, i),
+            TagSearch { silent, .. } if silent.is_empty() => Err(Error::NotFound {
                 host: host.to_string(),
                 message: format!(
                     "{} did not answer, and no live instance carries its tags in {} region(s)",
@@ -172,7 +209,7 @@ impl Lifecycle<'_> {
                     self.settings.regions.len()
                 ),
             }),
-            (None, silent) => Err(self.needs_registry(
+            TagSearch { silent, .. } => Err(self.needs_registry(
                 host,
                 &format!(
                     "no live instance carries its tags in the regions that answered (not: {})",
@@ -187,38 +224,9 @@ impl Lifecycle<'_> {
     /// hour) or else from its data volumes, and the highest generation its launch
     /// tokens show. Two operators doing this at once compute the same next token, and
     /// EC2's `ClientToken` gives them one instance.
-    pub(super) async fn relaunch_record(
-        &self,
-        host: &Hostname,
-    ) -> Result<Option<HostRecord>, Error> {
+    pub(super) fn relaunch_record(&self, host: &Hostname, found: &TagSearch) -> Option<HostRecord> {
         let product = self.product();
-        let limit = self.settings.region_timeout;
-        let filter = InstanceFilter::host(product, host);
-        let found = futures::future::join_all(self.settings.regions.iter().map(|region| {
-            let filter = &filter;
-            async move {
-                let instances = tokio::time::timeout(limit, self.compute.instances(region, filter));
-                let volumes = tokio::time::timeout(
-                    limit,
-                    self.compute
-                        .volumes(region, product, std::slice::from_ref(host)),
-                );
-                let (i, v) = futures::join!(instances, volumes);
-                (
-                    i.ok().and_then(Result::ok).unwrap_or_default(),
-                    v.ok().and_then(Result::ok).unwrap_or_default(),
-                )
-            }
-        }))
-        .await;
-        let (gone, volumes): (Vec<Instance>, Vec<crate::model::Volume>) =
-            found
-                .into_iter()
-                .fold((Vec::new(), Vec::new()), |(mut i, mut v), (fi, fv)| {
-                    i.extend(fi.into_iter().filter(|x| x.state.is_gone()));
-                    v.extend(fv.into_iter().filter(|x| x.device().is_some()));
-                    (i, v)
-                });
+        let (gone, volumes) = (&found.gone, &found.volumes);
         let generation = gone
             .iter()
             .filter_map(|i| i.token())
@@ -236,10 +244,8 @@ impl Lifecycle<'_> {
                 ))
             })
         };
-        let Some((profile, zone)) = from_instance.or_else(from_volumes) else {
-            return Ok(None);
-        };
-        Ok(Some(HostRecord {
+        let (profile, zone) = from_instance.or_else(from_volumes)?;
+        Some(HostRecord {
             product: product.clone(),
             hostname: host.clone(),
             profile,
@@ -249,7 +255,7 @@ impl Lifecycle<'_> {
             generation,
             updated_at: now(),
             updated_by: self.settings.operator.clone(),
-        }))
+        })
     }
 
     /// A provisional record for `host` from its instance's tags (generation 0: it is
