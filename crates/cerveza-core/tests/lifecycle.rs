@@ -1033,3 +1033,40 @@ async fn a_terminated_host_is_relaunched_from_its_tags_while_the_registry_is_dow
     let e = w.lc().start(vec![h("db09")], None, None).await.unwrap_err();
     assert_eq!(e[0].1.kind(), ErrorKind::Unavailable, "{}", e[0].1);
 }
+
+#[tokio::test]
+async fn a_host_with_tags_but_no_record_is_acted_on_with_a_warning() {
+    let mut w = World::new();
+    w.settings.regions = vec![Region::parse("ap-southeast-1").unwrap()];
+    w.start_new(&["demo01"]).await;
+    // The record is lost; the instance and its tags are not.
+    let g = w.record("demo01").await.generation;
+    w.registry
+        .delete(&w.settings.product, &h("demo01"), g)
+        .await
+        .unwrap();
+    let warnings = Warnings::default();
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &warnings);
+    let out = lc.stop(vec![h("demo01")]).await;
+    assert_eq!(out[0].1.as_ref().unwrap().action, Action::Stopped);
+    let said = warnings.0.lock().unwrap().clone();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("demo01 has no registry record"),
+        "{said:?}"
+    );
+    assert!(
+        w.registry
+            .get(&w.settings.product, &h("demo01"))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing written for it"
+    );
+    let rows = lc.sync_registry().await.unwrap();
+    assert_eq!(rows[0].change, SyncChange::Created);
+    assert_eq!(w.record("demo01").await.state, InstanceState::Stopped);
+    // A name nothing carries is still not found.
+    let out = lc.stop(vec![h("nosuch01")]).await;
+    assert_eq!(out[0].1.as_ref().unwrap_err().kind(), ErrorKind::NotFound);
+}

@@ -498,3 +498,41 @@ fn the_registry_table_is_created_on_first_use_and_list_needs_no_registry() {
         .into();
     assert_eq!(r.code, 3, "{r:#?}");
 }
+
+#[test]
+fn a_host_with_tags_but_no_record_can_still_be_stopped_and_its_record_rebuilt() {
+    let p = product();
+    // Another table, a lost write, a record deleted by hand: the tags are still there.
+    let id = support::cloud_py(&[
+        "tagged",
+        "eu-west-1",
+        "eu-west-1b",
+        &format!("cerveza:product={p}"),
+        "cerveza:host=orphan01",
+        "cerveza:profile=UbuntuGeneric32Bit",
+        "Name=orphan01",
+    ])
+    .trim()
+    .to_owned();
+    let r = cerveza(&p, &["stop", "orphan01"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: orphan01 has no registry record; acting on {id}"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        support::cloud_py(&["state-of", "eu-west-1", &id]).trim(),
+        "stopped"
+    );
+    assert!(cloud(&p)["registry"].as_array().unwrap().is_empty());
+    let rows = cerveza(&p, &["registry", "sync", "-o", "json"]).ok().json();
+    assert_eq!(rows[0]["host"], "orphan01");
+    assert_eq!(rows[0]["change"], "created", "{rows}");
+    let rec = cloud(&p)["registry"][0].clone();
+    assert_eq!(rec["instance_id"], id.as_str());
+    assert_eq!(rec["state"], "stopped");
+    assert_eq!(rec["zone"], "eu-west-1b");
+}

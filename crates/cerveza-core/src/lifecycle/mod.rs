@@ -290,19 +290,29 @@ impl<'a> Lifecycle<'a> {
         results
     }
 
-    /// The record of an existing host: the registry's, or, when the registry does not
-    /// answer, one made from its live instance's tags (existing hosts never wait on
-    /// the registry's region).
+    /// The record of an existing host: the registry's, or one made from its live
+    /// instance's tags when the registry does not answer (existing hosts never wait on
+    /// the registry's region) or has no record of it (tags are the truth about what
+    /// exists; `registry sync` rebuilds the record).
     async fn record(&self, host: &Hostname) -> Result<HostRecord, Error> {
         match self.lookup(host).await? {
             Lookup::Record(rec) => Ok(rec),
-            Lookup::Unknown => Err(Error::NotFound {
-                host: host.to_string(),
-                message: format!(
-                    "no such host in product {} (`cerveza list` shows the fleet)",
-                    self.product()
-                ),
-            }),
+            Lookup::Unknown => match self.search_tags(host, false).await.live {
+                Some(live) => {
+                    self.progress.warn(&format!(
+                        "{host} has no registry record; acting on {}, the instance its tags name (`cerveza registry sync` rebuilds the record)",
+                        live.id
+                    ));
+                    self.record_of(host, live)
+                }
+                None => Err(Error::NotFound {
+                    host: host.to_string(),
+                    message: format!(
+                        "no such host in product {} (`cerveza list` shows the fleet)",
+                        self.product()
+                    ),
+                }),
+            },
             Lookup::Down => self.record_from_tags(host).await,
         }
     }
@@ -321,7 +331,8 @@ impl<'a> Lifecycle<'a> {
     /// does not answer, the write is left for a later command (or `registry sync`):
     /// the instance's tags hold the truth meanwhile.
     async fn save(&self, rec: &mut HostRecord, expected: u64) -> Result<(), Error> {
-        if self.is_registry_down() {
+        // Generation 0: a record made from tags, which the registry does not hold.
+        if self.is_registry_down() || rec.generation == 0 {
             return Ok(());
         }
         rec.updated_at = now();

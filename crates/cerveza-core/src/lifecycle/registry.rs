@@ -258,8 +258,8 @@ impl Lifecycle<'_> {
         })
     }
 
-    /// A provisional record for `host` from its instance's tags (generation 0: it is
-    /// never written as it is).
+    /// A provisional record for `host` from its instance's tags. Generation 0 marks it:
+    /// the registry does not hold it, and it is never written as it is.
     pub(super) fn record_of(&self, host: &Hostname, i: Instance) -> Result<HostRecord, Error> {
         let refused = |what: &str| Error::Refused {
             host: host.to_string(),
