@@ -176,6 +176,29 @@ pub struct PaperArgs {
         help_heading = "Paper form"
     )]
     pub profile: Option<ProfileName>,
+    /// With --terminate: also delete the registry record (as `terminate --forget`).
+    #[arg(long = "forget", id = "paper_forget", help_heading = "Paper form")]
+    pub forget: bool,
+    /// With --terminate: also delete the EBS volumes (as `terminate --delete-volumes`).
+    #[arg(
+        long = "delete-volumes",
+        id = "paper_delete_volumes",
+        help_heading = "Paper form"
+    )]
+    pub delete_volumes: bool,
+    /// Return once the API accepted the request (paper form; also before a subcommand).
+    #[arg(long = "no-wait", id = "paper_no_wait", help_heading = "Paper form")]
+    pub no_wait: bool,
+    /// Longest wait per host (paper form; also before a subcommand).
+    #[arg(
+        long = "wait-timeout",
+        id = "paper_wait_timeout",
+        env = "CERVEZA_WAIT_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = duration,
+        help_heading = "Paper form"
+    )]
+    pub wait_timeout: Option<Duration>,
 }
 
 /// The commands.

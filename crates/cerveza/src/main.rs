@@ -38,7 +38,17 @@ fn init_logging(verbose: u8) {
 /// Turns the paper's flag form into a subcommand.
 fn paper_command(cli: &mut Cli) -> Result<Option<Command>> {
     let p = std::mem::take(&mut cli.paper);
-    let wait = WaitArgs::default;
+    if (p.forget || p.delete_volumes) && p.terminate.is_none() {
+        return Err(exit::Coded::new(
+            exit::USAGE,
+            "--forget and --delete-volumes go with --terminate (or `cerveza terminate HOST --forget`)",
+        )
+        .into());
+    }
+    let wait = || WaitArgs {
+        no_wait: p.no_wait,
+        wait_timeout: p.wait_timeout,
+    };
     let cmd = if let Some(hosts) = p.start {
         Some(Command::Start {
             hosts,
@@ -61,11 +71,22 @@ fn paper_command(cli: &mut Cli) -> Result<Option<Command>> {
     } else {
         p.terminate.map(|hosts| Command::Terminate {
             hosts,
-            forget: false,
-            delete_volumes: false,
+            forget: p.forget,
+            delete_volumes: p.delete_volumes,
             wait: wait(),
         })
     };
+    // `cerveza --no-wait stop web01`: the wait flags before a subcommand apply to it.
+    if let Some(
+        Command::Start { wait: w, .. }
+        | Command::Stop { wait: w, .. }
+        | Command::Restart { wait: w, .. }
+        | Command::Terminate { wait: w, .. },
+    ) = &mut cli.command
+    {
+        w.no_wait |= p.no_wait;
+        w.wait_timeout = w.wait_timeout.or(p.wait_timeout);
+    }
     match (&cmd, &mut cli.command) {
         (Some(_), Some(_)) => Err(exit::Coded::new(
             exit::USAGE,

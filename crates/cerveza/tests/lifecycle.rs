@@ -536,3 +536,22 @@ fn a_host_with_tags_but_no_record_can_still_be_stopped_and_its_record_rebuilt() 
     assert_eq!(rec["state"], "stopped");
     assert_eq!(rec["zone"], "eu-west-1b");
 }
+
+#[test]
+fn the_paper_form_takes_every_option_of_its_verb() {
+    let p = product();
+    support::start_new(&p, "web03", "us-east-1a", "UbuntuGeneric32Bit");
+    // --forget without --terminate is a usage error.
+    let r = cerveza(&p, &["--stop", "web03", "--forget"]);
+    assert_eq!(r.code, 2, "{r:#?}");
+    assert!(r.stderr.contains("--terminate"), "{}", r.stderr);
+    // --no-wait and --wait-timeout before a subcommand apply to it.
+    let r = cerveza(&p, &["--no-wait", "--wait-timeout", "30s", "stop", "web03"]).ok();
+    assert!(r.stdout.contains("web03  stopped"), "{r:#?}");
+    let r = cerveza(&p, &["--terminate", "web03", "--forget", "--no-wait"]).ok();
+    assert!(r.stdout.contains("web03  terminated"), "{r:#?}");
+    assert!(
+        cloud(&p)["registry"].as_array().unwrap().is_empty(),
+        "--forget deleted the record"
+    );
+}
