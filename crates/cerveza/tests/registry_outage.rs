@@ -27,6 +27,26 @@ fn timed(proxy: &Proxy, p: &str, args: &[&str]) -> (Run, Duration) {
     (run, started.elapsed())
 }
 
+/// Runs the same command as two operators at once, through the proxy.
+fn two_at_once(proxy: &Proxy, p: &str, args: &[&str]) -> Vec<Run> {
+    let spawn = || {
+        proxy
+            .cmd(p)
+            .env("CERVEZA_REGISTRY_TIMEOUT", "1s")
+            .env("CERVEZA_REGION_TIMEOUT", "3s")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    [a, b]
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap().into())
+        .collect()
+}
+
 /// eu01's instances and its registry record, as moto has them.
 fn eu01(proxy: &Proxy, p: &str) -> (Vec<Value>, Value) {
     let state = proxy.cloud(p);
@@ -134,19 +154,7 @@ fn hosts_in_other_regions_do_not_wait_on_the_registry() {
     );
 
     // Two operators starting it at once during the outage: one instance.
-    let spawn = || {
-        proxy
-            .cmd(&p)
-            .env("CERVEZA_REGISTRY_TIMEOUT", "1s")
-            .args(["start", "eu01"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    for child in [a, b] {
-        let run: Run = child.wait_with_output().unwrap().into();
+    for run in two_at_once(&proxy, &p, &["start", "eu01"]) {
         assert!([0, 1].contains(&run.code), "{run:#?}");
     }
     let (instances, _) = eu01(&proxy, &p);
@@ -158,20 +166,7 @@ fn hosts_in_other_regions_do_not_wait_on_the_registry() {
     // generation, the same ClientToken, one new instance.
     let (r, _) = timed(&proxy, &p, &["terminate", "eu01"]);
     assert_eq!(r.code, 0, "{r:#?}");
-    let spawn = || {
-        proxy
-            .cmd(&p)
-            .env("CERVEZA_REGISTRY_TIMEOUT", "1s")
-            .env("CERVEZA_REGION_TIMEOUT", "3s")
-            .args(["start", "eu01", "-o", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    for child in [a, b] {
-        let run: Run = child.wait_with_output().unwrap().into();
+    for run in two_at_once(&proxy, &p, &["start", "eu01"]) {
         assert_eq!(run.code, 0, "{run:#?}");
     }
     let (instances, rec) = eu01(&proxy, &p);
