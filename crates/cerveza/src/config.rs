@@ -16,6 +16,7 @@
 //! [registry]
 //! table = "cerveza-hosts"
 //! region = "us-east-1"
+//! timeout = "5s"                  # every call, retries included; then existing hosts go on from tags
 //!
 //! [userdata]                       # cerveza's own cloud-init parts
 //! hostname = true                  # hostname, fqdn, /etc/hosts
@@ -441,7 +442,7 @@ impl Config {
                 std::env::var("CERVEZA_REGISTRY_TIMEOUT")
                     .ok()
                     .or(file.registry.timeout),
-                3,
+                5,
             )?,
         })
     }

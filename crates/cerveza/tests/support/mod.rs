@@ -110,6 +110,10 @@ pub fn cmd(product: &str) -> Command {
         .env("CERVEZA_PROFILES", root().join("examples/profiles"))
         .env("CERVEZA_REGIONS", REGIONS)
         .env("CERVEZA_POLL_INTERVAL", "50ms")
+        // moto on two busy cores, behind a fault proxy, is far slower than DynamoDB:
+        // the registry's fail-fast limit is for the real service (the outage tests
+        // set their own).
+        .env("CERVEZA_REGISTRY_TIMEOUT", "30s")
         .env("USER", "tester")
         .arg("-m")
         .arg(product);
