@@ -557,3 +557,19 @@ pub enum ProfilesCommand {
     /// Validate every profile file and report every problem with file:line:column.
     Check,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_says_whether_the_test_hooks_are_in() {
+        use clap::CommandFactory;
+        let version = Cli::command().render_version();
+        assert_eq!(
+            version.contains("built with test-hooks"),
+            cfg!(feature = "test-hooks"),
+            "{version}"
+        );
+    }
+}
