@@ -417,7 +417,7 @@ fn kill_9_at_random_points_then_a_rerun_converges() {
         "--profile",
         "Mysql",
     ];
-    let mut partial = 0;
+    let (mut partial, mut landed) = (0, 0);
     for round in 0..4 {
         let p = product();
         // Up to two kills at random moments, then a run that is left to finish.
@@ -449,12 +449,10 @@ fn kill_9_at_random_points_then_a_rerun_converges() {
                 "round {round}: killed after progress line {seen} ({}) ({status})",
                 last.trim()
             );
+            // A second kill in a round may come after the run (which had less left to
+            // do) finished on its own; what matters is that kills do land mid-work.
             use std::os::unix::process::ExitStatusExt as _;
-            assert_eq!(
-                status.signal(),
-                Some(9),
-                "round {round}: the kill landed while cerveza worked ({status})"
-            );
+            landed += usize::from(status.signal() == Some(9));
         }
         let left = proxy.cloud(&p);
         let (i, v, r) = (
@@ -473,6 +471,10 @@ fn kill_9_at_random_points_then_a_rerun_converges() {
         assert_eq!(r.code, 0, "round {round}: {r:#?}");
         assert_converged(&proxy.cloud(&p), &p, &hosts, 4);
     }
+    assert!(
+        landed > 0,
+        "no kill landed while cerveza worked: the test proved nothing"
+    );
     assert!(
         partial > 0,
         "no kill left half-done work behind: the test proved nothing"
