@@ -31,9 +31,9 @@ client never hears of it (status and reset only). `spare_last` (default true) ne
 fails the SDK's last attempt (the `amz-sdk-request: attempt=N; max=M` header), so a
 single run can converge; set it false to fail calls outright.
 
-moto ignores ClientToken; AWS does not (RunInstances and CreateVolume answer a repeated
-token with the first call's resources). The proxy adds that documented behaviour, so a
-retry after a lost answer behaves as it would against AWS.
+ClientToken idempotency, the lab's normal eventual consistency, state timings and EC2's
+throttling buckets are the lab cloud's own (scripts/labcloud.py); the proxy only adds
+faults on top.
 
 GET /__proxy/stats answers JSON: requests per service/action, faults injected, the most
 requests seen in any one second per region, and retried attempts.
@@ -66,8 +66,6 @@ STATS = {
     "max_per_second": {},  # region -> most requests in any one second
 }
 WINDOWS = defaultdict(deque)  # region -> arrival times in the last second
-TOKENS = {}  # (region, action, ClientToken) -> (status, headers, body)
-TOKEN_LOCKS = {}  # (region, action, ClientToken) -> threading.Lock
 HIDDEN = {}  # instance id -> visible-from (monotonic)
 
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
@@ -267,29 +265,7 @@ class Handler(BaseHTTPRequestHandler):
             ctype, b = error_body("ec2", "InvalidInstanceID.NotFound", "The instance ID does not exist (faultproxy)")
             return self.reply(400, [("Content-Type", ctype)], b)
 
-        token = None
-        if service == "ec2" and action in ("RunInstances", "CreateVolume"):
-            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-            if "ClientToken" in form:
-                token = (region, action, form["ClientToken"][0])
-
-        if token:
-            # One request per token at a time: a second one with the same token, even
-            # sent at the same moment, gets the first one's answer (as from EC2).
-            with LOCK:
-                token_lock = TOKEN_LOCKS.setdefault(token, threading.Lock())
-            with token_lock:
-                with LOCK:
-                    cached = TOKENS.get(token)
-                if cached:
-                    status, headers, data = cached
-                    return self.reply(status, headers, data)
-                status, headers, data = self.forward(body)
-                if status == 200:
-                    with LOCK:
-                        TOKENS[token] = (status, headers, data)
-        else:
-            status, headers, data = self.forward(body)
+        status, headers, data = self.forward(body)
         if hide and service == "ec2" and action == "RunInstances" and status == 200:
             ids = re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
             with LOCK:

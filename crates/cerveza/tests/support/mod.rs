@@ -114,6 +114,10 @@ pub fn cmd(product: &str) -> Command {
         // the registry's fail-fast limit is for the real service (the outage tests
         // set their own).
         .env("CERVEZA_REGISTRY_TIMEOUT", "30s")
+        // The lab cloud throttles per account as EC2 does, and takes the access key id for
+        // the account: each test product is its own account, as if it ran alone (tests
+        // that share an account on purpose set the key themselves).
+        .env("AWS_ACCESS_KEY_ID", format!("AKID-{product}"))
         .env("USER", "tester")
         .arg("-m")
         .arg(product);
@@ -199,9 +203,9 @@ pub fn user_data(region: &str, instance: &str) -> Vec<u8> {
     cloud_py_bytes(&["user-data", region, instance])
 }
 
-/// A moto of its own (fresh state: moto's tag filters slow down as the shared one
-/// fills up) behind the fault-injecting proxy (support/faultproxy.py); both are
-/// stopped when dropped.
+/// A lab cloud of its own (scripts/labcloud.py: moto behaving like EC2, with fresh
+/// state: moto's tag filters slow down as the shared one fills up) behind the
+/// fault-injecting proxy (support/faultproxy.py); both are stopped when dropped.
 pub struct Proxy {
     child: std::process::Child,
     port: u16,
@@ -224,18 +228,20 @@ impl Proxy {
         use std::io::BufRead as _;
         let moto_port = free_port();
         let python = PathBuf::from(lab_var("CERVEZA_LAB_PYTHON"));
-        let moto = Command::new(python.with_file_name("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+        let moto = Command::new(&python)
+            .arg(root().join("scripts/labcloud.py"))
+            .args(["--port", &moto_port.to_string(), "--profiles"])
+            .arg(root().join("examples/profiles"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start moto_server");
+            .expect("start scripts/labcloud.py");
         let moto_url = format!("http://127.0.0.1:{moto_port}");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "moto_server did not start"
+                "scripts/labcloud.py did not start"
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

@@ -1,0 +1,711 @@
+#!/usr/bin/env python3
+"""The lab's cloud: moto's server, patched to behave like EC2 rather than like a dict.
+
+    labcloud.py --port P [--profiles DIR]...
+
+moto answers every request at once, never says no on its own and accepts anything. EC2
+takes time, is eventually consistent, validates and throttles. This launcher runs moto's
+own WSGI application in-process with these behaviours added (docs/lab-cloud.md lists
+each one, with the test that shows it):
+
+  time          instances pending -> running, stopping -> stopped, shutting-down ->
+                terminated; volumes creating -> available, attachments attaching ->
+                attached, deleting -> gone; DynamoDB tables CREATING -> ACTIVE
+  too early     StartInstances of a stopping instance and StopInstances of a pending one
+                (IncorrectInstanceState), AttachVolume of a creating volume
+                (IncorrectState), AssociateAddress to a pending instance (InvalidInstanceID)
+  consistency   a new instance is missing from every read (InvalidInstanceID.NotFound by
+                id, absent from filtered lists) for a while after RunInstances answered
+  idempotency   ClientToken of RunInstances and CreateVolume as EC2 documents it: the
+                same token answers the first call's resources; with other parameters,
+                IdempotentParameterMismatch
+  validation    unknown AMIs and key pairs are refused (AMIs exist per region); user-data
+                over 16 KB is refused
+  throttling    EC2's published token buckets per account, region and action (request
+                and resource buckets), DynamoDB per-table, Route53 per account, S3 per
+                bucket; the "account" is the access key id
+
+Timings come from CERVEZA_LAB_CLOUD, a comma-separated list of key=seconds (a range
+"20-40" draws uniformly) or a preset name ("test", the default; "realistic"):
+
+  pending stopping shutting-down volume-creating volume-attaching volume-deleting
+  table-creating visibility throttle(on|off)
+
+A request with the header `x-lab-oracle: 1` sees the truth at once and is never throttled:
+that is how the tests read the end state. GET /lab-api/config shows the settings; GET /lab-api/stats counts requests and throttled
+answers per service, action and account; /moto-api/reset also resets the lab's state.
+The AMIs and key pairs that exist are read from the instance profiles in --profiles
+(every `ami:` map, every `key-pair:`), so the lab's own profiles work and others do not.
+"""
+
+import argparse
+import base64
+import hashlib
+import heapq
+import io
+import itertools
+import json
+import os
+import pathlib
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections import Counter
+
+PRESETS = {
+    "test": "pending=1-2,stopping=1,shutting-down=1,volume-creating=1,volume-attaching=0.5,"
+    "volume-deleting=1,table-creating=2,visibility=1,throttle=on",
+    "realistic": "pending=20-40,stopping=15-30,shutting-down=10-20,volume-creating=2-5,"
+    "volume-attaching=2-5,volume-deleting=2-5,table-creating=5-10,visibility=2-4,throttle=on",
+    "instant": "pending=0,stopping=0,shutting-down=0,volume-creating=0,volume-attaching=0,"
+    "volume-deleting=0,table-creating=0,visibility=0,throttle=off",
+}
+KEYS = {
+    "pending", "stopping", "shutting-down", "volume-creating", "volume-attaching",
+    "volume-deleting", "table-creating", "visibility", "throttle",
+}
+
+
+def parse_settings(text):
+    """{"pending": (lo, hi), ..., "throttle": True} from a preset name or key=value list."""
+    out = {}
+    for part in PRESETS["test"].split(",") + PRESETS.get(text, text).split(","):
+        if not part.strip():
+            continue
+        key, _, value = part.strip().partition("=")
+        if key not in KEYS:
+            sys.exit(f"labcloud: unknown CERVEZA_LAB_CLOUD key {key!r} (known: {', '.join(sorted(KEYS))})")
+        if key == "throttle":
+            if value not in ("on", "off"):
+                sys.exit(f"labcloud: throttle={value!r}: use on or off")
+            out[key] = value == "on"
+            continue
+        try:
+            lo, _, hi = value.partition("-")
+            lo, hi = float(lo), float(hi or lo)
+        except ValueError:
+            sys.exit(f"labcloud: {key}={value!r} is not seconds or a range like 20-40")
+        if lo < 0 or hi < lo:
+            sys.exit(f"labcloud: {key}={value!r}: want 0 <= low <= high")
+        out[key] = (lo, hi)
+    return out
+
+
+def profile_resources(dirs):
+    """AMIs per region and key pair names named by the instance profiles in `dirs`."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: (
+        loader.construct_mapping(node) if isinstance(node, yaml.MappingNode)
+        else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)))
+    amis, keys = set(), set()
+    for d in dirs:
+        for path in sorted(pathlib.Path(d).glob("*.y*ml")):
+            try:
+                docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=Loader))
+            except Exception as e:  # a broken profile is cerveza's to report
+                print(f"labcloud: skipping {path}: {e}", file=sys.stderr)
+                continue
+            for doc in docs:
+                aws = doc.get("aws") if isinstance(doc, dict) else None
+                if not isinstance(aws, dict):
+                    continue
+                if isinstance(aws.get("ami"), dict):
+                    amis.update((str(r), str(a)) for r, a in aws["ami"].items())
+                if aws.get("key-pair"):
+                    keys.add(str(aws["key-pair"]))
+    return sorted(amis), sorted(keys)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--profiles", action="append", default=[])
+    args = ap.parse_args()
+    settings = parse_settings(os.environ.get("CERVEZA_LAB_CLOUD", "test"))
+    amis, keys = profile_resources(args.profiles)
+
+    # moto reads these when it is imported.
+    ami_file = tempfile.NamedTemporaryFile("w", suffix="-amis.json", delete=False)
+    json.dump([{
+        "ami_id": ami, "region": region, "name": f"lab image {ami} ({region})",
+        "description": "an image the lab's instance profiles name", "owner_id": "099720109477",
+        "public": True, "virtualization_type": "hvm", "architecture": "x86_64",
+        "state": "available", "platform": None, "root_device_type": "ebs",
+        "root_device_name": "/dev/sda1", "sriov": "simple", "hypervisor": "xen",
+    } for region, ami in amis], ami_file)
+    ami_file.close()
+    os.environ["MOTO_AMIS_PATH"] = ami_file.name
+    os.environ["MOTO_ENABLE_AMI_VALIDATION"] = "true"
+    os.environ["MOTO_ENABLE_KEYPAIR_VALIDATION"] = "true"
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+
+    lab = Lab(settings, keys)
+    lab.patch()
+    from werkzeug.serving import run_simple
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+
+    app = DomainDispatcherApplication(create_backend_app)
+    print(f"labcloud: {len(amis)} AMIs, key pairs {keys}, settings {lab.describe()}", file=sys.stderr)
+    run_simple(args.host, args.port, lab.wsgi(app), threaded=True,
+               request_handler=MotoRequestHandler)
+
+
+# --- throttling: EC2's published buckets (docs.aws.amazon.com, "Request throttling for
+# the Amazon EC2 API"): (capacity, refill per second).
+EC2_NON_MUTATING = (100, 20)
+EC2_UNFILTERED = (50, 10)
+EC2_MUTATING = (50, 5)
+EC2_UNFILTERED_ACTIONS = {
+    "DescribeInstances", "DescribeInstanceStatus", "DescribeNetworkInterfaces",
+    "DescribeSecurityGroups", "DescribeSnapshots", "DescribeSpotInstanceRequests",
+    "DescribeVolumes",
+}
+EC2_RESOURCE_INTENSIVE = {
+    "AcceptVpcPeeringConnection", "AuthorizeSecurityGroupIngress", "CancelSpotInstanceRequests",
+    "CreateKeyPair", "CreateVpcPeeringConnection", "DeleteVpcPeeringConnection",
+    "RejectVpcPeeringConnection", "RevokeSecurityGroupIngress", "RequestSpotInstances",
+}
+EC2_UNCATEGORIZED = {
+    "RunInstances": (5, 2), "StartInstances": (5, 2), "TerminateInstances": (100, 5),
+    "CreateTags": (100, 10), "DeleteTags": (100, 10), "CreateVolume": (100, 5),
+    "DeleteVolume": (100, 5), "CreateSnapshot": (100, 5), "DeleteSnapshot": (100, 5),
+    "CreateNetworkInterface": (100, 5), "DeleteNetworkInterface": (100, 5),
+}
+# Resource buckets: tokens per instance the request names.
+EC2_RESOURCE = {
+    "RunInstances": (1000, 2), "StartInstances": (1000, 2),
+    "StopInstances": (1000, 20), "TerminateInstances": (1000, 20),
+}
+ROUTE53 = (5, 5)  # five requests per second per account, all actions together
+DYNAMODB_WRITES = (1000, 1000)  # one partition: 1,000 write units per second
+DYNAMODB_READS = (3000, 3000)
+S3_WRITES = (3500, 3500)  # per prefix per second
+S3_READS = (5500, 5500)
+
+SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+class Bucket:
+    def __init__(self, capacity, rate):
+        self.capacity, self.rate = capacity, rate
+        self.tokens, self.at = float(capacity), time.monotonic()
+
+    def take(self, n, now):
+        if now > self.at:
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
+class Lab:
+    def __init__(self, settings, keys):
+        self.settings = settings
+        self.keys = keys
+        self.lock = threading.RLock()  # one request at a time, as one consistent cloud
+        self.due = []  # heap of (when, seq, fn): state changes to come
+        self.seq = itertools.count()
+        self.tokens = {}  # (account, region, action, token) -> (params, status, headers, body)
+        self.buckets = {}
+        self.stats = {"requests": Counter(), "throttled": Counter()}
+        self.action = None  # the EC2 action being served (requests are served one at a time)
+        self.oracle = False  # the request is a test's check of the truth (x-lab-oracle: 1)
+
+    def describe(self):
+        return {k: (v if isinstance(v, bool) else "-".join(dict.fromkeys(f"{x:g}" for x in v)))
+                for k, v in sorted(self.settings.items())}
+
+    # --- time ---------------------------------------------------------------------------
+    def seconds(self, key):
+        lo, hi = self.settings[key]
+        return random.uniform(lo, hi)
+
+    def later(self, key, fn):
+        """Runs `fn` once the `key` duration has passed (at the next request after it)."""
+        s = self.seconds(key)
+        if s <= 0:
+            fn()
+        else:
+            heapq.heappush(self.due, (time.monotonic() + s, next(self.seq), fn))
+
+    def settle(self):
+        now = time.monotonic()
+        while self.due and self.due[0][0] <= now:
+            heapq.heappop(self.due)[2]()
+
+    def reset(self):
+        self.due.clear()
+        self.tokens.clear()
+        self.buckets.clear()
+        self.stats = {"requests": Counter(), "throttled": Counter()}
+
+    # --- moto's models --------------------------------------------------------------------
+    def patch(self):
+        lab = self
+        from moto.core.exceptions import ServiceException
+        from moto.ec2.exceptions import EC2ClientError, InvalidInstanceIdError
+        from moto.ec2.models import EC2Backend
+        from moto.ec2.models import instances as inst_mod
+        from moto.ec2.models.elastic_block_store import EBSBackend, Volume
+        from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
+        from moto.ec2.models.instances import Instance, InstanceBackend
+        from moto.ec2.models.amis import AmiBackend
+        from moto.dynamodb.models import DynamoDBBackend
+        from moto.dynamodb.models.table import Table
+        from moto.dynamodb.exceptions import ResourceNotFoundException
+
+        codes = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48,
+                 "stopping": 64, "stopped": 80}
+
+        def set_state(i, name):
+            i._state.name, i._state.code = name, codes[name]
+
+        def move(i, now, then, key):
+            """Puts instance `i` in state `now`, and in `then` once `key` has passed."""
+            i._lab_epoch = getattr(i, "_lab_epoch", 0) + 1
+            epoch = i._lab_epoch
+            set_state(i, now)
+
+            def done():
+                if i._lab_epoch == epoch:
+                    set_state(i, then)
+            lab.later(key, done)
+
+        def incorrect(i, verb):
+            return EC2ClientError(
+                "IncorrectInstanceState",
+                f"The instance '{i.id}' is not in a state from which it can be {verb}.")
+
+        # Instances take time to start, stop and terminate.
+        orig_init = Instance.__init__
+
+        def init(self, *a, **k):
+            orig_init(self, *a, **k)
+            self._lab_visible = time.monotonic() + lab.seconds("visibility")
+            move(self, "pending", "running", "pending")
+        Instance.__init__ = init
+
+        orig_start, orig_stop, orig_terminate = Instance.start, Instance.stop, Instance.terminate
+
+        def start_instances(self, instance_ids):
+            found = self.get_multi_instances_by_id(instance_ids)
+            for i in found:
+                if i.state in ("stopping", "shutting-down", "terminated"):
+                    raise incorrect(i, "started")
+            out = []
+            for i in found:
+                previous = {"Code": i.state_code, "Name": i.state}
+                if i.state == "stopped":
+                    orig_start(i)
+                    move(i, "pending", "running", "pending")
+                out.append((i, previous))
+            return out
+        InstanceBackend.start_instances = start_instances
+
+        def stop_instances(self, instance_ids):
+            found = self.get_multi_instances_by_id(instance_ids)
+            for i in found:
+                if i.state in ("pending", "shutting-down", "terminated"):
+                    raise incorrect(i, "stopped")
+            out = []
+            for i in found:
+                previous = {"Code": i.state_code, "Name": i.state}
+                if i.state == "running":
+                    orig_stop(i)
+                    move(i, "stopping", "stopped", "stopping")
+                out.append((i, previous))
+            return out
+        InstanceBackend.stop_instances = stop_instances
+
+        def terminate_instances(self, instance_ids):
+            if not instance_ids:
+                raise EC2ClientError("InvalidParameterCombination", "No instances specified")
+            out = []
+            for i in self.get_multi_instances_by_id(instance_ids):
+                previous = {"Code": i.state_code, "Name": i.state}
+                if i.state not in ("shutting-down", "terminated"):
+                    orig_terminate(i)
+                    move(i, "shutting-down", "terminated", "shutting-down")
+                out.append((i, previous))
+            return out
+        InstanceBackend.terminate_instances = terminate_instances
+
+        def reboot_instances(self, instance_ids):
+            found = self.get_multi_instances_by_id(instance_ids)
+            for i in found:
+                if i.state != "running":
+                    raise incorrect(i, "rebooted")
+            return found
+        InstanceBackend.reboot_instances = reboot_instances
+
+        # Eventual consistency: a new instance is invisible to reads for a while.
+        orig_all = InstanceBackend.all_reservations
+
+        def all_reservations(self, filters=None):
+            if lab.oracle or lab.action == "RunInstances":  # its own look-ups see what it made
+                return orig_all(self, filters)
+            now = time.monotonic()
+            out = []
+            for r in orig_all(self, filters):
+                seen = [i for i in r.instances if getattr(i, "_lab_visible", 0) <= now]
+                if seen:
+                    r.instances = seen
+                    out.append(r)
+            return out
+        InstanceBackend.all_reservations = all_reservations
+
+        # Volumes: creating -> available; attaching -> attached; deleting -> gone.
+        orig_create_volume = EBSBackend.create_volume
+
+        def create_volume(self, *a, **k):
+            v = orig_create_volume(self, *a, **k)
+            if lab.action != "CreateVolume":  # moto's own (an AMI's snapshot)
+                return v
+            v._lab_creating = True
+
+            def done():
+                v._lab_creating = False
+            lab.later("volume-creating", done)
+            return v
+        EBSBackend.create_volume = create_volume
+
+        def volume_status(self):
+            if getattr(self, "_lab_deleting", False):
+                return "deleting"
+            if getattr(self, "_lab_creating", False):
+                return "creating"
+            return "in-use" if self.attachment else "available"
+        Volume.status = property(volume_status)
+
+        orig_attach = EBSBackend.attach_volume
+
+        def attach_volume(self, volume_id, instance_id, device_path, delete_on_termination=False):
+            if lab.action != "AttachVolume":
+                return orig_attach(self, volume_id, instance_id, device_path, delete_on_termination)
+            v = self.get_volume(volume_id)
+            i = self.get_instance(instance_id)
+            if v.status != "available":
+                raise EC2ClientError("IncorrectState", f"{volume_id} is not 'available'.")
+            if i.state not in ("running", "stopped"):
+                raise EC2ClientError("IncorrectInstanceState",
+                                     f"Instance '{instance_id}' is not 'running'.")
+            att = orig_attach(self, volume_id, instance_id, device_path, delete_on_termination)
+            att.status = "attaching"
+
+            def done():
+                if v.attachment is att:
+                    att.status = "attached"
+            lab.later("volume-attaching", done)
+            return att
+        EBSBackend.attach_volume = attach_volume
+
+        orig_delete_volume = EBSBackend.delete_volume
+
+        def delete_volume(self, volume_id):
+            if lab.action != "DeleteVolume":
+                return orig_delete_volume(self, volume_id)
+            v = self.get_volume(volume_id)
+            if v.status == "creating":
+                raise EC2ClientError("IncorrectState", f"The volume '{volume_id}' is 'creating'.")
+            if getattr(v, "_lab_deleting", False):
+                return v
+            if v.attachment:  # moto's own check and error
+                return orig_delete_volume(self, volume_id)
+            v._lab_deleting = True
+
+            def done():
+                self.volumes.pop(volume_id, None)
+            lab.later("volume-deleting", done)
+            return v
+        EBSBackend.delete_volume = delete_volume
+
+        # An Elastic IP cannot be associated with a pending instance.
+        orig_associate = ElasticAddressBackend.associate_address
+
+        def associate_address(self, instance=None, *a, **k):
+            if instance is not None and instance.state != "running":
+                raise EC2ClientError(
+                    "InvalidInstanceID",
+                    f"The {instance.state} instance '{instance.id}' is not in a valid state for this operation.")
+            return orig_associate(self, instance, *a, **k)
+        ElasticAddressBackend.associate_address = associate_address
+
+        # AMIs exist in their own region only.
+        orig_load_amis = AmiBackend._load_amis
+
+        def load_amis(self):
+            from moto.ec2.models import amis as amis_mod
+            everything = amis_mod.AMIS
+            amis_mod.AMIS = [{k: v for k, v in a.items() if k != "region"}
+                             for a in everything if a.get("region") in (None, self.region_name)]
+            try:
+                orig_load_amis(self)
+            finally:
+                amis_mod.AMIS = everything
+        AmiBackend._load_amis = load_amis
+
+        # The profiles' key pairs exist in every region (made again after a reset).
+        orig_backend_init = EC2Backend.__init__
+
+        def backend_init(self, *a, **k):
+            orig_backend_init(self, *a, **k)
+            for name in lab.keys:
+                self.create_key_pair(name, "ed25519", tags={})
+        EC2Backend.__init__ = backend_init
+
+        # DynamoDB: a new table is CREATING for a while; items cannot be used until ACTIVE.
+        orig_create_table = DynamoDBBackend.create_table
+
+        def create_table(self, name, **params):
+            t = orig_create_table(self, name, **params)
+            t._lab_creating = True
+
+            def done():
+                t._lab_creating = False
+            lab.later("table-creating", done)
+            return t
+        DynamoDBBackend.create_table = create_table
+
+        orig_describe = Table.describe
+
+        def describe(self, base_key="TableDescription"):
+            d = orig_describe(self, base_key)
+            if getattr(self, "_lab_creating", False):
+                d[base_key]["TableStatus"] = "CREATING"
+            return d
+        Table.describe = describe
+
+        def not_while_creating(method):
+            orig = getattr(DynamoDBBackend, method)
+
+            def wrapped(self, table_name, *a, **k):
+                t = self.tables.get(table_name)
+                if t is not None and getattr(t, "_lab_creating", False):
+                    raise ResourceNotFoundException()
+                return orig(self, table_name, *a, **k)
+            setattr(DynamoDBBackend, method, wrapped)
+        for m in ("put_item", "get_item", "update_item", "delete_item", "query", "scan"):
+            not_while_creating(m)
+
+        self.ServiceException = ServiceException
+        del inst_mod, InvalidInstanceIdError  # imported to fail early if moto moved them
+
+    # --- the HTTP layer: throttling, idempotency, user-data -------------------------------
+    def wsgi(self, app):
+        lab = self
+
+        def handler(environ, start_response):
+            path = environ.get("PATH_INFO", "")
+            if path.startswith("/lab-api/"):
+                return lab.lab_api(path, start_response)
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            req = Request(environ, body)
+            with lab.lock:
+                lab.action = None
+                lab.oracle = environ.get("HTTP_X_LAB_ORACLE") == "1"
+                lab.settle()
+                if path.startswith("/moto-api/reset"):
+                    lab.reset()
+                    return app(environ, start_response)
+                if req.service == "?":
+                    return app(environ, start_response)
+                if not lab.oracle:
+                    lab.stats["requests"][f"{req.service}:{req.action}"] += 1
+                if lab.settings["throttle"] and not lab.oracle and not lab.admit(req):
+                    lab.stats["throttled"][f"{req.service}:{req.action}"] += 1
+                    return throttled(req, start_response)
+                lab.action = req.action if req.service == "ec2" else None
+                if req.service == "ec2":
+                    early = lab.ec2_checks(req)
+                    if early:
+                        return early(start_response)
+                    key = req.token_key()
+                    if key:
+                        return lab.idempotent(key, req, app, environ, start_response)
+                return app(environ, start_response)
+        return handler
+
+    def lab_api(self, path, start_response):
+        with self.lock:
+            if path == "/lab-api/config":
+                body = {"settings": self.describe(), "key_pairs": self.keys}
+            elif path == "/lab-api/stats":
+                body = {k: dict(v) for k, v in self.stats.items()}
+            else:
+                start_response("404 Not Found", [("Content-Type", "text/plain")])
+                return [b"unknown lab-api path\n"]
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(body, indent=1).encode()]
+
+    def bucket(self, key, spec):
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = Bucket(*spec)
+        return b
+
+    def admit(self, req):
+        """Takes the request's tokens from its buckets; False when one is empty."""
+        now = time.monotonic()
+        wanted = []
+        acct, region, action = req.account, req.region, req.action
+        if req.service == "ec2":
+            if action in EC2_UNCATEGORIZED:
+                spec = EC2_UNCATEGORIZED[action]
+            elif action.startswith(("Describe", "List", "Search", "Get")):
+                unfiltered = not any(k.startswith("Filter.") or k == "MaxResults" for k in req.form)
+                spec = EC2_UNFILTERED if action in EC2_UNFILTERED_ACTIONS and unfiltered else EC2_NON_MUTATING
+            elif action in EC2_RESOURCE_INTENSIVE:
+                spec = EC2_MUTATING
+            else:
+                spec = EC2_MUTATING
+            wanted.append(((acct, region, "ec2", action), spec, 1))
+            if action in EC2_RESOURCE:
+                n = int(req.form.get("MaxCount", "1")) if action == "RunInstances" else max(
+                    1, sum(1 for k in req.form if k.startswith("InstanceId.")))
+                wanted.append(((acct, region, "ec2-resource", action), EC2_RESOURCE[action], n))
+        elif req.service == "route53":
+            wanted.append(((acct, "global", "route53"), ROUTE53, 1))
+        elif req.service == "dynamodb":
+            table = req.json.get("TableName", "") if isinstance(req.json, dict) else ""
+            reads = action in ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
+            writes = action in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+                                "TransactWriteItems")
+            if reads or writes:
+                spec = DYNAMODB_READS if reads else DYNAMODB_WRITES
+                wanted.append(((acct, region, "dynamodb", table, reads), spec, 1))
+        elif req.service == "s3":
+            bucket = req.path.lstrip("/").split("/", 1)[0]
+            reads = req.method in ("GET", "HEAD")
+            wanted.append(((acct, region, "s3", bucket, reads), S3_READS if reads else S3_WRITES, 1))
+        buckets = [(self.bucket(k, spec), n) for k, spec, n in wanted]
+        # All or nothing: a refused request spends no token.
+        for b, _ in buckets:
+            b.take(0, now)
+        if any(b.tokens < n for b, n in buckets):
+            return False
+        for b, n in buckets:
+            b.take(n, now)
+        return True
+
+    def ec2_checks(self, req):
+        """Errors EC2 gives before doing anything; a callable answer, or None."""
+        if req.action == "RunInstances" and "UserData" in req.form:
+            try:
+                raw = base64.b64decode(req.form["UserData"], validate=False)
+            except ValueError:
+                raw = b""
+            if len(raw) > 16384:
+                return ec2_error(400, "InvalidParameterValue",
+                                 f"User data is limited to 16384 bytes (this request has {len(raw)})")
+        return None
+
+    def idempotent(self, key, req, app, environ, start_response):
+        """EC2's ClientToken: the same token answers what the first call made."""
+        params = req.params_without_token()
+        seen = self.tokens.get(key)
+        if seen is not None:
+            if seen[0] != params:
+                return ec2_error(400, "IdempotentParameterMismatch",
+                                 "The client token you have provided is associated with a resource "
+                                 "that is already deleted or with different parameters. Use a "
+                                 "different client token.")(start_response)
+            status, headers, chunks = seen[1:]
+            start_response(status, headers)
+            return chunks
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return start_response(status, headers, exc_info)
+        chunks = list(app(environ, capture))
+        if captured.get("status", "").startswith("200"):
+            self.tokens[key] = (params, captured["status"], captured["headers"], chunks)
+        return chunks
+
+
+class Request:
+    def __init__(self, environ, body):
+        self.method = environ.get("REQUEST_METHOD", "GET")
+        self.path = environ.get("PATH_INFO", "")
+        m = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        self.account, self.region, self.service = m.groups() if m else ("?", "?", "?")
+        self.form, self.json, self.action = {}, {}, "?"
+        ctype = environ.get("CONTENT_TYPE", "")
+        if self.service == "ec2":
+            text = body.decode("utf-8", "replace") if self.method == "POST" else environ.get("QUERY_STRING", "")
+            self.form = {k: v[0] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
+            self.action = self.form.get("Action", "?")
+        elif self.service == "dynamodb":
+            self.action = environ.get("HTTP_X_AMZ_TARGET", "?").rpartition(".")[2]
+            try:
+                self.json = json.loads(body or b"{}")
+            except ValueError:
+                self.json = {}
+        elif self.service == "route53":
+            self.action = f"{self.method} {re.sub(r'/[A-Z0-9]{8,}', '/ID', self.path)}"
+        elif self.service == "s3":
+            self.action = self.method
+        del ctype
+
+    def token_key(self):
+        token = self.form.get("ClientToken")
+        if token and self.action in ("RunInstances", "CreateVolume"):
+            return (self.account, self.region, self.action, token)
+        return None
+
+    def params_without_token(self):
+        return hashlib.sha256(json.dumps(
+            sorted((k, v) for k, v in self.form.items() if k != "ClientToken")).encode()).hexdigest()
+
+
+def ec2_error(status, code, message):
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error></Errors><RequestID>lab-{random.getrandbits(64):016x}"
+            "</RequestID></Response>").encode()
+    reason = {400: "Bad Request", 503: "Service Unavailable"}[status]
+
+    def answer(start_response):
+        start_response(f"{status} {reason}", [("Content-Type", "text/xml"),
+                                               ("Content-Length", str(len(body)))])
+        return [body]
+    return answer
+
+
+def throttled(req, start_response):
+    if req.service == "ec2":
+        return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.")(start_response)
+    if req.service == "dynamodb":
+        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                           "message": "Rate of requests exceeds the allowed throughput."}).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                           ("Content-Length", str(len(body)))])
+        return [body]
+    if req.service == "route53":
+        body = (b'<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+                b"<Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
+                b"</Error><RequestId>lab</RequestId></ErrorResponse>")
+        start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+    body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>")
+    start_response("503 Slow Down", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+if __name__ == "__main__":
+    main()

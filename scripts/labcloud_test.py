@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Shows that the lab cloud (scripts/labcloud.py) really behaves as docs/lab-cloud.md says:
+one plain boto3 sequence per modelled behaviour, against a lab cloud of its own.
+
+    .lab/venv/bin/python scripts/labcloud_test.py [-v]
+"""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+import boto3
+import botocore.config
+from botocore.exceptions import ClientError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+AMI = "ami-a6f504cf"  # UbuntuGeneric32Bit in us-east-1 (examples/profiles)
+ZONE = "us-east-1a"
+T = 0.8  # every transition takes this long here
+SEEN = 0.3  # a new instance is invisible this long
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LabCloud(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        port = free_port()
+        env = dict(os.environ, CERVEZA_LAB_CLOUD=(
+            f"pending={T},stopping={T},shutting-down={T},volume-creating={T},"
+            f"volume-attaching={T},volume-deleting={T},table-creating={T},visibility={SEEN}"))
+        cls.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts/labcloud.py"), "--port", str(port),
+             "--profiles", str(ROOT / "examples/profiles")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cls.url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(cls.url + "/lab-api/config", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(cls.proc.stderr.read().decode())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait()
+        cls.proc.stderr.close()
+
+    def client(self, service, account="AKIDLABTEST", region="us-east-1", retries=0):
+        # No retries: the test sees every answer the cloud gives.
+        return boto3.client(
+            service, region_name=region, endpoint_url=self.url,
+            aws_access_key_id=account, aws_secret_access_key="x",
+            config=botocore.config.Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}))
+
+    def ec2(self, account=None):
+        return self.client("ec2", account=account or f"AKID{self._testMethodName[:12].upper()}")
+
+    def launch(self, ec2, **extra):
+        args = dict(ImageId=AMI, MinCount=1, MaxCount=1, KeyName="noc",
+                    Placement={"AvailabilityZone": ZONE})
+        args.update(extra)
+        return ec2.run_instances(**args)["Instances"][0]
+
+    def state(self, ec2, iid):
+        r = ec2.describe_instances(InstanceIds=[iid])["Reservations"]
+        return r[0]["Instances"][0]["State"]["Name"]
+
+    def until(self, fn, want, limit=10):
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                got = fn()
+            except ClientError as e:
+                got = e.response["Error"]["Code"]
+            if got == want or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
+
+    def code(self, fn):
+        with self.assertRaises(ClientError) as cm:
+            fn()
+        return cm.exception.response["Error"]["Code"]
+
+    def test_a_new_instance_is_invisible_then_pending_then_running(self):
+        ec2 = self.ec2()
+        i = self.launch(ec2)
+        self.assertEqual(i["State"]["Name"], "pending")
+        self.assertEqual(self.code(lambda: self.state(ec2, i["InstanceId"])), "InvalidInstanceID.NotFound")
+        tagged = ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": [i["InstanceId"]]}])
+        self.assertEqual(tagged["Reservations"], [])
+        self.assertEqual(self.until(lambda: self.state(ec2, i["InstanceId"]), "running"), "running")
+
+    def test_stop_of_a_pending_and_start_of_a_stopping_instance_are_refused(self):
+        ec2 = self.ec2()
+        iid = self.launch(ec2)["InstanceId"]
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "pending"), "pending")
+        self.assertEqual(self.code(lambda: ec2.stop_instances(InstanceIds=[iid])), "IncorrectInstanceState")
+        self.until(lambda: self.state(ec2, iid), "running")
+        out = ec2.stop_instances(InstanceIds=[iid])["StoppingInstances"][0]
+        self.assertEqual(out["CurrentState"]["Name"], "stopping")
+        self.assertEqual(self.state(ec2, iid), "stopping")
+        self.assertEqual(self.code(lambda: ec2.start_instances(InstanceIds=[iid])), "IncorrectInstanceState")
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "stopped"), "stopped")
+        ec2.start_instances(InstanceIds=[iid])
+        self.assertEqual(self.state(ec2, iid), "pending")
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "running"), "running")
+        ec2.terminate_instances(InstanceIds=[iid])
+        self.assertEqual(self.state(ec2, iid), "shutting-down")
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "terminated"), "terminated")
+
+    def test_volumes_create_attach_and_delete_take_time(self):
+        ec2 = self.ec2()
+        iid = self.launch(ec2)["InstanceId"]
+        v = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+        vol = lambda: ec2.describe_volumes(VolumeIds=[v])["Volumes"][0]  # noqa: E731
+        self.assertEqual(vol()["State"], "creating")
+        self.until(lambda: self.state(ec2, iid), "running")
+        self.assertEqual(self.until(lambda: vol()["State"], "available"), "available")
+        ec2.attach_volume(VolumeId=v, InstanceId=iid, Device="/dev/sdf")
+        self.assertEqual(vol()["Attachments"][0]["State"], "attaching")
+        self.assertEqual(self.until(lambda: vol()["Attachments"][0]["State"], "attached"), "attached")
+        self.assertEqual(self.code(lambda: ec2.delete_volume(VolumeId=v)), "VolumeInUse")
+        ec2.detach_volume(VolumeId=v, InstanceId=iid)
+        ec2.delete_volume(VolumeId=v)
+        self.assertEqual(vol()["State"], "deleting")
+        self.assertEqual(self.until(lambda: vol()["State"], "InvalidVolume.NotFound"), "InvalidVolume.NotFound")
+
+    def test_attaching_a_creating_volume_is_refused(self):
+        ec2 = self.ec2()
+        iid = self.launch(ec2)["InstanceId"]
+        self.until(lambda: self.state(ec2, iid), "running")
+        v = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+        self.assertEqual(
+            self.code(lambda: ec2.attach_volume(VolumeId=v, InstanceId=iid, Device="/dev/sdf")),
+            "IncorrectState")
+
+    def test_an_elastic_ip_cannot_go_to_a_pending_instance(self):
+        ec2 = self.ec2()
+        iid = self.launch(ec2)["InstanceId"]
+        alloc = ec2.allocate_address(Domain="vpc")["AllocationId"]
+        self.until(lambda: self.state(ec2, iid), "pending")
+        self.assertEqual(
+            self.code(lambda: ec2.associate_address(AllocationId=alloc, InstanceId=iid)),
+            "InvalidInstanceID")
+        self.until(lambda: self.state(ec2, iid), "running")
+        ec2.associate_address(AllocationId=alloc, InstanceId=iid)
+
+    def test_a_client_token_answers_the_first_launch_and_refuses_other_parameters(self):
+        ec2 = self.ec2()
+        first = self.launch(ec2, ClientToken="tok-1")
+        again = self.launch(ec2, ClientToken="tok-1")
+        self.assertEqual(first["InstanceId"], again["InstanceId"])
+        self.assertEqual(
+            self.code(lambda: self.launch(ec2, ClientToken="tok-1", InstanceType="m5.large")),
+            "IdempotentParameterMismatch")
+        v1 = ec2.create_volume(Size=1, AvailabilityZone=ZONE, ClientToken="vol-1")["VolumeId"]
+        v2 = ec2.create_volume(Size=1, AvailabilityZone=ZONE, ClientToken="vol-1")["VolumeId"]
+        self.assertEqual(v1, v2)
+        self.assertEqual(
+            self.code(lambda: ec2.create_volume(Size=2, AvailabilityZone=ZONE, ClientToken="vol-1")),
+            "IdempotentParameterMismatch")
+
+    def test_unknown_amis_and_key_pairs_are_refused_and_amis_are_regional(self):
+        ec2 = self.ec2()
+        self.assertEqual(self.code(lambda: self.launch(ec2, ImageId="ami-12345678")), "InvalidAMIID.NotFound")
+        self.assertEqual(self.code(lambda: self.launch(ec2, KeyName="nobody")), "InvalidKeyPair.NotFound")
+        eu = self.client("ec2", account="AKIDAMIREGION", region="eu-west-1")
+        self.assertEqual(
+            self.code(lambda: eu.run_instances(ImageId=AMI, MinCount=1, MaxCount=1)),
+            "InvalidAMIID.NotFound")
+        eu.run_instances(ImageId="ami-4290a936", MinCount=1, MaxCount=1, KeyName="noc")
+
+    def test_user_data_over_16_kb_is_refused(self):
+        ec2 = self.ec2()
+        # boto3 base64-encodes UserData itself; the limit is on the raw bytes.
+        self.launch(ec2, UserData="x" * 16384)
+        self.assertEqual(
+            self.code(lambda: self.launch(ec2, UserData="x" * 16385)),
+            "InvalidParameterValue")
+
+    def test_ec2_buckets_are_per_action_region_and_account(self):
+        ec2 = self.ec2()
+        # RunInstances: 5 tokens, 2 per second.
+        for _ in range(5):
+            self.launch(ec2)
+        self.assertEqual(self.code(lambda: self.launch(ec2)), "RequestLimitExceeded")
+        # Other actions, regions and accounts have their own buckets.
+        ec2.describe_instances(MaxResults=5)
+        self.launch(self.ec2(account="AKIDOTHERACCOUNT"))
+        self.client("ec2", account=ec2._request_signer._credentials.access_key,
+                    region="eu-west-1").run_instances(ImageId="ami-4290a936", MinCount=1, MaxCount=1)
+        time.sleep(0.6)  # a token comes back every half second
+        self.launch(ec2)
+        # Unfiltered, unpaginated describes spend a smaller bucket (50) than paginated ones (100).
+        d = self.ec2(account="AKIDDESCRIBES")
+        for n in range(1, 80):
+            try:
+                d.describe_volumes()
+            except ClientError as e:
+                self.assertEqual(e.response["Error"]["Code"], "RequestLimitExceeded")
+                break
+        self.assertLess(n, 70, "the unfiltered bucket holds 50 (plus 10 a second)")
+        p = self.ec2(account="AKIDPAGINATED")
+        for _ in range(90):
+            p.describe_volumes(MaxResults=5)
+        # Resource tokens: one RunInstances for 1000 instances empties that bucket.
+        r = self.ec2(account="AKIDRESOURCE")
+        self.launch(r, MinCount=1000, MaxCount=1000)
+        # (moto takes a few seconds to make 1000; 2 tokens a second come back meanwhile)
+        self.assertEqual(self.code(lambda: self.launch(r, MinCount=50, MaxCount=50)), "RequestLimitExceeded")
+
+    def test_route53_allows_five_requests_per_second_per_account(self):
+        r53 = self.client("route53", account="AKIDROUTE53")
+        for _ in range(5):
+            r53.list_hosted_zones()
+        self.assertEqual(self.code(lambda: r53.list_hosted_zones()), "Throttling")
+
+    def test_a_new_table_is_creating_and_refuses_items_until_active(self):
+        ddb = self.client("dynamodb")
+        ddb.create_table(
+            TableName="lab-test", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
+        self.assertEqual(ddb.describe_table(TableName="lab-test")["Table"]["TableStatus"], "CREATING")
+        put = lambda: ddb.put_item(TableName="lab-test", Item={"k": {"S": "a"}})  # noqa: E731
+        self.assertEqual(self.code(put), "ResourceNotFoundException")
+        self.assertEqual(
+            self.until(lambda: ddb.describe_table(TableName="lab-test")["Table"]["TableStatus"], "ACTIVE"),
+            "ACTIVE")
+        put()
+
+    def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
+        ec2 = self.ec2()
+        first = self.launch(ec2, ClientToken="reset-1")["InstanceId"]
+        urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", method="POST"))
+        again = self.launch(ec2, ClientToken="reset-1")["InstanceId"]
+        self.assertNotEqual(first, again)
+
+
+if __name__ == "__main__":
+    unittest.main()
