@@ -1,11 +1,15 @@
 //! In-memory backends for unit tests of the workflows.
 //!
-//! [`FakeCloud`] behaves like moto where it matters: instances change state at once,
-//! `ClientToken` can be ignored (as moto does) or honoured (as EC2 does), and a newly
-//! launched instance can stay invisible for a few describes (`InvalidInstanceID.NotFound`).
+//! [`FakeCloud`] behaves like moto by default: instances change state at once, and
+//! `ClientToken` can be ignored (as moto does) or honoured (as EC2 does). Given a
+//! [`Timing`], states take time as on EC2 (`pending`, `stopping`, `shutting-down`, on the
+//! test's [`ManualClock`]: virtual time, no sleeping) and acting too early is refused
+//! with `IncorrectInstanceState`. A newly launched instance can stay invisible for a few
+//! describes (`InvalidInstanceID.NotFound`).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -17,6 +21,15 @@ use crate::names::{Hostname, Product, Region, Zone};
 use crate::ports::{
     Compute, ComputeRead, ProviderError, ProviderErrorKind, ProviderResult, Registry, RegistryRead,
 };
+use crate::wait::{Clock, ManualClock};
+
+/// Instance states that take time: every transition lasts `takes` on `clock`.
+pub struct Timing {
+    /// The test's clock (the workflows sleep on it too).
+    pub clock: Arc<ManualClock>,
+    /// How long `pending`, `stopping` and `shutting-down` last.
+    pub takes: Duration,
+}
 
 /// A scripted failure for the next matching call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +61,8 @@ struct CloudState {
     calls: BTreeMap<&'static str, u64>,
     /// CreateVolume tokens and the volume each made.
     volume_tokens: Vec<(String, VolumeId)>,
+    /// Instances in a state that takes time: when it ends, and the state after.
+    settling: BTreeMap<InstanceId, (Duration, InstanceState)>,
 }
 
 /// An in-memory EC2.
@@ -59,6 +74,8 @@ pub struct FakeCloud {
     pub honour_client_token: bool,
     /// Describes that miss a new instance right after launch.
     pub hide_new_for: u32,
+    /// States that take time (`None`: instant, like moto).
+    pub timing: Option<Timing>,
 }
 
 impl Default for FakeCloud {
@@ -68,6 +85,7 @@ impl Default for FakeCloud {
             zones: BTreeMap::new(),
             honour_client_token: false,
             hide_new_for: 0,
+            timing: None,
         }
     }
 }
@@ -149,14 +167,79 @@ impl FakeCloud {
         *lock(&self.state).calls.entry(name).or_default() += 1;
     }
 
+    /// Like EC2, a request for several instances fails whole when one cannot go.
+    fn all_or_none(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+        from: InstanceState,
+    ) -> ProviderResult<()> {
+        let s = self.settled();
+        for id in ids {
+            match s.instances.get(id).filter(|i| &i.region == region) {
+                None => {
+                    return Err(ProviderError::new(
+                        ProviderErrorKind::NotFound,
+                        format!("InvalidInstanceID.NotFound: {id}"),
+                    ))
+                }
+                Some(i) if i.state != from => {
+                    return Err(ProviderError::new(
+                        ProviderErrorKind::Invalid,
+                        format!("IncorrectInstanceState: {id} is {}", i.state),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The state lock, with every transition that has ended applied.
+    fn settled(&self) -> std::sync::MutexGuard<'_, CloudState> {
+        let mut s = lock(&self.state);
+        if let Some(t) = &self.timing {
+            let now = t.clock.now();
+            let done: Vec<InstanceId> = s
+                .settling
+                .iter()
+                .filter(|(_, (at, _))| *at <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in done {
+                if let Some((_, next)) = s.settling.remove(&id) {
+                    if let Some(i) = s.instances.get_mut(&id) {
+                        i.state = next;
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// `to` at once, or through `via` for `Timing::takes`.
+    fn arrive(&self, s: &mut CloudState, id: &InstanceId, via: InstanceState, to: InstanceState) {
+        let Some(i) = s.instances.get_mut(id) else {
+            return;
+        };
+        match &self.timing {
+            Some(t) => {
+                i.state = via;
+                s.settling.insert(id.clone(), (t.clock.now() + t.takes, to));
+            }
+            None => i.state = to,
+        }
+    }
+
     fn transition(
         &self,
         region: &Region,
         id: &InstanceId,
         from: &[InstanceState],
+        via: InstanceState,
         to: InstanceState,
     ) -> ProviderResult<()> {
-        let mut s = lock(&self.state);
+        let mut s = self.settled();
         let inst = s
             .instances
             .get_mut(id)
@@ -173,7 +256,7 @@ impl FakeCloud {
                 format!("IncorrectInstanceState: {id} is {}", inst.state),
             ));
         }
-        inst.state = to;
+        self.arrive(&mut s, id, via, to);
         Ok(())
     }
 }
@@ -196,7 +279,7 @@ impl ComputeRead for FakeCloud {
         filter: &InstanceFilter,
     ) -> ProviderResult<Vec<Instance>> {
         self.count("instances");
-        let mut s = lock(&self.state);
+        let mut s = self.settled();
         s.fail(|f| match f {
             Fault::List(r, kind) if r == region => Some(*kind),
             _ => None,
@@ -211,7 +294,7 @@ impl ComputeRead for FakeCloud {
 
     async fn instance(&self, region: &Region, id: &InstanceId) -> ProviderResult<Option<Instance>> {
         self.count("instance");
-        let mut s = lock(&self.state);
+        let mut s = self.settled();
         if let Some(n) = s.hidden.get_mut(id) {
             *n -= 1;
             if *n == 0 {
@@ -220,6 +303,27 @@ impl ComputeRead for FakeCloud {
             return Ok(None);
         }
         Ok(s.instances.get(id).filter(|i| &i.region == region).cloned())
+    }
+
+    async fn instances_by_id(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> ProviderResult<Vec<Instance>> {
+        self.count("instances_by_id");
+        let mut s = self.settled();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(n) = s.hidden.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    s.hidden.remove(id);
+                }
+                continue;
+            }
+            out.extend(s.instances.get(id).filter(|i| &i.region == region).cloned());
+        }
+        Ok(out)
     }
 
     async fn volumes(
@@ -293,9 +397,9 @@ impl Compute for FakeCloud {
             tags: spec.tags.clone(),
         };
         let mut stored = inst.clone();
-        stored.state = InstanceState::Running;
         stored.public_ip = Some(format!("203.0.113.{}", s.next_id % 250 + 1));
         s.instances.insert(id.clone(), stored);
+        self.arrive(&mut s, &id, InstanceState::Pending, InstanceState::Running);
         if self.hide_new_for > 0 {
             s.hidden.insert(id, self.hide_new_for);
         }
@@ -308,6 +412,7 @@ impl Compute for FakeCloud {
             region,
             id,
             &[InstanceState::Stopped],
+            InstanceState::Pending,
             InstanceState::Running,
         )?;
         // Like EC2: a started instance gets a new public address.
@@ -326,11 +431,30 @@ impl Compute for FakeCloud {
             region,
             id,
             &[InstanceState::Running],
+            InstanceState::Stopping,
             InstanceState::Stopped,
         )?;
         // Like EC2: a stopped instance loses its public address.
         if let Some(i) = lock(&self.state).instances.get_mut(id) {
             i.public_ip = None;
+        }
+        Ok(())
+    }
+
+    async fn start_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()> {
+        self.count("start_many");
+        self.all_or_none(region, ids, InstanceState::Stopped)?;
+        for id in ids {
+            self.start(region, id).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()> {
+        self.count("stop_many");
+        self.all_or_none(region, ids, InstanceState::Running)?;
+        for id in ids {
+            self.stop(region, id).await?;
         }
         Ok(())
     }
@@ -342,12 +466,19 @@ impl Compute for FakeCloud {
             id,
             &[InstanceState::Running],
             InstanceState::Running,
+            InstanceState::Running,
         )
     }
 
     async fn terminate(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.count("terminate");
-        self.transition(region, id, &[], InstanceState::Terminated)?;
+        self.transition(
+            region,
+            id,
+            &[],
+            InstanceState::ShuttingDown,
+            InstanceState::Terminated,
+        )?;
         // Like EC2: data volumes are detached (not deleted), addresses disassociated.
         let mut s = lock(&self.state);
         for v in s

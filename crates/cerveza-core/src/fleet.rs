@@ -124,7 +124,10 @@ pub async fn list(
             Ok(Err(e)) => listing.failed_regions.push((region, e.to_string())),
             Err(_) => listing.failed_regions.push((
                 region,
-                format!("no answer within {}s", region_timeout.as_secs_f64()),
+                format!(
+                    "no answer within {}s (the region timeout: --region-timeout, CERVEZA_REGION_TIMEOUT)",
+                    region_timeout.as_secs_f64()
+                ),
             )),
         }
     }

@@ -76,6 +76,13 @@ pub trait ComputeRead: Send + Sync {
     ) -> ProviderResult<Vec<Instance>>;
     /// One instance by id; `None` when the API does not know it (yet).
     async fn instance(&self, region: &Region, id: &InstanceId) -> ProviderResult<Option<Instance>>;
+    /// Instances by id (at most 200), in one request; ids the API does not show (yet)
+    /// are left out rather than failing the others.
+    async fn instances_by_id(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> ProviderResult<Vec<Instance>>;
     /// The EBS volumes of a product in a region (of `hosts` only, when not empty).
     async fn volumes(
         &self,
@@ -99,8 +106,12 @@ pub trait Compute: ComputeRead {
     async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance>;
     /// Starts a stopped instance.
     async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()>;
+    /// Starts stopped instances (at most 200) in one request; all or none.
+    async fn start_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()>;
     /// Stops a running instance.
     async fn stop(&self, region: &Region, id: &InstanceId) -> ProviderResult<()>;
+    /// Stops running instances (at most 200) in one request; all or none.
+    async fn stop_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()>;
     /// Reboots a running instance.
     async fn reboot(&self, region: &Region, id: &InstanceId) -> ProviderResult<()>;
     /// Terminates an instance.

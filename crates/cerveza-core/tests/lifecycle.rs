@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cerveza_core::wait::Clock as _;
+
 use cerveza_core::fake::{FakeCloud, FakeDns, FakeRegistry, Fault};
 use cerveza_core::fleet;
 use cerveza_core::lifecycle::{Action, Lifecycle, Results, Settings, SyncChange};
@@ -1069,4 +1071,128 @@ async fn a_host_with_tags_but_no_record_is_acted_on_with_a_warning() {
     // A name nothing carries is still not found.
     let out = lc.stop(vec![h("nosuch01")]).await;
     assert_eq!(out[0].1.as_ref().unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+/// A world whose instances take `takes` (of virtual time) in every transition, as on
+/// EC2: `pending`, `stopping`, `shutting-down`; acting too early is refused.
+fn timed_world(takes: Duration) -> (World, std::sync::Arc<cerveza_core::wait::ManualClock>) {
+    let clock = std::sync::Arc::new(cerveza_core::wait::ManualClock::default());
+    let mut w = World::new();
+    w.cloud.timing = Some(cerveza_core::fake::Timing {
+        clock: clock.clone(),
+        takes,
+    });
+    w.settings.poll_initial = Duration::from_secs(2);
+    w.settings.poll_max = Duration::from_secs(15);
+    w.settings.wait_timeout = Duration::from_secs(600);
+    (w, clock)
+}
+
+#[tokio::test]
+async fn start_of_a_stopping_host_waits_for_stopped_then_starts() {
+    let (w, clock) = timed_world(Duration::from_secs(30));
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&*clock);
+    let out = lc
+        .start(
+            &w.profiles,
+            vec![h("demo01")],
+            Some(&zone()),
+            Some(&ProfileName::parse("Dev").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0].1.as_ref().unwrap().action, Action::Launched);
+    assert_eq!(
+        w.live()[0].state,
+        InstanceState::Running,
+        "it waited for running"
+    );
+    // Stop without waiting: the instance is `stopping` for 30 s.
+    let mut s = w.settings.clone();
+    s.wait = false;
+    let quick = Lifecycle::new(&w.cloud, &w.registry, &s, &Quiet).with_clock(&*clock);
+    quick.stop(vec![h("demo01")]).await[0].1.as_ref().unwrap();
+    assert_eq!(w.live()[0].state, InstanceState::Stopping);
+    // EC2 refuses StartInstances now; start waits for `stopped`, then starts.
+    let before = clock.now();
+    let out = lc
+        .start(&w.profiles, vec![h("demo01")], None, None)
+        .await
+        .unwrap();
+    let done = out[0].1.as_ref().unwrap();
+    assert_eq!(done.action, Action::Started, "{out:?}");
+    assert_eq!(w.live()[0].state, InstanceState::Running);
+    assert!(
+        clock.now() - before >= Duration::from_secs(60),
+        "stopping, then pending"
+    );
+}
+
+#[tokio::test]
+async fn stop_of_a_pending_host_waits_for_running_then_stops() {
+    let (mut w, clock) = timed_world(Duration::from_secs(30));
+    w.settings.wait = false;
+    let quick = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&*clock);
+    quick
+        .start(
+            &w.profiles,
+            vec![h("demo01")],
+            Some(&zone()),
+            Some(&ProfileName::parse("Dev").unwrap()),
+        )
+        .await
+        .unwrap()[0]
+        .1
+        .as_ref()
+        .unwrap();
+    assert_eq!(w.live()[0].state, InstanceState::Pending);
+    w.settings.wait = true;
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&*clock);
+    let out = lc.stop(vec![h("demo01")]).await;
+    assert_eq!(
+        out[0].1.as_ref().unwrap().action,
+        Action::Stopped,
+        "{out:?}"
+    );
+    assert_eq!(w.live()[0].state, InstanceState::Stopped);
+    assert_eq!(w.cloud.calls("stop"), 1, "one StopInstances, after running");
+}
+
+#[tokio::test]
+async fn hosts_waiting_together_share_their_polls_starts_and_stops() {
+    let (w, clock) = timed_world(Duration::from_secs(30));
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&*clock);
+    let hosts: Vec<Hostname> = (1..=30).map(|n| h(&format!("web{n:02}"))).collect();
+    let dev = ProfileName::parse("Dev").unwrap();
+    let out = lc
+        .start(&w.profiles, hosts.clone(), Some(&zone()), Some(&dev))
+        .await
+        .unwrap();
+    assert!(out.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+    assert_eq!(w.cloud.calls("launch"), 30);
+    let polls = w.cloud.calls("instances_by_id");
+    assert!(
+        polls <= 30,
+        "30 hosts waiting 30 s share their polls: {polls} describes"
+    );
+    assert_eq!(w.cloud.calls("instance"), 0, "no host polls alone");
+    let out = lc.stop(hosts.clone()).await;
+    assert!(out.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+    assert!(
+        w.cloud.calls("stop_many") <= 2,
+        "{}",
+        w.cloud.calls("stop_many")
+    );
+    let out = lc.start(&w.profiles, hosts, None, None).await.unwrap();
+    assert!(
+        out.iter()
+            .all(|(_, r)| r.as_ref().is_ok_and(|o| o.action == Action::Started)),
+        "{out:?}"
+    );
+    assert!(
+        w.cloud.calls("start_many") <= 2,
+        "{}",
+        w.cloud.calls("start_many")
+    );
+    assert!(w.live().iter().all(|i| i.state == InstanceState::Running));
 }

@@ -113,7 +113,7 @@ impl Lifecycle<'_> {
 
     /// Gives running hosts an Elastic IP (allocated once, kept across restarts).
     pub async fn eip_attach(&self, hosts: Vec<Hostname>) -> Results {
-        self.for_each(hosts, |h| async move {
+        self.for_each_known(hosts, |h| async move {
             let rec = self.record(&h).await?;
             let inst = self.live(&rec).await?;
             self.associate_eip(&rec, &inst).await?;
@@ -129,7 +129,7 @@ impl Lifecycle<'_> {
 
     /// Releases hosts' Elastic IPs.
     pub async fn eip_detach(&self, hosts: Vec<Hostname>) -> Results {
-        self.for_each(hosts, |h| async move {
+        self.for_each_known(hosts, |h| async move {
             let rec = self.record(&h).await?;
             let region = rec.region();
             let found = self

@@ -121,8 +121,7 @@ impl Lifecycle<'_> {
                         .await?;
                 }
                 self.progress.step(&host, &format!("starting {}", inst.id));
-                self.compute
-                    .start(&region, &inst.id)
+                self.power(true, &region, &inst.id)
                     .await
                     .context(|| format!("{host}: starting {}", inst.id))?;
                 inst.state = InstanceState::Pending;

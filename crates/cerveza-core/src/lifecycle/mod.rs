@@ -18,7 +18,12 @@
 //! A crash anywhere leaves a state that step 3 or 4 of a re-run picks up: an instance
 //! launched but not recorded carries the token tag and is adopted, never duplicated.
 //! Existing hosts are stopped, restarted, rebooted and terminated in [`power`].
+//!
+//! Hosts of one command that read or change instances of a region at about the same
+//! time share requests ([`batch`]): one `DescribeInstances` per region per poll serves
+//! every waiting host, and starts and stops go out many instances per request.
 
+mod batch;
 mod dns;
 mod eip;
 mod launch;
@@ -27,17 +32,18 @@ mod power;
 mod registry;
 mod storage;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::error::{Context, Error};
-use crate::model::{HostRecord, Instance, InstanceFilter, InstanceState};
+use crate::model::{HostRecord, Instance, InstanceFilter, InstanceId, InstanceState};
 use crate::names::{Hostname, Product, Region};
 use crate::ports::{
-    Compute, Dns, Progress, ProviderError, ProviderErrorKind, Registry, UserDataSource,
+    Compute, Dns, Progress, ProviderError, ProviderErrorKind, ProviderResult, Registry,
+    UserDataSource,
 };
 use crate::tags;
 use crate::wait::{self, Backoff, Clock, Gave, SystemClock};
@@ -222,7 +228,22 @@ pub struct Lifecycle<'a> {
     /// Set once the registry failed to answer during this command: later hosts go
     /// straight to their tags, and record writes wait for a later command.
     registry_down: std::sync::atomic::AtomicBool,
+    /// Polls of waiting hosts, per region (a window of one poll interval, at most 1 s).
+    polls: batch::Batcher<Instance>,
+    /// Look-ups of recorded instances, per region.
+    lookups: batch::Batcher<Instance>,
+    /// Searches for hosts' instances by their tags (live and gone), per region.
+    searches: batch::Batcher<Vec<Instance>>,
+    /// `StartInstances` and `StopInstances`, per region.
+    starts: batch::Batcher<()>,
+    stops: batch::Batcher<()>,
+    /// Every record of the product, read once for a command on many hosts (`None`: the
+    /// read failed, and hosts are read one by one).
+    prefetched: registry::Known,
 }
+
+/// Companions asked within this window share a look-up, start or stop request.
+const GATHER: Duration = Duration::from_millis(200);
 
 impl<'a> Lifecycle<'a> {
     /// Wires the workflows to their backends.
@@ -241,6 +262,12 @@ impl<'a> Lifecycle<'a> {
             user_data: None,
             dns: None,
             registry_down: std::sync::atomic::AtomicBool::new(false),
+            polls: batch::Batcher::new(settings.poll_initial.min(Duration::from_secs(1))),
+            lookups: batch::Batcher::new(GATHER),
+            searches: batch::Batcher::new(GATHER),
+            starts: batch::Batcher::new(GATHER),
+            stops: batch::Batcher::new(GATHER),
+            prefetched: std::sync::Mutex::new(None),
         }
     }
 
@@ -264,6 +291,17 @@ impl<'a> Lifecycle<'a> {
 
     fn product(&self) -> &Product {
         &self.settings.product
+    }
+
+    /// [`Self::for_each`] for hosts that each read their registry record first: a
+    /// pass over many hosts reads them all in one query.
+    async fn for_each_known<'s, F, Fut>(&'s self, hosts: Vec<Hostname>, f: F) -> Results
+    where
+        F: Fn(Hostname) -> Fut,
+        Fut: std::future::Future<Output = Result<Outcome, Error>> + 's,
+    {
+        let _known = self.prefetch(&hosts).await;
+        self.for_each(hosts, f).await
     }
 
     /// Runs `f` for every host with bounded concurrency, results in input order.
@@ -371,8 +409,7 @@ impl<'a> Lifecycle<'a> {
         let (product, host, region) = (self.product(), &rec.hostname, rec.region());
         if let Some(id) = &rec.instance_id {
             let inst = self
-                .compute
-                .instance(&region, id)
+                .described(&self.lookups, &region, id)
                 .await
                 .context(|| format!("{host}: describing {id}"))?;
             if let Some(i) = inst {
@@ -396,11 +433,27 @@ impl<'a> Lifecycle<'a> {
                 }
             }
         }
+        let region_ref = &region;
         let all = self
-            .compute
-            .instances(&region, &InstanceFilter::host(product, host))
+            .searches
+            .get(self.clock, &region, host.as_str(), |keys| async move {
+                let mut filter = InstanceFilter::host(product, host);
+                filter.hosts = keys
+                    .iter()
+                    .filter_map(|k| Hostname::parse(k).ok())
+                    .collect();
+                let mut by_host: HashMap<String, Vec<Instance>> =
+                    keys.into_iter().map(|k| (k, Vec::new())).collect();
+                for i in self.compute.instances(region_ref, &filter).await? {
+                    if let Some(v) = i.host().and_then(|h| by_host.get_mut(h)) {
+                        v.push(i);
+                    }
+                }
+                Ok(by_host)
+            })
             .await
-            .context(|| format!("{host}: looking for its instances in {region}"))?;
+            .context(|| format!("{host}: looking for its instances in {region}"))?
+            .unwrap_or_default();
         let (gone, live): (Vec<Instance>, Vec<Instance>) =
             all.into_iter().partition(|i| i.state.is_gone());
         if live.len() > 1 {
@@ -447,7 +500,7 @@ impl<'a> Lifecycle<'a> {
         };
         let target = &target;
         let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
-            match self.compute.instance(region, id).await {
+            match self.described(&self.polls, region, id).await {
                 Ok(Some(i)) if &i.state == target => Ok(Some(i)),
                 Ok(Some(i)) if i.state.is_gone() && !target.is_gone() => Err(Error::Refused {
                     host: host.to_string(),
@@ -470,6 +523,51 @@ impl<'a> Lifecycle<'a> {
         .await;
         let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
         self.waited(host, id.as_str(), target.name(), waited, last)
+    }
+
+    /// Instance `id` as the region shows it now, asked in one request together with
+    /// the other hosts of this command that ask `batcher` the same region meanwhile.
+    async fn described(
+        &self,
+        batcher: &batch::Batcher<Instance>,
+        region: &Region,
+        id: &InstanceId,
+    ) -> ProviderResult<Option<Instance>> {
+        batcher
+            .get(self.clock, region, id.as_str(), |keys| async move {
+                let ids: Vec<InstanceId> = keys.into_iter().map(InstanceId::new).collect();
+                let found = self.compute.instances_by_id(region, &ids).await?;
+                Ok(found.into_iter().map(|i| (i.id.to_string(), i)).collect())
+            })
+            .await
+    }
+
+    /// Starts (`start`) or stops one instance, in one request with the other hosts of
+    /// this command that start or stop in the region meanwhile. EC2 refuses such a
+    /// request whole when one instance cannot go; each then goes alone, so one host's
+    /// trouble stays its own.
+    async fn power(&self, start: bool, region: &Region, id: &InstanceId) -> ProviderResult<()> {
+        let batcher = if start { &self.starts } else { &self.stops };
+        let done = batcher
+            .get(self.clock, region, id.as_str(), |keys| async move {
+                let ids: Vec<InstanceId> = keys.iter().cloned().map(InstanceId::new).collect();
+                let sent = if start {
+                    self.compute.start_many(region, &ids).await
+                } else {
+                    self.compute.stop_many(region, &ids).await
+                };
+                match sent {
+                    Ok(()) => Ok(keys.into_iter().map(|k| (k, ())).collect()),
+                    Err(e) if ids.len() == 1 => Err(e),
+                    Err(_) => Ok(HashMap::new()),
+                }
+            })
+            .await?;
+        match (done, start) {
+            (Some(()), _) => Ok(()),
+            (None, true) => self.compute.start(region, id).await,
+            (None, false) => self.compute.stop(region, id).await,
+        }
     }
 
     /// Turns the end of a [`wait::poll`] into the workflow's error.

@@ -87,6 +87,7 @@ impl Lifecycle<'_> {
         // Hosts are planned concurrently (a registry read each); the zones of the one
         // `--zone` region, and the volumes of these hosts in every region, are looked
         // up once, by whoever needs them first.
+        let known = self.prefetch(&hosts).await;
         let shared = Shared {
             hosts: hosts.clone(),
             zones: tokio::sync::OnceCell::new(),
@@ -105,6 +106,7 @@ impl Lifecycle<'_> {
             .buffered(self.settings.concurrency.max(1))
             .collect()
             .await;
+        drop(known);
         let mut plans = Vec::new();
         let mut errors = Vec::new();
         for (host, plan) in planned {

@@ -8,7 +8,7 @@ use crate::names::Hostname;
 impl Lifecycle<'_> {
     /// Stops hosts, waiting for `stopped` when waiting is on.
     pub async fn stop(&self, hosts: Vec<Hostname>) -> Results {
-        self.for_each(hosts, |h| async move { self.stop_one(&h).await })
+        self.for_each_known(hosts, |h| async move { self.stop_one(&h).await })
             .await
     }
 
@@ -26,8 +26,7 @@ impl Lifecycle<'_> {
                         .await?;
                 }
                 self.progress.step(host, &format!("stopping {}", inst.id));
-                self.compute
-                    .stop(&region, &inst.id)
+                self.power(false, &region, &inst.id)
                     .await
                     .context(|| format!("{host}: stopping {}", inst.id))?;
                 inst.state = InstanceState::Stopping;
@@ -51,7 +50,7 @@ impl Lifecycle<'_> {
 
     /// Stops then starts hosts (new IPs, same instance, same volumes).
     pub async fn restart(&self, hosts: Vec<Hostname>) -> Results {
-        self.for_each(hosts, |h| async move {
+        self.for_each_known(hosts, |h| async move {
             let stopped = self.stop_one(&h).await?;
             let mut rec = stopped.record.ok_or_else(|| Error::NotFound {
                 host: h.to_string(),
@@ -68,7 +67,7 @@ impl Lifecycle<'_> {
 
     /// Reboots running hosts (same instance, same IPs).
     pub async fn reboot(&self, hosts: Vec<Hostname>) -> Results {
-        self.for_each(hosts, |h| async move {
+        self.for_each_known(hosts, |h| async move {
             let rec = self.record(&h).await?;
             let inst = self.live(&rec).await?;
             if inst.state != InstanceState::Running {
@@ -106,7 +105,7 @@ impl Lifecycle<'_> {
         forget: bool,
         delete_volumes: bool,
     ) -> Results {
-        self.for_each(hosts, |h| async move {
+        self.for_each_known(hosts, |h| async move {
             self.terminate_one(&h, forget, delete_volumes).await
         })
         .await

@@ -6,7 +6,7 @@
 //! registry does not answer; their records are brought up to date by the next command
 //! that reaches it, or by [`Lifecycle::sync_registry`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -92,6 +92,25 @@ fn summary(state: &InstanceState, id: Option<&crate::model::InstanceId>) -> Stri
     )
 }
 
+/// A command on this many hosts or more reads the product's records in one query.
+const PREFETCH_AT: usize = 8;
+
+/// Records read in one query for a pass over many hosts.
+pub(super) type Known = std::sync::Mutex<Option<std::sync::Arc<HashMap<Hostname, HostRecord>>>>;
+
+/// Forgets the prefetched records when dropped.
+pub(super) struct Prefetched<'a>(&'a Known);
+
+impl Drop for Prefetched<'_> {
+    fn drop(&mut self) {
+        lock(self.0).take();
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Lifecycle<'_> {
     /// Whether the registry failed to answer earlier in this command.
     pub(super) fn is_registry_down(&self) -> bool {
@@ -108,11 +127,42 @@ impl Lifecycle<'_> {
         }
     }
 
+    /// For a command on many hosts, reads every record of the product in one query
+    /// (a strongly consistent, paginated `Query`) instead of one read per host; later
+    /// [`Self::lookup`]s answer from it. Writes stay conditional, so a record changed
+    /// meanwhile by another operator is still caught.
+    /// The records are forgotten when the returned guard is dropped, at the end of
+    /// the pass over the hosts: a later pass (restart's start after its stop, or the
+    /// next command on this lifecycle) reads them again.
+    pub(super) async fn prefetch(&self, hosts: &[Hostname]) -> Prefetched<'_> {
+        let guard = Prefetched(&self.prefetched);
+        if hosts.len() < PREFETCH_AT || self.is_registry_down() {
+            return guard;
+        }
+        match self.registry.list(self.product()).await {
+            Ok(recs) => {
+                let known = recs.into_iter().map(|r| (r.hostname.clone(), r)).collect();
+                *lock(&self.prefetched) = Some(std::sync::Arc::new(known));
+            }
+            Err(e) if e.kind.is_transient() => self.registry_is_down(&e),
+            // Anything else: each host reads its own record and reports what it gets.
+            Err(_) => {}
+        }
+        guard
+    }
+
     /// The registry's word on `host`; a registry that does not answer is `Down` (and
     /// is not asked again in this command).
     pub(super) async fn lookup(&self, host: &Hostname) -> Result<Lookup, Error> {
         if self.is_registry_down() {
             return Ok(Lookup::Down);
+        }
+        let known = lock(&self.prefetched).clone();
+        if let Some(known) = known {
+            return Ok(known
+                .get(host)
+                .cloned()
+                .map_or(Lookup::Unknown, Lookup::Record));
         }
         match self.registry.get(self.product(), host).await {
             Ok(Some(rec)) => Ok(Lookup::Record(rec)),
