@@ -40,6 +40,19 @@ impl Ec2 {
         }
     }
 
+    /// Waits for EC2's buckets of `action` in `region` (see [`crate::transport::Pacer`]).
+    async fn pace(&self, region: &Region, action: &'static str, paged: bool, instances: usize) {
+        crate::transport::pacer()
+            .wait(
+                region.as_str(),
+                "ec2",
+                crate::transport::ec2_request_bucket(action, paged),
+                crate::transport::ec2_resource_bucket(action),
+                u32::try_from(instances).unwrap_or(u32::MAX),
+            )
+            .await;
+    }
+
     fn client(&self, region: &Region) -> Client {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
@@ -136,6 +149,7 @@ impl ComputeRead for Ec2 {
         region: &Region,
         f: &InstanceFilter,
     ) -> ProviderResult<Vec<Instance>> {
+        self.pace(region, "DescribeInstances", true, 1).await;
         let mut filters = vec![filter(
             &format!("tag:{}", tags::PRODUCT),
             [f.product.to_string()],
@@ -172,6 +186,7 @@ impl ComputeRead for Ec2 {
     }
 
     async fn instance(&self, region: &Region, id: &InstanceId) -> ProviderResult<Option<Instance>> {
+        self.pace(region, "DescribeInstances", false, 1).await;
         let res = self
             .client(region)
             .describe_instances()
@@ -195,12 +210,41 @@ impl ComputeRead for Ec2 {
         }
     }
 
+    async fn instances_by_id(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> ProviderResult<Vec<Instance>> {
+        self.pace(region, "DescribeInstances", true, 1).await;
+        // A filter, not `InstanceIds`: an id EC2 does not show yet is left out instead
+        // of failing the whole call, and a filtered, paginated describe spends EC2's
+        // larger token bucket.
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_FILTER_VALUES) {
+            let mut pages = self
+                .client(region)
+                .describe_instances()
+                .filters(filter("instance-id", chunk.iter().map(ToString::to_string)))
+                .max_results(PAGE_SIZE)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(provider_error)?;
+                for r in page.reservations() {
+                    out.extend(r.instances().iter().filter_map(|i| convert(region, i)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn volumes(
         &self,
         region: &Region,
         product: &Product,
         hosts: &[Hostname],
     ) -> ProviderResult<Vec<Volume>> {
+        self.pace(region, "DescribeVolumes", true, 1).await;
         let mut filters = vec![filter(
             &format!("tag:{}", tags::PRODUCT),
             [product.to_string()],
@@ -242,6 +286,7 @@ impl ComputeRead for Ec2 {
         product: &Product,
         host: &Hostname,
     ) -> ProviderResult<Option<Address>> {
+        self.pace(region, "DescribeAddresses", true, 1).await;
         let out = self
             .client(region)
             .describe_addresses()
@@ -277,6 +322,7 @@ fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecifica
 #[async_trait]
 impl Compute for Ec2 {
     async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance> {
+        self.pace(&spec.region, "RunInstances", true, 1).await;
         let mut req = self
             .client(&spec.region)
             .run_instances()
@@ -312,9 +358,14 @@ impl Compute for Ec2 {
     }
 
     async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
+        self.start_many(region, std::slice::from_ref(id)).await
+    }
+
+    async fn start_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()> {
+        self.pace(region, "StartInstances", false, ids.len()).await;
         self.client(region)
             .start_instances()
-            .instance_ids(id.as_str())
+            .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
             .send()
             .await
             .map(drop)
@@ -322,9 +373,14 @@ impl Compute for Ec2 {
     }
 
     async fn stop(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
+        self.stop_many(region, std::slice::from_ref(id)).await
+    }
+
+    async fn stop_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()> {
+        self.pace(region, "StopInstances", false, ids.len()).await;
         self.client(region)
             .stop_instances()
-            .instance_ids(id.as_str())
+            .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
             .send()
             .await
             .map(drop)
@@ -332,6 +388,7 @@ impl Compute for Ec2 {
     }
 
     async fn reboot(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
+        self.pace(region, "RebootInstances", true, 1).await;
         self.client(region)
             .reboot_instances()
             .instance_ids(id.as_str())
@@ -342,6 +399,7 @@ impl Compute for Ec2 {
     }
 
     async fn terminate(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
+        self.pace(region, "TerminateInstances", true, 1).await;
         self.client(region)
             .terminate_instances()
             .instance_ids(id.as_str())
@@ -352,6 +410,7 @@ impl Compute for Ec2 {
     }
 
     async fn create_volume(&self, r: &VolumeRequest) -> ProviderResult<Volume> {
+        self.pace(&r.region, "CreateVolume", true, 1).await;
         let out = self
             .client(&r.region)
             .create_volume()
@@ -386,6 +445,7 @@ impl Compute for Ec2 {
         instance: &InstanceId,
         device: &str,
     ) -> ProviderResult<()> {
+        self.pace(region, "AttachVolume", true, 1).await;
         self.client(region)
             .attach_volume()
             .volume_id(volume.as_str())
@@ -398,6 +458,7 @@ impl Compute for Ec2 {
     }
 
     async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()> {
+        self.pace(region, "DeleteVolume", true, 1).await;
         self.client(region)
             .delete_volume()
             .volume_id(volume.as_str())
@@ -413,6 +474,7 @@ impl Compute for Ec2 {
         product: &Product,
         host: &Hostname,
     ) -> ProviderResult<Address> {
+        self.pace(region, "AllocateAddress", true, 1).await;
         let t = BTreeMap::from([
             (tags::NAME.to_owned(), host.to_string()),
             (tags::PRODUCT.to_owned(), product.to_string()),
@@ -454,6 +516,7 @@ impl Compute for Ec2 {
         allocation: &AllocationId,
         instance: &InstanceId,
     ) -> ProviderResult<()> {
+        self.pace(region, "AssociateAddress", true, 1).await;
         self.client(region)
             .associate_address()
             .allocation_id(allocation.as_str())

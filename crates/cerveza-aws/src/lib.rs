@@ -46,7 +46,8 @@ pub struct AwsOptions {
     pub attempt_timeout: Duration,
     /// Limit for a whole call, retries included.
     pub operation_timeout: Duration,
-    /// Most requests per second to one region, retries included (0: no limit).
+    /// Most requests per second to one region, all services and retries included, on
+    /// top of the per-action buckets that mirror EC2's (0: no such cap, the default).
     pub max_request_rate: u32,
 }
 
@@ -59,7 +60,7 @@ impl Default for AwsOptions {
             connect_timeout: Duration::from_secs(3),
             attempt_timeout: Duration::from_secs(20),
             operation_timeout: Duration::from_secs(60),
-            max_request_rate: 20,
+            max_request_rate: 0,
         }
     }
 }

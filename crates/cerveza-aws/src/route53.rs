@@ -28,6 +28,13 @@ pub struct Route53Dns {
     zones: Mutex<std::collections::HashMap<String, String>>,
 }
 
+/// Route53 allows five requests a second per account (all actions together).
+async fn pace() {
+    crate::transport::pacer()
+        .wait("global", "route53", crate::transport::ROUTE53, None, 1)
+        .await;
+}
+
 impl Route53Dns {
     /// Route53 with the private zones associated to `vpc` (id, region).
     pub fn new(config: &SdkConfig, vpc: Option<(String, String)>) -> Self {
@@ -40,6 +47,7 @@ impl Route53Dns {
 
     /// The hosted zone id of `name` (`noc.private`), created when missing.
     async fn zone(&self, name: &str, create: bool) -> ProviderResult<Option<String>> {
+        pace().await;
         if let Some(id) = self.zones.lock().await.get(name) {
             return Ok(Some(id.clone()));
         }
@@ -114,6 +122,7 @@ impl Route53Dns {
     }
 
     async fn zone_records(&self, zone_id: &str) -> ProviderResult<Vec<DnsRecord>> {
+        pace().await;
         let mut out = Vec::new();
         let mut start: Option<(String, RrType)> = None;
         loop {
@@ -158,6 +167,7 @@ impl Route53Dns {
         name: &str,
         address: &str,
     ) -> ProviderResult<()> {
+        pace().await;
         let set = ResourceRecordSet::builder()
             .name(format!("{name}."))
             .r#type(RrType::A)

@@ -94,6 +94,162 @@ impl RateLimiter {
     }
 }
 
+/// EC2's throttling, mirrored on the client: a token bucket per region and action with
+/// the sizes and refill rates EC2 publishes ("Request throttling for the Amazon EC2 API"),
+/// plus the resource buckets that count instances. A call waits here for its tokens
+/// *before* it is sent (so the wait is not part of its attempt timeout) and then bursts
+/// as far as the bucket allows; `RequestLimitExceeded` is left for what others in the
+/// account spend. Route53 (5 requests a second per account) is paced the same way.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    schedules: Mutex<HashMap<(String, &'static str, &'static str), Instant>>,
+}
+
+/// A bucket: its name, size (tokens) and refill (tokens a second).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// What it is called (the action, or the category it shares).
+    pub name: &'static str,
+    /// Tokens when full.
+    pub size: f64,
+    /// Tokens added a second.
+    pub refill: f64,
+}
+
+const fn bucket(name: &'static str, size: f64, refill: f64) -> Bucket {
+    Bucket { name, size, refill }
+}
+
+/// The EC2 request bucket of `action`; `paged` when it has a filter or `MaxResults`
+/// (an unfiltered, unpaginated describe spends a smaller bucket).
+pub fn ec2_request_bucket(action: &'static str, paged: bool) -> Bucket {
+    match action {
+        "RunInstances" | "StartInstances" => bucket(action, 5.0, 2.0),
+        "TerminateInstances" | "CreateVolume" | "DeleteVolume" => bucket(action, 100.0, 5.0),
+        "CreateTags" | "DeleteTags" => bucket(action, 100.0, 10.0),
+        "DescribeInstances" | "DescribeVolumes" if !paged => bucket(action, 50.0, 10.0),
+        a if a.starts_with("Describe") => bucket(action, 100.0, 20.0),
+        _ => bucket(action, 50.0, 5.0),
+    }
+}
+
+/// The EC2 resource bucket of `action` (tokens per instance), if it has one.
+pub fn ec2_resource_bucket(action: &'static str) -> Option<Bucket> {
+    match action {
+        "RunInstances" => Some(bucket("RunInstances/instances", 1000.0, 2.0)),
+        "StartInstances" => Some(bucket("StartInstances/instances", 1000.0, 2.0)),
+        "StopInstances" => Some(bucket("StopInstances/instances", 1000.0, 20.0)),
+        "TerminateInstances" => Some(bucket("TerminateInstances/instances", 1000.0, 20.0)),
+        _ => None,
+    }
+}
+
+/// Route53: five requests a second per account, every action together.
+pub const ROUTE53: Bucket = bucket("route53", 5.0, 5.0);
+
+impl Pacer {
+    /// When `cost` tokens of `b` (in `scope`: a region, or "global") are there: the
+    /// time is reserved at once, so callers are served in the order they asked.
+    fn reserve(&self, scope: &str, service: &'static str, b: Bucket, cost: u32) -> Instant {
+        let interval = Duration::from_secs_f64(1.0 / b.refill);
+        let burst = interval.mul_f64(b.size);
+        let now = Instant::now();
+        let mut s = self.schedules.lock().unwrap_or_else(|e| e.into_inner());
+        // `full` is when the bucket would be full again with what is spent so far.
+        let full = s.entry((scope.to_owned(), service, b.name)).or_insert(now);
+        let after = (*full).max(now) + interval * cost.max(1);
+        *full = after;
+        after.checked_sub(burst).map_or(now, |t| t.max(now))
+    }
+
+    /// Waits until one request of `request` (and `cost` tokens of `resource`) may go.
+    pub async fn wait(
+        &self,
+        scope: &str,
+        service: &'static str,
+        request: Bucket,
+        resource: Option<Bucket>,
+        cost: u32,
+    ) {
+        let mut at = self.reserve(scope, service, request, 1);
+        if let Some(r) = resource {
+            at = at.max(self.reserve(scope, service, r, cost));
+        }
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// The process's pacer (one cerveza command is one process).
+pub fn pacer() -> &'static Pacer {
+    static PACER: std::sync::OnceLock<Pacer> = std::sync::OnceLock::new();
+    PACER.get_or_init(Pacer::default)
+}
+
+/// The buckets a signed request spends, read from the request itself: the service from
+/// the credential scope, the EC2 action and its instances from the form body. For
+/// pacing the SDK's retries, which the adapters' own pacing (before the first attempt)
+/// does not see.
+fn buckets_of(req: &HttpRequest) -> Option<(String, &'static str, Bucket, Option<Bucket>, u32)> {
+    let scope = req
+        .headers()
+        .get("authorization")?
+        .split("Credential=")
+        .nth(1)?;
+    let mut parts = scope.split('/').skip(2);
+    let (region, service) = (parts.next()?, parts.next()?);
+    match service {
+        "route53" => Some(("global".into(), "route53", ROUTE53, None, 1)),
+        "ec2" => {
+            let body = std::str::from_utf8(req.body().bytes()?).ok()?;
+            let mut action = None;
+            let (mut paged, mut instances) = (false, 0u32);
+            for pair in body.split('&') {
+                let key = pair.split('=').next().unwrap_or("");
+                match key {
+                    "Action" => action = pair.split('=').nth(1),
+                    "MaxResults" => paged = true,
+                    k if k.starts_with("Filter.") => paged = true,
+                    k if k.starts_with("InstanceId.") => instances += 1,
+                    _ => {}
+                }
+            }
+            let action: &'static str = EC2_PACED
+                .iter()
+                .copied()
+                .find(|a| Some(*a) == action)
+                .unwrap_or("Other");
+            Some((
+                region.to_owned(),
+                "ec2",
+                ec2_request_bucket(action, paged),
+                ec2_resource_bucket(action),
+                instances.max(1),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The EC2 actions cerveza sends (others share one mutating bucket here).
+const EC2_PACED: &[&str] = &[
+    "DescribeInstances",
+    "DescribeVolumes",
+    "DescribeAddresses",
+    "DescribeAvailabilityZones",
+    "RunInstances",
+    "StartInstances",
+    "StopInstances",
+    "RebootInstances",
+    "TerminateInstances",
+    "CreateVolume",
+    "AttachVolume",
+    "DeleteVolume",
+    "AllocateAddress",
+    "AssociateAddress",
+    "ReleaseAddress",
+    "CreateTags",
+];
+
 /// The region a signed request is for, from its SigV4 credential scope
 /// (`Credential=AKID/20260101/eu-west-1/ec2/aws4_request`); the key is never read.
 fn region_of(req: &HttpRequest) -> String {
@@ -157,10 +313,22 @@ impl HttpConnector for Connector {
         let inner = self.inner.clone();
         let limiter = self.limiter.clone();
         HttpConnectorFuture::new(async move {
+            let retry = attempt_of(&request) > 1;
+            if retry {
+                // A retry spends EC2's tokens too; the first attempt was paced by its
+                // adapter before it was sent.
+                if let Some((scope, service, request_bucket, resource, cost)) = buckets_of(&request)
+                {
+                    pacer()
+                        .wait(&scope, service, request_bucket, resource, cost)
+                        .await;
+                }
+            }
+            // The cap last: the slot it gives is when the request really goes.
             limiter.acquire(&region_of(&request)).await;
             let s = stats();
             s.requests.fetch_add(1, Ordering::Relaxed);
-            if attempt_of(&request) > 1 {
+            if retry {
                 s.retries.fetch_add(1, Ordering::Relaxed);
             }
             let answer = inner.call(request).await;
@@ -196,6 +364,97 @@ mod tests {
         let t = Instant::now();
         limiter.acquire("eu-west-1").await;
         assert_eq!(t.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_bursts_a_bucket_then_follows_its_refill() {
+        let pacer = Pacer::default();
+        let run = ec2_request_bucket("RunInstances", false);
+        let start = Instant::now();
+        for _ in 0..5 {
+            pacer
+                .wait(
+                    "us-east-1",
+                    "ec2",
+                    run,
+                    ec2_resource_bucket("RunInstances"),
+                    1,
+                )
+                .await;
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "a full bucket of 5 goes at once"
+        );
+        for _ in 0..4 {
+            pacer.wait("us-east-1", "ec2", run, None, 1).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(2), "then 2 a second");
+        // Other actions and regions have their own buckets.
+        let t = Instant::now();
+        pacer.wait("eu-west-1", "ec2", run, None, 1).await;
+        let describe = ec2_request_bucket("DescribeInstances", true);
+        pacer.wait("us-east-1", "ec2", describe, None, 1).await;
+        assert_eq!(t.elapsed(), Duration::ZERO);
+        // A resource bucket counts instances: 1000 at once empties it.
+        let stop = ec2_request_bucket("StopInstances", false);
+        let t = Instant::now();
+        pacer
+            .wait(
+                "ap-southeast-1",
+                "ec2",
+                stop,
+                ec2_resource_bucket("StopInstances"),
+                1000,
+            )
+            .await;
+        assert_eq!(t.elapsed(), Duration::ZERO);
+        pacer
+            .wait(
+                "ap-southeast-1",
+                "ec2",
+                stop,
+                ec2_resource_bucket("StopInstances"),
+                20,
+            )
+            .await;
+        assert_eq!(
+            t.elapsed(),
+            Duration::from_secs(1),
+            "20 more at 20 a second"
+        );
+    }
+
+    #[test]
+    fn a_retry_is_paced_by_what_the_request_says() {
+        let mut req = HttpRequest::new(aws_smithy_types::body::SdkBody::from(
+            "Action=StartInstances&Version=2016-11-15&InstanceId.1=i-1&InstanceId.2=i-2",
+        ));
+        req.headers_mut().insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/20261127/eu-west-1/ec2/aws4_request, SignedHeaders=host, Signature=abc",
+        );
+        let (scope, service, request, resource, cost) = buckets_of(&req).unwrap();
+        assert_eq!(
+            (scope.as_str(), service, request.name, cost),
+            ("eu-west-1", "ec2", "StartInstances", 2)
+        );
+        assert_eq!(resource.unwrap().refill, 2.0);
+        let mut dynamo = HttpRequest::empty();
+        dynamo.headers_mut().insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/20261127/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=abc",
+        );
+        assert!(buckets_of(&dynamo).is_none(), "DynamoDB is not paced");
+    }
+
+    #[test]
+    fn unpaged_describes_spend_the_smaller_bucket() {
+        assert_eq!(ec2_request_bucket("DescribeInstances", false).size, 50.0);
+        assert_eq!(ec2_request_bucket("DescribeInstances", true).size, 100.0);
+        assert_eq!(ec2_request_bucket("AttachVolume", false).refill, 5.0);
+        assert!(ec2_resource_bucket("AttachVolume").is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -109,7 +109,7 @@ pub struct GlobalArgs {
     #[arg(short = 'o', long, env = "CERVEZA_OUTPUT", global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 
-    /// Hosts (and regions) handled at once [default: 16].
+    /// Hosts (and regions) handled at once [default: 512]; their waits share requests.
     #[arg(
         short = 'j',
         long,

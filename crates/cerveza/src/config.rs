@@ -6,11 +6,11 @@
 //! regions = ["us-east-1", "ap-southeast-1"]
 //! profiles = "profiles"            # relative to this file
 //! endpoint-url = "http://127.0.0.1:5000"
-//! concurrency = 16
+//! concurrency = 512                # hosts worked on at once (waits are batched, requests paced)
 //! region-timeout = "20s"
 //! wait-timeout = "10m"
 //! poll-interval = "2s"
-//! max-request-rate = 20            # AWS requests per second per region, retries included (0: no limit)
+//! max-request-rate = 0             # extra cap: AWS requests a second per region (0: none; EC2's own buckets always apply)
 //! max-attempts = 4                 # tries per AWS call, first included (throttling, 5xx, resets)
 //!
 //! [registry]
@@ -340,7 +340,7 @@ impl Config {
                 .transpose()
                 .map(|d| d.unwrap_or(Duration::from_secs(default)))
         };
-        let concurrency = args.concurrency.or(file.concurrency).unwrap_or(16);
+        let concurrency = args.concurrency.or(file.concurrency).unwrap_or(512);
         if concurrency == 0 {
             bail!("concurrency must be at least 1");
         }
@@ -419,7 +419,7 @@ impl Config {
             },
             max_request_rate: env_number("CERVEZA_MAX_REQUEST_RATE")?
                 .or(file.max_request_rate)
-                .unwrap_or(20),
+                .unwrap_or(0),
             max_attempts: match env_number("CERVEZA_MAX_ATTEMPTS")?
                 .or(file.max_attempts)
                 .unwrap_or(4)

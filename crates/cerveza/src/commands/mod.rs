@@ -94,6 +94,14 @@ impl Ctx {
             endpoint_url: self.config.endpoint_url.clone(),
             max_request_rate: self.config.max_request_rate,
             max_attempts: self.config.max_attempts,
+            // One page of a region's listing may take as long as the region may; the
+            // region's own limit is the one that fires (and says so).
+            attempt_timeout: self
+                .config
+                .region_timeout
+                .max(AwsOptions::default().attempt_timeout),
+            operation_timeout: (self.config.region_timeout * 3)
+                .max(AwsOptions::default().operation_timeout),
             ..AwsOptions::default()
         };
         let sdk = cerveza_aws::sdk_config(&opts).await;
