@@ -40,6 +40,31 @@ impl Ec2 {
         }
     }
 
+    /// Sends `call` once EC2's buckets of `action` allow it; a call EC2 throttles even so
+    /// (after the SDK's own retries: someone else in the account spends the same
+    /// buckets) waits for its tokens again and is sent again, a few times. Every call
+    /// paced this way is idempotent (a `ClientToken`, or a state EC2 accepts twice).
+    async fn paced<T, F, Fut>(
+        &self,
+        region: &Region,
+        action: &'static str,
+        instances: usize,
+        call: F,
+    ) -> ProviderResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ProviderResult<T>>,
+    {
+        let mut rounds = 0;
+        loop {
+            self.pace(region, action, true, instances).await;
+            match call().await {
+                Err(e) if e.kind == ProviderErrorKind::Throttled && rounds < 3 => rounds += 1,
+                done => return done,
+            }
+        }
+    }
+
     /// Waits for EC2's buckets of `action` in `region` (see [`crate::transport::Pacer`]).
     async fn pace(&self, region: &Region, action: &'static str, paged: bool, instances: usize) {
         crate::transport::pacer()
@@ -319,10 +344,8 @@ fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecifica
         .build()
 }
 
-#[async_trait]
-impl Compute for Ec2 {
-    async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance> {
-        self.pace(&spec.region, "RunInstances", true, 1).await;
+impl Ec2 {
+    async fn launch_once(&self, spec: &LaunchSpec) -> ProviderResult<Instance> {
         let mut req = self
             .client(&spec.region)
             .run_instances()
@@ -356,20 +379,29 @@ impl Compute for Ec2 {
                 )
             })
     }
+}
 
+#[async_trait]
+impl Compute for Ec2 {
+    async fn launch(&self, spec: &LaunchSpec) -> ProviderResult<Instance> {
+        self.paced(&spec.region, "RunInstances", 1, || self.launch_once(spec))
+            .await
+    }
     async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.start_many(region, std::slice::from_ref(id)).await
     }
 
     async fn start_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()> {
-        self.pace(region, "StartInstances", false, ids.len()).await;
-        self.client(region)
-            .start_instances()
-            .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
-            .send()
-            .await
-            .map(drop)
-            .map_err(provider_error)
+        self.paced(region, "StartInstances", ids.len(), || async {
+            self.client(region)
+                .start_instances()
+                .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(provider_error)
+        })
+        .await
     }
 
     async fn stop(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
@@ -377,14 +409,16 @@ impl Compute for Ec2 {
     }
 
     async fn stop_many(&self, region: &Region, ids: &[InstanceId]) -> ProviderResult<()> {
-        self.pace(region, "StopInstances", false, ids.len()).await;
-        self.client(region)
-            .stop_instances()
-            .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
-            .send()
-            .await
-            .map(drop)
-            .map_err(provider_error)
+        self.paced(region, "StopInstances", ids.len(), || async {
+            self.client(region)
+                .stop_instances()
+                .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(provider_error)
+        })
+        .await
     }
 
     async fn reboot(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {

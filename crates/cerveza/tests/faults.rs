@@ -578,3 +578,56 @@ fn two_operators_starting_and_stopping_the_same_hosts_at_once() {
     assert_eq!(r.code, 0, "{r:#?}");
     assert_converged(&proxy.cloud(&p), &p, &hosts, 4);
 }
+
+/// Requests a new host costs, counted from outside (the proxy, no faults) on a 30-host
+/// start with the lab cloud's timings: hosts waiting together share their polls, the
+/// search for an earlier launch is one per region, and the registry is read in one
+/// query, so a host costs its `RunInstances` and a share of the reads, and three
+/// registry requests at most (its claim and one record update, and a share of the rest).
+#[test]
+fn a_new_host_costs_at_most_two_ec2_and_three_registry_requests() {
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": []}));
+    let run: Run = proxy
+        .cmd(&p)
+        .env("CERVEZA_POLL_INTERVAL", "1s")
+        .args([
+            "start",
+            "n[01-30]",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "Web",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let state = proxy.cloud(&p);
+    let live = state["instances"].as_array().unwrap();
+    assert_eq!(live.len(), 30, "{state}");
+    assert!(live.iter().all(|i| i["state"] == "running"), "{state}");
+    let stats = proxy.stats();
+    let count = |service: &str| -> u64 {
+        stats["requests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(service))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let (ec2, registry) = (count("ec2:"), count("dynamodb:"));
+    assert_eq!(stats["requests"]["ec2:RunInstances"], 30, "{stats}");
+    assert!(ec2 <= 60, "{ec2} EC2 requests for 30 hosts: {stats}");
+    assert!(
+        registry <= 90,
+        "{registry} registry requests for 30 hosts: {stats}"
+    );
+    eprintln!(
+        "30 new hosts: {:.2} EC2 and {:.2} registry requests per host: {}",
+        ec2 as f64 / 30.0,
+        registry as f64 / 30.0,
+        stats["requests"]
+    );
+}

@@ -136,7 +136,7 @@ impl Lifecycle<'_> {
                 })
             }
         }
-        self.record_state(rec, &inst).await?;
+        self.record_early(rec, &inst).await?;
         self.finish_running(rec, inst, action, storage).await
     }
 
@@ -161,9 +161,20 @@ impl Lifecycle<'_> {
             );
             std::process::abort();
         }
-        self.record_state(rec, &inst).await?;
+        self.record_early(rec, &inst).await?;
         self.finish_running(rec, inst, Action::Launched, Storage::Ensure(resolved))
             .await
+    }
+
+    /// Records a just launched or started instance now only when nobody waits for it:
+    /// a waiting host records it once, when the wait ends. A crash meanwhile loses
+    /// nothing: the instance carries the host's tags and launch token, and the next
+    /// start adopts it.
+    async fn record_early(&self, rec: &mut HostRecord, inst: &Instance) -> Result<(), Error> {
+        if self.settings.wait {
+            return Ok(());
+        }
+        self.record_state(rec, inst).await
     }
 
     /// The launch request for a host: the profile, the zone, the token, the tags.
