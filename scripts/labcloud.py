@@ -300,48 +300,35 @@ class Lab:
 
         orig_start, orig_stop, orig_terminate = Instance.start, Instance.stop, Instance.terminate
 
-        def start_instances(self, instance_ids):
-            found = self.get_multi_instances_by_id(instance_ids)
-            for i in found:
-                if i.state in ("stopping", "shutting-down", "terminated"):
-                    raise incorrect(i, "started")
-            out = []
-            for i in found:
-                previous = {"Code": i.state_code, "Name": i.state}
-                if i.state == "stopped":
-                    orig_start(i)
-                    move(i, "pending", "running", "pending")
-                out.append((i, previous))
-            return out
-        InstanceBackend.start_instances = start_instances
+        def power(verb, refused, acts_on, orig, now, then, key):
+            """An instance action as EC2 does it: refused whole when one instance is in
+            a state in `refused`; instances in `acts_on` go to `now`, then `then`."""
+            def act(self, instance_ids):
+                if not instance_ids:
+                    raise EC2ClientError("InvalidParameterCombination", "No instances specified")
+                found = self.get_multi_instances_by_id(instance_ids)
+                for i in found:
+                    if i.state in refused:
+                        raise incorrect(i, verb)
+                out = []
+                for i in found:
+                    previous = {"Code": i.state_code, "Name": i.state}
+                    if i.state in acts_on:
+                        orig(i)
+                        move(i, now, then, key)
+                    out.append((i, previous))
+                return out
+            return act
 
-        def stop_instances(self, instance_ids):
-            found = self.get_multi_instances_by_id(instance_ids)
-            for i in found:
-                if i.state in ("pending", "shutting-down", "terminated"):
-                    raise incorrect(i, "stopped")
-            out = []
-            for i in found:
-                previous = {"Code": i.state_code, "Name": i.state}
-                if i.state == "running":
-                    orig_stop(i)
-                    move(i, "stopping", "stopped", "stopping")
-                out.append((i, previous))
-            return out
-        InstanceBackend.stop_instances = stop_instances
-
-        def terminate_instances(self, instance_ids):
-            if not instance_ids:
-                raise EC2ClientError("InvalidParameterCombination", "No instances specified")
-            out = []
-            for i in self.get_multi_instances_by_id(instance_ids):
-                previous = {"Code": i.state_code, "Name": i.state}
-                if i.state not in ("shutting-down", "terminated"):
-                    orig_terminate(i)
-                    move(i, "shutting-down", "terminated", "shutting-down")
-                out.append((i, previous))
-            return out
-        InstanceBackend.terminate_instances = terminate_instances
+        InstanceBackend.start_instances = power(
+            "started", ("stopping", "shutting-down", "terminated"), ("stopped",),
+            orig_start, "pending", "running", "pending")
+        InstanceBackend.stop_instances = power(
+            "stopped", ("pending", "shutting-down", "terminated"), ("running",),
+            orig_stop, "stopping", "stopped", "stopping")
+        InstanceBackend.terminate_instances = power(
+            "terminated", (), ("pending", "running", "stopping", "stopped"),
+            orig_terminate, "shutting-down", "terminated", "shutting-down")
 
         def reboot_instances(self, instance_ids):
             found = self.get_multi_instances_by_id(instance_ids)
