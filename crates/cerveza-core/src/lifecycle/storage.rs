@@ -96,6 +96,12 @@ impl Lifecycle<'_> {
                             ),
                         })
                     }
+                    // Made by an earlier run that died right after CreateVolume: EC2
+                    // refuses to attach it until it is `available`.
+                    Some(v) if v.state != VolumeState::Available => {
+                        self.wait_volume(rec, &v.id).await?;
+                        v.id.clone()
+                    }
                     Some(v) => v.id.clone(),
                     None => {
                         self.create_volume(rec, resolved, vp, member, device)
