@@ -110,7 +110,7 @@ pub enum Gave<E> {
 /// Calls `attempt` until it returns `Ok(Some(t))` (done) or `Err(e)` (failed for good);
 /// `Ok(None)` means "not yet". Between attempts it sleeps on `clock` for a jittered
 /// delay that doubles each time, and gives up with [`Gave::TimedOut`] when the next
-/// sleep would end past `backoff.timeout`.
+/// sleep and attempt (as long as the longest so far) would end past `backoff.timeout`.
 pub async fn poll<T, E, F, Fut>(
     clock: &dyn Clock,
     backoff: &Backoff,
@@ -122,14 +122,19 @@ where
 {
     let started = clock.now();
     let mut delay = backoff.initial;
+    // An attempt may take time itself (a batched read waits for its companions): the
+    // next one must fit too, so the wait never runs past `timeout`.
+    let mut longest = std::time::Duration::ZERO;
     loop {
+        let began = clock.now();
         match attempt().await {
             Ok(Some(t)) => return Ok(t),
             Ok(None) => {}
             Err(e) => return Err(Gave::Up(e)),
         }
+        longest = longest.max(clock.now().saturating_sub(began));
         let pause = jitter(delay);
-        if clock.now().saturating_sub(started) + pause > backoff.timeout {
+        if clock.now().saturating_sub(started) + pause + longest > backoff.timeout {
             return Err(Gave::TimedOut);
         }
         clock.sleep(pause).await;
