@@ -93,9 +93,8 @@ impl Error {
     /// The kind, for exit codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Name(_) | Error::Selection(_) | Error::Profile(_) | Error::Usage { .. } => {
-                ErrorKind::Usage
-            }
+            Error::Profile(p) => p.kind(),
+            Error::Name(_) | Error::Selection(_) | Error::Usage { .. } => ErrorKind::Usage,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Refused { .. } => ErrorKind::Failed,

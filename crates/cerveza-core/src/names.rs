@@ -218,12 +218,19 @@ fn check_region(what: &'static str, input: &str, s: &str) -> Result<(), NameErro
     if words
         .iter()
         .any(|w| w.is_empty() || !w.bytes().all(|b| b.is_ascii_lowercase()))
-        || words[0].len() != 2
     {
         return err("expected the form us-east-1 (region) or us-east-1b (zone)");
     }
+    if words[0].len() != 2 {
+        return err(&format!(
+            "no AWS region starts with {:?}: a region starts with a two-letter area (us, eu, ap, ca, sa, me, af, il, mx), as in us-east-1",
+            words[0]
+        ));
+    }
     if last.is_empty() || !last.bytes().all(|b| b.is_ascii_digit()) {
-        return err("expected the form us-east-1 (region) or us-east-1b (zone)");
+        return err(
+            "a region ends with a number, as in us-east-1 (a zone adds a letter: us-east-1b)",
+        );
     }
     Ok(())
 }

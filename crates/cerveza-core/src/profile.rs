@@ -96,6 +96,17 @@ pub enum ProfileError {
     },
 }
 
+impl ProfileError {
+    /// The kind, for exit codes: a profile that does not exist is "not found"; a profile
+    /// that is broken or cannot be used here is invalid input.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            ProfileError::Unknown { .. } => crate::ErrorKind::NotFound,
+            _ => crate::ErrorKind::Usage,
+        }
+    }
+}
+
 fn suggest(suggestions: &[String], known: &usize) -> String {
     match suggestions {
         [] if *known == 0 => {

@@ -400,7 +400,13 @@ impl Config {
             product,
             regions,
             profiles_dir,
-            endpoint_url: args.endpoint_url.clone().or(file.endpoint_url),
+            // AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are left to the SDK, which
+            // gives a service's own variable precedence; set, they win over the file.
+            endpoint_url: args.endpoint_url.clone().or_else(|| {
+                std::env::var_os("AWS_ENDPOINT_URL")
+                    .filter(|v| !v.is_empty())
+                    .map_or(file.endpoint_url, |_| None)
+            }),
             concurrency,
             region_timeout: duration(
                 "region-timeout",
@@ -449,8 +455,12 @@ impl Config {
 
     /// The product, or an error that says where to set it.
     pub fn product(&self) -> Result<&Product> {
-        self.product.as_ref().context(
-            "no product given: pass -m/--product (e.g. -m noc), set CERVEZA_PRODUCT, or `product =` in the config file",
-        )
+        self.product.as_ref().ok_or_else(|| {
+            crate::exit::Coded::new(
+                crate::exit::USAGE,
+                "no product given: pass -m/--product (e.g. -m noc), set CERVEZA_PRODUCT, or `product =` in the config file",
+            )
+            .into()
+        })
     }
 }

@@ -54,34 +54,61 @@ impl std::fmt::Display for Coded {
 
 impl std::error::Error for Coded {}
 
-/// The exit code for any error reaching `main`.
+/// Invalid configuration: a config file, a `CERVEZA_*` variable or a file they name.
+/// Wrapped around everything [`crate::config::Config::load`] reports, so every command
+/// exits with [`USAGE`] for it, as clap does for a bad flag.
+#[derive(Debug)]
+pub struct InvalidConfig(pub anyhow::Error);
+
+impl std::fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidConfig {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// The kind of one error in a chain, when cerveza knows it. This is the one mapping from
+/// error types to kinds; [`code_of`] turns the first known kind into the exit code.
+fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    use cerveza_directory::DirectoryError;
+    if let Some(e) = cause.downcast_ref::<Error>() {
+        return Some(e.kind());
+    }
+    if let Some(p) = cause.downcast_ref::<ProfileError>() {
+        return Some(p.kind());
+    }
+    if let Some(d) = cause.downcast_ref::<DirectoryError>() {
+        return Some(match d {
+            DirectoryError::NoUser(_) => ErrorKind::NotFound,
+            DirectoryError::UserExists(_) => ErrorKind::Conflict,
+            DirectoryError::Unreachable { .. } => ErrorKind::Unavailable,
+            DirectoryError::Ldap { .. } => ErrorKind::Failed,
+        });
+    }
+    let invalid = cause.is::<InvalidConfig>()
+        || cause.is::<NameError>()
+        || cause.is::<cerveza_core::selection::SelectionError>()
+        || cause.is::<crate::commands::ProfilesInvalid>()
+        || cause.is::<cerveza_core::access::AccessError>()
+        || cause.is::<cerveza_userdata::UserDataError>()
+        || cause.is::<clap::Error>();
+    invalid.then_some(ErrorKind::Usage)
+}
+
+/// The exit code for any error reaching `main`: the first cause that carries a code or
+/// a known kind decides; anything else is a plain failure.
 pub fn code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(c) = cause.downcast_ref::<Coded>() {
             return c.code;
         }
-        if let Some(e) = cause.downcast_ref::<Error>() {
-            return for_kind(e.kind());
-        }
-        if cause.is::<NameError>()
-            || cause.is::<cerveza_core::selection::SelectionError>()
-            || cause.is::<crate::commands::ProfilesInvalid>()
-            || cause.is::<cerveza_core::access::AccessError>()
-        {
-            return USAGE;
-        }
-        if let Some(d) = cause.downcast_ref::<cerveza_directory::DirectoryError>() {
-            return match d {
-                cerveza_directory::DirectoryError::NoUser(_) => NOT_FOUND,
-                cerveza_directory::DirectoryError::Unreachable { .. } => UNAVAILABLE,
-                cerveza_directory::DirectoryError::Ldap { .. } => FAILURE,
-            };
-        }
-        if let Some(p) = cause.downcast_ref::<ProfileError>() {
-            return match p {
-                ProfileError::Unknown { .. } => NOT_FOUND,
-                _ => USAGE,
-            };
+        if let Some(kind) = kind_of(cause) {
+            return for_kind(kind);
         }
     }
     FAILURE
@@ -99,4 +126,25 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_known_cause_decides_the_code() {
+        let config = anyhow::Error::new(InvalidConfig(anyhow::anyhow!("bad value")));
+        assert_eq!(code_of(&config), USAGE);
+        let unknown = anyhow::Error::new(ProfileError::Unknown {
+            name: "Wbe".into(),
+            suggestions: vec!["Web".into()],
+            known: 1,
+        });
+        assert_eq!(code_of(&unknown), NOT_FOUND);
+        // A code given on purpose wins over the kind of what it wraps.
+        let coded = anyhow::Error::new(Coded::new(CONFLICT, "taken")).context("starting");
+        assert_eq!(code_of(&coded), CONFLICT);
+        assert_eq!(code_of(&anyhow::anyhow!("something else")), FAILURE);
+    }
 }

@@ -319,7 +319,7 @@ fn no_secret_reaches_logs_errors_or_json() {
                 "--profile",
                 "NoSuchProfile",
             ][..],
-            2,
+            3,
         ),
     ] {
         let r: Run = proxy
@@ -337,7 +337,7 @@ fn no_secret_reaches_logs_errors_or_json() {
         // enough to leak, and that the redaction caught it.
         traced |= r.stderr.contains("access_key_id: \"** redacted **\"");
         assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
-        if code == 2 {
+        if code == 3 {
             assert!(
                 r.stderr
                     .contains("unknown instance profile \"NoSuchProfile\""),

@@ -148,6 +148,7 @@ fn reboot_restart_and_terminate_then_relaunch() {
     let r = cerveza(&p, &["reboot", "app01", "-o", "json"]).ok().json();
     assert_eq!(r[0]["action"], "rebooted");
     let r = cerveza(&p, &["restart", "app01", "-o", "json"]).ok().json();
+    assert_eq!(r[0]["action"], "restarted");
     assert_eq!(r[0]["instance"]["state"], "running");
     assert_eq!(
         r[0]["instance"]["id"],
@@ -376,7 +377,7 @@ fn bad_input_is_refused_with_a_clear_error_and_creates_nothing() {
         ),
         (
             &["start", "ok01", "--zone", "us-east-1a", "--profile", "Wbe"],
-            2,
+            3,
             "did you mean \"Web\"",
         ),
         (

@@ -141,7 +141,7 @@ fn help_teaches_the_paper_form_and_exit_codes() {
         .output()
         .unwrap()
         .into();
-    assert_eq!(r.code, 1, "{r:#?}");
+    assert_eq!(r.code, 2, "{r:#?}");
     assert!(
         r.stderr.contains("no product given: pass -m/--product"),
         "{r:#?}"

@@ -47,6 +47,14 @@ pub async fn run(
     out: Option<&Path>,
     check: bool,
 ) -> Result<u8> {
+    if check && out.is_none() {
+        // Checked here rather than by clap, whose usage line would list the global
+        // flags set through the environment as if they were required.
+        bail!(exit::Coded::new(
+            exit::USAGE,
+            "--check compares with the files --out names: give --out PATH (e.g. `cerveza export nagios --out /etc/nagios4/conf.d/cerveza.cfg --check`)"
+        ));
+    }
     let selection = Selection::parse_all(selection)?;
     let product = ctx.config.product()?;
     let backends = ctx.backends().await;

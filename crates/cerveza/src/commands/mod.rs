@@ -75,7 +75,7 @@ impl Ctx {
     /// Builds the context from the global options.
     pub fn new(args: &GlobalArgs) -> Result<Self> {
         Ok(Self {
-            config: Config::load(args)?,
+            config: Config::load(args).map_err(exit::InvalidConfig)?,
             output: args.output,
             quiet: args.quiet,
         })
@@ -139,9 +139,10 @@ impl Ctx {
 
     /// Connects to the configured directory.
     pub async fn directory(&self) -> Result<cerveza_directory::Directory> {
-        let settings = self.config.directory.clone().context(
+        let settings = self.config.directory.clone().ok_or_else(|| exit::Coded::new(
+            exit::USAGE,
             "no directory configured: set [directory] uris and base in the config file (or CERVEZA_LDAP_URIS and CERVEZA_LDAP_BASE)",
-        )?;
+        ))?;
         Ok(cerveza_directory::Directory::connect(settings).await?)
     }
 

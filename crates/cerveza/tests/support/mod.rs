@@ -98,6 +98,14 @@ impl From<Output> for Run {
 /// A `cerveza` command for `product`, wired to the lab, with the example profiles and
 /// no user config.
 pub fn cmd(product: &str) -> Command {
+    let mut c = bare(product);
+    c.arg("-m").arg(product);
+    c
+}
+
+/// cerveza with the lab's environment but no product anywhere (`product` only names the
+/// account).
+pub fn bare(product: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cerveza"));
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -118,9 +126,7 @@ pub fn cmd(product: &str) -> Command {
         // the account: each test product is its own account, as if it ran alone (tests
         // that share an account on purpose set the key themselves).
         .env("AWS_ACCESS_KEY_ID", format!("AKID-{product}"))
-        .env("USER", "tester")
-        .arg("-m")
-        .arg(product);
+        .env("USER", "tester");
     c
 }
 
