@@ -894,7 +894,7 @@ async fn existing_hosts_go_on_from_their_tags_while_the_registry_is_down() {
     let out = lc().reboot(vec![h("demo01")]).await;
     assert_eq!(out[0].1.as_ref().unwrap().action, Action::Rebooted);
     let out = lc().restart(vec![h("demo01")]).await;
-    assert_eq!(out[0].1.as_ref().unwrap().action, Action::Started);
+    assert_eq!(out[0].1.as_ref().unwrap().action, Action::Restarted);
     // A down registry is asked at most once per host in flight when a command starts
     // (the start plans its two hosts at once), never again for its later writes.
     assert!(

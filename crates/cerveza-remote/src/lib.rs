@@ -38,7 +38,7 @@ pub struct Options {
     pub jump: Option<String>,
     /// Connection timeout.
     pub connect_timeout: Duration,
-    /// Limit for the command on each host.
+    /// Limit for each host: connecting and the command together.
     pub command_timeout: Option<Duration>,
     /// Hosts at once.
     pub fanout: usize,
@@ -97,12 +97,22 @@ pub enum Stream {
     Err,
 }
 
+/// ssh's `ConnectTimeout` in whole seconds: the connect timeout, never more than the
+/// command's whole limit, at least 1.
+fn connect_seconds(opts: &Options) -> u64 {
+    let connect = match opts.command_timeout {
+        Some(limit) => opts.connect_timeout.min(limit),
+        None => opts.connect_timeout,
+    };
+    connect.as_secs().max(1)
+}
+
 /// The ssh arguments for one target (everything before the command). Batch runs get
 /// `BatchMode` (never a prompt) and no terminal; an interactive login gets neither.
 pub fn ssh_args(target: &Target, opts: &Options, interactive: bool) -> Vec<String> {
     let mut a = vec![
         "-o".to_owned(),
-        format!("ConnectTimeout={}", opts.connect_timeout.as_secs().max(1)),
+        format!("ConnectTimeout={}", connect_seconds(opts)),
     ];
     if !interactive {
         a.extend(["-o".to_owned(), "BatchMode=yes".to_owned(), "-T".to_owned()]);
@@ -198,9 +208,10 @@ async fn run_one(
         (o, e, child.wait().await)
     };
     let finished = match opts.command_timeout {
-        Some(limit) => tokio::time::timeout(limit + opts.connect_timeout, work)
-            .await
-            .ok(),
+        // The limit is the whole run: connecting and the command together, as the
+        // user reads `--timeout 3s` (a connect timeout on top would let a command run
+        // seconds longer than asked).
+        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
         None => Some(work.await),
     };
     match finished {

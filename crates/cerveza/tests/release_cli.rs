@@ -28,9 +28,11 @@ fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
     let file = dir.path().join("app.tar");
     let body: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&file, &body).unwrap();
-    cerveza(
+    // Results on stdout, one line per region; with -q nothing else.
+    let pushed = cerveza(
         &p,
         &[
+            "-q",
             "release",
             "push",
             file.to_str().unwrap(),
@@ -39,6 +41,44 @@ fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
         ],
     )
     .ok();
+    assert_eq!(pushed.stderr, "", "{pushed:#?}");
+    assert_eq!(pushed.stdout.lines().count(), 3, "{pushed:#?}");
+    assert!(
+        pushed
+            .stdout
+            .lines()
+            .all(|l| l.contains(": v1.2.0/app.tar (50000 bytes, sha256 ")),
+        "{pushed:#?}"
+    );
+    let again = cerveza(
+        &p,
+        &[
+            "release",
+            "push",
+            file.to_str().unwrap(),
+            "--name",
+            "v1.2.0",
+            "-o",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    let regions: Vec<&str> = again
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(regions.len(), 3, "{again}");
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["size"] == 50_000 && r["error"].is_null()),
+        "{again}"
+    );
     for region in support::REGIONS.split(',') {
         let head: serde_json::Value = serde_json::from_str(&cloud_py(&[
             "s3-head",

@@ -120,6 +120,22 @@ fn unreachable_and_slow_hosts_are_reported_with_their_exit_codes() {
         "{:?}",
         started.elapsed()
     );
+    // The README's limit is the whole run: a command that outlives it never finishes,
+    // however quickly ssh connected (the connect timeout is not added on top).
+    let r = remote(
+        &p,
+        &ssh,
+        &[
+            "remote",
+            "web01",
+            "--timeout",
+            "3s",
+            "--",
+            "sleep 7; echo finished",
+        ],
+    );
+    assert_eq!(r.code, 124, "{r:#?}");
+    assert!(!r.stdout.contains("finished"), "{r:#?}");
     let r = remote(&p, &ssh, &["remote", "nosuch*", "--", "true"]);
     assert_eq!(r.code, 3, "{r:#?}");
 }

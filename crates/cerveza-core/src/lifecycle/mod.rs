@@ -134,6 +134,8 @@ pub enum Action {
     AlreadyStopped,
     /// It was rebooted.
     Rebooted,
+    /// It was stopped and started again (same instance, new addresses).
+    Restarted,
     /// Its instance was terminated.
     Terminated,
     /// It had no instance left to terminate.
@@ -155,6 +157,7 @@ impl Action {
             Action::Stopped => "stopped",
             Action::AlreadyStopped => "already stopped",
             Action::Rebooted => "rebooted",
+            Action::Restarted => "restarted",
             Action::Terminated => "terminated",
             Action::AlreadyTerminated => "already terminated",
             Action::EipAssociated => "Elastic IP associated",

@@ -59,7 +59,7 @@ impl Lifecycle<'_> {
             let inst = stopped.instance.ok_or_else(|| Self::no_instance(&rec))?;
             // The same instance keeps its volumes and its Elastic IP.
             let mut out = self.resume(&mut rec, inst, Storage::Keep).await?;
-            out.action = Action::Started;
+            out.action = Action::Restarted;
             Ok(out)
         })
         .await

@@ -136,6 +136,8 @@ pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
                     });
                 }
                 output::emit(&out);
+            }
+            if !ctx.quiet {
                 eprintln!(
                     "{} change(s){}; {} name(s) for {} host(s)",
                     changes.len(),

@@ -14,10 +14,16 @@ pub fn run(ctx: &Ctx, command: &ProfilesCommand) -> Result<u8> {
         ProfilesCommand::Check => {
             let n = set.instances().count();
             let v = set.volumes().count();
-            output::emit(&format!(
-                "{}: {n} instance profile(s) and {v} volume profile(s), all valid\n",
-                ctx.config.profiles_dir.display()
-            ));
+            let dir = ctx.config.profiles_dir.display().to_string();
+            if ctx.output == Output::Json {
+                output::print_json(&serde_json::json!({
+                    "directory": dir, "instance_profiles": n, "volume_profiles": v, "valid": true,
+                }))?;
+            } else {
+                output::emit(&format!(
+                    "{dir}: {n} instance profile(s) and {v} volume profile(s), all valid\n"
+                ));
+            }
         }
         ProfilesCommand::List if ctx.output == Output::Json => {
             #[derive(serde::Serialize)]

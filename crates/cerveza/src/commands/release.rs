@@ -54,7 +54,7 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
             check_word("file name", &file)?;
             let sha = sha256_file(path).with_context(|| format!("reading {}", path.display()))?;
             let sha = &sha;
-            let results: Vec<(Region, Result<ReleaseFile, _>)> =
+            let mut results: Vec<(Region, Result<ReleaseFile, _>)> =
                 stream::iter(regions.iter().cloned())
                     .map(|r| async move {
                         let out = releases.push(product, &r, name, path, sha).await;
@@ -63,21 +63,41 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
                     .buffer_unordered(regions.len().clamp(1, 8))
                     .collect()
                     .await;
+            // In the configured order, not the order the uploads finished.
+            results.sort_by_key(|(r, _)| regions.iter().position(|x| x == r));
+            // Results on stdout (one line per region, or JSON); errors on stderr.
             let mut failed = 0;
+            let mut lines = String::new();
+            let mut json = Vec::new();
             for (region, r) in &results {
                 match r {
-                    Ok(f) => eprintln!(
-                        "{region}: {}/{} ({} bytes, sha256 {})",
-                        f.name,
-                        f.file,
-                        f.size,
-                        &f.sha256[..12]
-                    ),
+                    Ok(f) => {
+                        lines.push_str(&format!(
+                            "{region}: {}/{} ({} bytes, sha256 {})\n",
+                            f.name,
+                            f.file,
+                            f.size,
+                            &f.sha256[..12]
+                        ));
+                        json.push(serde_json::json!({
+                            "region": region, "name": f.name, "file": f.file,
+                            "size": f.size, "sha256": f.sha256, "error": null,
+                        }));
+                    }
                     Err(e) => {
                         failed += 1;
                         eprintln!("error: {region}: {e}");
+                        json.push(serde_json::json!({
+                            "region": region, "name": name, "file": file,
+                            "size": null, "sha256": null, "error": e.to_string(),
+                        }));
                     }
                 }
+            }
+            if ctx.output == Output::Json {
+                output::print_json(&json)?;
+            } else {
+                output::emit(&lines);
             }
             Ok(match failed {
                 0 => exit::OK,
