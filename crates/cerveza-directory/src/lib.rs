@@ -84,8 +84,33 @@ pub enum DirectoryError {
         code: Option<u32>,
     },
     /// A user that does not exist.
-    #[error("no user {0:?} in the directory (ou=people)")]
+    #[error(
+        "no user {0:?} in the directory (ou=people): add one with `cerveza access user add {0}`"
+    )]
     NoUser(String),
+    /// A user that exists already.
+    #[error("user {0:?} exists already in the directory (ou=people)")]
+    UserExists(String),
+}
+
+/// The first `uidNumber` cerveza gives out, clear of system and distribution ranges.
+pub const FIRST_UID: u32 = 10_000;
+
+/// A user to add: what `account` + `posixAccount` need.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NewUser {
+    /// `uid`, checked like every user name cerveza handles.
+    pub uid: String,
+    /// `cn`; the uid when not given.
+    pub name: Option<String>,
+    /// `uidNumber`; the next free one from [`FIRST_UID`] when not given.
+    pub uid_number: Option<u32>,
+    /// `gidNumber`.
+    pub gid_number: u32,
+    /// `homeDirectory`; `/home/<uid>` when not given.
+    pub home: Option<String>,
+    /// `loginShell`, when given.
+    pub shell: Option<String>,
 }
 
 impl From<DirectoryError> for ProviderError {
@@ -93,6 +118,7 @@ impl From<DirectoryError> for ProviderError {
         let kind = match &e {
             DirectoryError::Unreachable { .. } => ProviderErrorKind::Unavailable,
             DirectoryError::NoUser(_) => ProviderErrorKind::NotFound,
+            DirectoryError::UserExists(_) => ProviderErrorKind::Conflict,
             DirectoryError::Ldap { code: Some(50), .. }
             | DirectoryError::Ldap { code: Some(49), .. } => ProviderErrorKind::Denied,
             DirectoryError::Ldap { .. } => ProviderErrorKind::Other,
@@ -353,8 +379,107 @@ impl Directory {
         Ok(users)
     }
 
+    /// Adds a POSIX user (`account` + `posixAccount`, as the paper's hosts read them)
+    /// under `ou=people`, creating that branch when the directory has none. Without a
+    /// `uid_number` the next free one from 10000 on is taken.
+    pub async fn add_user(&self, new: &NewUser) -> Result<NewUser, DirectoryError> {
+        cerveza_core::access::check_user(&new.uid).map_err(|e| DirectoryError::Ldap {
+            op: "adding a user".into(),
+            message: e.to_string(),
+            code: None,
+        })?;
+        self.ensure_people().await?;
+        let mut user = new.clone();
+        if user.uid_number.is_none() {
+            let taken = self
+                .search(
+                    &self.people_base(),
+                    "(objectClass=posixAccount)",
+                    &["uidNumber"],
+                )
+                .await?
+                .iter()
+                .filter_map(|e| e.attrs.get("uidNumber")?.first()?.parse::<u32>().ok())
+                .max();
+            user.uid_number = Some(taken.map_or(FIRST_UID, |n| n.max(FIRST_UID - 1) + 1));
+        }
+        let uid_number = user.uid_number.unwrap_or(FIRST_UID).to_string();
+        let gid_number = user.gid_number.to_string();
+        let home = user
+            .home
+            .get_or_insert_with(|| format!("/home/{}", new.uid))
+            .clone();
+        let cn = user.name.get_or_insert_with(|| new.uid.clone()).clone();
+        let mut attrs = vec![
+            ("objectClass", HashSet::from(["account", "posixAccount"])),
+            ("uid", HashSet::from([user.uid.as_str()])),
+            ("cn", HashSet::from([cn.as_str()])),
+            ("uidNumber", HashSet::from([uid_number.as_str()])),
+            ("gidNumber", HashSet::from([gid_number.as_str()])),
+            ("homeDirectory", HashSet::from([home.as_str()])),
+        ];
+        if let Some(shell) = &user.shell {
+            attrs.push(("loginShell", HashSet::from([shell.as_str()])));
+        }
+        let dn = self.user_dn(&user.uid);
+        match self.ldap().add(&dn, attrs).await.and_then(|r| r.success()) {
+            Ok(_) => Ok(user),
+            Err(LdapError::LdapResult { result }) if result.rc == ALREADY_EXISTS => {
+                Err(DirectoryError::UserExists(user.uid))
+            }
+            Err(e) => Err(ldap_err(&format!("adding {dn}"))(e)),
+        }
+    }
+
+    /// Removes a user and with it every grant. Returns false when there was none.
+    pub async fn remove_user(&self, uid: &str) -> Result<bool, DirectoryError> {
+        let entry = match self.user_entry(uid).await {
+            Ok(e) => e,
+            Err(DirectoryError::NoUser(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match self
+            .ldap()
+            .delete(&entry.dn)
+            .await
+            .and_then(|r| r.success())
+        {
+            Ok(_) => Ok(true),
+            Err(LdapError::LdapResult { result }) if result.rc == NO_SUCH_OBJECT => Ok(false),
+            Err(e) => Err(ldap_err(&format!("removing {}", entry.dn))(e)),
+        }
+    }
+
+    /// Creates `ou=people` unless it exists.
+    async fn ensure_people(&self) -> Result<(), DirectoryError> {
+        let attrs = vec![
+            ("objectClass", HashSet::from(["organizationalUnit"])),
+            ("ou", HashSet::from(["people"])),
+        ];
+        match self
+            .ldap()
+            .add(&self.people_base(), attrs)
+            .await
+            .and_then(|r| r.success())
+        {
+            Ok(_)
+            | Err(LdapError::LdapResult {
+                result:
+                    ldap3::LdapResult {
+                        rc: ALREADY_EXISTS, ..
+                    },
+            }) => Ok(()),
+            Err(e) => Err(ldap_err(&format!("creating {}", self.people_base()))(e)),
+        }
+    }
+
+    fn user_dn(&self, uid: &str) -> String {
+        format!("uid={},{}", escape_dn_value(uid), self.people_base())
+    }
+
     /// Whether `uid` may log into `host` in `zone`, decided by the directory with the
-    /// very filter the host runs.
+    /// very filter the host runs. A user that does not exist is an error
+    /// ([`DirectoryError::NoUser`]), not a "no".
     pub async fn check(
         &self,
         uid: &str,
@@ -371,10 +496,14 @@ impl Directory {
             escape_filter_value(uid),
             pam_filter(host, zone)
         );
-        Ok(!self
+        if !self
             .search(&self.people_base(), &filter, &["uid"])
             .await?
-            .is_empty())
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        self.user_entry(uid).await.map(|_| false)
     }
 }
 

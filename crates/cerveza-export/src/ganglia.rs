@@ -24,8 +24,12 @@ pub struct Options {
     pub ports: BTreeMap<String, u16>,
     /// Where hosts send their metrics; `ganglia.<product>.private` when unset.
     pub collector: Option<String>,
-    /// Address the collector gmonds bind and gmetad polls.
+    /// Address the collector gmonds receive the hosts' metrics on (UDP): every
+    /// address of the management box unless narrowed to the one hosts send to.
     pub listen: String,
+    /// Address the collector gmonds answer gmetad's polls on (TCP) and gmetad polls:
+    /// gmetad runs on the management box, so loopback.
+    pub poll_address: String,
     /// gmetad's grid name; the product when unset.
     pub grid: Option<String>,
     /// gmetad's RRD directory.
@@ -43,7 +47,8 @@ impl Default for Options {
             span: 100,
             ports: BTreeMap::new(),
             collector: None,
-            listen: "127.0.0.1".into(),
+            listen: "0.0.0.0".into(),
+            poll_address: "127.0.0.1".into(),
             grid: None,
             rrd_dir: "/var/lib/ganglia/rrds".into(),
             xml_port: 8651,
@@ -118,12 +123,13 @@ pub fn files(fleet: &Fleet, opts: &Options) -> Result<Vec<File>, ExportError> {
         .unwrap_or_else(|| format!("ganglia.{}.private", fleet.product));
     let grid = quoted(opts.grid.as_deref().unwrap_or(fleet.product.as_str()));
     let listen = quoted(&opts.listen);
+    let poll = quoted(&opts.poll_address);
 
     let mut gmetad = header("#", fleet);
     let _ = writeln!(gmetad, "gridname \"{grid}\"");
     for (c, port) in &ports {
         let _ = writeln!(gmetad, "# {}: {}", safe_name(c), members[c].join(" "));
-        let _ = writeln!(gmetad, "data_source \"{}\" {listen}:{port}", quoted(c));
+        let _ = writeln!(gmetad, "data_source \"{}\" {poll}:{port}", quoted(c));
     }
     let _ = writeln!(gmetad, "rrd_rootdir \"{}\"", quoted(&opts.rrd_dir));
     let _ = writeln!(
@@ -148,7 +154,7 @@ pub fn files(fleet: &Fleet, opts: &Options) -> Result<Vec<File>, ExportError> {
         server.push_str(&common.replace("{mute}", "yes").replace("{deaf}", "no"));
         let _ = write!(
             server,
-            "udp_recv_channel {{\n  bind = {listen}\n  port = {port}\n}}\ntcp_accept_channel {{\n  bind = {listen}\n  port = {port}\n}}\n"
+            "udp_recv_channel {{\n  bind = {listen}\n  port = {port}\n}}\ntcp_accept_channel {{\n  bind = {poll}\n  port = {port}\n}}\n"
         );
         files.push(File {
             name: format!("gmond-{}.conf", safe_name(c)),

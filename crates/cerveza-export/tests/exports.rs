@@ -285,6 +285,82 @@ fn gmond_and_gmetad_accept_their_configs() {
     );
 }
 
+/// Kills a child process when dropped (a failed assertion leaves no gmond behind).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs one collector gmond and one host gmond from the export, the host sending to
+/// 127.0.0.2 (not the loopback address gmetad polls on), as a real host sends to the
+/// management box's private address. Returns the collector's XML (what gmetad reads)
+/// once it lists a host of the cluster, or what it served at the deadline.
+fn collector_after_a_host_reported(listen: &str, wait: std::time::Duration) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut o = opts();
+    o.ganglia.ports = BTreeMap::from([("web".to_owned(), port), ("dev".to_owned(), free_port())]);
+    o.ganglia.collector = Some("127.0.0.2".into());
+    o.ganglia.listen = listen.into();
+    let files = generate(Kind::Ganglia, &fleet(), &o).unwrap();
+    let write = |name: &str| {
+        let f = files.iter().find(|f| f.name == name).unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &f.content).unwrap();
+        path
+    };
+    let gmond = |conf: &Path| {
+        Reaped(
+            Command::new("gmond")
+                .arg("-f")
+                .arg("-c")
+                .arg(conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("gmond: {e} (scripts/bootstrap installs it)")),
+        )
+    };
+    let _collector = gmond(&write("gmond-web.conf"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _host = gmond(&write("gmond-client-web.conf"));
+    let deadline = std::time::Instant::now() + wait;
+    let mut xml = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            xml.clear();
+            let _ = std::io::Read::read_to_string(&mut c, &mut xml);
+            // The host's heartbeat makes it a HOST with the time its gmond started.
+            if xml.contains("<HOST ") && xml.contains("GMOND_STARTED=\"") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    xml
+}
+
+#[test]
+fn a_host_gmond_reaches_the_collector_at_the_address_hosts_send_to() {
+    let xml =
+        collector_after_a_host_reported(&opts().ganglia.listen, std::time::Duration::from_secs(30));
+    assert!(
+        xml.contains("<CLUSTER NAME=\"web\"") && xml.contains("<HOST "),
+        "no heartbeat from the host reached the collector:\n{xml}"
+    );
+    // What the export once wrote, a collector bound to loopback only, hears nothing:
+    // the check above can fail.
+    let xml = collector_after_a_host_reported("127.0.0.1", std::time::Duration::from_secs(4));
+    assert!(
+        xml.contains("<CLUSTER NAME=\"web\"") && !xml.contains("<HOST "),
+        "the loopback-only collector answered and heard no host: {xml}"
+    );
+}
+
 /// A free port on 127.0.0.1.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

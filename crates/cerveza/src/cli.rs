@@ -101,8 +101,9 @@ pub struct GlobalArgs {
     )]
     pub regions: Option<Vec<String>>,
 
-    /// AWS endpoint for every service, e.g. a local moto (http://127.0.0.1:5000).
-    #[arg(long, env = "AWS_ENDPOINT_URL", global = true, value_name = "URL")]
+    /// AWS endpoint for every service, e.g. a local moto (http://127.0.0.1:5000). The
+    /// SDK's own AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> work too.
+    #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
     /// Output format.
@@ -309,8 +310,8 @@ pub enum Command {
         /// Write here instead of stdout (a directory for ganglia).
         #[arg(long, value_name = "PATH")]
         out: Option<std::path::PathBuf>,
-        /// Write nothing; exit 1 when --out would change.
-        #[arg(long, requires = "out")]
+        /// Write nothing; exit 1 when the files --out names would change.
+        #[arg(long)]
         check: bool,
     },
     /// Run a command on many hosts at once, through OpenSSH.
@@ -336,7 +337,7 @@ pub enum Command {
         /// Hosts at once [default: 64].
         #[arg(short = 'f', long, value_name = "N")]
         fanout: Option<usize>,
-        /// Kill the command on a host after this long, e.g. 30s.
+        /// Give each host this long, connecting included (e.g. 30s); then its ssh is killed and it counts as timed out (exit 124).
         #[arg(long, value_name = "DURATION", value_parser = duration)]
         timeout: Option<Duration>,
     },
@@ -534,6 +535,14 @@ pub enum AccessCommand {
         #[arg(long, value_name = "ZONE")]
         zone: Option<String>,
     },
+    /// Add or remove directory users (for the lab and small teams without other tooling).
+    ///
+    /// A grant needs a user: `uid=<user>,ou=people,<base>` with `account` and
+    /// `posixAccount`, as the hosts' nslcd reads it.
+    User {
+        #[command(subcommand)]
+        command: AccessUserCommand,
+    },
     /// Print a host's pam filter.
     Filter {
         /// The host.
@@ -541,6 +550,41 @@ pub enum AccessCommand {
         /// Its zone, for a host cerveza does not know.
         #[arg(long, value_name = "ZONE")]
         zone: Option<String>,
+    },
+}
+
+/// `cerveza access user …`
+#[derive(Debug, Subcommand)]
+pub enum AccessUserCommand {
+    /// Add a POSIX user under ou=people (`account` + `posixAccount`).
+    ///
+    /// Examples:
+    ///   cerveza -m noc access user add alice
+    ///   cerveza -m noc access user add bob --name 'Bob Smith' --shell /bin/bash
+    #[command(verbatim_doc_comment)]
+    Add {
+        /// The user (uid): a-z, 0-9, '_', '.', '-', starting with a letter or '_'.
+        user: String,
+        /// Full name (cn) [default: the user].
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
+        /// uidNumber [default: the next free one from 10000].
+        #[arg(long, value_name = "N")]
+        uid_number: Option<u32>,
+        /// gidNumber.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        gid_number: u32,
+        /// homeDirectory [default: /home/USER].
+        #[arg(long, value_name = "DIR")]
+        home: Option<String>,
+        /// loginShell.
+        #[arg(long, value_name = "PATH")]
+        shell: Option<String>,
+    },
+    /// Remove a user and every grant they have.
+    Remove {
+        /// The user (uid).
+        user: String,
     },
 }
 

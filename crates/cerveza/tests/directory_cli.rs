@@ -183,7 +183,11 @@ fn grants_open_exactly_the_hosts_they_name() {
     cerveza(&p, &["access", "grant", bob, "dev-mysql*.us-east-1"]).ok();
     cerveza(&p, &["access", "grant", carol, "prod-db01.eu-west-1a"]).ok();
     let again = cerveza(&p, &["access", "grant", carol, "prod-db01.eu-west-1a"]).ok();
-    assert!(again.stderr.contains("already granted"), "{again:#?}");
+    assert_eq!(
+        again.stdout,
+        format!("{carol}: prod-db01.eu-west-1a already granted\n"),
+        "a result, on stdout: {again:#?}"
+    );
 
     let check = |u: &str, host: &str, zone: &str| {
         cerveza(&p, &["access", "check", u, host, "--zone", zone]).code
@@ -242,6 +246,76 @@ fn grants_open_exactly_the_hosts_they_name() {
     );
     cerveza(&p, &["access", "revoke", bob, "dev-mysql*.us-east-1"]).ok();
     assert_eq!(check(bob, "dev-mysql02", "us-east-1b"), 1, "revoked");
+}
+
+#[test]
+fn users_cerveza_adds_are_posix_accounts_that_grants_and_checks_find() {
+    let p = product();
+    let user = format!("{p}_dave").replace('-', "_");
+    let added = cerveza(
+        &p,
+        &[
+            "access",
+            "user",
+            "add",
+            &user,
+            "--name",
+            "Dave (ops), \\ *",
+            "-o",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    assert!(added["uid_number"].as_u64().unwrap() >= 10_000, "{added}");
+    let base = lab_var("CERVEZA_LDAP_BASE");
+    let entry = ldap(
+        "ldapsearch",
+        &[
+            "-LLL",
+            "-b",
+            &format!("ou=people,{base}"),
+            &format!("(uid={user})"),
+        ],
+        "",
+    );
+    for line in [
+        "objectClass: posixAccount",
+        "objectClass: account",
+        &format!("homeDirectory: /home/{user}"),
+        "gidNumber: 100",
+        &format!("uidNumber: {}", added["uid_number"]),
+    ] {
+        assert!(entry.contains(line), "{line}: {entry}");
+    }
+    let again = cerveza(&p, &["access", "user", "add", &user]);
+    assert_eq!(again.code, 4, "{again:#?}");
+    assert!(again.stderr.contains("exists already"), "{again:#?}");
+
+    cerveza(&p, &["access", "grant", &user, "web*.us-east-1"]).ok();
+    let check = |u: &str| cerveza(&p, &["access", "check", u, "web01", "--zone", "us-east-1a"]);
+    assert_eq!(check(&user).code, 0);
+
+    // A user that does not exist is "not found" and says how to add one, never "no grant".
+    let ghost = format!("{p}_ghost").replace('-', "_");
+    let r = check(&ghost);
+    assert_eq!(r.code, 3, "{r:#?}");
+    assert!(r.stderr.contains("cerveza access user add"), "{r:#?}");
+    assert!(!r.stderr.contains("no grant"), "{r:#?}");
+    // A host cerveza does not know, without --zone: not found too (as `show` says).
+    let r = cerveza(&p, &["access", "check", &user, "nosuch01"]);
+    assert_eq!(r.code, 3, "{r:#?}");
+    assert!(r.stderr.contains("give --zone"), "{r:#?}");
+
+    let removed = cerveza(&p, &["access", "user", "remove", &user]).ok();
+    assert_eq!(removed.stdout, format!("{user}: removed\n"));
+    assert_eq!(check(&user).code, 3, "gone, with its grants");
+    let r = cerveza(&p, &["access", "user", "remove", &user]).ok();
+    assert_eq!(r.stdout, format!("{user}: was not there\n"));
+    let r = cerveza(&p, &["access", "user", "add", "bad)(name"]);
+    assert_eq!(r.code, 2, "{r:#?}");
+    let r = cerveza(&p, &["access", "user", "add", &ghost, "--home", "relative"]);
+    assert_eq!(r.code, 2, "{r:#?}");
 }
 
 #[test]

@@ -2,11 +2,12 @@
 
 use anyhow::{bail, Context as _, Result};
 use cerveza_core::access::{check_user, pam_filter, Grant};
+use cerveza_directory::NewUser;
 
 use cerveza_core::{Hostname, Zone};
 
 use super::Ctx;
-use crate::cli::{AccessCommand, Output};
+use crate::cli::{AccessCommand, AccessUserCommand, Output};
 use crate::exit;
 use crate::output::{self, Table};
 
@@ -17,10 +18,10 @@ async fn zone_of(ctx: &Ctx, host: &Hostname, zone: Option<&str>) -> Result<Zone>
     }
     let backends = ctx.backends().await;
     let view = ctx.view(&backends, host).await.map_err(|e| {
-        anyhow::anyhow!(exit::Coded::new(
-            exit::USAGE,
-            format!("{e}; give --zone for a host cerveza does not know")
-        ))
+        exit::Coded::new(
+            exit::for_kind(e.kind()),
+            format!("{e}; give --zone for a host cerveza does not know"),
+        )
     })?;
     view.record
         .map(|r| r.zone)
@@ -28,9 +29,82 @@ async fn zone_of(ctx: &Ctx, host: &Hostname, zone: Option<&str>) -> Result<Zone>
         .with_context(|| format!("{host}: zone unknown; give --zone"))
 }
 
+/// Runs `access user …`.
+async fn user(ctx: &Ctx, command: &AccessUserCommand) -> Result<u8> {
+    match command {
+        AccessUserCommand::Add {
+            user,
+            name,
+            uid_number,
+            gid_number,
+            home,
+            shell,
+        } => {
+            check_user(user)?;
+            for (flag, path) in [("--home", home), ("--shell", shell)] {
+                if let Some(p) = path {
+                    if !p.starts_with('/') || p.chars().any(char::is_control) {
+                        bail!(exit::Coded::new(
+                            exit::USAGE,
+                            format!("{flag} {p:?}: give an absolute path")
+                        ));
+                    }
+                }
+            }
+            let added = ctx
+                .directory()
+                .await?
+                .add_user(&NewUser {
+                    uid: user.clone(),
+                    name: name.clone(),
+                    uid_number: *uid_number,
+                    gid_number: *gid_number,
+                    home: home.clone(),
+                    shell: shell.clone(),
+                })
+                .await?;
+            if ctx.output == Output::Json {
+                output::print_json(&added)?;
+            } else {
+                output::emit(&format!(
+                    "{user}: added (uidNumber {}, gidNumber {}, home {})\n",
+                    added.uid_number.unwrap_or_default(),
+                    added.gid_number,
+                    added.home.as_deref().unwrap_or("-"),
+                ));
+            }
+            Ok(exit::OK)
+        }
+        AccessUserCommand::Remove { user } => {
+            check_user(user)?;
+            let removed = ctx.directory().await?.remove_user(user).await?;
+            report(
+                ctx,
+                user,
+                None,
+                if removed { "removed" } else { "was not there" },
+            )?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// One line of what a change did (stdout), or JSON.
+fn report(ctx: &Ctx, user: &str, grant: Option<&Grant>, what: &str) -> Result<()> {
+    if ctx.output == Output::Json {
+        let grant = grant.map(ToString::to_string);
+        output::print_json(&serde_json::json!({ "user": user, "grant": grant, "result": what }))?;
+    } else {
+        let grant = grant.map(|g| format!(" {g}")).unwrap_or_default();
+        output::emit(&format!("{user}:{grant} {what}\n"));
+    }
+    Ok(())
+}
+
 /// Runs `access …`.
 pub async fn run(ctx: &Ctx, command: &AccessCommand) -> Result<u8> {
     match command {
+        AccessCommand::User { command } => user(ctx, command).await,
         AccessCommand::Filter { host, zone } => {
             let host = Hostname::parse(host)?;
             let zone = zone_of(ctx, &host, zone.as_deref()).await?;
@@ -53,7 +127,7 @@ pub async fn run(ctx: &Ctx, command: &AccessCommand) -> Result<u8> {
                 (false, true) => "revoked",
                 (false, false) => "was not granted",
             };
-            eprintln!("{user}: {grant} {what}");
+            report(ctx, user, Some(&grant), what)?;
             Ok(exit::OK)
         }
         AccessCommand::List { user } => {
