@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Runs the README's examples and compares their output with what the README shows.
+
+Every fenced block whose first line starts with `$ ` is an example: each `$ ` line is a
+command (run with bash in the work directory, in order, blocks sharing state), and the
+lines after it, up to the next command, are its output as a terminal shows it (stdout and
+stderr together). HTML comments right before a block steer it:
+
+    <!-- check-setup: shell commands -->   run first, silently (must succeed)
+    <!-- check-skip: reason -->            the block is not run (say why)
+
+Output is compared after masking what differs from run to run: resource ids
+(i-0abc…, vol-…), IPv4 addresses, and digits; runs of blanks count as one (table
+columns widen with the data). Lines may come in any order where stdout and stderr
+interleave (progress of hosts handled together), but stdout's own lines must keep their
+order, and every line must be there: a missing row, a changed message or an extra line
+fails. A `...` line stands for output left out: then the lines shown must be there and
+others may follow. `--bless` writes the real output into the README instead (keeping a
+block's excerpt as long as it was).
+
+    readme_check.py README.md WORKDIR [--bless]
+"""
+
+import collections
+import os
+import re
+import selectors
+import subprocess
+import sys
+
+FENCE = re.compile(r"^```")
+ELLIPSIS = "..."
+
+DIRECTIVE = re.compile(r"^<!--\s*check-(setup|skip):\s*(.*?)\s*-->\s*$", re.S)
+ID = re.compile(r"\b(i|vol|eipalloc|eni|snap|ami|r)-[0-9a-f]{8,17}\b")
+IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b")
+DIGITS = re.compile(r"\d+")
+# The request summary may mention retries when the lab throttled a burst.
+RETRIES = re.compile(r", \d+ (retried|throttled or failed)")
+TIMEOUT = int(os.environ.get("README_CHECK_TIMEOUT", "300"))
+
+
+AGE = re.compile(r"\b\d+(s|m|h\d+m|d\d+h)\b")
+WHO = re.compile(r"\bby \S+@\S+")
+TOKEN = re.compile(r"\bcz-[0-9a-f]{32}\b")
+
+
+def normalize(line):
+    line = RETRIES.sub("", line)
+    line = WHO.sub("by USER@HOST", line)
+    line = TOKEN.sub("cz-TOKEN", line)
+    line = ID.sub(r"\1-ID", line)
+    line = AGE.sub("AGE", line)
+    line = IPV4.sub("IP", line)
+    line = DIGITS.sub("0", line)
+    return " ".join(line.split())
+
+
+class Block:
+    def __init__(self, start, end, lines, directives):
+        self.start, self.end = start, end  # README line numbers of the fences (0-based)
+        self.directives = directives
+        self.commands = []  # [(command, [expected lines])]
+        for line in lines:
+            if line.startswith("$ "):
+                self.commands.append((line[2:], []))
+            elif self.commands:
+                self.commands[-1][1].append(line)
+        for _, out in self.commands:
+            while out and not out[-1].strip():
+                out.pop()
+
+
+def blocks(text):
+    lines = text.split("\n")
+    out, i, pending = [], 0, []
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("<!--"):
+            j = i
+            while "-->" not in lines[j]:
+                j += 1
+            m = DIRECTIVE.match("\n".join(lines[i : j + 1]))
+            if m:
+                pending.append((m.group(1), m.group(2)))
+            i = j + 1
+            continue
+        if FENCE.match(line):
+            j = i + 1
+            while not FENCE.match(lines[j]):
+                j += 1
+            body = lines[i + 1 : j]
+            if body and body[0].startswith("$ "):
+                out.append(Block(i, j, body, pending))
+            pending = []
+            i = j + 1
+            continue
+        if line.strip():
+            pending = []
+        i += 1
+    return out
+
+
+def run(command, workdir):
+    """Runs a command; returns its output lines in arrival order as (stream, line)."""
+    p = subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ, "out")
+    sel.register(p.stderr, selectors.EVENT_READ, "err")
+    partial = {"out": b"", "err": b""}
+    lines = []
+    open_streams = 2
+    while open_streams:
+        events = sel.select(timeout=TIMEOUT)
+        if not events:
+            p.kill()
+            raise SystemExit(f"readme-check: {command!r} gave no output for {TIMEOUT}s")
+        for key, _ in events:
+            chunk = os.read(key.fileobj.fileno(), 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                open_streams -= 1
+                if partial[key.data]:
+                    lines.append((key.data, partial[key.data].decode(errors="replace")))
+                continue
+            data = partial[key.data] + chunk
+            *done, partial[key.data] = data.split(b"\n")
+            lines.extend((key.data, d.decode(errors="replace")) for d in done)
+    p.wait()
+    return lines, p.returncode
+
+
+def compare(expected, actual):
+    """None when the output matches, else a description of the difference. A `...`
+    line in the README stands for lines left out: then only what is shown must be there."""
+    partial = ELLIPSIS in expected
+    want = [normalize(line) for line in expected if line != ELLIPSIS]
+    got = [normalize(line) for _, line in actual]
+    missing = collections.Counter(want) - collections.Counter(got)
+    extra = collections.Counter() if partial else collections.Counter(got) - collections.Counter(want)
+    if missing or extra:
+        text = []
+        text += [f"  - {line}" for line in missing.elements()]
+        text += [f"  + {line}" for line in extra.elements()]
+        return "\n".join(text)
+    if partial:
+        return None
+    # stdout's lines in the README keep the program's order.
+    out = [normalize(line) for stream, line in actual if stream == "out"]
+    remaining = collections.Counter(out)
+    ordered = []
+    for w in want:
+        if remaining[w] > 0:
+            remaining[w] -= 1
+            ordered.append(w)
+    if ordered != out:
+        return "  stdout's lines are in another order:\n" + "\n".join(f"    {line}" for line in out)
+    return None
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    bless = "--bless" in sys.argv
+    readme, workdir = args
+    text = open(readme, encoding="utf-8").read()
+    lines = text.split("\n")
+    failures, checked, replacements = [], 0, []
+    for b in blocks(text):
+        kinds = dict(b.directives)
+        if "skip" in kinds:
+            print(f"readme-check: line {b.start + 1}: skipped ({kinds['skip']})")
+            continue
+        for kind, script in b.directives:
+            if kind == "setup":
+                r = subprocess.run(["bash", "-c", script], cwd=workdir, capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise SystemExit(f"readme-check: line {b.start + 1}: setup failed:\n{script}\n{r.stdout}{r.stderr}")
+        body = []
+        for command, expected in b.commands:
+            actual, code = run(command, workdir)
+            checked += 1
+            diff = compare(expected, actual)
+            if diff:
+                failures.append(f"README line {b.start + 1}: $ {command}  (exit {code})\n{diff}")
+            if body:
+                body.append("")
+            body.append(f"$ {command}")
+            shown = [line.rstrip() for _, line in actual]
+            if ELLIPSIS in expected:
+                # Keep the README's excerpt: as many lines as it showed, then `...`.
+                shown = shown[: expected.index(ELLIPSIS)] + [ELLIPSIS]
+            body.extend(shown)
+        replacements.append((b.start + 1, b.end, body))
+    if bless:
+        for start, end, body in reversed(replacements):
+            lines[start:end] = body
+        open(readme, "w", encoding="utf-8").write("\n".join(lines))
+        print(f"readme-check: {checked} command(s) run, output written into {readme}")
+        return 0
+    for f in failures:
+        print(f, file=sys.stderr)
+    print(f"readme-check: {checked} command(s) run, {len(failures)} differ from {readme}")
+    if failures:
+        print("readme-check: fix the program or run `scripts/readme-check --bless` and review the diff", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
