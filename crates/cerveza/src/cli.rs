@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cerveza_core::{ProfileName, Zone};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
 
 const ABOUT: &str = "Run a fleet of EC2 hosts across regions by human-readable hostname.";
 
@@ -26,6 +27,314 @@ Exit codes:
 Configuration is layered: flags, then CERVEZA_* environment variables, then the config
 file (--config, CERVEZA_CONFIG, or ~/.config/cerveza/config.toml), then defaults.
 AWS credentials come from the standard chain (environment, ~/.aws, instance role).";
+
+/// Two or three real examples for every command, shown at the end of its `--help` and in
+/// its man page (a test checks that every command has them).
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "start",
+        &[
+            "cerveza -m noc start demo01 --zone ap-southeast-1a --profile UbuntuGeneric32Bit",
+            "cerveza -m noc start demo01                 # profile and zone from the registry",
+            "cerveza -m noc start 'web[01-05]' --zone us-east-1b --profile Web",
+        ],
+    ),
+    (
+        "stop",
+        &[
+            "cerveza -m noc stop demo01",
+            "cerveza -m noc stop 'web*' '!web01'          # a selection",
+            "cerveza -m noc stop zone:us-east-1b --no-wait",
+        ],
+    ),
+    (
+        "restart",
+        &[
+            "cerveza -m noc restart demo01",
+            "cerveza -m noc restart @dev-mysql             # the host group dev-mysql01, 02, …",
+        ],
+    ),
+    (
+        "reboot",
+        &[
+            "cerveza -m noc reboot demo01",
+            "cerveza -m noc reboot 'web[01-03]'",
+        ],
+    ),
+    (
+        "terminate",
+        &[
+            "cerveza -m noc terminate web03              # keeps profile, zone and data volumes",
+            "cerveza -m noc terminate web03 --forget     # also frees the name",
+            "cerveza -m noc terminate db01 --delete-volumes",
+        ],
+    ),
+    (
+        "list",
+        &[
+            "cerveza -m noc list",
+            "cerveza -m noc list 'dev-mysql*' region:us-east-1 -o json",
+            "cerveza -m noc list --all                   # terminated instances too",
+        ],
+    ),
+    (
+        "show",
+        &[
+            "cerveza -m noc show demo01",
+            "cerveza -m noc show demo01 -o json",
+        ],
+    ),
+    (
+        "userdata",
+        &[
+            "cerveza -m noc userdata web01",
+            "cerveza -m noc userdata web09 --profile Web --zone us-east-1b -o json",
+            "cerveza -m noc userdata web01 --raw > web01.gz",
+        ],
+    ),
+    (
+        "export",
+        &[
+            "cerveza -m noc export ssh-config >> ~/.ssh/config.d/noc",
+            "cerveza -m noc export nagios --out /etc/nagios4/conf.d/cerveza.cfg",
+            "cerveza -m noc export ganglia --out /etc/ganglia/cerveza/ --check || reload-ganglia",
+        ],
+    ),
+    (
+        "remote",
+        &[
+            "cerveza -m noc remote mysql -- uptime",
+            "cerveza -m noc remote 'web*' -b -- cat /etc/debian_version",
+            "cerveza -m noc remote zone:us-east-1b --timeout 30s -f 16 -- sudo apt-get -qq update",
+        ],
+    ),
+    (
+        "release",
+        &[
+            "cerveza -m noc release push build/app.tar.gz --name v1.2.0",
+            "cerveza -m noc release deploy v1.2.0 'web*' --run 'tar xzf app.tar.gz'",
+        ],
+    ),
+    (
+        "release push",
+        &[
+            "cerveza -m noc release push build/app.tar.gz --name v1.2.0",
+            "cerveza -m noc release push build/app.sh --name v1 -o json",
+        ],
+    ),
+    (
+        "release list",
+        &[
+            "cerveza -m noc release list",
+            "cerveza -m noc release list -o json",
+        ],
+    ),
+    (
+        "release deploy",
+        &[
+            "cerveza -m noc release deploy v1.2.0 'web*'",
+            "cerveza -m noc release deploy v1.2.0 mysql --dest /srv/app --run 'sh install.sh'",
+        ],
+    ),
+    (
+        "ssh",
+        &[
+            "cerveza -m noc ssh web01",
+            "cerveza -m noc ssh web01 -- df -h",
+            "cerveza -m noc ssh vpn01 --public",
+        ],
+    ),
+    ("registry", &["cerveza -m noc registry sync"]),
+    (
+        "registry sync",
+        &[
+            "cerveza -m noc registry sync",
+            "cerveza -m noc registry sync -o json",
+        ],
+    ),
+    ("volumes", &["cerveza -m noc volumes list"]),
+    (
+        "volumes list",
+        &[
+            "cerveza -m noc volumes list",
+            "cerveza -m noc volumes list db01 -o json",
+        ],
+    ),
+    (
+        "eip",
+        &[
+            "cerveza -m noc eip attach vpn01",
+            "cerveza -m noc eip detach vpn01",
+        ],
+    ),
+    (
+        "eip attach",
+        &[
+            "cerveza -m noc eip attach vpn01",
+            "cerveza -m noc eip attach 'vpn*'",
+        ],
+    ),
+    (
+        "eip detach",
+        &["cerveza -m noc eip detach vpn01           # releases the address"],
+    ),
+    (
+        "dns",
+        &[
+            "cerveza -m noc dns list",
+            "cerveza -m noc dns sync --dry-run",
+        ],
+    ),
+    (
+        "dns list",
+        &["cerveza -m noc dns list", "cerveza -m noc dns list -o json"],
+    ),
+    (
+        "dns sync",
+        &[
+            "cerveza -m noc dns sync --dry-run",
+            "cerveza -m noc dns sync",
+        ],
+    ),
+    (
+        "access",
+        &[
+            "cerveza -m noc access user add alice",
+            "cerveza -m noc access grant alice 'dev-mysql*.us-east-1'",
+            "cerveza -m noc access check alice dev-mysql01",
+        ],
+    ),
+    (
+        "access grant",
+        &[
+            "cerveza -m noc access grant alice 'dev-mysql*.us-east-1'",
+            "cerveza -m noc access grant bob web01.us-east-1b",
+            "cerveza -m noc access grant carol '*'",
+        ],
+    ),
+    (
+        "access revoke",
+        &["cerveza -m noc access revoke alice 'dev-mysql*.us-east-1'"],
+    ),
+    (
+        "access list",
+        &[
+            "cerveza -m noc access list",
+            "cerveza -m noc access list alice -o json",
+        ],
+    ),
+    (
+        "access check",
+        &[
+            "cerveza -m noc access check alice dev-mysql01",
+            "cerveza -m noc access check alice web09 --zone us-east-1b",
+        ],
+    ),
+    (
+        "access user",
+        &[
+            "cerveza -m noc access user add alice",
+            "cerveza -m noc access user remove alice",
+        ],
+    ),
+    (
+        "access user add",
+        &[
+            "cerveza -m noc access user add alice",
+            "cerveza -m noc access user add bob --name 'Bob Smith' --shell /bin/bash",
+        ],
+    ),
+    (
+        "access user remove",
+        &["cerveza -m noc access user remove alice"],
+    ),
+    (
+        "access filter",
+        &[
+            "cerveza -m noc access filter dev-mysql01",
+            "cerveza -m noc access filter web09 --zone us-east-1b",
+        ],
+    ),
+    (
+        "profiles",
+        &["cerveza profiles list", "cerveza profiles check"],
+    ),
+    (
+        "profiles list",
+        &[
+            "cerveza profiles list",
+            "cerveza --profiles ./profiles profiles list -o json",
+        ],
+    ),
+    (
+        "profiles show",
+        &[
+            "cerveza profiles show UbuntuGeneric32Bit",
+            "cerveza profiles show MysqlRaid10",
+        ],
+    ),
+    (
+        "profiles check",
+        &[
+            "cerveza profiles check",
+            "cerveza --profiles ./new-profiles profiles check",
+        ],
+    ),
+    (
+        "init",
+        &[
+            "cerveza init",
+            "cerveza init --product noc --regions us-east-1,eu-west-1",
+            "cerveza init --dir ./noc-config --product noc",
+        ],
+    ),
+    (
+        "completions",
+        &[
+            "echo 'source <(cerveza completions bash)' >> ~/.bashrc",
+            "cerveza completions zsh > ~/.zfunc/_cerveza",
+            "cerveza completions fish > ~/.config/fish/completions/cerveza.fish",
+        ],
+    ),
+    (
+        "man",
+        &[
+            "cerveza man --out ~/.local/share/man/man1 && man cerveza-start",
+            "cerveza man | man -l -",
+        ],
+    ),
+];
+
+/// The examples of the command at `path` (`"access user add"`), if any.
+pub fn examples(path: &str) -> Option<&'static [&'static str]> {
+    EXAMPLES.iter().find(|(p, _)| *p == path).map(|(_, e)| *e)
+}
+
+fn with_examples(mut cmd: clap::Command, path: &str) -> clap::Command {
+    if let Some(lines) = examples(path) {
+        let text: String = lines.iter().map(|l| format!("\n  {l}")).collect();
+        cmd = cmd.after_help(format!("Examples:{text}"));
+    }
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        let sub_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path} {name}")
+        };
+        cmd = cmd.mut_subcommand(&name, |s| with_examples(s, &sub_path));
+    }
+    cmd
+}
+
+/// The command definition (for completion, man pages and parsing), with every
+/// command's examples.
+pub fn command() -> clap::Command {
+    with_examples(<Cli as clap::CommandFactory>::command(), "")
+}
 
 /// Parses a duration argument (`500ms`, `20s`, `10m`): a bad one is a usage error.
 pub fn duration(s: &str) -> Result<Duration, String> {
@@ -97,8 +406,8 @@ pub struct GlobalArgs {
         env = "CERVEZA_REGIONS",
         global = true,
         value_delimiter = ',',
-        value_name = "REGION,…"
-    )]
+        value_name = "REGION,…",
+        add = ArgValueCompleter::new(crate::complete::complete_regions))]
     pub regions: Option<Vec<String>>,
 
     /// AWS endpoint for every service, e.g. a local moto (http://127.0.0.1:5000). The
@@ -127,6 +436,36 @@ pub struct GlobalArgs {
     /// No progress output, only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Colour on stderr: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+/// When to use colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (or `TERM=dumb`).
+    Auto,
+    /// Always, even into a pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Shells `cerveza completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// bash 4.4+ (`source <(cerveza completions bash)`).
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
+    /// elvish.
+    Elvish,
 }
 
 /// `--zone`/`--profile`/`--no-wait` for commands that start hosts.
@@ -145,19 +484,19 @@ pub struct WaitArgs {
 #[derive(Debug, Args, Default)]
 pub struct PaperArgs {
     /// Paper form of `start`.
-    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form", add = ArgValueCompleter::new(crate::complete::complete_selection))]
     pub start: Option<Vec<String>>,
     /// Paper form of `stop`.
-    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form", add = ArgValueCompleter::new(crate::complete::complete_selection))]
     pub stop: Option<Vec<String>>,
     /// Paper form of `restart`.
-    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form", add = ArgValueCompleter::new(crate::complete::complete_selection))]
     pub restart: Option<Vec<String>>,
     /// Paper form of `reboot`.
-    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form", add = ArgValueCompleter::new(crate::complete::complete_selection))]
     pub reboot: Option<Vec<String>>,
     /// Paper form of `terminate`.
-    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form")]
+    #[arg(long, value_name = "HOST", num_args = 1.., group = "paper_action", help_heading = "Paper form", add = ArgValueCompleter::new(crate::complete::complete_selection))]
     pub terminate: Option<Vec<String>>,
     /// Zone for a first start (paper form).
     #[arg(
@@ -165,8 +504,8 @@ pub struct PaperArgs {
         id = "paper_zone",
         value_name = "ZONE",
         value_parser = Zone::parse,
-        help_heading = "Paper form"
-    )]
+        help_heading = "Paper form",
+        add = ArgValueCompleter::new(crate::complete::complete_zone))]
     pub zone: Option<Zone>,
     /// Instance profile for a first start (paper form).
     #[arg(
@@ -174,8 +513,8 @@ pub struct PaperArgs {
         id = "paper_profile",
         value_name = "NAME",
         value_parser = ProfileName::parse,
-        help_heading = "Paper form"
-    )]
+        help_heading = "Paper form",
+        add = ArgValueCompleter::new(crate::complete::complete_profile))]
     pub profile: Option<ProfileName>,
     /// With --terminate: also delete the registry record (as `terminate --forget`).
     #[arg(long = "forget", id = "paper_forget", help_heading = "Paper form")]
@@ -211,13 +550,13 @@ pub enum Command {
     /// from the registry. Hostnames take ranges: web[01-05].
     Start {
         /// Hostnames or ranges (web[01-05,07]).
-        #[arg(required = true, value_name = "HOST")]
+        #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
         /// Availability zone for a first start, e.g. ap-southeast-1a.
-        #[arg(long, value_name = "ZONE", value_parser = Zone::parse)]
+        #[arg(long, value_name = "ZONE", value_parser = Zone::parse, add = ArgValueCompleter::new(crate::complete::complete_zone))]
         zone: Option<Zone>,
         /// Instance profile for a first start (`cerveza profiles list`).
-        #[arg(long, value_name = "NAME", value_parser = ProfileName::parse)]
+        #[arg(long, value_name = "NAME", value_parser = ProfileName::parse, add = ArgValueCompleter::new(crate::complete::complete_profile))]
         profile: Option<ProfileName>,
         #[command(flatten)]
         wait: WaitArgs,
@@ -225,7 +564,7 @@ pub enum Command {
     /// Stop hosts (EBS-backed instances keep their disks; IPs change at next start).
     Stop {
         /// Hostnames, ranges or a selection (`web*`, `zone:us-east-1b`).
-        #[arg(required = true, value_name = "HOST")]
+        #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
         #[command(flatten)]
         wait: WaitArgs,
@@ -233,7 +572,7 @@ pub enum Command {
     /// Stop then start hosts (same instance, new IPs).
     Restart {
         /// Hostnames, ranges or a selection.
-        #[arg(required = true, value_name = "HOST")]
+        #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
         #[command(flatten)]
         wait: WaitArgs,
@@ -241,13 +580,13 @@ pub enum Command {
     /// Reboot running hosts (same instance, same IPs).
     Reboot {
         /// Hostnames, ranges or a selection.
-        #[arg(required = true, value_name = "HOST")]
+        #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
     },
     /// Terminate hosts. The registry keeps profile and zone, so `start` relaunches them.
     Terminate {
         /// Hostnames, ranges or a selection.
-        #[arg(required = true, value_name = "HOST")]
+        #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
         /// Also delete the registry record, freeing the hostname for another profile or zone.
         #[arg(long)]
@@ -264,7 +603,7 @@ pub enum Command {
     /// profile:P; join with ',' and exclude with a leading '!'.
     List {
         /// What to list [default: everything].
-        #[arg(value_name = "SELECTION")]
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         selection: Vec<String>,
         /// Include terminated instances.
         #[arg(long)]
@@ -276,6 +615,7 @@ pub enum Command {
     /// Show one host: its registry record and its instance.
     Show {
         /// The hostname.
+        #[arg(add = ArgValueCompleter::new(crate::complete::complete_host))]
         host: String,
     },
     /// Show the cloud-init user-data a host is launched with: each part with its type and size.
@@ -284,12 +624,13 @@ pub enum Command {
     /// otherwise. --raw writes the exact gzip bytes EC2 gets.
     Userdata {
         /// The hostname.
+        #[arg(add = ArgValueCompleter::new(crate::complete::complete_host))]
         host: String,
         /// Instance profile (for a host the registry does not know).
-        #[arg(long, value_name = "NAME", value_parser = ProfileName::parse)]
+        #[arg(long, value_name = "NAME", value_parser = ProfileName::parse, add = ArgValueCompleter::new(crate::complete::complete_profile))]
         profile: Option<ProfileName>,
         /// Zone (for a host the registry does not know).
-        #[arg(long, value_name = "ZONE", value_parser = Zone::parse)]
+        #[arg(long, value_name = "ZONE", value_parser = Zone::parse, add = ArgValueCompleter::new(crate::complete::complete_zone))]
         zone: Option<Zone>,
         /// Write the gzip blob to stdout instead (redirect it to a file).
         #[arg(long)]
@@ -305,7 +646,7 @@ pub enum Command {
         #[arg(value_enum)]
         kind: ExportKind,
         /// Only these hosts [default: all].
-        #[arg(value_name = "SELECTION")]
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         selection: Vec<String>,
         /// Write here instead of stdout (a directory for ganglia).
         #[arg(long, value_name = "PATH")]
@@ -323,7 +664,7 @@ pub enum Command {
     /// region could not be listed (its selected hosts did not run the command).
     Remote {
         /// Which hosts (names, globs, ranges, zone:, region:, profile:, ',' and '!').
-        #[arg(required = true, value_name = "SELECTION")]
+        #[arg(required = true, value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         selection: Vec<String>,
         /// The command, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -349,6 +690,7 @@ pub enum Command {
     /// Open an ssh session to one host by name (or run a command there).
     Ssh {
         /// The hostname.
+        #[arg(add = ArgValueCompleter::new(crate::complete::complete_host))]
         host: String,
         /// Connect to its public address.
         #[arg(long)]
@@ -394,6 +736,32 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfilesCommand,
     },
+    /// Write a commented config file and a profiles directory to start from.
+    ///
+    /// The product and regions come from -m/--product and --regions; without them,
+    /// cerveza asks on a terminal (Enter keeps the default: noc and the paper's five
+    /// regions) and takes the defaults elsewhere. Never overwrites a file. Then prints
+    /// the next three commands to run.
+    Init {
+        /// Directory for config.toml and profiles/ [default: ~/.config/cerveza].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the shell code that completes cerveza's commands, flags, hostnames, profiles and zones.
+    ///
+    /// Hostnames come from a local cache of the last `list` (refreshed in the background
+    /// when older than a minute), so a Tab never waits for EC2.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the manual pages: cerveza(1) and one page per command (cerveza-start(1), …).
+    Man {
+        /// Directory to write every page into [default: print cerveza(1) to stdout].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// What `cerveza export` writes.
@@ -431,7 +799,7 @@ pub enum ReleaseCommand {
         /// Release name.
         name: String,
         /// Which hosts.
-        #[arg(required = true, value_name = "SELECTION")]
+        #[arg(required = true, value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         selection: Vec<String>,
         /// Directory the files land in on each host [default: /opt/releases/NAME].
         #[arg(long, value_name = "DIR")]
@@ -454,11 +822,6 @@ pub enum RegistryCommand {
     /// A record whose instance changed state (or is gone) is updated; a live instance
     /// the registry does not know gets a record made from its tags. Every write is
     /// conditional. A region that does not answer leaves its hosts as they are (exit 5).
-    ///
-    /// Examples:
-    ///   cerveza -m noc registry sync
-    ///   cerveza -m noc registry sync -o json
-    #[command(verbatim_doc_comment)]
     Sync,
 }
 
@@ -468,7 +831,7 @@ pub enum VolumesCommand {
     /// List volumes in every configured region.
     List {
         /// Only the volumes of these hosts [default: all].
-        #[arg(value_name = "SELECTION")]
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         selection: Vec<String>,
     },
 }
@@ -479,13 +842,13 @@ pub enum EipCommand {
     /// Give running hosts an Elastic IP (allocated once, tagged with the host).
     Attach {
         /// Hostnames.
-        #[arg(required = true, value_name = "HOST")]
+        #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
     },
     /// Release hosts' Elastic IPs.
     Detach {
         /// Hostnames.
-        #[arg(required = true, value_name = "HOST")]
+        #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
     },
 }
@@ -530,9 +893,10 @@ pub enum AccessCommand {
         /// The user (uid).
         user: String,
         /// The host.
+        #[arg(add = ArgValueCompleter::new(crate::complete::complete_host))]
         host: String,
         /// Its zone, for a host cerveza does not know.
-        #[arg(long, value_name = "ZONE")]
+        #[arg(long, value_name = "ZONE", add = ArgValueCompleter::new(crate::complete::complete_zone))]
         zone: Option<String>,
     },
     /// Add or remove directory users (for the lab and small teams without other tooling).
@@ -546,9 +910,10 @@ pub enum AccessCommand {
     /// Print a host's pam filter.
     Filter {
         /// The host.
+        #[arg(add = ArgValueCompleter::new(crate::complete::complete_host))]
         host: String,
         /// Its zone, for a host cerveza does not know.
-        #[arg(long, value_name = "ZONE")]
+        #[arg(long, value_name = "ZONE", add = ArgValueCompleter::new(crate::complete::complete_zone))]
         zone: Option<String>,
     },
 }
@@ -557,11 +922,6 @@ pub enum AccessCommand {
 #[derive(Debug, Subcommand)]
 pub enum AccessUserCommand {
     /// Add a POSIX user under ou=people (`account` + `posixAccount`).
-    ///
-    /// Examples:
-    ///   cerveza -m noc access user add alice
-    ///   cerveza -m noc access user add bob --name 'Bob Smith' --shell /bin/bash
-    #[command(verbatim_doc_comment)]
     Add {
         /// The user (uid): a-z, 0-9, '_', '.', '-', starting with a letter or '_'.
         user: String,
@@ -596,6 +956,7 @@ pub enum ProfilesCommand {
     /// Show one profile with `extends:` resolved.
     Show {
         /// Profile name.
+        #[arg(add = ArgValueCompleter::new(crate::complete::complete_any_profile))]
         name: String,
     },
     /// Validate every profile file and report every problem with file:line:column.
@@ -605,6 +966,70 @@ pub enum ProfilesCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every command path below `cmd`, with its command.
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let p = if path.is_empty() {
+                sub.get_name().to_owned()
+            } else {
+                format!("{path} {}", sub.get_name())
+            };
+            out.push((p.clone(), sub.clone()));
+            walk(sub, &p, out);
+        }
+    }
+
+    #[test]
+    fn every_command_ends_its_help_with_examples() {
+        // Pinned width, and env values hidden: the snapshot must not depend on the
+        // terminal or on CERVEZA_* variables set where the tests run.
+        fn hide_env(cmd: clap::Command) -> clap::Command {
+            let names: Vec<String> = cmd
+                .get_subcommands()
+                .map(|s| s.get_name().to_owned())
+                .collect();
+            let mut cmd = cmd.mut_args(|a| a.hide_env_values(true));
+            for n in names {
+                cmd = cmd.mut_subcommand(&n, hide_env);
+            }
+            cmd
+        }
+        let mut root = hide_env(command().term_width(100));
+        root.build();
+        let mut all = Vec::new();
+        walk(&root, "", &mut all);
+        assert!(all.len() > 40, "{}", all.len());
+        let mut text = String::new();
+        for (path, mut cmd) in all {
+            let examples = examples(&path).unwrap_or_else(|| panic!("`{path}` has no examples"));
+            assert!((1..=3).contains(&examples.len()), "{path}");
+            let help = cmd.render_long_help().to_string();
+            let tail: Vec<&str> = help.trim_end().lines().rev().take(examples.len()).collect();
+            for e in examples {
+                assert!(
+                    e.starts_with("cerveza ") || e.contains("cerveza"),
+                    "{path}: {e}"
+                );
+                assert!(
+                    tail.iter().any(|l| l.trim() == *e),
+                    "{path}: help does not end with {e:?}:\n{help}"
+                );
+            }
+            text.push_str(&format!("===== cerveza {path} --help\n{help}\n"));
+        }
+        // No example table entry for a command that does not exist.
+        for (path, _) in EXAMPLES {
+            assert!(
+                text.contains(&format!("===== cerveza {path} --help\n")),
+                "examples for unknown command {path}"
+            );
+        }
+        insta::assert_snapshot!("help", text);
+    }
 
     #[test]
     fn the_version_says_whether_the_test_hooks_are_in() {

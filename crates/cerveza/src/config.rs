@@ -210,7 +210,8 @@ pub fn parse_duration(what: &str, s: &str) -> Result<Duration> {
         .with_context(|| format!("{what} {s:?} is not a duration (examples: 500ms, 20s, 10m)"))
 }
 
-fn default_config_path() -> PathBuf {
+/// `$XDG_CONFIG_HOME/cerveza/config.toml` (or `~/.config/…`).
+pub fn default_config_path() -> PathBuf {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))

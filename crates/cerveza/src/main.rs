@@ -1,7 +1,9 @@
 //! `cerveza`: run a fleet of EC2 hosts across regions by human-readable hostname.
 
 mod cli;
+mod colour;
 mod commands;
+mod complete;
 mod config;
 mod exit;
 mod output;
@@ -11,14 +13,13 @@ mod redact;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, WaitArgs};
 use commands::existing::Verb;
 use commands::Ctx;
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, colour: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -30,7 +31,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(redact::Redacting)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_target(false)
         .init();
 }
@@ -121,8 +122,27 @@ async fn run(mut cli: Cli) -> Result<u8> {
             }
         },
     };
+    // Commands that need no configuration (init writes it).
+    match &command {
+        Command::Init { dir } => {
+            return commands::init::run(
+                dir.as_deref(),
+                cli.global.product.as_deref(),
+                cli.global.regions.as_deref(),
+            )
+        }
+        Command::Completions { shell } => {
+            complete::registration(*shell, &mut std::io::stdout().lock())?;
+            return Ok(exit::OK);
+        }
+        Command::Man { out } => return commands::man::run(out.as_deref()),
+        _ => {}
+    }
     let ctx = Ctx::new(&cli.global)?;
     match &command {
+        Command::Init { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled above")
+        }
         Command::Start {
             hosts,
             zone,
@@ -206,8 +226,30 @@ async fn run(mut cli: Cli) -> Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.global.verbose);
+    // `COMPLETE=bash cerveza -- cerveza sto<Tab>`: answer the shell and exit.
+    clap_complete::CompleteEnv::with_factory(cli::command)
+        .var(complete::VAR)
+        .bin("cerveza")
+        .completer("cerveza")
+        .complete();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let choice = colour::from_args(&args);
+    let colour = colour::init(choice);
+    let clap_colour = match choice {
+        cli::ColorChoice::Always => clap::ColorChoice::Always,
+        cli::ColorChoice::Never => clap::ColorChoice::Never,
+        // clap decides per stream, by the same conventions (NO_COLOR, TERM=dumb).
+        cli::ColorChoice::Auto => clap::ColorChoice::Auto,
+    };
+    let cli = match cli::command()
+        .color(clap_colour)
+        .try_get_matches_from(&args)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.global.verbose, colour);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -229,7 +271,7 @@ fn main() -> ExitCode {
                     shown.push(cause.trim_end().to_owned());
                 }
             }
-            eprintln!("error: {}", shown[0]);
+            eprintln!("{} {}", colour::error_label(), shown[0]);
             for cause in &shown[1..] {
                 eprintln!("  caused by: {cause}");
             }

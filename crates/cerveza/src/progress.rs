@@ -22,8 +22,12 @@ impl Progress for Spinners {
         let bar = bars.entry(host.clone()).or_insert_with(|| {
             let b = self.multi.add(ProgressBar::new_spinner());
             b.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} ({elapsed})")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(if crate::colour::stderr() {
+                    "{spinner} {prefix:.bold} {msg} ({elapsed})"
+                } else {
+                    "{spinner} {prefix} {msg} ({elapsed})"
+                })
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.set_prefix(host.to_string());
             b.enable_steady_tick(Duration::from_millis(120));

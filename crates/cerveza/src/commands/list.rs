@@ -80,6 +80,10 @@ pub async fn run(
         timeout,
     )
     .await;
+    // A full listing feeds shell completion's hostname cache (crate::complete).
+    if selection.is_all() && !all && listing.failed_regions.is_empty() {
+        crate::complete::remember(product, &listing.instances);
+    }
     if ctx.output == Output::Json {
         output::print_json(&Json {
             hosts: listing.instances.iter().map(Row::from).collect(),

@@ -106,13 +106,23 @@ pub fn cmd(product: &str) -> Command {
 /// cerveza with the lab's environment but no product anywhere (`product` only names the
 /// account).
 pub fn bare(product: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cerveza"));
+    lab_command(env!("CARGO_BIN_EXE_cerveza"), product)
+}
+
+/// Any program with the environment cerveza gets in the tests (a shell that runs
+/// cerveza, for one).
+pub fn lab_command(program: impl AsRef<std::ffi::OsStr>, product: &str) -> Command {
+    let mut c = Command::new(program);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", std::env::temp_dir())
         .env(
             "XDG_CONFIG_HOME",
             std::env::temp_dir().join("cerveza-tests-no-config"),
+        )
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("cerveza-tests-cache"),
         )
         .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("CERVEZA_PROFILES", root().join("examples/profiles"))
