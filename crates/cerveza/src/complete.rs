@@ -1,6 +1,6 @@
 //! Shell completion. Commands, flags and fixed values come from the clap definitions;
 //! hostnames, profiles, zones, regions and selection prefixes come from the fleet,
-//! through clap_complete's engine (`COMPLETE=bash cerveza` calls back into cerveza at
+//! through clap_complete's engine (the shell script runs `CERVEZA_COMPLETE=bash cerveza` at
 //! each Tab).
 //!
 //! Hostnames are read from a small local cache that `list` writes (one per product, in
@@ -23,8 +23,10 @@ use clap_complete::engine::CompletionCandidate;
 use crate::cli::{GlobalArgs, Output};
 use crate::config::{Config, DEFAULT_REGIONS};
 
-/// The environment variable the shell scripts set to ask cerveza for completions.
-pub const VAR: &str = "COMPLETE";
+/// The environment variable the shell scripts set to ask cerveza for completions (its
+/// own name, not clap's usual `COMPLETE`: a `COMPLETE` some other tool left in the
+/// environment must not turn every cerveza run into a completion request).
+pub const VAR: &str = "CERVEZA_COMPLETE";
 /// A cache older than this is refreshed in the background.
 const REFRESH_AFTER: Duration = Duration::from_secs(60);
 /// At most one background refresh per product in this long.

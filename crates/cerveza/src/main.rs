@@ -226,7 +226,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
 }
 
 fn main() -> ExitCode {
-    // `COMPLETE=bash cerveza -- cerveza sto<Tab>`: answer the shell and exit.
+    // `CERVEZA_COMPLETE=bash cerveza -- cerveza sto<Tab>`: answer the shell and exit.
     clap_complete::CompleteEnv::with_factory(cli::command)
         .var(complete::VAR)
         .bin("cerveza")

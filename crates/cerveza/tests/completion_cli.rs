@@ -117,6 +117,17 @@ fn a_missing_cache_is_filled_in_the_background_from_the_cloud() {
         bash_complete(&p, cache.path(), &["cerveza", "-m", &p, "stop", "d"]),
         ["db01"]
     );
+    // clap's usual variable, left in the environment by another tool, changes nothing.
+    let r: support::Run = cmd(&p)
+        .env("COMPLETE", "bash")
+        .args(["profiles", "list"])
+        .output()
+        .unwrap()
+        .into();
+    assert!(
+        r.code == 0 && r.stdout.contains("UbuntuGeneric32Bit"),
+        "{r:#?}"
+    );
     // Shells get scripts for each of them.
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let r = cerveza(&p, &["completions", shell]).ok();
