@@ -39,6 +39,15 @@ pub fn error_label() -> &'static str {
     }
 }
 
+/// `warning:` in bold yellow when stderr is coloured.
+pub fn warning_label() -> &'static str {
+    if stderr() {
+        "\x1b[1;33mwarning:\x1b[0m"
+    } else {
+        "warning:"
+    }
+}
+
 /// The `--color` of a command line before clap parses it (clap's own help and errors
 /// follow it too).
 pub fn from_args(args: &[std::ffi::OsString]) -> ColorChoice {

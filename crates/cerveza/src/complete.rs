@@ -377,6 +377,65 @@ pub fn registration(shell: crate::cli::Shell, out: &mut dyn std::io::Write) -> s
 mod tests {
     use super::*;
 
+    /// What the engine offers for `words` (the last one being completed).
+    fn engine(words: &[&str]) -> Vec<String> {
+        let args: Vec<std::ffi::OsString> = words.iter().map(Into::into).collect();
+        let index = args.len() - 1;
+        clap_complete::engine::complete(&mut crate::cli::command(), args, index, None)
+            .unwrap()
+            .iter()
+            .map(|c| c.get_value().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_engine_completes_commands_flags_values_and_the_cached_fleet() {
+        // The only test of this binary that touches these variables.
+        let dir = tempfile::tempdir().unwrap();
+        let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/profiles");
+        std::env::set_var("XDG_CACHE_HOME", dir.path());
+        std::env::set_var("XDG_CONFIG_HOME", dir.path().join("none"));
+        std::env::set_var("CERVEZA_PRODUCT", "noc");
+        std::env::set_var("CERVEZA_PROFILES", profiles);
+        let cache = dir.path().join("cerveza");
+        std::fs::create_dir_all(&cache).unwrap();
+        // Fresh, so no background refresh starts (it would run this test binary).
+        std::fs::write(
+            cache.join("hosts-noc.tsv"),
+            "web01\tus-east-1b\tWeb\nweb02\tus-east-1b\tWeb\ndb01\teu-west-1a\tMysql\n",
+        )
+        .unwrap();
+        std::fs::write(cache.join("hosts-noc.refreshing"), "").unwrap();
+
+        assert!(engine(&["cerveza", "st"]).contains(&"stop".to_owned()));
+        assert!(engine(&["cerveza", "stop", "--no-w"]).contains(&"--no-wait".to_owned()));
+        assert_eq!(
+            engine(&["cerveza", "--color", ""]),
+            ["auto", "always", "never"]
+        );
+        assert_eq!(engine(&["cerveza", "stop", "w"]), ["web01", "web02"]);
+        assert_eq!(engine(&["cerveza", "list", "@"]), ["@db", "@web"]);
+        assert_eq!(engine(&["cerveza", "list", "web01,d"]), ["web01,db01"]);
+        assert_eq!(engine(&["cerveza", "list", "profile:M"]), ["profile:Mysql"]);
+        assert_eq!(
+            engine(&["cerveza", "list", "region:ap-s"]),
+            ["region:ap-southeast-1"]
+        );
+        assert!(engine(&["cerveza", "start", "x", "--zone", "eu-west-1"])
+            .contains(&"eu-west-1a".to_owned()));
+        assert_eq!(
+            engine(&["cerveza", "list", "--regions", "us-east-1,eu"]),
+            ["us-east-1,eu-west-1"]
+        );
+        assert_eq!(
+            engine(&["cerveza", "profiles", "show", "M"]),
+            ["Mysql", "MysqlRaid10"]
+        );
+        assert!(engine(&["cerveza", "start", "x", "--profile", ""])
+            .iter()
+            .all(|p| p != "UbuntuBase"));
+    }
+
     #[test]
     fn groups_drop_trailing_digits_only() {
         assert_eq!(group("dev-mysql01"), "dev-mysql");

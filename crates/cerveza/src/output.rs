@@ -97,7 +97,7 @@ pub fn emit(text: &str) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("error: writing to stdout: {e}");
+        eprintln!("{} writing to stdout: {e}", crate::colour::error_label());
         std::process::exit(1);
     }
 }

@@ -39,7 +39,7 @@ impl Progress for Spinners {
     fn warn(&self, message: &str) {
         // Above the spinners, which keep drawing below it.
         if self.multi.println(format!("warning: {message}")).is_err() {
-            eprintln!("warning: {message}");
+            eprintln!("{} {message}", crate::colour::warning_label());
         }
     }
 }
@@ -61,7 +61,7 @@ impl Progress for Lines {
     }
 
     fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        eprintln!("{} {message}", crate::colour::warning_label());
     }
 }
 

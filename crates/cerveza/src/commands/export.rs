@@ -67,7 +67,7 @@ pub async fn run(
         .await?;
     let fleet = Fleet::new(product, &instances);
     for s in &fleet.skipped {
-        eprintln!("warning: left out {s}");
+        eprintln!("{} left out {s}", crate::colour::warning_label());
     }
     if fleet.hosts.is_empty() && !selection.is_all() {
         bail!(exit::Coded::new(

@@ -139,7 +139,10 @@ pub async fn run(
         }
     }
     for (region, e) in &listing.failed_regions {
-        eprintln!("warning: region {region} left out: {e}");
+        eprintln!(
+            "{} region {region} left out: {e}",
+            crate::colour::warning_label()
+        );
     }
     Ok(if listing.failed_regions.is_empty() {
         exit::OK

@@ -167,7 +167,7 @@ impl Ctx {
         match self.dns_backend(backends).await {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("warning: DNS names will not be updated ({e:#}); run `cerveza dns sync` once the directory is back");
+                eprintln!("{} DNS names will not be updated ({e:#}); run `cerveza dns sync` once the directory is back", crate::colour::warning_label());
                 None
             }
         }
@@ -228,7 +228,7 @@ impl Ctx {
             return Ok(listing.instances);
         }
         for (region, e) in &listing.failed_regions {
-            eprintln!("error: region {region}: {e}");
+            eprintln!("{} region {region}: {e}", crate::colour::error_label());
         }
         let names: Vec<&str> = listing
             .failed_regions
@@ -353,7 +353,7 @@ pub fn report(ctx: &Ctx, results: &Results) -> Result<u8> {
         .filter_map(|(_, r)| r.as_ref().err())
         .collect();
     for e in &failures {
-        eprintln!("error: {}", exit::chain(*e));
+        eprintln!("{} {}", crate::colour::error_label(), exit::chain(*e));
     }
     if !ctx.quiet {
         if let Some(line) = request_summary(results.len(), cerveza_aws::stats().counts()) {
@@ -398,7 +398,7 @@ fn request_summary(hosts: usize, c: cerveza_aws::RequestCounts) -> Option<String
 /// Prints planning errors (nothing was changed) and returns the exit code.
 pub fn report_plan_errors(errors: &[(Hostname, Error)]) -> u8 {
     for (_, e) in errors {
-        eprintln!("error: {}", exit::chain(e));
+        eprintln!("{} {}", crate::colour::error_label(), exit::chain(e));
     }
     eprintln!("nothing was changed: fix the problem(s) above and run again");
     exit::for_kind(errors[0].1.kind())

@@ -86,7 +86,7 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
                     }
                     Err(e) => {
                         failed += 1;
-                        eprintln!("error: {region}: {e}");
+                        eprintln!("{} {region}: {e}", crate::colour::error_label());
                         json.push(serde_json::json!({
                             "region": region, "name": name, "file": file,
                             "size": null, "sha256": null, "error": e.to_string(),

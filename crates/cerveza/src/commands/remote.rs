@@ -151,7 +151,10 @@ pub(crate) async fn running_hosts(
     )
     .await;
     for (region, e) in &listing.failed_regions {
-        eprintln!("warning: region {region} left out: {e}");
+        eprintln!(
+            "{} region {region} left out: {e}",
+            crate::colour::warning_label()
+        );
     }
     Ok(Chosen {
         instances: running(&listing.instances, sel)?

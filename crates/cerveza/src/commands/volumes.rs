@@ -64,11 +64,17 @@ pub async fn run(ctx: &Ctx, command: &VolumesCommand) -> Result<u8> {
             Ok(Ok(v)) => volumes.extend(v),
             Ok(Err(e)) => {
                 failed += 1;
-                eprintln!("warning: region {region} left out: {e}");
+                eprintln!(
+                    "{} region {region} left out: {e}",
+                    crate::colour::warning_label()
+                );
             }
             Err(_) => {
                 failed += 1;
-                eprintln!("warning: region {region} left out: no answer in time");
+                eprintln!(
+                    "{} region {region} left out: no answer in time",
+                    crate::colour::warning_label()
+                );
             }
         }
     }
