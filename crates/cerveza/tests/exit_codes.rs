@@ -42,6 +42,7 @@ fn every_command_maps_the_same_error_to_the_same_code() {
     std::fs::create_dir(&profiles).unwrap();
     broken_userdata_profiles(&profiles);
 
+    let (config_file, profiles_dir) = (config.to_str().unwrap(), profiles.to_str().unwrap());
     // (what, command, expected code, words the message must hold)
     let with_env = |k: &str, v: &str, args: &[&str]| {
         let mut c = cmd(&p);
@@ -114,11 +115,7 @@ fn every_command_maps_the_same_error_to_the_same_code() {
         ),
         (
             "an unknown key in the config file",
-            {
-                let mut c = cmd(&p);
-                c.arg("--config").arg(&config).arg("list");
-                c
-            },
+            plain(&["--config", config_file, "list"]),
             2,
             "unknown field `colour`",
         ),
@@ -136,35 +133,35 @@ fn every_command_maps_the_same_error_to_the_same_code() {
         ),
         (
             "a user-data error in userdata",
-            {
-                let mut c = cmd(&p);
-                c.env("CERVEZA_PROFILES", &profiles).args([
+            with_env(
+                "CERVEZA_PROFILES",
+                profiles_dir,
+                &[
                     "userdata",
                     "x01",
                     "--profile",
                     "Broken",
                     "--zone",
                     "us-east-1a",
-                ]);
-                c
-            },
+                ],
+            ),
             2,
             "hostnme",
         ),
         (
             "the same user-data error at start",
-            {
-                let mut c = cmd(&p);
-                c.env("CERVEZA_PROFILES", &profiles).args([
+            with_env(
+                "CERVEZA_PROFILES",
+                profiles_dir,
+                &[
                     "start",
                     "x01",
                     "--profile",
                     "Broken",
                     "--zone",
                     "us-east-1a",
-                ]);
-                c
-            },
+                ],
+            ),
             2,
             "hostnme",
         ),
