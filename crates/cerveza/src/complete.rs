@@ -35,7 +35,12 @@ const REFRESH_GUARD: Duration = Duration::from_secs(30);
 /// The global options on the command line being completed (or their environment
 /// variables), enough to find the config, the product and the profiles.
 fn words_args() -> GlobalArgs {
-    let words: Vec<String> = std::env::args().skip_while(|a| a != "--").skip(1).collect();
+    // Lossily: `std::env::args` panics on a word that is not UTF-8 (a file name, say).
+    let words: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .skip_while(|a| a != "--")
+        .skip(1)
+        .collect();
     let flag = |short: Option<&str>, long: &str| -> Option<String> {
         let mut found = None;
         for (i, w) in words.iter().enumerate() {

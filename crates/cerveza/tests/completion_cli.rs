@@ -128,6 +128,22 @@ fn a_missing_cache_is_filled_in_the_background_from_the_cloud() {
         r.code == 0 && r.stdout.contains("UbuntuGeneric32Bit"),
         "{r:#?}"
     );
+    // A word that is not UTF-8 (a file name, say) completes to nothing, without a panic.
+    let bad = {
+        use std::os::unix::ffi::OsStrExt as _;
+        std::ffi::OsStr::from_bytes(b"d\xff").to_owned()
+    };
+    let r: support::Run = cmd(&p)
+        .env("CERVEZA_COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "4")
+        .env("_CLAP_IFS", "\n")
+        .args(["--", "cerveza", "-m", &p, "stop"])
+        .arg(&bad)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(!r.stderr.contains("panicked"), "{r:#?}");
     // Shells get scripts for each of them.
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let r = cerveza(&p, &["completions", shell]).ok();
