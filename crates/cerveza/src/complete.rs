@@ -356,12 +356,12 @@ pub fn complete_zone(current: &OsStr) -> Vec<CompletionCandidate> {
     candidates(&current, "", zones(&hosts, config.as_ref()))
 }
 
-/// Regions, comma separated: the last one is completed.
+/// One region of `--regions` (the engine splits the list at its commas and puts the
+/// ones before back in front).
 pub fn complete_regions(current: &OsStr) -> Vec<CompletionCandidate> {
-    let current = current.to_string_lossy().into_owned();
-    let head = current.rfind(',').map_or("", |i| &current[..=i]);
+    let current = current.to_string_lossy();
     let config = config().map(|(_, c)| c);
-    candidates(&current, head, regions(config.as_ref()))
+    candidates(&current, "", regions(config.as_ref()))
 }
 
 /// The registration script for `shell`: what `cerveza completions SHELL` prints and
