@@ -66,7 +66,13 @@ impl Ec2 {
     }
 
     /// Waits for EC2's buckets of `action` in `region` (see [`crate::transport::Pacer`]).
-    async fn pace(&self, region: &Region, action: &'static str, paged: bool, instances: usize) {
+    pub(crate) async fn pace(
+        &self,
+        region: &Region,
+        action: &'static str,
+        paged: bool,
+        instances: usize,
+    ) {
         crate::transport::pacer()
             .wait(
                 region.as_str(),
@@ -78,7 +84,7 @@ impl Ec2 {
             .await;
     }
 
-    fn client(&self, region: &Region) -> Client {
+    pub(crate) fn client(&self, region: &Region) -> Client {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(region.clone())
@@ -92,7 +98,7 @@ impl Ec2 {
     }
 }
 
-fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
+pub(crate) fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values.into_iter().collect()))
@@ -129,7 +135,7 @@ fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance
 
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+pub(crate) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
         .collect()
@@ -148,6 +154,7 @@ fn convert_volume(region: &Region, v: &aws_sdk_ec2::types::Volume) -> Option<Vol
             .and_then(|a| a.instance_id())
             .map(InstanceId::from),
         attached_as: attachment.and_then(|a| a.device()).map(str::to_owned),
+        created: v.create_time().map(|t| t.secs()),
         tags: tag_map(v.tags()),
     })
 }
@@ -327,7 +334,11 @@ impl ComputeRead for Ec2 {
             Some(Address {
                 allocation: AllocationId::new(a.allocation_id()?),
                 ip: a.public_ip()?.to_owned(),
-                instance: a.instance_id().map(InstanceId::from),
+                // Not associated: EC2 leaves the field out, moto sends "".
+                instance: a
+                    .instance_id()
+                    .filter(|i| !i.is_empty())
+                    .map(InstanceId::from),
             })
         }))
     }
@@ -468,6 +479,7 @@ impl Compute for Ec2 {
             state: VolumeState::from_name(out.state().map(|s| s.as_str()).unwrap_or_default()),
             attached_to: None,
             attached_as: None,
+            created: out.create_time().map(|t| t.secs()),
             tags: tag_map(out.tags()),
         })
     }

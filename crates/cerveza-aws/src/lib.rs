@@ -9,6 +9,7 @@
 //! * [`DynamoRegistry`]: the host registry, one DynamoDB table in a home region.
 //! * [`Route53Dns`]: host names in Route53 hosted zones, the alternative to LDAP.
 
+mod audit;
 mod ec2;
 mod errors;
 mod registry;
@@ -24,6 +25,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
+pub use audit::TableResilience;
 pub use ec2::Ec2;
 pub use registry::DynamoRegistry;
 pub use releases::{sha256_file, ReleaseFile, Releases};

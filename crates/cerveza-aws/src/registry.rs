@@ -35,8 +35,8 @@ type Item = HashMap<String, AttributeValue>;
 
 /// The registry table.
 pub struct DynamoRegistry {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
     ready: OnceCell<()>,
 }
 

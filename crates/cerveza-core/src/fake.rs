@@ -523,6 +523,7 @@ impl Compute for FakeCloud {
             state: VolumeState::Available,
             attached_to: None,
             attached_as: None,
+            created: None,
             tags: r.tags.clone(),
         };
         s.volumes.insert(v.id.clone(), v.clone());

@@ -333,6 +333,23 @@ impl InstanceFilter {
     }
 }
 
+/// One IPv4 range rule of a security group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecurityRule {
+    /// `sg-…`.
+    pub group_id: String,
+    /// Its name.
+    pub group_name: String,
+    /// Its region.
+    pub region: String,
+    /// `ingress` or `egress`.
+    pub direction: &'static str,
+    /// `tcp 22`, `udp 53-54`, `all`.
+    pub traffic: String,
+    /// The IPv4 range (`10.0.1.5/32`).
+    pub cidr: String,
+}
+
 /// One EBS volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Volume {
@@ -352,6 +369,8 @@ pub struct Volume {
     pub attached_to: Option<InstanceId>,
     /// The device it is attached at.
     pub attached_as: Option<String>,
+    /// When it was created, seconds since the Unix epoch.
+    pub created: Option<i64>,
     /// All tags.
     pub tags: BTreeMap<String, String>,
 }

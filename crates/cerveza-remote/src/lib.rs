@@ -237,8 +237,18 @@ pub async fn run(
     opts: &Options,
     on_line: &(dyn Fn(&str, Stream, &str) + Sync),
 ) -> Vec<HostResult> {
+    run_each(targets, &|_| command.to_vec(), opts, on_line).await
+}
+
+/// As [`run`], with a command of its own for each target.
+pub async fn run_each(
+    targets: &[Target],
+    command_for: &(dyn Fn(&Target) -> Vec<String> + Sync),
+    opts: &Options,
+    on_line: &(dyn Fn(&str, Stream, &str) + Sync),
+) -> Vec<HostResult> {
     let mut results: Vec<(usize, HostResult)> = stream::iter(targets.iter().enumerate())
-        .map(|(i, t)| async move { (i, run_one(t, command, opts, on_line).await) })
+        .map(|(i, t)| async move { (i, run_one(t, &command_for(t), opts, on_line).await) })
         .buffer_unordered(opts.fanout.max(1))
         .collect()
         .await;
