@@ -140,10 +140,21 @@ pub struct Settings {
 /// The LDAP client a host gets: who may log in is decided by its pam filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LdapClient {
-    /// Server URI; `ldaps://ldap.<product>.private` when unset (the paper).
+    /// Server URIs, space-separated, tried in order; `ldaps://ldap.<product>.private`
+    /// when unset (the paper).
     pub uri: Option<String>,
     /// Base DN of the directory.
     pub base: String,
+}
+
+impl LdapClient {
+    /// The URIs a host of `product` gets, in order.
+    pub fn uris(&self, product: &str) -> Vec<String> {
+        match &self.uri {
+            Some(u) => u.split_whitespace().map(str::to_owned).collect(),
+            None => vec![format!("ldaps://ldap.{product}.private")],
+        }
+    }
 }
 
 impl Default for Settings {
@@ -199,10 +210,13 @@ impl Settings {
             one_line("base", &l.base)?;
             if let Some(u) = &l.uri {
                 one_line("uri", u)?;
-                if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
-                    return Err(UserDataError::Config(format!(
-                        "LDAP client uri {u:?} must start with ldap:// or ldaps://"
-                    )));
+                // Several servers, space-separated, as nslcd's `uri` takes them.
+                for one in u.split_whitespace() {
+                    if !(one.starts_with("ldap://") || one.starts_with("ldaps://")) {
+                        return Err(UserDataError::Config(format!(
+                            "LDAP client uri {one:?} must start with ldap:// or ldaps://"
+                        )));
+                    }
                 }
             }
         }
@@ -212,15 +226,26 @@ impl Settings {
 
 /// The minute past the hour (0-29) at which a host runs puppet, again 30 minutes later.
 /// Derived from the hostname: stable across restarts, spread over the half hour so the
-/// puppet master sees no peak (the paper's "random minutes").
+/// puppet master sees no peak (the paper's "random minutes"). Numbered hosts of one
+/// name (`web01` … `web30`) step 7 minutes apart from a start their name picks, so up
+/// to 30 of them never share a minute (`cerveza doctor` checks that); other names are
+/// spread by their hash.
 pub fn puppet_minute(host: &str) -> u32 {
     // FNV-1a: tiny, stable, and good enough to spread names.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in host.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let fnv = |s: &str| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in s.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    };
+    let stem = host.trim_end_matches(|c: char| c.is_ascii_digit());
+    match host[stem.len()..].parse::<u64>() {
+        // 7 and 30 share no factor: n = 1..30 gives 30 different minutes.
+        Ok(n) if !stem.is_empty() => ((fnv(stem) + n % 30 * 7) % 30) as u32,
+        _ => (fnv(host) % 30) as u32,
     }
-    (h % 30) as u32
 }
 
 /// How cerveza's own cloud-config parts merge with the profile's.
@@ -467,10 +492,7 @@ impl CloudInit {
             ));
         }
         if let Some(l) = &s.ldap_client {
-            let uri = l
-                .uri
-                .clone()
-                .unwrap_or_else(|| format!("ldaps://ldap.{product}.private"));
+            let uri = l.uris(product).join(" ");
             let filter = cerveza_core::access::pam_filter(ctx.host, ctx.zone);
             parts.push(cloud_config(
                 "cerveza-ldap.cfg",

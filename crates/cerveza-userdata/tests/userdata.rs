@@ -130,10 +130,20 @@ fn the_puppet_minute_is_stable_and_spread() {
         .map(|i| puppet_minute(&format!("web{i:02}")))
         .collect();
     assert!(minutes.iter().all(|m| *m < 30));
-    assert!(
-        minutes.len() >= 15,
-        "60 hosts spread over at least 15 minutes: {minutes:?}"
+    assert_eq!(minutes.len(), 30, "60 hosts use every minute: {minutes:?}");
+    // A group of up to 30 numbered hosts never shares a minute.
+    for stem in ["web", "dev-mysql", "a"] {
+        let minutes: std::collections::BTreeSet<u32> = (1..=30)
+            .map(|i| puppet_minute(&format!("{stem}{i:02}")))
+            .collect();
+        assert_eq!(minutes.len(), 30, "{stem}: {minutes:?}");
+    }
+    assert_ne!(
+        puppet_minute("web01"),
+        puppet_minute("db01"),
+        "stems start apart"
     );
+    assert!(puppet_minute("bastion") < 30 && puppet_minute("99") < 30);
 }
 
 #[test]
