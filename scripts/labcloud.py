@@ -472,8 +472,34 @@ class Lab:
             d = orig_describe(self, base_key)
             if getattr(self, "_lab_creating", False):
                 d[base_key]["TableStatus"] = "CREATING"
+            replicas = getattr(self, "_lab_replicas", [])
+            if replicas:
+                d[base_key]["Replicas"] = [{"RegionName": r, "ReplicaStatus": "ACTIVE"} for r in replicas]
+                d[base_key]["MultiRegionConsistency"] = self._lab_consistency
             return d
         Table.describe = describe
+
+        # Global tables: moto ignores UpdateTable's ReplicaUpdates. Here they are kept on
+        # the table and shown by DescribeTable (Replicas, MultiRegionConsistency), which is
+        # what readers of a global table see; the replicas hold no data.
+        from moto.dynamodb.responses import DynamoHandler
+        orig_update_table = DynamoHandler.update_table
+
+        def update_table(self):
+            body = self.body
+            updates = body.get("ReplicaUpdates") or []
+            if updates:
+                t = self.dynamodb_backend.get_table(body["TableName"])
+                replicas = list(getattr(t, "_lab_replicas", []))
+                for u in updates:
+                    if "Create" in u and u["Create"]["RegionName"] not in replicas:
+                        replicas.append(u["Create"]["RegionName"])
+                    if "Delete" in u:
+                        replicas = [r for r in replicas if r != u["Delete"]["RegionName"]]
+                t._lab_replicas = replicas
+                t._lab_consistency = body.get("MultiRegionConsistency", "EVENTUAL")
+            return orig_update_table(self)
+        DynamoHandler.update_table = update_table
 
         def not_while_creating(method):
             orig = getattr(DynamoDBBackend, method)

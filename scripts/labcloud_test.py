@@ -242,6 +242,23 @@ class LabCloud(unittest.TestCase):
             "ACTIVE")
         put()
 
+    def test_global_table_replicas_are_shown_by_describe_table(self):
+        ddb = self.client("dynamodb")
+        ddb.create_table(
+            TableName="lab-global", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
+        self.until(lambda: ddb.describe_table(TableName="lab-global")["Table"]["TableStatus"], "ACTIVE")
+        self.assertNotIn("Replicas", ddb.describe_table(TableName="lab-global")["Table"])
+        ddb.update_table(TableName="lab-global", MultiRegionConsistency="STRONG", ReplicaUpdates=[
+            {"Create": {"RegionName": "us-east-2"}}, {"Create": {"RegionName": "us-west-2"}}])
+        t = ddb.describe_table(TableName="lab-global")["Table"]
+        self.assertEqual([r["RegionName"] for r in t["Replicas"]], ["us-east-2", "us-west-2"])
+        self.assertEqual(t["MultiRegionConsistency"], "STRONG")
+        ddb.update_table(TableName="lab-global", ReplicaUpdates=[{"Delete": {"RegionName": "us-west-2"}}])
+        self.assertEqual([r["RegionName"] for r in ddb.describe_table(TableName="lab-global")["Table"]["Replicas"]],
+                         ["us-east-2"])
+
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()
         first = self.launch(ec2, ClientToken="reset-1")["InstanceId"]
