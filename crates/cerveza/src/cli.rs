@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cerveza_core::{ProfileName, Zone};
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::engine::ArgValueCompleter;
 
@@ -106,6 +107,14 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cerveza -m noc remote mysql -- uptime",
             "cerveza -m noc remote 'web*' -b -- cat /etc/debian_version",
             "cerveza -m noc remote zone:us-east-1b --timeout 30s -f 16 -- sudo apt-get -qq update",
+        ],
+    ),
+    (
+        "doctor",
+        &[
+            "cerveza -m noc doctor",
+            "cerveza -m noc doctor 'web*' --only resolver,nsswitch -o json",
+            "cerveza -m noc doctor --only security-groups,registry,idle-addresses   # cloud side only",
         ],
     ),
     (
@@ -698,6 +707,39 @@ pub enum Command {
         /// A command instead of a login shell.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+    /// Check the fleet against the paper's outage lessons (reads only, changes nothing).
+    ///
+    /// Cloud side: security-groups (rules naming a private /32), config-spof (one LDAP
+    /// URI, one nameserver, or all of them in one region), registry (point-in-time
+    /// recovery and an MRSC replica), registry-tags (records that disagree with tags),
+    /// orphan-volumes, idle-addresses. On each running host, through ssh like `remote`:
+    /// resolver, nsswitch, login-timeouts (LDAP + DNS + autofs waits against sshd's
+    /// LoginGraceTime), fstab (nofail), puppet (cron at spread minutes, no daemon),
+    /// updatedb (prunes NFS), local-account (a local user with an ssh key). Files only
+    /// root can read are read with `sudo -n` when that needs no password.
+    ///
+    /// Exit code: 0 all passed, 1 a check failed, 5 every check that ran passed but some
+    /// hosts or regions could not be checked.
+    Doctor {
+        /// Hosts the on-host checks visit [default: every running host].
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        selection: Vec<String>,
+        /// Run only these checks (comma-separated).
+        #[arg(long, value_name = "CHECK", value_delimiter = ',', value_parser = PossibleValuesParser::new(cerveza_doctor::Check::ALL.map(|c| c.id())))]
+        only: Vec<String>,
+        /// An unattached volume of a host that is gone is an orphan once older than this.
+        #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "7days")]
+        volume_age: Duration,
+        /// Reach hosts at their public addresses (default: private, through your VPN).
+        #[arg(long)]
+        public: bool,
+        /// Hosts at once [default: 64].
+        #[arg(short = 'f', long, value_name = "N")]
+        fanout: Option<usize>,
+        /// Give each host this long, connecting included.
+        #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
+        timeout: Duration,
     },
     /// The host registry: profile and zone of every host, in one home region.
     ///

@@ -194,6 +194,24 @@ async fn run(mut cli: Cli) -> Result<u8> {
             public,
             command,
         } => commands::remote::ssh(&ctx, host, *public, command).await,
+        Command::Doctor {
+            selection,
+            only,
+            volume_age,
+            public,
+            fanout,
+            timeout,
+        } => {
+            let args = commands::doctor::DoctorArgs {
+                selection: selection.clone(),
+                only: only.clone(),
+                volume_age: *volume_age,
+                public: *public,
+                fanout: *fanout,
+                timeout: *timeout,
+            };
+            commands::doctor::run(&ctx, &args).await
+        }
         Command::Eip { command } => {
             let (verb, hosts) = match command {
                 cli::EipCommand::Attach { hosts } => (Verb::EipAttach, hosts),

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod dns;
+pub mod doctor;
 pub mod existing;
 pub mod export;
 pub mod init;

@@ -167,7 +167,7 @@ pub(crate) async fn running_hosts(
 
 /// The running instances a selection names; plain words that name no host select by
 /// substring (and say so). An empty result is an error.
-fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<Vec<&'i Instance>> {
+pub(crate) fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<Vec<&'i Instance>> {
     let known: Vec<&str> = instances.iter().filter_map(|i| i.host()).collect();
     let (sel, notes) = sel.with_substrings(&known);
     for n in &notes {

@@ -4,6 +4,12 @@ cerveza's own code, so integration tests check the real end state.
     cloud.py state PRODUCT REGION...        JSON: instances, volumes, Elastic IPs of PRODUCT, registry items
     cloud.py foreign REGION ZONE NAME       launch an instance tagged only Name=NAME
     cloud.py user-data REGION INSTANCE      the instance's user-data bytes
+    cloud.py sg-rule REGION CIDR            a security group letting CIDR in on 3306; prints its id
+    cloud.py sg-delete REGION GROUP         deletes it
+    cloud.py registry-resilience on|off     point-in-time recovery and two MRSC replicas, or none
+    cloud.py registry-set PRODUCT HOST ATTR VALUE   overwrites one attribute of a record
+    cloud.py volume REGION ZONE PRODUCT HOST        a data volume tagged for HOST; prints its id
+    cloud.py eip REGION PRODUCT HOST        an Elastic IP tagged for HOST, associated with nothing
 """
 import json
 import os
@@ -203,6 +209,57 @@ def foreign(region, zone, name):
     print(launch(ec2, region, zone, [{"Key": "Name", "Value": name}]))
 
 
+def sg_rule(region, cidr):
+    ec2 = boto3.client("ec2", region_name=region)
+    name = "doctor-%d" % time.time_ns()
+    gid = ec2.create_security_group(GroupName=name, Description="doctor test")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 3306, "ToPort": 3306, "IpRanges": [{"CidrIp": cidr}]}])
+    print(gid)
+
+
+def sg_delete(region, group):
+    boto3.client("ec2", region_name=region).delete_security_group(GroupId=group)
+
+
+def registry_resilience(state):
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    on = state == "on"
+    ddb.update_continuous_backups(
+        TableName=TABLE, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": on})
+    replicas = ["us-east-2", "us-west-2"]
+    if on:
+        ddb.update_table(TableName=TABLE, MultiRegionConsistency="STRONG",
+                         ReplicaUpdates=[{"Create": {"RegionName": r}} for r in replicas])
+    else:
+        ddb.update_table(TableName=TABLE, ReplicaUpdates=[{"Delete": {"RegionName": r}} for r in replicas])
+
+
+def registry_set(product, host, attr, value):
+    boto3.client("dynamodb", region_name="us-east-1").update_item(
+        TableName=TABLE, Key={"product": {"S": product}, "hostname": {"S": host}},
+        UpdateExpression="SET #a = :v", ExpressionAttributeNames={"#a": attr},
+        ExpressionAttributeValues={":v": {"S": value}})
+
+
+def volume(region, zone, product, host):
+    ec2 = boto3.client("ec2", region_name=region)
+    tags = [{"Key": "cerveza:product", "Value": product}, {"Key": "cerveza:host", "Value": host},
+            {"Key": "cerveza:device", "Value": "/dev/sdf"}]
+    vid = ec2.create_volume(AvailabilityZone=zone, Size=10, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": tags}])["VolumeId"]
+    until(lambda: ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["State"], "available")
+    print(vid)
+
+
+def eip(region, product, host):
+    ec2 = boto3.client("ec2", region_name=region)
+    alloc = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    ec2.create_tags(Resources=[alloc], Tags=[{"Key": "cerveza:product", "Value": product},
+                                            {"Key": "cerveza:host", "Value": host}])
+    print(alloc)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "state":
@@ -227,5 +284,17 @@ if __name__ == "__main__":
         tagged(*args)
     elif cmd == "foreign":
         foreign(*args)
+    elif cmd == "sg-rule":
+        sg_rule(*args)
+    elif cmd == "sg-delete":
+        sg_delete(*args)
+    elif cmd == "registry-resilience":
+        registry_resilience(*args)
+    elif cmd == "registry-set":
+        registry_set(*args)
+    elif cmd == "volume":
+        volume(*args)
+    elif cmd == "eip":
+        eip(*args)
     else:
         sys.exit(f"unknown command {cmd}")

@@ -1,0 +1,330 @@
+use super::*;
+
+const M: &str = "@@m0";
+
+/// Script output for these files (path, text); `None` text is unreadable.
+fn output(files: &[(&str, Option<&str>)], extra: &[&str]) -> String {
+    let mut out = String::from("Welcome to Ubuntu\n");
+    for (p, t) in files {
+        match t {
+            Some(t) => out.push_str(&format!("{M} file {p}\n{t}\n")),
+            None => out.push_str(&format!("{M} unreadable {p}\n")),
+        }
+    }
+    for e in extra {
+        out.push_str(&format!("{M} {e}\n"));
+    }
+    out.push_str(&format!("{M} end\n"));
+    out
+}
+
+fn host(files: &[(&str, Option<&str>)], extra: &[&str]) -> HostFiles {
+    HostFiles::parse(&output(files, extra), M)
+}
+
+fn problems(check: Check, files: &[(&str, Option<&str>)]) -> Vec<String> {
+    match judge(check, &host(files, &[])) {
+        Verdict::Pass => Vec::new(),
+        Verdict::Fail(p) => p,
+        Verdict::Unknown(e) => panic!("unknown: {e}"),
+    }
+}
+
+const GOOD_RESOLV: &str =
+    "nameserver 10.0.0.2\nnameserver 10.1.0.2\noptions timeout:1 attempts:1\n";
+
+#[test]
+fn the_resolver_needs_two_nameservers_and_short_timeouts() {
+    assert!(problems(Check::Resolver, &[("/etc/resolv.conf", Some(GOOD_RESOLV))]).is_empty());
+    let p = problems(
+        Check::Resolver,
+        &[("/etc/resolv.conf", Some("nameserver 10.0.0.2\n"))],
+    );
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p[0].contains("one nameserver (10.0.0.2)"));
+    assert!(p[1].contains("timeout 5 s"));
+    assert!(p[2].contains("2 attempts"));
+    assert!(problems(Check::Resolver, &[])[0].contains("missing"));
+}
+
+#[test]
+fn nsswitch_must_read_files_before_the_directory() {
+    let good = "passwd: files ldap\ngroup: compat [NOTFOUND=return] ldap\nshadow: files\nhosts: dns files\n";
+    assert!(problems(Check::Nsswitch, &[("/etc/nsswitch.conf", Some(good))]).is_empty());
+    let bad = "passwd:  ldap files\ngroup: ldap\nshadow: files sss\n";
+    let p = problems(Check::Nsswitch, &[("/etc/nsswitch.conf", Some(bad))]);
+    assert_eq!(
+        p,
+        [
+            "/etc/nsswitch.conf: `passwd: ldap files` asks ldap before local files",
+            "/etc/nsswitch.conf: `group: ldap` never reads local files",
+        ]
+    );
+}
+
+const CERVEZA_NSLCD: &str =
+    "uid nslcd\nuri ldaps://ldap.noc.private\nbind_timelimit 3\ntimelimit 5\n";
+
+#[test]
+fn login_timeouts_are_summed_against_login_grace_time() {
+    // cerveza's own settings: 3 × (DNS 1×1×2 + 3 + 5) = 30 s < 120 s.
+    let good = [
+        ("/etc/resolv.conf", Some(GOOD_RESOLV)),
+        ("/etc/nslcd.conf", Some(CERVEZA_NSLCD)),
+    ];
+    assert!(problems(Check::LoginTimeouts, &good).is_empty());
+    // Debian's defaults for nslcd: no timelimit at all.
+    let p = problems(
+        Check::LoginTimeouts,
+        &[("/etc/nslcd.conf", Some("uri ldap://10.0.0.5\n"))],
+    );
+    assert!(p[0].contains("no timelimit"), "{p:?}");
+    // Long waits: 3 × (DNS 5×2×2 + 2 × 30 + 10) = 270 s ≥ 120 s; a drop-in sets 1m.
+    let slow = "uri ldap://a.noc.private ldap://b.noc.private\nbind_timelimit 30\ntimelimit 10\n";
+    let p = problems(
+        Check::LoginTimeouts,
+        &[
+            (
+                "/etc/resolv.conf",
+                Some("nameserver 10.0.0.2\nnameserver 10.1.0.2\n"),
+            ),
+            ("/etc/nslcd.conf", Some(slow)),
+            (
+                "/etc/ssh/sshd_config",
+                Some("Include /etc/ssh/sshd_config.d/*.conf\nLoginGraceTime 10m\n"),
+            ),
+            (
+                "/etc/ssh/sshd_config.d/50-cloud.conf",
+                Some("LoginGraceTime 1m\n"),
+            ),
+        ],
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("a login can wait 270 s (3 lookups × (DNS 20 s + 2 URI(s) × bind_timelimit 30 s + timelimit 10 s) in /etc/nslcd.conf), not less than sshd's LoginGraceTime 60 s"), "{p:?}");
+    // autofs without mount_wait waits as long as mount does.
+    let p = problems(
+        Check::LoginTimeouts,
+        &[
+            ("/etc/resolv.conf", Some(GOOD_RESOLV)),
+            ("/etc/autofs.conf", Some("[ autofs ]\ntimeout = 300\n")),
+        ],
+    );
+    assert!(p[0].contains("no mount_wait"), "{p:?}");
+}
+
+#[test]
+fn sshd_times_and_the_first_value_win() {
+    assert_eq!(sshd_seconds("120"), Some(120));
+    assert_eq!(sshd_seconds("1m30s"), Some(90));
+    assert_eq!(sshd_seconds("2M"), Some(120));
+    assert_eq!(sshd_seconds("2x"), None);
+    let h = host(
+        &[(
+            "/etc/ssh/sshd_config",
+            Some("LoginGraceTime 30\nLoginGraceTime 90\nMatch User x\n"),
+        )],
+        &[],
+    );
+    assert_eq!(login_grace(&h), Ok(30));
+    let h = host(
+        &[(
+            "/etc/ssh/sshd_config",
+            Some("Match User x\n  LoginGraceTime 1\n"),
+        )],
+        &[],
+    );
+    assert_eq!(login_grace(&h), Ok(120));
+}
+
+#[test]
+fn fstab_lines_that_can_stop_a_boot() {
+    let good = "LABEL=cloudimg-rootfs / ext4 defaults 0 1\nLABEL=UEFI /boot/efi vfat umask=0077 0 1\n/dev/xvdb /mnt auto defaults,nofail 0 2\nproc /proc proc defaults 0 0\n/dev/xvdf /data ext4 noauto 0 0\n";
+    assert!(problems(Check::Fstab, &[("/etc/fstab", Some(good))]).is_empty());
+    let bad = "/dev/md0 /var/lib/mysql xfs defaults 0 2\nnfs.noc.private:/home /home nfs rw,_netdev 0 0\n";
+    let p = problems(Check::Fstab, &[("/etc/fstab", Some(bad))]);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("/dev/md0 on /var/lib/mysql without nofail"));
+    assert!(p[1].contains("network filesystem nfs.noc.private:/home"));
+}
+
+#[test]
+fn puppet_from_cron_not_as_a_daemon() {
+    let cron = "# minute 17\n17,47 * * * * root /usr/bin/puppet agent --onetime\n";
+    let h = host(&[("/etc/cron.d/cerveza-puppet", Some(cron))], &[]);
+    let p = puppet(&h).unwrap();
+    assert!(p.problems.is_empty());
+    assert_eq!(p.minutes, BTreeSet::from([17, 47]));
+    assert_eq!(judge(Check::Puppet, &h), Verdict::Pass);
+    let h = host(
+        &[("/etc/default/puppet", Some("START=yes\n"))],
+        &["enabled puppet.service"],
+    );
+    let Verdict::Fail(p) = judge(Check::Puppet, &h) else {
+        panic!()
+    };
+    assert_eq!(p.len(), 2);
+    assert!(p[0].contains("puppet.service is enabled"));
+    assert_eq!(cron_minutes("*/20"), Some(BTreeSet::from([0, 20, 40])));
+    assert_eq!(cron_minutes("5-9/2"), Some(BTreeSet::from([5, 7, 9])));
+    assert_eq!(cron_minutes("61"), None);
+}
+
+#[test]
+fn puppet_minutes_of_a_group_are_spread_when_they_can_be() {
+    let a = BTreeSet::from([3, 33]);
+    let b = BTreeSet::from([10, 40]);
+    fn hosts<'a>(a: &'a BTreeSet<u32>, second: &'a BTreeSet<u32>) -> Vec<PuppetHost<'a>> {
+        vec![
+            PuppetHost {
+                host: "web01",
+                group: "Web",
+                minutes: a,
+            },
+            PuppetHost {
+                host: "web02",
+                group: "Web",
+                minutes: second,
+            },
+            PuppetHost {
+                host: "db01",
+                group: "Mysql",
+                minutes: a,
+            },
+        ]
+    }
+    assert!(puppet_spread(&hosts(&a, &b)).is_empty());
+    let f = puppet_spread(&hosts(&a, &a));
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!(f[0].subject, "web01");
+    assert_eq!(
+        f[0].problem,
+        "runs puppet at minute 3 like web02 (2 hosts of Web fit in 30 minutes)"
+    );
+}
+
+#[test]
+fn updatedb_prunes_network_filesystems() {
+    let good = "PRUNE_BIND_MOUNTS=\"yes\"\nPRUNEFS=\"NFS nfs nfs4 rpc_pipefs afs\"\n";
+    assert!(problems(Check::Updatedb, &[("/etc/updatedb.conf", Some(good))]).is_empty());
+    let p = problems(
+        Check::Updatedb,
+        &[("/etc/updatedb.conf", Some("PRUNEFS=\"proc nfs\"\n"))],
+    );
+    assert_eq!(
+        p,
+        ["/etc/updatedb.conf: PRUNEFS lacks nfs4: updatedb crawls those mounts"]
+    );
+}
+
+#[test]
+fn a_local_account_with_a_key_is_the_backdoor() {
+    let h = host(
+        &[(
+            "/etc/passwd",
+            Some("ubuntu:x:1000:1000::/home/ubuntu:/bin/bash\n"),
+        )],
+        &["key ubuntu"],
+    );
+    assert_eq!(judge(Check::LocalAccount, &h), Verdict::Pass);
+    let h = host(
+        &[("/etc/passwd", Some("root:x:0:0::/root:/bin/bash\n"))],
+        &[],
+    );
+    assert!(matches!(judge(Check::LocalAccount, &h), Verdict::Fail(_)));
+}
+
+#[test]
+fn unreadable_files_and_cut_off_output_are_never_a_pass() {
+    let h = host(&[("/etc/nslcd.conf", None)], &[]);
+    let Verdict::Unknown(why) = judge(Check::LoginTimeouts, &h) else {
+        panic!()
+    };
+    assert!(why.contains("cannot read /etc/nslcd.conf"), "{why}");
+    let cut =
+        output(&[("/etc/resolv.conf", Some(GOOD_RESOLV))], &[]).replace(&format!("{M} end\n"), "");
+    let h = HostFiles::parse(&cut, M);
+    assert!(matches!(judge(Check::Resolver, &h), Verdict::Unknown(_)));
+}
+
+#[test]
+fn a_file_cannot_forge_another_section() {
+    // A marker without this run's nonce is text of the file it is in.
+    let text = "nameserver 10.0.0.2\n@@other file /etc/fstab\n";
+    let h = host(&[("/etc/resolv.conf", Some(text))], &[]);
+    assert_eq!(h.state("/etc/fstab"), &FileState::Missing);
+    assert_eq!(
+        parse_resolver(h.text("/etc/resolv.conf").unwrap().unwrap())
+            .nameservers
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn the_script_reads_a_tree_under_a_root_prefix() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let write = |p: &str, t: &str| {
+        let f = r.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, t).unwrap();
+    };
+    write("/etc/resolv.conf", GOOD_RESOLV);
+    write(
+        "/etc/cron.d/cerveza-puppet",
+        "7,37 * * * * root puppet agent\n",
+    );
+    write(
+        "/etc/ssh/sshd_config",
+        "Include sshd_config.d/*.conf\nLoginGraceTime 2m\n",
+    );
+    write(
+        "/etc/ssh/sshd_config.d/10-grace.conf",
+        "LoginGraceTime 45\n",
+    );
+    write(
+        "/etc/passwd",
+        "ops:x:1000:1000::/home/ops:/bin/sh\nsvc:x:999:999::/home/svc:/usr/sbin/nologin\n",
+    );
+    write("/home/ops/.ssh/authorized_keys", "ssh-ed25519 AAAA ops\n");
+    write("/home/svc/.ssh/authorized_keys", "ssh-ed25519 AAAA svc\n");
+    write(
+        "/etc/systemd/system/multi-user.target.wants/puppet.service",
+        "",
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command(&r.display().to_string(), "@@t1"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let h = HostFiles::parse(&text, "@@t1");
+    assert!(h.complete(), "{text}");
+    assert_eq!(h.text("/etc/resolv.conf"), Ok(Some(GOOD_RESOLV)));
+    assert_eq!(h.state("/etc/fstab"), &FileState::Missing);
+    assert_eq!(h.keyed_users, ["ops"]);
+    assert_eq!(
+        h.enabled_units,
+        BTreeSet::from(["puppet.service".to_owned()])
+    );
+    assert_eq!(puppet(&h).unwrap().minutes, BTreeSet::from([7, 37]));
+    assert_eq!(login_grace(&h), Ok(45));
+}
+
+#[test]
+fn the_command_is_one_line_of_safe_characters() {
+    let c = command("/tmp/it's", "@@ab");
+    assert!(!c.contains('\n'));
+    assert!(c.ends_with(r"sh -s -- '/tmp/it'\''s' '@@ab'"), "{c}");
+}
+
+#[test]
+fn uri_hosts() {
+    assert_eq!(
+        uri_host("ldaps://ldap1.noc.private:636/"),
+        "ldap1.noc.private"
+    );
+    assert_eq!(uri_host("ldap://10.0.0.5"), "10.0.0.5");
+    assert_eq!(uri_host("ldap://[fd00::5]:389"), "fd00::5");
+}
