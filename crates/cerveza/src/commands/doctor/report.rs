@@ -29,24 +29,8 @@ fn subjects(findings: &[Finding], scope: Scope) -> String {
     }
 }
 
-#[derive(Serialize)]
-struct Json<'a> {
-    checks: &'a [CheckReport],
-    regions_left_out: Vec<&'a str>,
-}
-
-/// Prints the report.
-pub(super) fn print(
-    ctx: &Ctx,
-    reports: &[CheckReport],
-    left_out: &[(Region, String)],
-) -> Result<()> {
-    if ctx.output == Output::Json {
-        return output::print_json(&Json {
-            checks: reports,
-            regions_left_out: left_out.iter().map(|(r, _)| r.as_str()).collect(),
-        });
-    }
+/// The table of checks, then each failing check: its reason, findings and fix.
+fn render(reports: &[CheckReport]) -> String {
     let mut t = Table::new(&["CHECK", "RESULT", "CHECKED", "FOUND", "ON"]);
     for r in reports {
         let result = match r.result {
@@ -79,7 +63,28 @@ pub(super) fn print(
         }
         text.push_str(&format!("  fix: {}\n", r.fix));
     }
-    output::emit(&text);
+    text
+}
+
+#[derive(Serialize)]
+struct Json<'a> {
+    checks: &'a [CheckReport],
+    regions_left_out: Vec<&'a str>,
+}
+
+/// Prints the report.
+pub(super) fn print(
+    ctx: &Ctx,
+    reports: &[CheckReport],
+    left_out: &[(Region, String)],
+) -> Result<()> {
+    if ctx.output == Output::Json {
+        return output::print_json(&Json {
+            checks: reports,
+            regions_left_out: left_out.iter().map(|(r, _)| r.as_str()).collect(),
+        });
+    }
+    output::emit(&render(reports));
     // What could not be checked, once per subject and reason, on stderr.
     let mut missed: Vec<(&str, &str)> = reports
         .iter()
@@ -103,4 +108,45 @@ pub(super) fn print(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use cerveza_doctor::Check;
+
+    use super::super::checked;
+    use super::*;
+
+    #[test]
+    fn the_report_table_and_its_details() {
+        let reports = [
+            CheckReport::new(
+                Check::SecurityGroups,
+                checked(12, "rule(s)"),
+                vec![
+                    Finding::new("sg-1 (mysql, us-east-1)", "ingress tcp 3306 from 10.0.1.5/32: web01's private address"),
+                    Finding::new("sg-2 (web, us-east-1)", "ingress tcp 80 from 10.0.1.6/32: a private address no host of the fleet has now"),
+                ],
+                Vec::new(),
+            ),
+            CheckReport::new(Check::Registry, checked(1, "table(s)"), Vec::new(), Vec::new()),
+            CheckReport::new(
+                Check::Resolver,
+                checked(3, "host(s)"),
+                vec![
+                    Finding::new("web01", "/etc/resolv.conf names one nameserver (10.0.0.2)"),
+                    Finding::new("web02", "/etc/resolv.conf names one nameserver (10.0.0.2)"),
+                ],
+                vec![Finding::new("web04", "unreachable")],
+            ),
+            CheckReport::new(
+                Check::Nsswitch,
+                checked(3, "host(s)"),
+                Vec::new(),
+                vec![Finding::new("web04", "unreachable")],
+            ),
+            CheckReport::skipped(Check::Fstab),
+        ];
+        insta::assert_snapshot!(render(&reports));
+    }
 }
