@@ -1,5 +1,5 @@
-//! Read-only facts `cerveza doctor` judges: security group rules, Elastic IPs, the
-//! registry table's backups and replicas.
+//! Read-only facts: what `cerveza doctor` judges (security group rules, Elastic IPs, the
+//! registry table's backups and replicas) and the console output host keys come from.
 
 use aws_sdk_ec2::types::IpPermission;
 use cerveza_core::model::{Address, AllocationId, InstanceId, SecurityRule};
@@ -61,6 +61,28 @@ impl Ec2 {
             }
         }
         Ok(out)
+    }
+
+    /// An instance's console output (the latest EC2 keeps, 64 KB); `None` while EC2 has
+    /// none yet (it is posted a while after boot).
+    pub async fn console_output(
+        &self,
+        region: &Region,
+        instance: &InstanceId,
+    ) -> ProviderResult<Option<String>> {
+        self.pace(region, "GetConsoleOutput", false, 1).await;
+        let out = self
+            .client(region)
+            .get_console_output()
+            .instance_id(instance.as_str())
+            .send()
+            .await
+            .map_err(provider_error)?;
+        Ok(out
+            .output()
+            .filter(|o| !o.is_empty())
+            .and_then(|o| aws_smithy_types::base64::decode(o.trim()).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     /// The product's Elastic IPs in a region, with the host each was allocated for.

@@ -133,6 +133,14 @@ pub struct Options {
     pub ssh_user: Option<String>,
     /// ssh `ProxyJump` (a bastion or VPN box).
     pub jump_host: Option<String>,
+    /// A region's own gateway, over `jump_host` for its hosts (the config's
+    /// `[regions.<name>] jump-host`).
+    #[serde(skip)]
+    pub region_jump_hosts: std::collections::BTreeMap<String, String>,
+    /// cerveza's known_hosts file: ssh-config then checks host keys against it by the
+    /// host's fqdn (`HostKeyAlias`), as `cerveza remote` does (`[remote] known-hosts`).
+    #[serde(skip)]
+    pub known_hosts: Option<String>,
     /// Ganglia options.
     pub ganglia: ganglia::Options,
     /// Nagios options.

@@ -46,6 +46,15 @@ pub fn ssh_config(fleet: &Fleet, opts: &Options) -> Result<String, ExportError> 
         .as_deref()
         .map(|j| ssh_word("jump-host", j))
         .transpose()?;
+    let known_hosts = opts
+        .known_hosts
+        .as_deref()
+        .map(|k| ssh_word("known-hosts", k))
+        .transpose()?;
+    let mut region_jump = std::collections::BTreeMap::new();
+    for (region, j) in &opts.region_jump_hosts {
+        region_jump.insert(region.as_str(), ssh_word("jump-host", j)?);
+    }
     let mut out = header("#", fleet);
     for h in &fleet.hosts {
         let Some(addr) = h.address(opts.address) else {
@@ -57,8 +66,13 @@ pub fn ssh_config(fleet: &Fleet, opts: &Options) -> Result<String, ExportError> 
         if let Some(u) = &user {
             let _ = writeln!(out, "    User {u}");
         }
-        if let Some(j) = &jump {
+        if let Some(j) = region_jump.get(h.region.as_str()).or(jump.as_ref()) {
             let _ = writeln!(out, "    ProxyJump {j}");
+        }
+        if let Some(k) = &known_hosts {
+            let _ = writeln!(out, "    HostKeyAlias {}", h.fqdn);
+            let _ = writeln!(out, "    UserKnownHostsFile {k}");
+            let _ = writeln!(out, "    StrictHostKeyChecking yes");
         }
     }
     Ok(out)
