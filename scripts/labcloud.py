@@ -10,7 +10,10 @@ each one, with the test that shows it):
 
   time          instances pending -> running, stopping -> stopped, shutting-down ->
                 terminated; volumes creating -> available, attachments attaching ->
-                attached, deleting -> gone; DynamoDB tables CREATING -> ACTIVE
+                attached, deleting -> gone; DynamoDB tables CREATING -> ACTIVE; the
+                console output (GetConsoleOutput) is empty until a while after launch, then
+                carries cloud-init's host key block with the lab sshd's real keys
+                (--host-keys FILE.pub)
   too early     StartInstances of a stopping instance and StopInstances of a pending one
                 (IncorrectInstanceState), AttachVolume of a creating volume
                 (IncorrectState), AssociateAddress to a pending instance (InvalidInstanceID)
@@ -29,7 +32,7 @@ Timings come from CERVEZA_LAB_CLOUD, a comma-separated list of key=seconds (a ra
 "20-40" draws uniformly) or a preset name ("test", the default; "realistic"):
 
   pending stopping shutting-down volume-creating volume-attaching volume-deleting
-  table-creating visibility throttle(on|off)
+  table-creating visibility console throttle(on|off)
 
 A request with the header `x-lab-oracle: 1` sees the truth at once and is never throttled:
 that is how the tests read the end state. GET /lab-api/config shows the settings; GET /lab-api/stats counts requests and throttled
@@ -58,15 +61,16 @@ from collections import Counter
 
 PRESETS = {
     "test": "pending=1-2,stopping=1,shutting-down=1,volume-creating=1,volume-attaching=0.5,"
-    "volume-deleting=1,table-creating=2,visibility=1,throttle=on",
+    "volume-deleting=1,table-creating=2,visibility=1,console=1-2,throttle=on",
     "realistic": "pending=20-40,stopping=15-30,shutting-down=10-20,volume-creating=2-5,"
-    "volume-attaching=2-5,volume-deleting=2-5,table-creating=5-10,visibility=2-4,throttle=on",
+    "volume-attaching=2-5,volume-deleting=2-5,table-creating=5-10,visibility=2-4,console=60-180,"
+    "throttle=on",
     "instant": "pending=0,stopping=0,shutting-down=0,volume-creating=0,volume-attaching=0,"
-    "volume-deleting=0,table-creating=0,visibility=0,throttle=off",
+    "volume-deleting=0,table-creating=0,visibility=0,console=0,throttle=off",
 }
 KEYS = {
     "pending", "stopping", "shutting-down", "volume-creating", "volume-attaching",
-    "volume-deleting", "table-creating", "visibility", "throttle",
+    "volume-deleting", "table-creating", "visibility", "console", "throttle",
 }
 
 
@@ -130,6 +134,8 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--profiles", action="append", default=[])
+    ap.add_argument("--host-keys", action="append", default=[],
+                    help="public host key files the consoles show (read when asked)")
     args = ap.parse_args()
     settings = parse_settings(os.environ.get("CERVEZA_LAB_CLOUD", "test"))
     amis, keys = profile_resources(args.profiles)
@@ -150,6 +156,7 @@ def main():
     os.environ.setdefault("MOTO_PORT", str(args.port))
 
     lab = Lab(settings, keys)
+    lab.host_keys = args.host_keys
     lab.patch()
     from werkzeug.serving import run_simple
     from moto.moto_server.werkzeug_app import (
@@ -295,8 +302,39 @@ class Lab:
         def init(self, *a, **k):
             orig_init(self, *a, **k)
             self._lab_visible = time.monotonic() + lab.seconds("visibility")
+            self._lab_console = time.monotonic() + lab.seconds("console")
             move(self, "pending", "running", "pending")
         Instance.__init__ = init
+
+        # The console output: nothing until EC2 posts it, a while after boot; then the
+        # boot log with cloud-init's host key block (cc_keys_to_console), carrying the
+        # lab sshd's real public keys, as a real instance's console carries its own.
+        from moto.ec2.responses.general import SAMPLE_CONSOLE_OUTPUT, General
+        from moto.core.responses import ActionResult
+        from moto.core.utils import utcnow
+        from moto.ec2.utils import Base64EncodedString
+
+        def get_console_output(self):
+            i = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+            result = {"InstanceId": i.id, "Timestamp": utcnow()}
+            if time.monotonic() >= getattr(i, "_lab_console", 0):
+                keys = []
+                for f in lab.host_keys:
+                    try:
+                        kind, key = pathlib.Path(f).read_text().split()[:2]
+                        keys.append(f"{kind} {key} root@{i.id}")
+                    except (OSError, ValueError):
+                        pass
+                text = (SAMPLE_CONSOLE_OUTPUT
+                        + "ec2: #############################################################\r\n"
+                        + "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\r\n"
+                        + "ec2: -----END SSH HOST KEY FINGERPRINTS-----\r\n"
+                        + "-----BEGIN SSH HOST KEY KEYS-----\r\n"
+                        + "".join(k + "\r\n" for k in keys)
+                        + "-----END SSH HOST KEY KEYS-----\r\n")
+                result["Output"] = Base64EncodedString.from_raw_string(text)
+            return ActionResult(result)
+        General.get_console_output = get_console_output
 
         orig_start, orig_stop, orig_terminate = Instance.start, Instance.stop, Instance.terminate
 
