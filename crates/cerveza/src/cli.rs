@@ -106,7 +106,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "cerveza -m noc remote mysql -- uptime",
             "cerveza -m noc remote 'web*' -b -- cat /etc/debian_version",
-            "cerveza -m noc remote zone:us-east-1b --timeout 30s -f 16 -- sudo apt-get -qq update",
+            "cerveza remote --close                      # end the kept connections",
         ],
     ),
     (
@@ -115,6 +115,25 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cerveza -m noc doctor",
             "cerveza -m noc doctor 'web*' --only resolver,nsswitch -o json",
             "cerveza -m noc doctor --only security-groups,registry,idle-addresses   # cloud side only",
+        ],
+    ),
+    (
+        "copy",
+        &[
+            "cerveza -m noc copy 'web*' build/app.conf /etc/app/",
+            "cerveza -m noc copy -r zone:us-east-1b build/static /srv/www/",
+            "cerveza -m noc copy --gather 'web*' /var/log/syslog ./logs     # ./logs/web01/syslog, …",
+        ],
+    ),
+    (
+        "hostkeys",
+        &["cerveza -m noc hostkeys sync"],
+    ),
+    (
+        "hostkeys sync",
+        &[
+            "cerveza -m noc hostkeys sync",
+            "cerveza -m noc hostkeys sync 'web*' -o json",
         ],
     ),
     (
@@ -673,10 +692,10 @@ pub enum Command {
     /// region could not be listed (its selected hosts did not run the command).
     Remote {
         /// Which hosts (names, globs, ranges, zone:, region:, profile:, ',' and '!').
-        #[arg(required = true, value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        #[arg(required_unless_present = "close", value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         selection: Vec<String>,
         /// The command, after `--`.
-        #[arg(last = true, required = true, value_name = "COMMAND")]
+        #[arg(last = true, required_unless_present = "close", value_name = "COMMAND")]
         command: Vec<String>,
         /// Gather identical outputs under one folded host list, like `clush -b`.
         #[arg(short = 'b', long)]
@@ -690,6 +709,55 @@ pub enum Command {
         /// Give each host this long, connecting included (e.g. 30s); then its ssh is killed and it counts as timed out (exit 124).
         #[arg(long, value_name = "DURATION", value_parser = duration)]
         timeout: Option<Duration>,
+        /// Open a new connection to every host, and keep none ([remote] persist is the time kept).
+        #[arg(long)]
+        no_reuse: bool,
+        /// End every master connection cerveza keeps, and run nothing.
+        #[arg(long, conflicts_with_all = ["selection", "command", "gather", "no_reuse"])]
+        close: bool,
+    },
+    /// Copy files to many hosts at once (or from them with --gather), through scp.
+    ///
+    /// `cerveza copy 'web*' app.conf /etc/app/` copies to every host;
+    /// `cerveza copy --gather 'web*' /var/log/syslog ./logs` fetches into ./logs/<host>/.
+    /// The same connections, host keys, fan-out and exit codes as `remote`.
+    Copy {
+        /// Which hosts (names, globs, ranges, zone:, region:, profile:; ',' joins).
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        selection: String,
+        /// Local files, then the remote destination (with --gather: remote files, then a local directory).
+        #[arg(value_name = "SRC... DEST", num_args = 2.., required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Fetch from each host into DEST/<host>/.
+        #[arg(long)]
+        gather: bool,
+        /// Copy directories too.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Connect to public addresses (default: private, through your VPN).
+        #[arg(long)]
+        public: bool,
+        /// Hosts at once [default: 64].
+        #[arg(short = 'f', long, value_name = "N")]
+        fanout: Option<usize>,
+        /// Give each host this long, connecting included; then it counts as timed out (exit 124).
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        timeout: Option<Duration>,
+        /// Open a new connection to every host, and keep none.
+        #[arg(long)]
+        no_reuse: bool,
+    },
+    /// Host keys, learned from each instance's console output and kept by hostname.
+    ///
+    /// cerveza checks host keys strictly (StrictHostKeyChecking=yes) against its own
+    /// known_hosts ([remote] known-hosts, default ~/.local/state/cerveza/known_hosts),
+    /// by the name <host>.<product>.private rather than the address. The keys come from
+    /// the host key block cloud-init prints to the console at first boot, read through
+    /// EC2's API, never from the network on first use; a new instance's keys are fetched
+    /// the first time it is reached.
+    Hostkeys {
+        #[command(subcommand)]
+        command: HostkeysCommand,
     },
     /// Releases: pushed once to a bucket in each region, fetched by hosts from their own.
     Release {
@@ -852,6 +920,25 @@ pub enum ReleaseCommand {
         /// Hosts at once [default: 64].
         #[arg(short = 'f', long, value_name = "N")]
         fanout: Option<usize>,
+    },
+}
+
+/// `cerveza hostkeys …`
+#[derive(Debug, Subcommand)]
+pub enum HostkeysCommand {
+    /// Read the host keys of the selected hosts from their console output and record them.
+    ///
+    /// Keys of a new instance replace the host's old ones; keys that differ from the
+    /// ones recorded for the same instance are refused (exit 1). EC2 posts the console
+    /// a few minutes after boot: for an instance launched in the last 15 minutes this
+    /// waits for the keys (up to 3 minutes); a host whose console has none gives exit 5.
+    Sync {
+        /// Which hosts [default: all].
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        selection: Vec<String>,
+        /// Do not wait for the keys of new instances.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 

@@ -75,7 +75,7 @@ pub const DEFAULT_REGIONS: &[&str] = &[
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     product: Option<String>,
-    regions: Option<Vec<String>>,
+    regions: Option<RegionsConfig>,
     profiles: Option<PathBuf>,
     endpoint_url: Option<String>,
     concurrency: Option<usize>,
@@ -94,6 +94,50 @@ struct FileConfig {
     directory: DirectoryConfig,
     #[serde(default)]
     dns: DnsConfig,
+    #[serde(default)]
+    remote: RemoteConfig,
+}
+
+/// `regions = ["us-east-1", …]`, or one `[regions.<name>]` table per region (in file
+/// order) with that region's settings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RegionsConfig {
+    List(Vec<String>),
+    Tables(toml::Table),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RegionConfig {
+    jump_host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RemoteConfig {
+    persist: Option<String>,
+    known_hosts: Option<PathBuf>,
+    host_keys: Option<HostKeys>,
+}
+
+/// Who checks host keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeys {
+    /// cerveza: keys from the console output, by hostname, strictly checked.
+    Cerveza,
+    /// The user's ssh config, as it is.
+    Ssh,
+}
+
+/// How `remote`, `ssh`, `copy` and `doctor` reach hosts.
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    /// How long an idle master connection stays (`None`: no reuse).
+    pub persist: Option<Duration>,
+    /// cerveza's known_hosts file (`None`: host keys are left to the user's ssh config).
+    pub known_hosts: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +234,10 @@ pub struct Config {
     pub dns: DnsBackend,
     /// The VPC (id, region) Route53 private zones are associated with.
     pub dns_vpc: Option<(String, String)>,
+    /// Each region's own jump host (`[regions.<name>] jump-host`), over `[export]`'s.
+    pub jump_hosts: std::collections::BTreeMap<Region, String>,
+    /// Connection reuse and host keys.
+    pub remote: RemoteSettings,
 }
 
 /// A whole number from the environment variable `var`, if set.
@@ -217,6 +265,30 @@ pub fn default_config_path() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("cerveza").join("config.toml")
+}
+
+/// `$XDG_STATE_HOME/cerveza` (or `~/.local/state/cerveza`): what cerveza learns and
+/// keeps for the user (the host keys).
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("cerveza")
+}
+
+/// A jump host as ssh's `-J` takes it (`[user@]host[:port]`, comma-separated hops):
+/// nothing that could become another option.
+fn checked_jump_host(region: &str, j: String) -> Result<String> {
+    let ok = !j.is_empty()
+        && !j.starts_with('-')
+        && j.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._@:,[]".contains(&b));
+    if !ok {
+        bail!("[regions.{region}] jump-host {j:?} is not [user@]host[:port]");
+    }
+    Ok(j)
 }
 
 /// The directory settings: `CERVEZA_LDAP_*` environment variables over the file. The
@@ -311,10 +383,28 @@ impl Config {
             .or(file.product)
             .map(|p| Product::parse(&p))
             .transpose()?;
+        let mut jump_hosts = std::collections::BTreeMap::new();
+        let file_regions = match file.regions {
+            None => None,
+            Some(RegionsConfig::List(l)) => Some(l),
+            Some(RegionsConfig::Tables(t)) => {
+                let mut names = Vec::new();
+                for (name, value) in t {
+                    let settings = RegionConfig::deserialize(value).with_context(|| {
+                        format!("[regions.{name}] in config file {}", path.display())
+                    })?;
+                    if let Some(j) = settings.jump_host {
+                        jump_hosts.insert(Region::parse(&name)?, checked_jump_host(&name, j)?);
+                    }
+                    names.push(name);
+                }
+                Some(names)
+            }
+        };
         let region_names: Vec<String> = args
             .regions
             .clone()
-            .or(file.regions)
+            .or(file_regions)
             .unwrap_or_else(|| DEFAULT_REGIONS.iter().map(|s| (*s).to_owned()).collect());
         let mut regions = Vec::new();
         for r in region_names
@@ -392,11 +482,46 @@ impl Config {
         userdata
             .validate()
             .with_context(|| format!("[userdata] in config file {}", path.display()))?;
+        let remote = RemoteSettings {
+            persist: match duration(
+                "[remote] persist",
+                std::env::var("CERVEZA_REMOTE_PERSIST")
+                    .ok()
+                    .or(file.remote.persist),
+                600,
+            )? {
+                d if d.is_zero() => None,
+                d => Some(d),
+            },
+            known_hosts: match file.remote.host_keys.unwrap_or(HostKeys::Cerveza) {
+                HostKeys::Ssh => None,
+                HostKeys::Cerveza => Some(
+                    match std::env::var_os("CERVEZA_KNOWN_HOSTS")
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                        .or(file.remote.known_hosts)
+                    {
+                        Some(p) if p.is_relative() => base.join(p),
+                        Some(p) => p,
+                        None => default_state_dir().join("known_hosts"),
+                    },
+                ),
+            },
+        };
+        let mut export = file.export;
+        export.region_jump_hosts = jump_hosts
+            .iter()
+            .map(|(r, j)| (r.to_string(), j.clone()))
+            .collect();
+        // `~/…` where it can: the exported file works for the same user anywhere.
+        export.known_hosts = remote.known_hosts.as_deref().map(crate::output::tilde);
         Ok(Self {
+            jump_hosts,
+            remote,
             directory,
             dns,
             dns_vpc,
-            export: file.export,
+            export,
             userdata,
             product,
             regions,
@@ -463,5 +588,80 @@ impl Config {
             )
             .into()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn load(text: &str) -> Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text)?;
+        let cli = crate::cli::Cli::try_parse_from([
+            "cerveza",
+            "--config",
+            path.to_str().unwrap_or(""),
+            "list",
+        ])?;
+        Config::load(&cli.global)
+    }
+
+    #[test]
+    fn regions_as_tables_keep_their_order_and_their_gateways() -> Result<()> {
+        let c = load(
+            "[regions.us-east-1]\njump-host = \"gw-us.noc.public\"\n[regions.eu-west-1]\n[regions.ap-southeast-1]\njump-host = \"ops@gw-ap.noc.public:2222\"\n",
+        )?;
+        let names: Vec<&str> = c.regions.iter().map(Region::as_str).collect();
+        assert_eq!(names, ["us-east-1", "eu-west-1", "ap-southeast-1"]);
+        assert_eq!(c.jump_hosts.len(), 2);
+        assert_eq!(
+            c.jump_hosts
+                .get(&Region::parse("us-east-1")?)
+                .map(String::as_str),
+            Some("gw-us.noc.public")
+        );
+        assert_eq!(c.export.region_jump_hosts.len(), 2);
+        assert_eq!(load("regions = [\"us-east-1\"]\n")?.regions.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_region_tables_are_refused_with_their_name() {
+        let e = format!(
+            "{:#}",
+            load("[regions.us-east-1]\njumphost = \"x\"\n").unwrap_err()
+        );
+        assert!(
+            e.contains("[regions.us-east-1]") && e.contains("jumphost"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            load("[regions.us-east-1]\njump-host = \"-oProxyCommand=x\"\n").unwrap_err()
+        );
+        assert!(e.contains("is not [user@]host[:port]"), "{e}");
+        let e = format!("{:#}", load("[regions.mars-1]\n").unwrap_err());
+        assert!(e.contains("mars"), "{e}");
+    }
+
+    #[test]
+    fn remote_settings() -> Result<()> {
+        let c = load("[remote]\npersist = \"0s\"\nhost-keys = \"ssh\"\n")?;
+        assert_eq!(c.remote.persist, None);
+        assert_eq!(c.remote.known_hosts, None);
+        assert_eq!(c.export.known_hosts, None);
+        let c = load("[remote]\npersist = \"2m\"\nknown-hosts = \"keys/known\"\n")?;
+        assert_eq!(c.remote.persist, Some(Duration::from_secs(120)));
+        assert!(c
+            .remote
+            .known_hosts
+            .as_ref()
+            .is_some_and(|k| k.ends_with("keys/known") && k.is_absolute()));
+        assert!(load("[remote]\nhost-keys = \"tofu\"\n").is_err());
+        Ok(())
     }
 }

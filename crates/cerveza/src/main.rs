@@ -173,6 +173,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
         Command::Volumes { command } => commands::volumes::run(&ctx, command).await,
         Command::Registry { command } => commands::registry::run(&ctx, command).await,
         Command::Release { command } => commands::release::run(&ctx, command).await,
+        Command::Remote { close: true, .. } => commands::remote::close(&ctx).await,
         Command::Remote {
             selection,
             command,
@@ -180,12 +181,15 @@ async fn run(mut cli: Cli) -> Result<u8> {
             public,
             fanout,
             timeout,
+            no_reuse,
+            close: false,
         } => {
             let opts = commands::remote::RemoteArgs {
                 gather: *gather,
                 public: *public,
                 fanout: *fanout,
                 timeout: *timeout,
+                no_reuse: *no_reuse,
             };
             commands::remote::run(&ctx, selection, command, &opts).await
         }
@@ -194,6 +198,31 @@ async fn run(mut cli: Cli) -> Result<u8> {
             public,
             command,
         } => commands::remote::ssh(&ctx, host, *public, command).await,
+        Command::Copy {
+            selection,
+            paths,
+            gather,
+            recursive,
+            public,
+            fanout,
+            timeout,
+            no_reuse,
+        } => {
+            let args = commands::copy::CopyArgs {
+                selection: selection.clone(),
+                paths: paths.clone(),
+                gather: *gather,
+                recursive: *recursive,
+                public: *public,
+                fanout: *fanout,
+                timeout: *timeout,
+                no_reuse: *no_reuse,
+            };
+            commands::copy::run(&ctx, &args).await
+        }
+        Command::Hostkeys {
+            command: cli::HostkeysCommand::Sync { selection, no_wait },
+        } => commands::hostkeys::sync(&ctx, selection, *no_wait).await,
         Command::Doctor {
             selection,
             only,

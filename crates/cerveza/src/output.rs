@@ -22,6 +22,15 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// A path for people: `~/…` when it is under the home directory.
+pub fn tilde(path: &std::path::Path) -> String {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+    match home.and_then(|h| path.strip_prefix(h).ok().map(std::path::Path::to_owned)) {
+        Some(rest) if !rest.as_os_str().is_empty() => format!("~/{}", rest.display()),
+        _ => path.display().to_string(),
+    }
+}
+
 /// `-` for missing values.
 pub fn or_dash(s: Option<&str>) -> String {
     s.map(clean).unwrap_or_else(|| "-".into())

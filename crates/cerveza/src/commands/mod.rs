@@ -2,10 +2,12 @@
 //! set, the lifecycle settings and how per-host results are reported.
 
 pub mod access;
+pub mod copy;
 pub mod dns;
 pub mod doctor;
 pub mod existing;
 pub mod export;
+pub mod hostkeys;
 pub mod init;
 pub mod list;
 pub mod man;

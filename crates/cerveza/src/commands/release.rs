@@ -10,7 +10,7 @@ use cerveza_core::selection::Selection;
 use cerveza_core::Region;
 use futures::stream::{self, StreamExt};
 
-use super::remote::{finish, print_gathered, running_hosts, ssh_options, targets};
+use super::remote::{finish, print_gathered, reach, running_hosts, ssh_options};
 use super::Ctx;
 use crate::cli::{Output, ReleaseCommand};
 use crate::exit;
@@ -184,7 +184,8 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
                     script.push_str("; ");
                     script.push_str(cmd);
                 }
-                let targets = targets(&instances, false, ctx.config.export.address);
+                let (targets, failed) = reach(ctx, &backends, &instances, false, None).await;
+                results.extend(failed);
                 let live = ctx.output == Output::Table;
                 let on_line = |host: &str, _: cerveza_remote::Stream, line: &str| {
                     if live {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use cerveza_core::fleet;
@@ -13,7 +14,7 @@ use cerveza_core::model::{Instance, InstanceState};
 use cerveza_core::selection::{fold_hostnames, Candidate, Selection};
 use cerveza_core::{Hostname, Region};
 use cerveza_export::AddressKind;
-use cerveza_remote::{HostResult, Options, Status, Stream, Target};
+use cerveza_remote::{hostkeys, HostResult, Options, Reuse, Status, Stream, Target};
 
 use super::Ctx;
 use crate::cli::Output;
@@ -30,6 +31,8 @@ pub struct RemoteArgs {
     pub fanout: Option<usize>,
     /// Per-host command limit.
     pub timeout: Option<std::time::Duration>,
+    /// No master connections.
+    pub no_reuse: bool,
 }
 
 pub(crate) fn ssh_options(ctx: &Ctx) -> Options {
@@ -37,8 +40,71 @@ pub(crate) fn ssh_options(ctx: &Ctx) -> Options {
         config: std::env::var_os("CERVEZA_SSH_CONFIG").map(Into::into),
         user: ctx.config.export.ssh_user.clone(),
         jump: ctx.config.export.jump_host.clone(),
+        reuse: ctx.config.remote.persist.and_then(|persist| {
+            Some(Reuse {
+                dir: control_dir()?,
+                persist,
+            })
+        }),
+        known_hosts: ctx.config.remote.known_hosts.clone(),
         ..Options::default()
     }
+}
+
+/// The private directory of cerveza's control sockets: `$XDG_RUNTIME_DIR/cerveza/ssh`,
+/// or `/tmp/cerveza-<uid>/ssh`. Made 0700; one that is not ours or that others may
+/// enter is refused (a socket there would let them use our connections), and the run
+/// goes on without reuse.
+pub(crate) fn control_dir() -> Option<PathBuf> {
+    let dir = control_dir_path();
+    match private_dir(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            eprintln!(
+                "{} not reusing ssh connections: {}: {e}",
+                crate::colour::warning_label(),
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+fn control_dir_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(run) => PathBuf::from(run).join("cerveza/ssh"),
+        None => {
+            let uid = std::fs::metadata("/proc/self").map_or(0, |m| {
+                use std::os::unix::fs::MetadataExt as _;
+                m.uid()
+            });
+            std::env::temp_dir().join(format!("cerveza-{uid}/ssh"))
+        }
+    }
+}
+
+/// Makes `dir` and its parent 0700 if missing, and checks both are ours and private.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let me = std::fs::metadata("/proc/self")?.uid();
+    for d in [dir.parent().unwrap_or(dir), dir] {
+        match std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let m = std::fs::symlink_metadata(d)?;
+        if !m.is_dir() || m.uid() != me || m.permissions().mode() & 0o077 != 0 {
+            return Err(std::io::Error::other(
+                "not a directory of yours that only you may enter (mode 0700)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn address(i: &Instance, public: bool, default: AddressKind) -> Option<IpAddr> {
@@ -67,20 +133,58 @@ fn test_addresses() -> Vec<IpAddr> {
     Vec::new()
 }
 
-pub(crate) fn targets(instances: &[&Instance], public: bool, default: AddressKind) -> Vec<Target> {
+/// Where each instance is reached: its address, its host key alias
+/// (`<host>.<product>.private`, so a new address is no new key), its instance (a master
+/// connection is never shared across instances) and its region's jump host.
+pub(crate) fn targets(ctx: &Ctx, instances: &[&Instance], public: bool) -> Vec<Target> {
     let overrides = test_addresses();
+    let product = ctx.config.product.as_ref();
     instances
         .iter()
         .enumerate()
         .filter_map(|(n, i)| {
             let host = i.host()?.to_owned();
             let address = match overrides.len() {
-                0 => address(i, public, default)?,
+                0 => address(i, public, ctx.config.export.address)?,
                 k => overrides[n % k],
             };
-            Some(Target { host, address })
+            // The alias names the host's keys in known_hosts and goes to ssh: only a
+            // valid hostname (or else the instance id) may, never a raw tag.
+            let alias = match Hostname::parse(&host) {
+                Ok(h) => product.map(|p| format!("{h}.{p}.private")),
+                Err(_) => Some(i.id.to_string()),
+            }
+            .filter(|a| hostkeys::safe_word(a));
+            Some(Target {
+                alias,
+                instance: Some(i.id.to_string()),
+                jump: ctx.config.jump_hosts.get(&i.region).cloned(),
+                host,
+                address,
+            })
         })
         .collect()
+}
+
+/// The targets of `chosen`, ready to connect: hosts without an address of that kind
+/// are left out with a warning, and host keys are made sure of (see
+/// [`super::hostkeys::ensure`]); hosts whose keys cannot be had come back as results.
+pub(crate) async fn reach(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    chosen: &[&Instance],
+    public: bool,
+    limit: Option<std::time::Duration>,
+) -> (Vec<Target>, Vec<HostResult>) {
+    let targets = targets(ctx, chosen, public);
+    if targets.len() < chosen.len() {
+        eprintln!(
+            "warning: {} host(s) have no {} address and are left out",
+            chosen.len() - targets.len(),
+            if public { "public" } else { "private" }
+        );
+    }
+    super::hostkeys::ensure(ctx, backends, targets, chosen, limit).await
 }
 
 /// Runs `remote`.
@@ -94,16 +198,13 @@ pub async fn run(
     let backends = ctx.backends().await;
     let fleet = running_hosts(ctx, &backends, &sel).await?;
     let chosen: Vec<&Instance> = fleet.instances.iter().collect();
-    let targets = targets(&chosen, args.public, ctx.config.export.address);
-    if targets.len() < chosen.len() {
-        eprintln!(
-            "warning: {} host(s) have no address of that kind and are left out",
-            chosen.len() - targets.len()
-        );
-    }
+    let (targets, mut failed) = reach(ctx, &backends, &chosen, args.public, args.timeout).await;
     let mut opts = ssh_options(ctx);
     opts.fanout = args.fanout.unwrap_or(64);
     opts.command_timeout = args.timeout;
+    if args.no_reuse {
+        opts.reuse = None;
+    }
     let live = !args.gather && ctx.output == Output::Table;
     let width = targets.iter().map(|t| t.host.len()).max().unwrap_or(0);
     let on_line = |host: &str, stream: Stream, line: &str| {
@@ -116,7 +217,12 @@ pub async fn run(
             Stream::Err => eprint!("{text}"),
         }
     };
-    let results = cerveza_remote::run(&targets, command, &opts, &on_line).await;
+    for f in &failed {
+        on_line(&f.host, Stream::Err, f.stderr.trim_end());
+    }
+    let mut results = cerveza_remote::run(&targets, command, &opts, &on_line).await;
+    results.append(&mut failed);
+    results.sort_by(|a, b| a.host.cmp(&b.host));
     if ctx.output == Output::Json {
         output::print_json(&results)?;
     } else if args.gather {
@@ -264,16 +370,22 @@ pub async fn ssh(ctx: &Ctx, host: &str, public: bool, command: &[String]) -> Res
         .instance
         .filter(|i| i.state == InstanceState::Running)
         .with_context(|| format!("{host} is not running"))?;
-    let target = targets(&[&inst], public, ctx.config.export.address)
-        .pop()
-        .with_context(|| {
-            format!(
-                "{host} has no {} address",
-                if public { "public" } else { "private" }
-            )
-        })?;
+    let (targets, failed) = reach(ctx, &backends, &[&inst], public, None).await;
+    if let Some(f) = failed.first() {
+        bail!(exit::Coded::new(
+            exit::UNAVAILABLE,
+            format!("{host}: {}", f.stderr.trim_end())
+        ));
+    }
+    let target = targets.into_iter().next().with_context(|| {
+        format!(
+            "{host} has no {} address",
+            if public { "public" } else { "private" }
+        )
+    })?;
     let opts = ssh_options(ctx);
-    let args = cerveza_remote::ssh_args(&target, &opts, command.is_empty());
+    let reuse = cerveza_remote::reuses(&target, &opts).await;
+    let args = cerveza_remote::ssh_args(&target, &opts, command.is_empty(), reuse);
     let status = std::process::Command::new(&opts.ssh)
         .args(&args)
         .args(command)
@@ -283,6 +395,19 @@ pub async fn ssh(ctx: &Ctx, host: &str, public: bool, command: &[String]) -> Res
         .code()
         .map(|c| c.clamp(0, 255) as u8)
         .unwrap_or(exit::FAILURE))
+}
+
+/// Runs `remote --close`: ends every master connection cerveza keeps.
+pub async fn close(ctx: &Ctx) -> Result<u8> {
+    let opts = ssh_options(ctx);
+    let dir = control_dir_path();
+    let n = cerveza_remote::close(&dir, &opts.ssh)
+        .await
+        .with_context(|| format!("reading {}", dir.display()))?;
+    if !ctx.quiet {
+        eprintln!("closed {n} master connection(s)");
+    }
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

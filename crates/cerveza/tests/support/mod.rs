@@ -124,6 +124,17 @@ pub fn lab_command(program: impl AsRef<std::ffi::OsStr>, product: &str) -> Comma
             "XDG_CACHE_HOME",
             std::env::temp_dir().join("cerveza-tests-cache"),
         )
+        // Host keys learned from the lab's consoles, and master connections kept a
+        // short while (tests that count connections set their own).
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("cerveza-tests-state"),
+        )
+        .env(
+            "XDG_RUNTIME_DIR",
+            std::env::temp_dir().join("cerveza-tests-run"),
+        )
+        .env("CERVEZA_REMOTE_PERSIST", "20s")
         .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("CERVEZA_PROFILES", root().join("examples/profiles"))
         .env("CERVEZA_REGIONS", REGIONS)
@@ -248,6 +259,9 @@ impl Proxy {
             .arg(root().join("scripts/labcloud.py"))
             .args(["--port", &moto_port.to_string(), "--profiles"])
             .arg(root().join("examples/profiles"))
+            // Its consoles show the lab sshd's host key, as the lab's own cloud does.
+            .arg("--host-keys")
+            .arg(Path::new(&lab_var("CERVEZA_LAB_DIR")).join("ssh/host_ed25519.pub"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

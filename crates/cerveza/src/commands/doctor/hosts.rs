@@ -13,7 +13,7 @@ use cerveza_doctor::{Check, Finding};
 use cerveza_remote::{HostResult, Status, Target};
 
 use super::{checked, CheckReport, DoctorArgs};
-use crate::commands::{remote, Ctx};
+use crate::commands::{remote, Backends, Ctx};
 
 /// A marker no file on the host can know in advance.
 fn marker() -> String {
@@ -62,6 +62,7 @@ fn failure(r: &HostResult) -> String {
 /// Runs the wanted on-host checks on the running hosts the selection names.
 pub(super) async fn checks(
     ctx: &Ctx,
+    backends: &Backends,
     listing: &Listing,
     sel: &Selection,
     wanted: &[Check],
@@ -77,13 +78,15 @@ pub(super) async fn checks(
         }
         Err(e) => return Err(e),
     };
-    let targets = remote::targets(&chosen, args.public, ctx.config.export.address);
+    let (targets, refused) =
+        remote::reach(ctx, backends, &chosen, args.public, Some(args.timeout)).await;
     let mut unreachable: Vec<Finding> = chosen
         .iter()
         .filter_map(|i| i.host())
-        .filter(|h| !targets.iter().any(|t| t.host == *h))
+        .filter(|h| !targets.iter().any(|t| t.host == *h) && !refused.iter().any(|r| r.host == *h))
         .map(|h| Finding::new(h, "has no address of that kind"))
         .collect();
+    unreachable.extend(refused.iter().map(|r| Finding::new(&r.host, failure(r))));
     let mut opts = remote::ssh_options(ctx);
     opts.fanout = args.fanout.unwrap_or(64);
     opts.command_timeout = Some(args.timeout);

@@ -170,7 +170,7 @@ pub async fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<u8> {
         .collect();
     let (mut reports, host_reports) = futures::join!(
         cloud::checks(ctx, &backends, &listing, &cloud_wanted, args.volume_age),
-        hosts::checks(ctx, &listing, &sel, &host_wanted, args),
+        hosts::checks(ctx, &backends, &listing, &sel, &host_wanted, args),
     );
     reports.extend(host_reports?);
     reports.sort_by_key(|r| r.check);
