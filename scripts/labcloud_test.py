@@ -9,6 +9,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 import unittest
@@ -37,10 +38,14 @@ class LabCloud(unittest.TestCase):
         port = free_port()
         env = dict(os.environ, CERVEZA_LAB_CLOUD=(
             f"pending={T},stopping={T},shutting-down={T},volume-creating={T},"
-            f"volume-attaching={T},volume-deleting={T},table-creating={T},visibility={SEEN}"))
+            f"volume-attaching={T},volume-deleting={T},table-creating={T},visibility={SEEN},"
+            f"console={T}"))
+        cls.keys = tempfile.TemporaryDirectory()
+        cls.host_key = pathlib.Path(cls.keys.name) / "host_ed25519.pub"
+        cls.host_key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILabHostKey lab@sshd\n")
         cls.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts/labcloud.py"), "--port", str(port),
-             "--profiles", str(ROOT / "examples/profiles")],
+             "--profiles", str(ROOT / "examples/profiles"), "--host-keys", str(cls.host_key)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         cls.url = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -57,6 +62,7 @@ class LabCloud(unittest.TestCase):
         cls.proc.terminate()
         cls.proc.wait()
         cls.proc.stderr.close()
+        cls.keys.cleanup()
 
     def client(self, service, account="AKIDLABTEST", region="us-east-1", retries=0):
         # No retries: the test sees every answer the cloud gives.
@@ -258,6 +264,17 @@ class LabCloud(unittest.TestCase):
         ddb.update_table(TableName="lab-global", ReplicaUpdates=[{"Delete": {"RegionName": "us-west-2"}}])
         self.assertEqual([r["RegionName"] for r in ddb.describe_table(TableName="lab-global")["Table"]["Replicas"]],
                          ["us-east-2"])
+
+    def test_the_console_shows_the_host_keys_a_while_after_launch(self):
+        ec2 = self.ec2()
+        iid = self.launch(ec2)["InstanceId"]
+        time.sleep(SEEN + 0.1)
+        self.assertNotIn("Output", ec2.get_console_output(InstanceId=iid))
+        out = self.until(lambda: "Output" in ec2.get_console_output(InstanceId=iid), True)
+        self.assertTrue(out)
+        text = ec2.get_console_output(InstanceId=iid)["Output"]
+        block = text.split("-----BEGIN SSH HOST KEY KEYS-----\r\n")[1].split("-----END SSH HOST KEY KEYS-----")[0]
+        self.assertEqual(block, f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILabHostKey root@{iid}\r\n")
 
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()
