@@ -2,12 +2,10 @@
 //! registry table's backups and replicas) and the console output host keys come from.
 
 use aws_sdk_ec2::types::IpPermission;
-use cerveza_core::model::{Address, AllocationId, InstanceId, SecurityRule};
+use cerveza_core::model::{Address, InstanceId, SecurityRule};
 use cerveza_core::names::{Product, Region};
 use cerveza_core::ports::{ProviderErrorKind, ProviderResult};
-use cerveza_core::tags;
 
-use crate::ec2::{filter, tag_map};
 use crate::errors::provider_error;
 use crate::{DynamoRegistry, Ec2};
 
@@ -91,36 +89,7 @@ impl Ec2 {
         region: &Region,
         product: &Product,
     ) -> ProviderResult<Vec<(Option<String>, Address)>> {
-        self.pace(region, "DescribeAddresses", true, 1).await;
-        let out = self
-            .client(region)
-            .describe_addresses()
-            .filters(filter(
-                &format!("tag:{}", tags::PRODUCT),
-                [product.to_string()],
-            ))
-            .send()
-            .await
-            .map_err(provider_error)?;
-        Ok(out
-            .addresses()
-            .iter()
-            .filter_map(|a| {
-                let host = tag_map(a.tags()).remove(tags::HOST);
-                Some((
-                    host,
-                    Address {
-                        allocation: AllocationId::new(a.allocation_id()?),
-                        ip: a.public_ip()?.to_owned(),
-                        // Not associated: EC2 leaves the field out, moto sends "".
-                        instance: a
-                            .instance_id()
-                            .filter(|i| !i.is_empty())
-                            .map(InstanceId::from),
-                    },
-                ))
-            })
-            .collect())
+        self.tagged_addresses(region, product, None).await
     }
 }
 

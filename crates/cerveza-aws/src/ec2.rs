@@ -98,7 +98,7 @@ impl Ec2 {
     }
 }
 
-pub(crate) fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
+fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values.into_iter().collect()))
@@ -135,7 +135,7 @@ fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance
 
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
-pub(crate) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
         .collect()
@@ -318,29 +318,46 @@ impl ComputeRead for Ec2 {
         product: &Product,
         host: &Hostname,
     ) -> ProviderResult<Option<Address>> {
+        let found = self.tagged_addresses(region, product, Some(host)).await?;
+        Ok(found.into_iter().next().map(|(_, a)| a))
+    }
+}
+
+impl Ec2 {
+    /// The product's Elastic IPs in a region (of `host` only, when given), each with the
+    /// host it was allocated for.
+    pub(crate) async fn tagged_addresses(
+        &self,
+        region: &Region,
+        product: &Product,
+        host: Option<&Hostname>,
+    ) -> ProviderResult<Vec<(Option<String>, Address)>> {
         self.pace(region, "DescribeAddresses", true, 1).await;
-        let out = self
-            .client(region)
-            .describe_addresses()
-            .filters(filter(
-                &format!("tag:{}", tags::PRODUCT),
-                [product.to_string()],
-            ))
-            .filters(filter(&format!("tag:{}", tags::HOST), [host.to_string()]))
-            .send()
-            .await
-            .map_err(provider_error)?;
-        Ok(out.addresses().iter().find_map(|a| {
-            Some(Address {
-                allocation: AllocationId::new(a.allocation_id()?),
-                ip: a.public_ip()?.to_owned(),
-                // Not associated: EC2 leaves the field out, moto sends "".
-                instance: a
-                    .instance_id()
-                    .filter(|i| !i.is_empty())
-                    .map(InstanceId::from),
+        let mut req = self.client(region).describe_addresses().filters(filter(
+            &format!("tag:{}", tags::PRODUCT),
+            [product.to_string()],
+        ));
+        if let Some(h) = host {
+            req = req.filters(filter(&format!("tag:{}", tags::HOST), [h.to_string()]));
+        }
+        let out = req.send().await.map_err(provider_error)?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| {
+                let host = tag_map(a.tags()).remove(tags::HOST);
+                let address = Address {
+                    allocation: AllocationId::new(a.allocation_id()?),
+                    ip: a.public_ip()?.to_owned(),
+                    // Not associated: EC2 leaves the field out, moto sends "".
+                    instance: a
+                        .instance_id()
+                        .filter(|i| !i.is_empty())
+                        .map(InstanceId::from),
+                };
+                Some((host, address))
             })
-        }))
+            .collect())
     }
 }
 

@@ -496,6 +496,23 @@ pub enum Shell {
     Elvish,
 }
 
+/// How `remote` and `copy` reach many hosts at once.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FanoutArgs {
+    /// Connect to public addresses (default: private, through your VPN).
+    #[arg(long)]
+    pub public: bool,
+    /// Hosts at once [default: 64].
+    #[arg(short = 'f', long, value_name = "N")]
+    pub fanout: Option<usize>,
+    /// Give each host this long, connecting included (e.g. 30s); then its ssh is killed and it counts as timed out (exit 124).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<Duration>,
+    /// Open a new connection to every host, and keep none ([remote] persist is the time kept).
+    #[arg(long)]
+    pub no_reuse: bool,
+}
+
 /// `--zone`/`--profile`/`--no-wait` for commands that start hosts.
 #[derive(Debug, Args, Clone, Default)]
 pub struct WaitArgs {
@@ -700,18 +717,8 @@ pub enum Command {
         /// Gather identical outputs under one folded host list, like `clush -b`.
         #[arg(short = 'b', long)]
         gather: bool,
-        /// Connect to public addresses (default: private, through your VPN).
-        #[arg(long)]
-        public: bool,
-        /// Hosts at once [default: 64].
-        #[arg(short = 'f', long, value_name = "N")]
-        fanout: Option<usize>,
-        /// Give each host this long, connecting included (e.g. 30s); then its ssh is killed and it counts as timed out (exit 124).
-        #[arg(long, value_name = "DURATION", value_parser = duration)]
-        timeout: Option<Duration>,
-        /// Open a new connection to every host, and keep none ([remote] persist is the time kept).
-        #[arg(long)]
-        no_reuse: bool,
+        #[command(flatten)]
+        fan: FanoutArgs,
         /// End every master connection cerveza keeps, and run nothing.
         #[arg(long, conflicts_with_all = ["selection", "command", "gather", "no_reuse"])]
         close: bool,
@@ -734,18 +741,8 @@ pub enum Command {
         /// Copy directories too.
         #[arg(short = 'r', long)]
         recursive: bool,
-        /// Connect to public addresses (default: private, through your VPN).
-        #[arg(long)]
-        public: bool,
-        /// Hosts at once [default: 64].
-        #[arg(short = 'f', long, value_name = "N")]
-        fanout: Option<usize>,
-        /// Give each host this long, connecting included; then it counts as timed out (exit 124).
-        #[arg(long, value_name = "DURATION", value_parser = duration)]
-        timeout: Option<Duration>,
-        /// Open a new connection to every host, and keep none.
-        #[arg(long)]
-        no_reuse: bool,
+        #[command(flatten)]
+        fan: FanoutArgs,
     },
     /// Host keys, learned from each instance's console output and kept by hostname.
     ///

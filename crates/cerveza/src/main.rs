@@ -178,18 +178,12 @@ async fn run(mut cli: Cli) -> Result<u8> {
             selection,
             command,
             gather,
-            public,
-            fanout,
-            timeout,
-            no_reuse,
+            fan,
             close: false,
         } => {
             let opts = commands::remote::RemoteArgs {
                 gather: *gather,
-                public: *public,
-                fanout: *fanout,
-                timeout: *timeout,
-                no_reuse: *no_reuse,
+                fan: fan.clone(),
             };
             commands::remote::run(&ctx, selection, command, &opts).await
         }
@@ -203,20 +197,14 @@ async fn run(mut cli: Cli) -> Result<u8> {
             paths,
             gather,
             recursive,
-            public,
-            fanout,
-            timeout,
-            no_reuse,
+            fan,
         } => {
             let args = commands::copy::CopyArgs {
                 selection: selection.clone(),
                 paths: paths.clone(),
                 gather: *gather,
                 recursive: *recursive,
-                public: *public,
-                fanout: *fanout,
-                timeout: *timeout,
-                no_reuse: *no_reuse,
+                fan: fan.clone(),
             };
             commands::copy::run(&ctx, &args).await
         }

@@ -8,9 +8,9 @@ use cerveza_core::model::Instance;
 use cerveza_core::selection::Selection;
 use cerveza_remote::{Stream, Transfer};
 
-use super::remote::{finish, reach, running_hosts, ssh_options};
+use super::remote::{finish, reach, run_options, running_hosts};
 use super::Ctx;
-use crate::cli::Output;
+use crate::cli::{FanoutArgs, Output};
 use crate::exit;
 use crate::output::{self, clean};
 
@@ -24,14 +24,8 @@ pub struct CopyArgs {
     pub gather: bool,
     /// Directories too.
     pub recursive: bool,
-    /// Public addresses.
-    pub public: bool,
-    /// Hosts at once.
-    pub fanout: Option<usize>,
-    /// Each host's limit.
-    pub timeout: Option<std::time::Duration>,
-    /// No master connections.
-    pub no_reuse: bool,
+    /// Addresses, fan-out, limit, reuse.
+    pub fan: FanoutArgs,
 }
 
 /// Runs `copy`.
@@ -87,13 +81,9 @@ pub async fn run(ctx: &Ctx, args: &CopyArgs) -> Result<u8> {
     let backends = ctx.backends().await;
     let fleet = running_hosts(ctx, &backends, &sel).await?;
     let chosen: Vec<&Instance> = fleet.instances.iter().collect();
-    let (targets, mut failed) = reach(ctx, &backends, &chosen, args.public, args.timeout).await;
-    let mut opts = ssh_options(ctx);
-    opts.fanout = args.fanout.unwrap_or(64);
-    opts.command_timeout = args.timeout;
-    if args.no_reuse {
-        opts.reuse = None;
-    }
+    let (targets, mut failed) =
+        reach(ctx, &backends, &chosen, args.fan.public, args.fan.timeout).await;
+    let opts = run_options(ctx, &args.fan);
     let live = ctx.output == Output::Table;
     let on_line = |host: &str, _: Stream, line: &str| {
         if live {

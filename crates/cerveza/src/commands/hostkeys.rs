@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use cerveza_core::fleet;
 use cerveza_core::model::{Instance, InstanceState};
-use cerveza_core::selection::{Candidate, Selection};
+use cerveza_core::selection::Selection;
 use cerveza_remote::hostkeys::{self, console_keys, KnownHosts, RecordError, Recorded};
 use cerveza_remote::{HostResult, Status, Target};
 use futures::stream::{self, StreamExt as _};
@@ -212,50 +211,13 @@ pub async fn sync(ctx: &Ctx, selection: &[String], no_wait: bool) -> Result<u8> 
     let sel = Selection::parse_all(selection)?;
     let product = ctx.config.product()?;
     let backends = ctx.backends().await;
-    let listing = fleet::list(
-        &backends.ec2,
-        product,
-        &ctx.config.regions,
-        &Selection::all(),
-        false,
-        ctx.config.region_timeout,
-    )
-    .await;
-    for (region, e) in &listing.failed_regions {
-        eprintln!(
-            "{} region {region} left out: {e}",
-            crate::colour::warning_label()
-        );
-    }
-    let known: Vec<&str> = listing.instances.iter().filter_map(|i| i.host()).collect();
-    let (sel, notes) = sel.with_substrings(&known);
-    for n in &notes {
-        eprintln!("note: {n}");
-    }
-    let chosen: Vec<&Instance> = listing
-        .instances
-        .iter()
-        .filter(|i| {
-            !matches!(
-                i.state,
-                InstanceState::ShuttingDown | InstanceState::Terminated
-            )
-        })
-        .filter(|i| {
-            sel.matches(&Candidate {
-                host: i.host().unwrap_or(""),
-                zone: i.zone.as_ref().map(|z| z.as_str()),
-                region: i.region.as_str(),
-                profile: i.profile(),
-            })
-        })
-        .collect();
-    if chosen.is_empty() {
-        anyhow::bail!(exit::Coded::new(
-            exit::NOT_FOUND,
-            format!("selection {sel} matches no host")
-        ));
-    }
+    let listing = ctx.live_fleet(&backends).await?;
+    let chosen = super::remote::select(&listing.instances, &sel, "host", |i| {
+        !matches!(
+            i.state,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        )
+    })?;
     let read: Vec<(&Instance, Console)> = stream::iter(chosen)
         .map(|i| {
             let backends = &backends;

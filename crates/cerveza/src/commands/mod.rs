@@ -142,6 +142,28 @@ impl Ctx {
         .await
     }
 
+    /// The product's live instances in every configured region, each region bounded by
+    /// the region timeout; a region that does not answer is a warning (and is in the
+    /// listing's `failed_regions`).
+    pub async fn live_fleet(&self, backends: &Backends) -> Result<fleet::Listing> {
+        let listing = fleet::list(
+            &backends.ec2,
+            self.config.product()?,
+            &self.config.regions,
+            &Selection::all(),
+            false,
+            self.config.region_timeout,
+        )
+        .await;
+        for (region, e) in &listing.failed_regions {
+            eprintln!(
+                "{} region {region} left out: {e}",
+                crate::colour::warning_label()
+            );
+        }
+        Ok(listing)
+    }
+
     /// Connects to the configured directory.
     pub async fn directory(&self) -> Result<cerveza_directory::Directory> {
         let settings = self.config.directory.clone().ok_or_else(|| exit::Coded::new(

@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use cerveza_core::fleet;
 use cerveza_core::model::{Instance, InstanceState};
 use cerveza_core::selection::{fold_hostnames, Candidate, Selection};
 use cerveza_core::{Hostname, Region};
@@ -17,7 +16,7 @@ use cerveza_export::AddressKind;
 use cerveza_remote::{hostkeys, HostResult, Options, Reuse, Status, Stream, Target};
 
 use super::Ctx;
-use crate::cli::Output;
+use crate::cli::{FanoutArgs, Output};
 use crate::exit;
 use crate::output::{self, clean};
 
@@ -25,14 +24,8 @@ use crate::output::{self, clean};
 pub struct RemoteArgs {
     /// Gather identical outputs.
     pub gather: bool,
-    /// Public addresses.
-    pub public: bool,
-    /// Hosts at once.
-    pub fanout: Option<usize>,
-    /// Per-host command limit.
-    pub timeout: Option<std::time::Duration>,
-    /// No master connections.
-    pub no_reuse: bool,
+    /// Addresses, fan-out, limit, reuse.
+    pub fan: FanoutArgs,
 }
 
 pub(crate) fn ssh_options(ctx: &Ctx) -> Options {
@@ -49,6 +42,17 @@ pub(crate) fn ssh_options(ctx: &Ctx) -> Options {
         known_hosts: ctx.config.remote.known_hosts.clone(),
         ..Options::default()
     }
+}
+
+/// The ssh options of a fan-out run: `-f` (default 64), `--timeout`, `--no-reuse`.
+pub(crate) fn run_options(ctx: &Ctx, fan: &FanoutArgs) -> Options {
+    let mut opts = ssh_options(ctx);
+    opts.fanout = fan.fanout.unwrap_or(64);
+    opts.command_timeout = fan.timeout;
+    if fan.no_reuse {
+        opts.reuse = None;
+    }
+    opts
 }
 
 /// The private directory of cerveza's control sockets: `$XDG_RUNTIME_DIR/cerveza/ssh`,
@@ -198,13 +202,9 @@ pub async fn run(
     let backends = ctx.backends().await;
     let fleet = running_hosts(ctx, &backends, &sel).await?;
     let chosen: Vec<&Instance> = fleet.instances.iter().collect();
-    let (targets, mut failed) = reach(ctx, &backends, &chosen, args.public, args.timeout).await;
-    let mut opts = ssh_options(ctx);
-    opts.fanout = args.fanout.unwrap_or(64);
-    opts.command_timeout = args.timeout;
-    if args.no_reuse {
-        opts.reuse = None;
-    }
+    let (targets, mut failed) =
+        reach(ctx, &backends, &chosen, args.fan.public, args.fan.timeout).await;
+    let opts = run_options(ctx, &args.fan);
     let live = !args.gather && ctx.output == Output::Table;
     let width = targets.iter().map(|t| t.host.len()).max().unwrap_or(0);
     let on_line = |host: &str, stream: Stream, line: &str| {
@@ -247,21 +247,7 @@ pub(crate) async fn running_hosts(
     backends: &super::Backends,
     sel: &Selection,
 ) -> Result<Chosen> {
-    let listing = fleet::list(
-        &backends.ec2,
-        ctx.config.product()?,
-        &ctx.config.regions,
-        &Selection::all(),
-        false,
-        ctx.config.region_timeout,
-    )
-    .await;
-    for (region, e) in &listing.failed_regions {
-        eprintln!(
-            "{} region {region} left out: {e}",
-            crate::colour::warning_label()
-        );
-    }
+    let listing = ctx.live_fleet(backends).await?;
     Ok(Chosen {
         instances: running(&listing.instances, sel)?
             .into_iter()
@@ -274,6 +260,19 @@ pub(crate) async fn running_hosts(
 /// The running instances a selection names; plain words that name no host select by
 /// substring (and say so). An empty result is an error.
 pub(crate) fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<Vec<&'i Instance>> {
+    select(instances, sel, "running host", |i| {
+        i.state == InstanceState::Running
+    })
+}
+
+/// The instances a selection names among those `keep` keeps (`what` they are, for the
+/// error when there is none); plain words that name no host select by substring.
+pub(crate) fn select<'i>(
+    instances: &'i [Instance],
+    sel: &Selection,
+    what: &str,
+    keep: impl Fn(&Instance) -> bool,
+) -> Result<Vec<&'i Instance>> {
     let known: Vec<&str> = instances.iter().filter_map(|i| i.host()).collect();
     let (sel, notes) = sel.with_substrings(&known);
     for n in &notes {
@@ -281,7 +280,7 @@ pub(crate) fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<
     }
     let chosen: Vec<&Instance> = instances
         .iter()
-        .filter(|i| i.state == InstanceState::Running)
+        .filter(|i| keep(i))
         .filter(|i| {
             sel.matches(&Candidate {
                 host: i.host().unwrap_or(""),
@@ -294,7 +293,7 @@ pub(crate) fn running<'i>(instances: &'i [Instance], sel: &Selection) -> Result<
     if chosen.is_empty() {
         bail!(exit::Coded::new(
             exit::NOT_FOUND,
-            format!("selection {sel} matches no running host")
+            format!("selection {sel} matches no {what}")
         ));
     }
     Ok(chosen)

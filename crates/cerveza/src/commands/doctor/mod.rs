@@ -12,7 +12,6 @@ mod report;
 use std::time::Duration;
 
 use anyhow::Result;
-use cerveza_core::fleet;
 use cerveza_core::selection::Selection;
 use cerveza_doctor::{Check, Finding, Scope};
 use serde::Serialize;
@@ -141,23 +140,8 @@ pub async fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<u8> {
         cerveza_doctor::parse_ids(&args.only).map_err(|e| exit::Coded::new(exit::USAGE, e))?
     };
     let sel = Selection::parse_all(&args.selection)?;
-    let product = ctx.config.product()?;
     let backends = ctx.backends().await;
-    let listing = fleet::list(
-        &backends.ec2,
-        product,
-        &ctx.config.regions,
-        &Selection::all(),
-        false,
-        ctx.config.region_timeout,
-    )
-    .await;
-    for (region, e) in &listing.failed_regions {
-        eprintln!(
-            "{} region {region} left out: {e}",
-            crate::colour::warning_label()
-        );
-    }
+    let listing = ctx.live_fleet(&backends).await?;
     let cloud_wanted: Vec<Check> = wanted
         .iter()
         .copied()
