@@ -128,7 +128,13 @@ pub fn ec2_request_bucket(action: &'static str, paged: bool) -> Bucket {
         "TerminateInstances" | "CreateVolume" | "DeleteVolume" => bucket(action, 100.0, 5.0),
         "CreateTags" | "DeleteTags" => bucket(action, 100.0, 10.0),
         "DescribeInstances" | "DescribeVolumes" if !paged => bucket(action, 50.0, 10.0),
-        a if a.starts_with("Describe") => bucket(action, 100.0, 20.0),
+        // EC2's non-mutating actions: Describe*, List*, Search*, Get*.
+        a if ["Describe", "List", "Search", "Get"]
+            .iter()
+            .any(|p| a.starts_with(p)) =>
+        {
+            bucket(action, 100.0, 20.0)
+        }
         _ => bucket(action, 50.0, 5.0),
     }
 }
@@ -341,6 +347,8 @@ mod tests {
         assert_eq!(ec2_request_bucket("DescribeInstances", false).size, 50.0);
         assert_eq!(ec2_request_bucket("DescribeInstances", true).size, 100.0);
         assert_eq!(ec2_request_bucket("AttachVolume", false).refill, 5.0);
+        // Get* is non-mutating, as Describe* is (GetConsoleOutput for host keys).
+        assert_eq!(ec2_request_bucket("GetConsoleOutput", false).refill, 20.0);
         assert!(ec2_resource_bucket("AttachVolume").is_none());
     }
 

@@ -66,7 +66,11 @@ async fn read_console(
                     return Console::Keys(keys);
                 }
             }
-            Err(e) => return Console::Failed(format!("reading its console output: {e}")),
+            Err(e) => {
+                return Console::Failed(format!(
+                    "reading its console output: {e} (this needs ec2:GetConsoleOutput; [remote] host-keys = \"ssh\" leaves host keys to your ssh config)"
+                ))
+            }
         }
         let Some(wait) = wait.filter(|w| young && start.elapsed() + Duration::from_secs(2) < *w)
         else {
