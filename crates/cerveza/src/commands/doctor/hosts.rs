@@ -148,3 +148,21 @@ pub(super) async fn checks(
     }
     Ok(reports)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(not(feature = "test-hooks"))]
+    fn a_default_build_reads_the_hosts_own_files() {
+        // No other test reads the variable.
+        std::env::set_var("CERVEZA_TEST_DOCTOR_ROOT", "/tmp/elsewhere");
+        assert_eq!(super::root_of("web01"), "");
+        std::env::remove_var("CERVEZA_TEST_DOCTOR_ROOT");
+    }
+
+    #[test]
+    fn markers_differ_between_runs() {
+        assert_ne!(super::marker(), super::marker());
+        assert!(super::marker().starts_with("@@cerveza-doctor-"));
+    }
+}
