@@ -131,29 +131,39 @@ enum Document {
     VolumeProfile(RawVolumeProfile),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// An instance profile: `--- !InstanceProfile`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawInstanceProfile {
+    /// The profile's name, as `--profile` and fleet files give it.
     name: String,
+    /// One line of description.
     desc: Option<String>,
+    /// An instance profile whose settings this one starts from.
     extends: Option<String>,
+    /// A base for `extends:` only, never launched.
     #[serde(rename = "abstract")]
     is_abstract: Option<bool>,
+    /// EC2 settings, written `aws: !InstanceAws` followed by the map.
+    #[schemars(with = "Option<RawInstanceAws>")]
     aws: Option<AwsSection>,
+    /// Files joined into the gzip MIME user-data, relative to the profile file.
     user_data: Option<Vec<RawUserData>>,
+    /// Names of volume profiles whose EBS volumes the host gets.
     volume_profiles: Option<Vec<String>>,
+    /// Extra tags for the instance and its volumes.
     tags: Option<BTreeMap<String, String>>,
 }
 
 /// A `user-data:` entry: a file name, or a map with an explicit content type.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum RawUserData {
     File(String),
     Entry(RawUserDataEntry),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawUserDataEntry {
     file: String,
@@ -208,13 +218,19 @@ enum AwsSection {
     InstanceAws(RawInstanceAws),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `aws: !InstanceAws`: what EC2 needs to launch the profile.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawInstanceAws {
+    /// AMI id per region: `us-east-1: ami-…`.
     ami: Option<BTreeMap<String, String>>,
+    /// EC2 instance type (`t3.small`).
     instance_type: Option<String>,
+    /// SSH key pair name.
     key_pair: Option<String>,
+    /// Security group names.
     security_groups: Option<Vec<String>>,
+    /// Give the host an Elastic IP, re-associated at every start.
     eip: Option<bool>,
 }
 
@@ -280,20 +296,29 @@ impl InstanceProfile {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A volume profile: `--- !VolumeProfile`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawVolumeProfile {
+    /// The volume profile's name, as instance profiles' `volume-profiles:` give it.
     name: String,
+    /// One line of description.
     desc: Option<String>,
+    /// The EBS volumes.
     volumes: VolumeSpec,
+    /// Device names, one per volume (`/dev/sdf`…).
     devices: Option<Vec<String>>,
+    /// 0, 1, 10, `lvm` or `none`.
     raid: Option<RaidRaw>,
+    /// Filesystem made on first boot (`xfs`, `ext4`).
     filesystem: Option<String>,
+    /// Where it is mounted.
     mount_point: String,
+    /// Mount options (`nofail` is always added).
     mount_options: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum RaidRaw {
     Level(u32),
@@ -301,7 +326,7 @@ enum RaidRaw {
 }
 
 /// The EBS volumes of a volume profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VolumeSpec {
     /// How many volumes.
@@ -413,7 +438,7 @@ impl<T> Parsed<T> {
 
 /// The column of `key:` in a line when it starts a mapping key (after indentation,
 /// `- ` or `{`/`,` in flow style).
-fn find_key(line: &str, pat: &str) -> Option<usize> {
+pub(crate) fn find_key(line: &str, pat: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = line[from..].find(pat) {
         let at = from + i;
@@ -427,7 +452,7 @@ fn find_key(line: &str, pat: &str) -> Option<usize> {
 }
 
 /// The first line of each document of a YAML stream.
-fn document_starts(text: &str) -> Vec<usize> {
+pub(crate) fn document_starts(text: &str) -> Vec<usize> {
     let mut starts = Vec::new();
     let mut seen_content = false;
     for (i, line) in text.lines().enumerate() {
@@ -446,7 +471,7 @@ fn document_starts(text: &str) -> Vec<usize> {
 }
 
 /// Turns a yaml_serde error into a located message (its text without "at line …").
-fn yaml_error(file: &Path, e: &yaml_serde::Error, fallback_line: usize) -> ProfileError {
+pub(crate) fn yaml_error(file: &Path, e: &yaml_serde::Error, fallback_line: usize) -> ProfileError {
     let mut message = e.to_string();
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);
@@ -635,6 +660,21 @@ impl ProfileSet {
     pub fn volume(&self, name: &str) -> Option<&VolumeProfile> {
         self.volumes.get(name)
     }
+}
+
+/// The JSON Schema of a profile document (instance or volume profile), for editors (the
+/// YAML language server): declare `!InstanceProfile`, `!VolumeProfile` and
+/// `!InstanceAws` as custom mapping tags.
+pub fn schema() -> serde_json::Value {
+    #[derive(schemars::JsonSchema)]
+    #[schemars(title = "Cerveza profile (--- !InstanceProfile or --- !VolumeProfile)")]
+    #[allow(dead_code)]
+    #[serde(untagged)]
+    enum ProfileDocument {
+        InstanceProfile(RawInstanceProfile),
+        VolumeProfile(RawVolumeProfile),
+    }
+    serde_json::to_value(schemars::schema_for!(ProfileDocument)).unwrap_or_default()
 }
 
 /// Up to three known names close to `name` (typos, case), best first.

@@ -110,6 +110,42 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "plan",
+        &[
+            "cerveza plan fleet.yaml                     # exit 0: as the file says, 2: it differs",
+            "cerveza plan fleet.yaml --replace db01 --prune -o json > plan.json",
+        ],
+    ),
+    (
+        "apply",
+        &[
+            "cerveza apply fleet.yaml                    # shows the plan, asks, converges",
+            "cerveza apply --plan plan.json              # exactly what was reviewed, or nothing",
+            "cerveza apply fleet.yaml --yes --no-wait",
+        ],
+    ),
+    (
+        "fleet",
+        &[
+            "cerveza -m noc fleet export > fleet.yaml",
+            "cerveza fleet schema fleet > fleet.schema.json",
+        ],
+    ),
+    (
+        "fleet export",
+        &[
+            "cerveza -m noc fleet export > fleet.yaml",
+            "cerveza -m noc fleet export | diff fleet.yaml -",
+        ],
+    ),
+    (
+        "fleet schema",
+        &[
+            "cerveza fleet schema fleet > fleet.schema.json",
+            "cerveza fleet schema profiles > profiles.schema.json",
+        ],
+    ),
+    (
         "doctor",
         &[
             "cerveza -m noc doctor",
@@ -806,6 +842,58 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
         timeout: Duration,
     },
+    /// Show what `apply` would change to make the fleet match a fleet file; changes nothing.
+    ///
+    /// Reads the registry once and lists each region once, however many hosts. Every
+    /// host of the file gets a change: launch, relaunch (its instance is gone), start,
+    /// stop, terminate (`state: terminated`), replace (its profile or zone changed:
+    /// held unless --replace names it), or nothing; hosts of the product the file does
+    /// not name are unmanaged (held unless --prune). The table shows what differs;
+    /// `-o json` is the whole plan, which `apply --plan` carries out.
+    ///
+    /// Exit code: 0 the fleet is as the file says, 2 it differs (changes, held changes
+    /// or unmanaged hosts), anything else an error.
+    Plan {
+        /// The fleet file (`--- !Fleet`; `cerveza fleet export` writes one).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Replace HOST although it loses its instance (its profile or zone changed).
+        #[arg(long, value_name = "HOST")]
+        replace: Vec<String>,
+        /// Terminate and forget hosts the file does not name; their volumes are kept.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Make the fleet match a fleet file, or carry out a saved plan.
+    ///
+    /// With a file: shows the plan, asks on a terminal (--yes for scripts), then converges
+    /// with the guarantees of start, stop and terminate. With --plan: refuses the saved
+    /// plan when any host it covers changed since (exit 4), else does exactly what it
+    /// says. Killed halfway, the same apply again reaches the same end state.
+    Apply {
+        /// The fleet file (or give --plan).
+        #[arg(value_name = "FILE", required_unless_present = "saved")]
+        file: Option<PathBuf>,
+        /// A plan saved with `cerveza plan FILE -o json > PLAN`.
+        #[arg(long = "plan", id = "saved", value_name = "PLAN", conflicts_with_all = ["file", "replace", "prune"])]
+        saved: Option<PathBuf>,
+        /// Replace HOST although it loses its instance (its profile or zone changed).
+        #[arg(long, value_name = "HOST")]
+        replace: Vec<String>,
+        /// Terminate and forget hosts the file does not name; their volumes are kept.
+        #[arg(long)]
+        prune: bool,
+        /// Do not ask.
+        #[arg(short = 'y', long)]
+        yes: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// The fleet as a file: export it, and the JSON Schemas editors check files with.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// The host registry: profile and zone of every host, in one home region.
     ///
     /// While the registry does not answer, existing hosts are handled from their
@@ -1072,6 +1160,37 @@ pub enum AccessUserCommand {
         /// The user (uid).
         user: String,
     },
+}
+
+/// `cerveza fleet …`
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Write the fleet as it is (registry and instances) as a fleet file, to stdout.
+    ///
+    /// Hosts of one name stem, profile and state share an entry, with the zones they
+    /// are in; `cerveza plan` of the result changes nothing. Refused while a region or
+    /// the registry does not answer (exit 5): a partial file would prune the rest.
+    Export,
+    /// Print the JSON Schema of fleet files or of profiles, for editors.
+    ///
+    /// With the YAML language server, start a file with
+    /// `# yaml-language-server: $schema=<path to the schema>` and declare the tags
+    /// (`yaml.customTags: ["!Fleet mapping", "!InstanceProfile mapping",
+    /// "!VolumeProfile mapping", "!InstanceAws mapping"]`).
+    Schema {
+        /// Which schema.
+        #[arg(value_enum, default_value = "fleet")]
+        kind: SchemaKind,
+    },
+}
+
+/// Which JSON Schema `fleet schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// Fleet files (`--- !Fleet`).
+    Fleet,
+    /// Instance and volume profiles.
+    Profiles,
 }
 
 /// `cerveza profiles …`

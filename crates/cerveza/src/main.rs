@@ -136,13 +136,61 @@ async fn run(mut cli: Cli) -> Result<u8> {
             return Ok(exit::OK);
         }
         Command::Man { out } => return commands::man::run(out.as_deref()),
+        Command::Fleet {
+            command: cli::FleetCommand::Schema { kind },
+        } => return commands::plan::run_schema(*kind),
         _ => {}
     }
     let ctx = Ctx::new(&cli.global)?;
     match &command {
-        Command::Init { .. } | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Init { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Fleet {
+            command: cli::FleetCommand::Schema { .. },
+        } => {
             unreachable!("handled above")
         }
+        Command::Plan {
+            file,
+            replace,
+            prune,
+        } => {
+            let args = commands::plan::PlanArgs {
+                file: Some(file.clone()),
+                replace: replace.clone(),
+                prune: *prune,
+                ..Default::default()
+            };
+            // `terraform plan -detailed-exitcode`: 2 means "differs", so no error may
+            // exit 2 here.
+            match commands::plan::run_plan(&ctx, &args).await {
+                Err(e) if exit::code_of(&e) == exit::USAGE => {
+                    Err(exit::Coded::new(exit::FAILURE, format!("{e:#}")).into())
+                }
+                other => other,
+            }
+        }
+        Command::Apply {
+            file,
+            saved,
+            replace,
+            prune,
+            yes,
+            wait,
+        } => {
+            let args = commands::plan::PlanArgs {
+                file: file.clone(),
+                saved: saved.clone(),
+                replace: replace.clone(),
+                prune: *prune,
+                yes: *yes,
+            };
+            commands::plan::run_apply(&ctx, &args, wait).await
+        }
+        Command::Fleet {
+            command: cli::FleetCommand::Export,
+        } => commands::plan::run_export(&ctx).await,
         Command::Start {
             hosts,
             zone,

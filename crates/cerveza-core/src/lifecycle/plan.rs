@@ -9,7 +9,7 @@ use super::registry::Lookup;
 use super::{Lifecycle, Results, Storage};
 use crate::error::{Context, Error};
 use crate::model::HostRecord;
-use crate::names::{Hostname, ProfileName, Zone};
+use crate::names::{Hostname, ProfileName, Region, Zone};
 use crate::ports::HostContext;
 use crate::profile::{InstanceProfile, ProfileSet, VolumeProfile};
 
@@ -44,8 +44,8 @@ impl Resolved {
 struct Shared {
     /// Every host of the command.
     hosts: Vec<Hostname>,
-    /// The zones of the `--zone` region.
-    zones: tokio::sync::OnceCell<Vec<Zone>>,
+    /// The zones of each region hosts start in, looked up once per region.
+    zones: tokio::sync::Mutex<BTreeMap<Region, Vec<Zone>>>,
     /// The volumes of the hosts, in every region.
     volumes: tokio::sync::OnceCell<super::storage::VolumeIndex>,
 }
@@ -84,21 +84,36 @@ impl Lifecycle<'_> {
         zone: Option<&Zone>,
         profile: Option<&ProfileName>,
     ) -> Result<Results, Vec<(Hostname, Error)>> {
-        // Hosts are planned concurrently (a registry read each); the zones of the one
-        // `--zone` region, and the volumes of these hosts in every region, are looked
+        let wants = hosts
+            .into_iter()
+            .map(|h| (h, zone.cloned(), profile.cloned()))
+            .collect();
+        self.start_each(profiles, wants).await
+    }
+
+    /// [`Self::start`] with a zone and a profile per host (a fleet file's hosts): each
+    /// must match what the registry remembers of a known host.
+    pub async fn start_each(
+        &self,
+        profiles: &ProfileSet,
+        wants: Vec<(Hostname, Option<Zone>, Option<ProfileName>)>,
+    ) -> Result<Results, Vec<(Hostname, Error)>> {
+        let hosts: Vec<Hostname> = wants.iter().map(|(h, _, _)| h.clone()).collect();
+        // Hosts are planned concurrently (a registry read each); the zones of each
+        // region, and the volumes of these hosts in every region, are looked
         // up once, by whoever needs them first.
         let known = self.prefetch(&hosts).await;
         let shared = Shared {
             hosts: hosts.clone(),
-            zones: tokio::sync::OnceCell::new(),
+            zones: tokio::sync::Mutex::new(BTreeMap::new()),
             volumes: tokio::sync::OnceCell::new(),
         };
-        let planned: Vec<(Hostname, Result<StartPlan, Error>)> = stream::iter(hosts)
-            .map(|host| {
+        let planned: Vec<(Hostname, Result<StartPlan, Error>)> = stream::iter(wants)
+            .map(|(host, zone, profile)| {
                 let shared = &shared;
                 async move {
                     let plan = self
-                        .plan_start(profiles, &host, zone, profile, shared)
+                        .plan_start(profiles, &host, zone.as_ref(), profile.as_ref(), shared)
                         .await;
                     (host, plan)
                 }
@@ -207,15 +222,17 @@ impl Lifecycle<'_> {
         let resolved = self
             .resolve(profiles, host, zone, instance_profile)
             .map_err(usage)?;
-        let zones = shared
-            .zones
-            .get_or_try_init(|| async {
-                self.compute
-                    .zones(&region)
-                    .await
-                    .context(|| format!("listing the zones of {region}"))
-            })
-            .await?;
+        let mut known_zones = shared.zones.lock().await;
+        if !known_zones.contains_key(&region) {
+            let listed = self
+                .compute
+                .zones(&region)
+                .await
+                .context(|| format!("listing the zones of {region}"))?;
+            known_zones.insert(region.clone(), listed);
+        }
+        let zones = known_zones.get(&region).cloned().unwrap_or_default();
+        drop(known_zones);
         if !zones.contains(zone) {
             let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
             return Err(usage(format!(

@@ -11,6 +11,7 @@ pub mod hostkeys;
 pub mod init;
 pub mod list;
 pub mod man;
+pub mod plan;
 pub mod profiles;
 pub mod registry;
 pub mod release;

@@ -1,0 +1,285 @@
+//! The fleet as a file: a fleet file says which hosts a product should have, [`plan`]
+//! compares it with the fleet (one registry read and one listing per region, however
+//! many hosts), and [`apply`] converges through the host lifecycle, with its claims,
+//! launch tokens, volumes, Elastic IPs and DNS.
+//!
+//! A plan records what it saw of every host it covers ([`plan::Have`]), so a saved plan
+//! applied after anything moved is refused ([`plan::stale`]) before anything is done.
+
+pub mod export;
+pub mod file;
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::fleet;
+use crate::lifecycle::{Lifecycle, Results};
+use crate::names::{Hostname, Product, Region, Zone};
+use crate::ports::{ComputeRead, RegistryRead};
+use crate::profile::ProfileSet;
+use crate::selection::Selection;
+pub use file::{DesiredHost, DesiredState, FleetFile};
+pub use plan::{Change, Have, Plan, Row, Survey};
+
+/// Reads the fleet for a plan: every registry record of the product and its live
+/// instances in every region, all at once, each bounded by `timeout`. A region or a
+/// registry that does not answer is in the survey, not an error: its hosts are held.
+pub async fn survey(
+    compute: &dyn ComputeRead,
+    registry: &dyn RegistryRead,
+    product: &Product,
+    regions: &[Region],
+    timeout: Duration,
+) -> Survey {
+    let all = Selection::all();
+    let (listing, records) = tokio::join!(
+        fleet::list(compute, product, regions, &all, false, timeout),
+        tokio::time::timeout(timeout, registry.list(product)),
+    );
+    let (records, registry_error) = match records {
+        Ok(Ok(r)) => (r, None),
+        Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+        Err(_) => (
+            Vec::new(),
+            Some(format!("no answer within {}s", timeout.as_secs_f64())),
+        ),
+    };
+    Survey {
+        records,
+        registry_error,
+        instances: listing.instances,
+        failed_regions: listing.failed_regions,
+    }
+}
+
+/// Hosts the plan launches where they cannot go: a zone the region does not have (or
+/// has not available), or a zone away from their data volumes (EBS volumes attach only
+/// within their zone). Only when the plan launches or replaces hosts: one zone listing
+/// per region it launches in, one volume listing per region. Each host with what is
+/// wrong.
+pub async fn check_targets(
+    compute: &dyn ComputeRead,
+    plan: &Plan,
+    timeout: Duration,
+) -> Vec<(Hostname, String)> {
+    let moving: BTreeMap<&Hostname, &Zone> = plan
+        .hosts
+        .iter()
+        .filter(|r| matches!(r.change, Change::Launch | Change::Replace) && r.held.is_none())
+        .filter_map(|r| r.want.as_ref().map(|w| (&r.host, &w.zone)))
+        .collect();
+    if moving.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let target_regions: BTreeSet<Region> = moving.values().map(|z| z.region()).collect();
+    let zones = futures::future::join_all(target_regions.iter().map(|region| async move {
+        let r = tokio::time::timeout(timeout, compute.zones(region)).await;
+        (region, r)
+    }))
+    .await;
+    for (region, r) in zones {
+        let Ok(Ok(zones)) = r else {
+            tracing::warn!("the zones of {region} could not be listed; apply checks them again");
+            continue;
+        };
+        for (host, zone) in moving.iter().filter(|(_, z)| z.region() == *region) {
+            if !zones.contains(zone) {
+                let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
+                out.push((
+                    (*host).clone(),
+                    format!(
+                        "zone {zone} does not exist in region {region}, or is not available (it has: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let hosts: Vec<Hostname> = moving.keys().map(|h| (*h).clone()).collect();
+    let hosts = &hosts;
+    let found = futures::future::join_all(plan.regions.iter().map(|region| async move {
+        let r = tokio::time::timeout(timeout, compute.volumes(region, &plan.product, hosts)).await;
+        (region, r)
+    }))
+    .await;
+    for (region, r) in found {
+        let vols = match r {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!("region {region} left out of the search for data volumes: {e}");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "region {region} left out of the search for data volumes: no answer"
+                );
+                continue;
+            }
+        };
+        for v in vols.iter().filter(|v| v.device().is_some()) {
+            let Some(host) = v.host().and_then(|h| Hostname::parse(h).ok()) else {
+                continue;
+            };
+            let Some(zone) = moving.get(&host) else {
+                continue;
+            };
+            if v.zone.as_ref() != Some(*zone) {
+                out.push((
+                    host.clone(),
+                    format!(
+                        "its data volume {} ({}) is in {}, the file puts it in {zone}: EBS volumes attach only within their zone; keep it in {2}, or move the data with a snapshot first",
+                        v.id,
+                        v.device().unwrap_or("?"),
+                        v.zone.as_ref().map(Zone::as_str).unwrap_or("?"),
+                    ),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
+/// Carries out a plan's rows that act, through the lifecycle: removals (prune,
+/// terminate, the first half of a replace), starts (launch, relaunch, start, the second
+/// half of a replace), then stops. Independent hosts go concurrently. Results are in
+/// the plan's order; a host whose removal failed is not started again.
+pub async fn apply(lc: &Lifecycle<'_>, profiles: &ProfileSet, plan: &Plan) -> Results {
+    let acting: Vec<&Row> = plan.hosts.iter().filter(|r| r.acts()).collect();
+    let of = |changes: &[Change]| -> Vec<&Row> {
+        acting
+            .iter()
+            .copied()
+            .filter(|r| changes.contains(&r.change))
+            .collect()
+    };
+    let (replace, prune, terminate, starts, stops) = (
+        of(&[Change::Replace]),
+        of(&[Change::Prune]),
+        of(&[Change::Terminate]),
+        of(&[Change::Launch, Change::Relaunch, Change::Start]),
+        of(&[Change::Stop]),
+    );
+    // Volumes are always kept: a pruned or replaced host's data outlives its instance.
+    let replaced = async {
+        let (mut gone, forgotten) = tokio::join!(
+            terminate_rows(lc, &prune, true),
+            terminate_rows(lc, &replace, true)
+        );
+        gone.extend(start_then_stop(lc, profiles, &replace, forgotten).await);
+        gone
+    };
+    let (a, b, c, d) = tokio::join!(
+        replaced,
+        terminate_rows(lc, &terminate, false),
+        start_then_stop(lc, profiles, &starts, Vec::new()),
+        stop_rows(lc, &stops),
+    );
+    let mut all: Results = a.into_iter().chain(b).chain(c).chain(d).collect();
+    let order: BTreeMap<&Hostname, usize> = acting
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (&r.host, i))
+        .collect();
+    all.sort_by_key(|(h, _)| order.get(h).copied().unwrap_or(usize::MAX));
+    all
+}
+
+fn names(rows: &[&Row]) -> Vec<Hostname> {
+    rows.iter().map(|r| r.host.clone()).collect()
+}
+
+async fn terminate_rows(lc: &Lifecycle<'_>, rows: &[&Row], forget: bool) -> Results {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    lc.terminate(names(rows), forget, false).await
+}
+
+async fn stop_rows(lc: &Lifecycle<'_>, rows: &[&Row]) -> Results {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    lc.stop(names(rows)).await
+}
+
+/// Starts `rows` (each with the zone and profile the file wants), then stops those the
+/// file wants stopped. A host that failed in `before` (its removal) is not started; the
+/// others' results in `before` give way to their start's.
+async fn start_then_stop(
+    lc: &Lifecycle<'_>,
+    profiles: &ProfileSet,
+    rows: &[&Row],
+    before: Results,
+) -> Results {
+    let failed: BTreeSet<Hostname> = before
+        .iter()
+        .filter(|(_, o)| o.is_err())
+        .map(|(h, _)| h.clone())
+        .collect();
+    let go: Vec<&Row> = rows
+        .iter()
+        .copied()
+        .filter(|r| !failed.contains(&r.host))
+        .collect();
+    let mut done: Results = before
+        .into_iter()
+        .filter(|(h, _)| failed.contains(h))
+        .collect();
+    if go.is_empty() {
+        return done;
+    }
+    let wants = go
+        .iter()
+        .map(|r| {
+            let w = r.want.as_ref();
+            (
+                r.host.clone(),
+                w.map(|w| w.zone.clone()),
+                w.map(|w| w.profile.clone()),
+            )
+        })
+        .collect();
+    let started = match lc.start_each(profiles, wants).await {
+        Ok(r) => r,
+        Err(errors) => {
+            // Nothing was started: say so for the hosts that were fine.
+            let mut out: Results = Vec::new();
+            for r in &go {
+                if !errors.iter().any(|(h, _)| *h == r.host) {
+                    out.push((
+                        r.host.clone(),
+                        Err(crate::Error::Refused {
+                            host: r.host.to_string(),
+                            message: "not started: another host started with it could not be planned (its error says why)".into(),
+                        }),
+                    ));
+                }
+            }
+            out.extend(errors.into_iter().map(|(h, e)| (h, Err(e))));
+            out
+        }
+    };
+    let then_stop: BTreeSet<&Hostname> =
+        go.iter().filter(|r| r.then_stop).map(|r| &r.host).collect();
+    let stop_now: Vec<Hostname> = started
+        .iter()
+        .filter(|(h, o)| o.is_ok() && then_stop.contains(h))
+        .map(|(h, _)| h.clone())
+        .collect();
+    let mut stopped = if stop_now.is_empty() {
+        Vec::new()
+    } else {
+        lc.stop(stop_now).await
+    };
+    for (h, o) in started {
+        match stopped.iter().position(|(s, _)| *s == h) {
+            Some(i) => done.push(stopped.swap_remove(i)),
+            None => done.push((h, o)),
+        }
+    }
+    done
+}

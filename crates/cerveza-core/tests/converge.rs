@@ -1,0 +1,481 @@
+//! Fleet files, plans and apply against the in-memory fakes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cerveza_core::converge::{self, plan, Change, FleetFile, Plan};
+use cerveza_core::fake::{FakeCloud, FakeRegistry, Fault};
+use cerveza_core::lifecycle::{Lifecycle, Settings};
+use cerveza_core::model::{HostRecord, InstanceState};
+use cerveza_core::ports::{ProviderErrorKind, Quiet, RegistryRead};
+use cerveza_core::profile::ProfileSet;
+use cerveza_core::{Hostname, Product, Region};
+
+const PROFILES: &str = "--- !InstanceProfile
+name: Dev
+aws: !InstanceAws
+  ami: { us-east-1: ami-a6f504cf, eu-west-1: ami-0905a3c9 }
+  instance-type: t3.micro
+--- !VolumeProfile
+name: Raid
+volumes: { count: 2, size-gb: 10, type: gp3 }
+raid: 1
+mount-point: /data
+--- !InstanceProfile
+name: Db
+extends: Dev
+volume-profiles: [Raid]
+";
+
+struct World {
+    cloud: FakeCloud,
+    registry: FakeRegistry,
+    profiles: ProfileSet,
+    settings: Settings,
+}
+
+fn h(s: &str) -> Hostname {
+    Hostname::parse(s).unwrap()
+}
+
+fn regions() -> Vec<Region> {
+    vec![
+        Region::parse("us-east-1").unwrap(),
+        Region::parse("eu-west-1").unwrap(),
+    ]
+}
+
+impl World {
+    fn new() -> Self {
+        let mut settings = Settings::new(Product::parse("noc").unwrap());
+        settings.poll_initial = Duration::from_millis(1);
+        settings.poll_max = Duration::from_millis(2);
+        settings.wait_timeout = Duration::from_secs(5);
+        settings.regions = regions();
+        Self {
+            cloud: FakeCloud::default(),
+            registry: FakeRegistry::default(),
+            profiles: ProfileSet::from_sources(&[(PathBuf::from("p.yaml"), PROFILES.into())])
+                .unwrap(),
+            settings,
+        }
+    }
+
+    fn file(&self, text: &str) -> FleetFile {
+        FleetFile::parse(
+            Path::new("fleet.yaml"),
+            text,
+            &self.profiles,
+            &regions(),
+            Some(&self.settings.product),
+        )
+        .unwrap()
+    }
+
+    async fn survey(&self) -> plan::Survey {
+        converge::survey(
+            &self.cloud,
+            &self.registry,
+            &self.settings.product,
+            &regions(),
+            Duration::from_secs(5),
+        )
+        .await
+    }
+
+    async fn plan(&self, text: &str, opts: &plan::Options) -> Plan {
+        let mut p = plan::diff(&self.file(text), &self.survey().await, opts).unwrap();
+        p.regions = regions();
+        p
+    }
+
+    /// Applies `text` and returns the plan it carried out; every host must succeed.
+    async fn apply(&self, text: &str, opts: &plan::Options) -> Plan {
+        let plan = self.plan(text, opts).await;
+        let lc = Lifecycle::new(&self.cloud, &self.registry, &self.settings, &Quiet);
+        for (host, r) in converge::apply(&lc, &self.profiles, &plan).await {
+            r.unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
+        plan
+    }
+
+    fn changes(plan: &Plan) -> BTreeMap<String, (Change, bool)> {
+        plan.hosts
+            .iter()
+            .map(|r| (r.host.to_string(), (r.change, r.held.is_some())))
+            .collect()
+    }
+
+    fn live(&self, host: &str) -> Vec<cerveza_core::model::Instance> {
+        self.cloud
+            .all()
+            .into_iter()
+            .filter(|i| i.host() == Some(host) && !i.state.is_gone())
+            .collect()
+    }
+
+    async fn record(&self, host: &str) -> Option<HostRecord> {
+        self.registry
+            .get(&self.settings.product, &h(host))
+            .await
+            .unwrap()
+    }
+}
+
+const FIRST: &str = "--- !Fleet
+product: noc
+hosts:
+  - names: web[01-03]
+    profile: Dev
+    zones: [us-east-1a, us-east-1b]
+  - name: db01
+    profile: Db
+    zone: us-east-1b
+  - name: vpn01
+    profile: Dev
+    zone: eu-west-1a
+    state: stopped
+";
+
+fn none() -> plan::Options {
+    plan::Options::default()
+}
+
+#[tokio::test]
+async fn a_first_apply_launches_everything_then_plans_no_change() {
+    let w = World::new();
+    let plan = w.apply(FIRST, &none()).await;
+    assert!(plan.hosts.iter().all(|r| r.change == Change::Launch));
+    assert_eq!(
+        plan.hosts.iter().filter(|r| r.then_stop).count(),
+        1,
+        "vpn01 is launched, then stopped"
+    );
+    // Spread: web01 a, web02 b, web03 a.
+    for (host, zone) in [
+        ("web01", "us-east-1a"),
+        ("web02", "us-east-1b"),
+        ("web03", "us-east-1a"),
+    ] {
+        assert_eq!(w.live(host)[0].zone.as_ref().unwrap().as_str(), zone);
+    }
+    assert_eq!(w.live("vpn01")[0].state, InstanceState::Stopped);
+    assert_eq!(w.live("db01").len(), 1);
+    assert_eq!(w.cloud.all_volumes().len(), 2, "db01's RAID pair");
+    let again = w.plan(FIRST, &none()).await;
+    assert!(
+        again
+            .hosts
+            .iter()
+            .all(|r| r.change == Change::Nothing && r.held.is_none()),
+        "{again:#?}"
+    );
+    assert_eq!(again.summary, BTreeMap::from([("nothing".into(), 5)]));
+}
+
+#[tokio::test]
+async fn every_change_kind_is_planned_and_applied() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
+    // Out of band: web03's instance is gone, an unmanaged host appears.
+    lc.terminate(vec![h("web03")], false, false).await[0]
+        .1
+        .as_ref()
+        .unwrap();
+    lc.start(
+        &w.profiles,
+        vec![h("extra01")],
+        Some(&cerveza_core::Zone::parse("us-east-1c").unwrap()),
+        Some(&cerveza_core::ProfileName::parse("Dev").unwrap()),
+    )
+    .await
+    .unwrap();
+    let second = "--- !Fleet
+product: noc
+hosts:
+  - names: web[01-04]
+    profile: Dev
+    zones: [us-east-1a, us-east-1b]
+  - name: db01
+    profile: Dev
+    zone: us-east-1b
+  - name: vpn01
+    profile: Dev
+    zone: eu-west-1a
+  - name: web09
+    profile: Dev
+    zone: us-east-1a
+    state: terminated
+";
+    let plan = w.plan(second, &none()).await;
+    let got = World::changes(&plan);
+    let want: BTreeMap<String, (Change, bool)> = [
+        ("web01", (Change::Nothing, false)),
+        ("web02", (Change::Nothing, false)),
+        ("web03", (Change::Relaunch, false)),
+        ("web04", (Change::Launch, false)),
+        ("db01", (Change::Replace, true)),
+        ("vpn01", (Change::Start, false)),
+        ("web09", (Change::Nothing, false)),
+        ("extra01", (Change::Unmanaged, false)),
+    ]
+    .into_iter()
+    .map(|(h, c)| (h.to_owned(), c))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        plan.hosts
+            .iter()
+            .find(|r| r.host == h("db01"))
+            .unwrap()
+            .detail,
+        "profile Db → Dev"
+    );
+    // Held rows are not applied: db01 keeps its instance.
+    let db01 = w.live("db01")[0].id.clone();
+    w.apply(second, &none()).await;
+    assert_eq!(w.live("db01")[0].id, db01);
+    assert_eq!(w.live("web03").len(), 1);
+    assert_eq!(w.live("web04").len(), 1);
+    assert_eq!(w.live("vpn01")[0].state, InstanceState::Running);
+    assert_eq!(w.live("extra01").len(), 1, "unmanaged hosts are left alone");
+
+    // --replace db01 --prune: db01 relaunched with the new profile, extra01 gone and
+    // forgotten, volumes kept.
+    let opts = plan::Options {
+        replace: vec![h("db01")],
+        prune: true,
+    };
+    let plan = w.apply(second, &opts).await;
+    assert_eq!(World::changes(&plan)["extra01"], (Change::Prune, false));
+    assert_ne!(w.live("db01")[0].id, db01);
+    assert_eq!(w.live("db01")[0].profile(), Some("Dev"));
+    assert_eq!(w.record("db01").await.unwrap().profile.as_str(), "Dev");
+    assert!(w.live("extra01").is_empty());
+    assert!(
+        w.record("extra01").await.is_none(),
+        "pruned hosts are forgotten"
+    );
+    assert_eq!(w.cloud.all_volumes().len(), 2, "db01's volumes are kept");
+
+    // Stop and terminate.
+    let third = second
+        .replace(
+            "  - name: vpn01\n    profile: Dev\n    zone: eu-west-1a\n",
+            "  - name: vpn01\n    profile: Dev\n    zone: eu-west-1a\n    state: stopped\n",
+        )
+        .replace(
+            "  - name: db01\n    profile: Dev\n    zone: us-east-1b\n",
+            "  - name: db01\n    profile: Dev\n    zone: us-east-1b\n    state: terminated\n",
+        );
+    let plan = w.apply(&third, &none()).await;
+    let got = World::changes(&plan);
+    assert_eq!(got["vpn01"], (Change::Stop, false));
+    assert_eq!(got["db01"], (Change::Terminate, false));
+    assert!(w.live("db01").is_empty());
+    assert_eq!(
+        w.record("db01").await.unwrap().state,
+        InstanceState::Terminated,
+        "a terminated host is remembered"
+    );
+    let last = w.plan(&third, &none()).await;
+    assert!(
+        last.hosts.iter().all(|r| r.change == Change::Nothing),
+        "{last:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_zone_change_is_a_replace_and_growing_a_range_moves_nobody() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let grown = FIRST.replace("web[01-03]", "web[01-06]");
+    let plan = w.plan(&grown, &none()).await;
+    let got = World::changes(&plan);
+    for host in ["web01", "web02", "web03"] {
+        assert_eq!(got[host], (Change::Nothing, false), "{host}");
+    }
+    // A zone added to the list moves nobody either: a host stays in a listed zone.
+    let more_zones = FIRST.replace(
+        "[us-east-1a, us-east-1b]",
+        "[us-east-1a, us-east-1b, us-east-1c]",
+    );
+    let plan = w.plan(&more_zones, &none()).await;
+    assert!(plan.hosts.iter().all(|r| r.change == Change::Nothing));
+    // A zone removed is a replace of the hosts in it, held without --replace.
+    let fewer = FIRST.replace("[us-east-1a, us-east-1b]", "[us-east-1a]");
+    let plan = w.plan(&fewer, &none()).await;
+    let row = plan.hosts.iter().find(|r| r.host == h("web02")).unwrap();
+    assert_eq!((row.change, row.held.is_some()), (Change::Replace, true));
+    assert_eq!(row.detail, "zone us-east-1b → us-east-1a");
+    // --replace must name a host the plan replaces.
+    let e = plan::diff(
+        &w.file(&fewer),
+        &w.survey().await,
+        &plan::Options {
+            replace: vec![h("web01")],
+            prune: false,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--replace web01: the plan does not replace it (it would nothing)"
+    );
+}
+
+#[tokio::test]
+async fn a_saved_plan_is_stale_when_any_host_it_covers_moved() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let grown = FIRST.replace("web[01-03]", "web[01-04]");
+    let plan = w.plan(&grown, &none()).await;
+    let saved: BTreeMap<Hostname, plan::Have> = plan
+        .hosts
+        .iter()
+        .map(|r| (r.host.clone(), r.have.clone()))
+        .collect();
+    let file_hosts: Vec<Hostname> = plan.hosts.iter().map(|r| r.host.clone()).collect();
+    let now = plan::seen(&file_hosts, &w.survey().await);
+    assert!(plan::stale(&saved, &now).is_empty(), "nothing moved yet");
+    // web01 is not touched by the plan; it is stopped by someone else.
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
+    lc.stop(vec![h("web01")]).await[0].1.as_ref().unwrap();
+    let now = plan::seen(&file_hosts, &w.survey().await);
+    let moved = plan::stale(&saved, &now);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(moved[0].starts_with("web01: was i-"), "{moved:?}");
+    assert!(moved[0].ends_with(" stopped"), "{moved:?}");
+    // Someone else claims web04, which the plan would launch.
+    lc.start(
+        &w.profiles,
+        vec![h("web04")],
+        Some(&cerveza_core::Zone::parse("us-east-1b").unwrap()),
+        Some(&cerveza_core::ProfileName::parse("Dev").unwrap()),
+    )
+    .await
+    .unwrap();
+    let now = plan::seen(&file_hosts, &w.survey().await);
+    let moved = plan::stale(&saved, &now);
+    assert!(
+        moved
+            .iter()
+            .any(|m| m.starts_with("web04: was nothing, now i-")),
+        "{moved:?}"
+    );
+    // A host the file does not name appears: stale too.
+    lc.start(
+        &w.profiles,
+        vec![h("new01")],
+        Some(&cerveza_core::Zone::parse("us-east-1b").unwrap()),
+        Some(&cerveza_core::ProfileName::parse("Dev").unwrap()),
+    )
+    .await
+    .unwrap();
+    let now = plan::seen(&file_hosts, &w.survey().await);
+    assert!(plan::stale(&saved, &now)
+        .iter()
+        .any(|m| m.starts_with("new01:")));
+}
+
+#[tokio::test]
+async fn an_unanswering_region_or_registry_holds_only_what_it_hides() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let grown = FIRST.replace("web[01-03]", "web[01-04]");
+    w.cloud.inject(Fault::List(
+        Region::parse("eu-west-1").unwrap(),
+        ProviderErrorKind::Unavailable,
+    ));
+    let plan = w
+        .plan(
+            &grown,
+            &plan::Options {
+                replace: vec![],
+                prune: true,
+            },
+        )
+        .await;
+    let got = World::changes(&plan);
+    assert_eq!(got["web04"], (Change::Launch, false), "us-east-1 goes on");
+    assert!(got["vpn01"].1, "eu-west-1 did not answer: {plan:#?}");
+    assert_eq!(plan.failed_regions.len(), 1);
+
+    w.registry.set_down(true);
+    let plan = w.plan(&grown, &none()).await;
+    let got = World::changes(&plan);
+    assert_eq!(
+        got["web01"],
+        (Change::Nothing, false),
+        "tags tell web01 exists"
+    );
+    assert_eq!(
+        got["web04"],
+        (Change::Launch, true),
+        "without the registry, a new host cannot be told from a gone one"
+    );
+    assert!(plan.registry_error.is_some());
+}
+
+#[tokio::test]
+async fn several_live_instances_of_one_host_hold_it() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let mut twin = w.live("web01")[0].clone();
+    twin.id = cerveza_core::model::InstanceId::new("i-twin");
+    w.cloud.insert(twin);
+    let plan = w.plan(FIRST, &none()).await;
+    let row = plan.hosts.iter().find(|r| r.host == h("web01")).unwrap();
+    assert!(
+        row.held
+            .as_deref()
+            .unwrap()
+            .contains("several live instances"),
+        "{row:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fleet_exported_plans_to_no_change() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
+    lc.terminate(vec![h("web02")], false, false).await;
+    let out = converge::export::export(&w.settings.product, &w.survey().await);
+    assert!(out.left_out.is_empty());
+    assert_eq!(out.hosts, 5);
+    assert_eq!(
+        out.text,
+        "# The fleet of product noc, written by `cerveza fleet export`:
+# `cerveza plan` of this file changes nothing until the fleet or the file does.
+--- !Fleet
+product: noc
+hosts:
+  - name: db01
+    profile: Db
+    zone: us-east-1b
+  - name: vpn01
+    profile: Dev
+    zone: eu-west-1a
+    state: stopped
+  - names: web[01,03]
+    profile: Dev
+    zone: us-east-1a
+  - name: web02
+    profile: Dev
+    zone: us-east-1b
+    state: terminated
+"
+    );
+    let plan = w.plan(&out.text, &none()).await;
+    assert!(
+        plan.hosts
+            .iter()
+            .all(|r| r.change == Change::Nothing && r.held.is_none()),
+        "{plan:#?}"
+    );
+}
