@@ -479,3 +479,20 @@ hosts:
         "{plan:#?}"
     );
 }
+
+#[test]
+fn the_example_fleet_file_is_valid_with_the_example_profiles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let profiles = ProfileSet::load_dir(&root.join("examples/profiles")).unwrap();
+    let regions: Vec<Region> = ["us-east-1", "eu-west-1"]
+        .iter()
+        .map(|r| Region::parse(r).unwrap())
+        .collect();
+    let f = FleetFile::load(&root.join("examples/fleet.yaml"), &profiles, &regions, None).unwrap();
+    assert_eq!(f.hosts.len(), 15);
+    assert_eq!(
+        f.hosts[3].zone.as_str(),
+        "us-east-1a",
+        "web04 wraps round to the first zone"
+    );
+}

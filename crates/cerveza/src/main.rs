@@ -330,6 +330,12 @@ fn main() -> ExitCode {
         .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
     {
         Ok(cli) => cli,
+        // `plan` exits 2 for "the fleet differs", as `terraform plan -detailed-exitcode`:
+        // a mistyped flag there must not look like a plan with changes.
+        Err(e) if e.use_stderr() && args.iter().skip(1).any(|a| a == "plan") => {
+            let _ = e.print();
+            return ExitCode::from(exit::FAILURE);
+        }
         Err(e) => e.exit(),
     };
     init_logging(cli.global.verbose, colour);
