@@ -1,7 +1,11 @@
 """Fills moto with N instances of a product spread over regions, tagged like cerveza's.
 
     fill.py PRODUCT COUNT REGION...
+
+The profile tag is $FILL_PROFILE (default Bench, which no profile defines); the zone is
+each region's first ("a").
 """
+import os
 import sys
 
 import boto3
@@ -29,7 +33,8 @@ for region in regions:
             Placement={"AvailabilityZone": region + "a"},
             TagSpecifications=[{"ResourceType": "instance", "Tags": [
                 {"Key": "cerveza:product", "Value": product},
-                {"Key": "cerveza:profile", "Value": "Bench"},
+                {"Key": "cerveza:profile", "Value": os.environ.get("FILL_PROFILE", "Bench")},
+                {"Key": "cerveza:zone", "Value": region + "a"},
             ]}],
         )
         # Hostnames are per instance, so tag after launch.

@@ -496,3 +496,94 @@ fn the_example_fleet_file_is_valid_with_the_example_profiles() {
         "web04 wraps round to the first zone"
     );
 }
+
+#[tokio::test]
+async fn a_host_known_only_by_its_tags_is_pruned_without_a_record_to_delete() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let mut stray = w.live("web01")[0].clone();
+    stray.id = cerveza_core::model::InstanceId::new("i-stray");
+    stray
+        .tags
+        .insert(cerveza_core::tags::HOST.into(), "stray01".into());
+    w.cloud.insert(stray);
+    let opts = plan::Options {
+        replace: vec![],
+        prune: true,
+    };
+    let plan = w.apply(FIRST, &opts).await;
+    assert_eq!(World::changes(&plan)["stray01"], (Change::Prune, false));
+    assert!(w.live("stray01").is_empty());
+    assert!(w
+        .plan(FIRST, &opts)
+        .await
+        .hosts
+        .iter()
+        .all(|r| r.change == Change::Nothing));
+}
+
+#[tokio::test]
+async fn hosts_launched_away_from_their_data_or_into_no_zone_are_found_while_planning() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
+    // db01 forgotten, its RAID pair kept in us-east-1b.
+    lc.terminate(vec![h("db01")], true, false).await[0]
+        .1
+        .as_ref()
+        .unwrap();
+    let moved = FIRST
+        .replace(
+            "    profile: Db\n    zone: us-east-1b",
+            "    profile: Db\n    zone: us-east-1a",
+        )
+        .replace("web[01-03]", "web[01-04]")
+        .replace("[us-east-1a, us-east-1b]", "[us-east-1a, us-east-1q]");
+    let before = w.cloud.calls("volumes");
+    let (plan, problems) = converge::plan(
+        &w.cloud,
+        &w.registry,
+        &w.file(&moved),
+        &regions(),
+        &none(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        w.cloud.calls("volumes") - before,
+        2,
+        "one volume listing per region"
+    );
+    assert_eq!(World::changes(&plan)["db01"], (Change::Launch, false));
+    let problems: BTreeMap<String, String> = problems
+        .into_iter()
+        .map(|(h, why)| (h.to_string(), why))
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems["db01"].contains("is in us-east-1b, the file puts it in us-east-1a"),
+        "{problems:?}"
+    );
+    assert!(
+        problems["web04"].starts_with("zone us-east-1q does not exist in region us-east-1"),
+        "{problems:?}"
+    );
+    // Nothing moves: no zone or volume listing at all.
+    let before = (w.cloud.calls("volumes"), w.cloud.calls("zones"));
+    let (_, problems) = converge::plan(
+        &w.cloud,
+        &w.registry,
+        &w.file(&FIRST.replace(
+            "  - name: db01\n    profile: Db\n    zone: us-east-1b\n",
+            "",
+        )),
+        &regions(),
+        &none(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(problems.is_empty());
+    assert_eq!((w.cloud.calls("volumes"), w.cloud.calls("zones")), before);
+}

@@ -858,7 +858,7 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Replace HOST although it loses its instance (its profile or zone changed).
-        #[arg(long, value_name = "HOST")]
+        #[arg(long, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         replace: Vec<String>,
         /// Terminate and forget hosts the file does not name; their volumes are kept.
         #[arg(long)]
@@ -878,7 +878,7 @@ pub enum Command {
         #[arg(long = "plan", id = "saved", value_name = "PLAN", conflicts_with_all = ["file", "replace", "prune"])]
         saved: Option<PathBuf>,
         /// Replace HOST although it loses its instance (its profile or zone changed).
-        #[arg(long, value_name = "HOST")]
+        #[arg(long, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         replace: Vec<String>,
         /// Terminate and forget hosts the file does not name; their volumes are kept.
         #[arg(long)]

@@ -35,15 +35,29 @@ pub async fn survey(
     let all = Selection::all();
     let (listing, records) = tokio::join!(
         fleet::list(compute, product, regions, &all, false, timeout),
-        tokio::time::timeout(timeout, registry.list(product)),
+        read_registry(registry, product, timeout),
     );
+    survey_of(listing, records)
+}
+
+type Records = Result<Vec<crate::model::HostRecord>, String>;
+
+async fn read_registry(
+    registry: &dyn RegistryRead,
+    product: &Product,
+    timeout: Duration,
+) -> Records {
+    match tokio::time::timeout(timeout, registry.list(product)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", timeout.as_secs_f64())),
+    }
+}
+
+fn survey_of(listing: fleet::Listing, records: Records) -> Survey {
     let (records, registry_error) = match records {
-        Ok(Ok(r)) => (r, None),
-        Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
-        Err(_) => (
-            Vec::new(),
-            Some(format!("no answer within {}s", timeout.as_secs_f64())),
-        ),
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(e)),
     };
     Survey {
         records,
@@ -53,32 +67,99 @@ pub async fn survey(
     }
 }
 
-/// Hosts the plan launches where they cannot go: a zone the region does not have (or
+/// The plan of `file`: [`survey`], then [`plan::diff`], with the checks of where it
+/// launches ([`check_targets`]) made while the regions are still being listed: the
+/// registry answers first, and says which hosts of the file may launch or move.
+/// Returns the plan and each host that cannot go where the file puts it, with why.
+pub async fn plan(
+    compute: &dyn ComputeRead,
+    registry: &dyn RegistryRead,
+    file: &FleetFile,
+    regions: &[Region],
+    opts: &plan::Options,
+    timeout: Duration,
+) -> Result<(Plan, Vec<(Hostname, String)>), plan::ReplaceError> {
+    let all = Selection::all();
+    let product = &file.product;
+    let checked = async {
+        let records = read_registry(registry, product, timeout).await;
+        let moving = match &records {
+            Ok(r) => may_move(file, r),
+            // Launches are held while the registry does not answer.
+            Err(_) => BTreeMap::new(),
+        };
+        let problems = check_targets(compute, product, regions, &moving, timeout).await;
+        (records, moving, problems)
+    };
+    let (listing, (records, moving, problems)) = tokio::join!(
+        fleet::list(compute, product, regions, &all, false, timeout),
+        checked,
+    );
+    let survey = survey_of(listing, records);
+    let mut plan = plan::diff(file, &survey, opts)?;
+    plan.regions = regions.to_vec();
+    // What was checked for the hosts that do launch or move there, as planned.
+    let problems = problems
+        .into_iter()
+        .filter(|(h, _)| {
+            plan.hosts.iter().any(|r| {
+                &r.host == h
+                    && r.held.is_none()
+                    && matches!(r.change, Change::Launch | Change::Replace)
+                    && r.want.as_ref().map(|w| &w.zone) == moving.get(h)
+            })
+        })
+        .collect();
+    Ok((plan, problems))
+}
+
+/// The hosts of `file` that the registry says may launch or move, with where to: those
+/// without a record, and those whose recorded profile or zone the file changes.
+fn may_move(file: &FleetFile, records: &[crate::model::HostRecord]) -> BTreeMap<Hostname, Zone> {
+    let by_host: BTreeMap<&Hostname, &crate::model::HostRecord> =
+        records.iter().map(|r| (&r.hostname, r)).collect();
+    file.hosts
+        .iter()
+        .filter(|d| d.state != DesiredState::Terminated)
+        .filter_map(|d| match by_host.get(&d.host) {
+            None => Some((d.host.clone(), d.zone.clone())),
+            Some(r) if !d.zones.contains(&r.zone) => Some((d.host.clone(), d.zone.clone())),
+            Some(r) if r.profile != d.profile => Some((d.host.clone(), r.zone.clone())),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// Hosts that cannot go where `moving` puts them: a zone the region does not have (or
 /// has not available), or a zone away from their data volumes (EBS volumes attach only
-/// within their zone). Only when the plan launches or replaces hosts: one zone listing
-/// per region it launches in, one volume listing per region. Each host with what is
-/// wrong.
+/// within their zone). One zone listing per region they go to, one volume listing per
+/// region, all at once; nothing when nothing moves.
 pub async fn check_targets(
     compute: &dyn ComputeRead,
-    plan: &Plan,
+    product: &Product,
+    regions: &[Region],
+    moving: &BTreeMap<Hostname, Zone>,
     timeout: Duration,
 ) -> Vec<(Hostname, String)> {
-    let moving: BTreeMap<&Hostname, &Zone> = plan
-        .hosts
-        .iter()
-        .filter(|r| matches!(r.change, Change::Launch | Change::Replace) && r.held.is_none())
-        .filter_map(|r| r.want.as_ref().map(|w| (&r.host, &w.zone)))
-        .collect();
     if moving.is_empty() {
         return Vec::new();
     }
     let mut out = Vec::new();
     let target_regions: BTreeSet<Region> = moving.values().map(|z| z.region()).collect();
-    let zones = futures::future::join_all(target_regions.iter().map(|region| async move {
-        let r = tokio::time::timeout(timeout, compute.zones(region)).await;
-        (region, r)
-    }))
-    .await;
+    let hosts: Vec<Hostname> = moving.keys().map(|h| (*h).clone()).collect();
+    let hosts = &hosts;
+    // The zones of the regions it launches in and the volumes of those hosts in every
+    // region, all at once.
+    let (zones, found) = tokio::join!(
+        futures::future::join_all(target_regions.iter().map(|region| async move {
+            let r = tokio::time::timeout(timeout, compute.zones(region)).await;
+            (region, r)
+        })),
+        futures::future::join_all(regions.iter().map(|region| async move {
+            let r = tokio::time::timeout(timeout, compute.volumes(region, product, hosts)).await;
+            (region, r)
+        })),
+    );
     for (region, r) in zones {
         let Ok(Ok(zones)) = r else {
             tracing::warn!("the zones of {region} could not be listed; apply checks them again");
@@ -97,13 +178,6 @@ pub async fn check_targets(
             }
         }
     }
-    let hosts: Vec<Hostname> = moving.keys().map(|h| (*h).clone()).collect();
-    let hosts = &hosts;
-    let found = futures::future::join_all(plan.regions.iter().map(|region| async move {
-        let r = tokio::time::timeout(timeout, compute.volumes(region, &plan.product, hosts)).await;
-        (region, r)
-    }))
-    .await;
     for (region, r) in found {
         let vols = match r {
             Ok(Ok(v)) => v,
@@ -125,7 +199,7 @@ pub async fn check_targets(
             let Some(zone) = moving.get(&host) else {
                 continue;
             };
-            if v.zone.as_ref() != Some(*zone) {
+            if v.zone.as_ref() != Some(zone) {
                 out.push((
                     host.clone(),
                     format!(

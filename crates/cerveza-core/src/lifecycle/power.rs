@@ -158,6 +158,15 @@ impl Lifecycle<'_> {
             }
         }
         let g = rec.generation;
+        // Generation 0: a record made from tags; the registry holds none to delete.
+        if forget && g == 0 {
+            return Ok(Outcome {
+                host: host.clone(),
+                action,
+                instance: inst,
+                record: None,
+            });
+        }
         if forget {
             self.registry
                 .delete(self.product(), host, g)

@@ -213,7 +213,16 @@ impl Ctx {
 
     /// Lifecycle settings for a command that may wait.
     pub fn settings(&self, wait: &WaitArgs) -> Result<Settings> {
-        let mut s = Settings::new(self.config.product()?.clone());
+        self.settings_for(self.config.product()?, wait)
+    }
+
+    /// [`Self::settings`] for `product` (a fleet file's, when no product is configured).
+    pub fn settings_for(
+        &self,
+        product: &cerveza_core::Product,
+        wait: &WaitArgs,
+    ) -> Result<Settings> {
+        let mut s = Settings::new(product.clone());
         s.wait = !wait.no_wait;
         s.wait_timeout = wait.wait_timeout.unwrap_or(self.config.wait_timeout);
         s.poll_initial = self.config.poll_interval;

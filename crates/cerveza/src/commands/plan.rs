@@ -71,23 +71,21 @@ async fn make(ctx: &Ctx, backends: &Backends, file: &FleetFile, args: &PlanArgs)
         .iter()
         .map(|h| Hostname::parse(h))
         .collect::<Result<_, _>>()?;
-    let survey = converge::survey(
-        &backends.ec2,
-        &backends.registry,
-        &file.product,
-        &ctx.config.regions,
-        ctx.config.region_timeout,
-    )
-    .await;
-    warn_unread(&survey);
     let opts = plan::Options {
         replace,
         prune: args.prune,
     };
-    let mut plan = plan::diff(file, &survey, &opts)
-        .map_err(|e| exit::Coded::new(exit::USAGE, e.to_string()))?;
-    plan.regions.clone_from(&ctx.config.regions);
-    let misplaced = converge::check_targets(&backends.ec2, &plan, ctx.config.region_timeout).await;
+    let (plan, misplaced) = converge::plan(
+        &backends.ec2,
+        &backends.registry,
+        file,
+        &ctx.config.regions,
+        &opts,
+        ctx.config.region_timeout,
+    )
+    .await
+    .map_err(|e| exit::Coded::new(exit::USAGE, e.to_string()))?;
+    warn_unread(&plan.failed_regions, plan.registry_error.as_deref());
     if !misplaced.is_empty() {
         let at: BTreeMap<&Hostname, String> = file
             .hosts
@@ -115,14 +113,14 @@ async fn make(ctx: &Ctx, backends: &Backends, file: &FleetFile, args: &PlanArgs)
     Ok(plan)
 }
 
-fn warn_unread(survey: &plan::Survey) {
-    for (region, e) in &survey.failed_regions {
+fn warn_unread(failed_regions: &[(cerveza_core::Region, String)], registry_error: Option<&str>) {
+    for (region, e) in failed_regions {
         eprintln!(
             "{} region {region} did not answer ({e}); its hosts are held",
             crate::colour::warning_label()
         );
     }
-    if let Some(e) = &survey.registry_error {
+    if let Some(e) = registry_error {
         eprintln!(
             "{} the registry did not answer ({e}); planning from the instances' tags",
             crate::colour::warning_label()
@@ -312,7 +310,7 @@ async fn check_fresh(ctx: &Ctx, backends: &Backends, plan: &Plan, what: &str) ->
         ctx.config.region_timeout,
     )
     .await;
-    warn_unread(&survey);
+    warn_unread(&survey.failed_regions, survey.registry_error.as_deref());
     let file_hosts: Vec<Hostname> = plan
         .hosts
         .iter()
@@ -394,8 +392,7 @@ pub async fn run_apply(ctx: &Ctx, args: &PlanArgs, wait: &WaitArgs) -> Result<u8
         }
         return Ok(exit::OK);
     }
-    let mut settings = ctx.settings(wait)?;
-    settings.product = plan.product.clone();
+    let settings = ctx.settings_for(&plan.product, wait)?;
     let progress = progress::reporter(ctx.quiet);
     let cloud_init = CloudInit::new(ctx.config.userdata.clone())?;
     let dns = ctx.dns(&backends).await;
