@@ -84,7 +84,7 @@ pub async fn plan(
     let checked = async {
         let records = read_registry(registry, product, timeout).await;
         let moving = match &records {
-            Ok(r) => may_move(file, r),
+            Ok(r) => may_move(file, r, &opts.replace),
             // Launches are held while the registry does not answer.
             Err(_) => BTreeMap::new(),
         };
@@ -114,8 +114,13 @@ pub async fn plan(
 }
 
 /// The hosts of `file` that the registry says may launch or move, with where to: those
-/// without a record, and those whose recorded profile or zone the file changes.
-fn may_move(file: &FleetFile, records: &[crate::model::HostRecord]) -> BTreeMap<Hostname, Zone> {
+/// without a record, and those `--replace` names whose recorded profile or zone the file
+/// changes (a held replace goes nowhere).
+fn may_move(
+    file: &FleetFile,
+    records: &[crate::model::HostRecord],
+    replace: &[Hostname],
+) -> BTreeMap<Hostname, Zone> {
     let by_host: BTreeMap<&Hostname, &crate::model::HostRecord> =
         records.iter().map(|r| (&r.hostname, r)).collect();
     file.hosts
@@ -123,6 +128,7 @@ fn may_move(file: &FleetFile, records: &[crate::model::HostRecord]) -> BTreeMap<
         .filter(|d| d.state != DesiredState::Terminated)
         .filter_map(|d| match by_host.get(&d.host) {
             None => Some((d.host.clone(), d.zone.clone())),
+            Some(_) if !replace.contains(&d.host) => None,
             Some(r) if !d.zones.contains(&r.zone) => Some((d.host.clone(), d.zone.clone())),
             Some(r) if r.profile != d.profile => Some((d.host.clone(), r.zone.clone())),
             Some(_) => None,
