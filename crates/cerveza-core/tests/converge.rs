@@ -587,3 +587,64 @@ async fn hosts_launched_away_from_their_data_or_into_no_zone_are_found_while_pla
     assert!(problems.is_empty());
     assert_eq!((w.cloud.calls("volumes"), w.cloud.calls("zones")), before);
 }
+
+#[tokio::test]
+async fn a_start_cut_short_is_planned_as_a_repair_and_finished_by_apply() {
+    let w = World::new();
+    // db01's second volume fails: its instance runs, but its RAID pair is half made.
+    w.cloud
+        .inject(Fault::CreateVolume(ProviderErrorKind::Unavailable));
+    let plan = w.plan(FIRST, &none()).await;
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
+    let results = converge::apply(&lc, &w.profiles, &plan).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(h, _)| h.to_string())
+        .collect();
+    assert_eq!(failed, ["db01"]);
+    assert_eq!(w.live("db01").len(), 1, "its instance runs");
+    let rec = w.record("db01").await.unwrap();
+    assert_ne!(
+        rec.state,
+        InstanceState::Running,
+        "recorded last, so not yet: {rec:?}"
+    );
+    // The plan sees it unfinished; apply finishes it (the same start again).
+    let plan = w.plan(FIRST, &none()).await;
+    let row = plan.hosts.iter().find(|r| r.host == h("db01")).unwrap();
+    assert_eq!(row.change, Change::Repair, "{row:?}");
+    assert!(
+        row.detail
+            .starts_with("its record says no instance, pending"),
+        "{row:?}"
+    );
+    assert_eq!(
+        plan.hosts
+            .iter()
+            .filter(|r| r.change != Change::Nothing)
+            .count(),
+        1,
+        "{plan:#?}"
+    );
+    w.apply(FIRST, &none()).await;
+    assert_eq!(
+        w.record("db01").await.unwrap().state,
+        InstanceState::Running
+    );
+    let volumes: Vec<_> = w
+        .cloud
+        .all_volumes()
+        .into_iter()
+        .filter(|v| v.device().is_some())
+        .collect();
+    assert_eq!(volumes.len(), 2);
+    assert!(volumes
+        .iter()
+        .all(|v| v.attached_to.as_ref() == Some(&w.live("db01")[0].id)));
+    let again = w.plan(FIRST, &none()).await;
+    assert!(
+        again.hosts.iter().all(|r| r.change == Change::Nothing),
+        "{again:#?}"
+    );
+}

@@ -438,36 +438,68 @@ fn an_apply_killed_halfway_then_run_again_reaches_the_same_end_state() {
         &p,
         "  - names: db[01-03]\n    profile: Mysql\n    zones: [ap-southeast-1a, ap-southeast-1b]\n",
     );
-    let mut child = cmd(&p)
+    // Attaching a volume takes a second here, so the apply is surely killed halfway:
+    // instances running, volumes made, not all attached.
+    let proxy = support::Proxy::start(&serde_json::json!({"rules": [
+        {"fault": "delay", "seconds": 1.0, "service": "ec2", "action": "AttachVolume"},
+    ]}));
+    let mut child = proxy
+        .cmd(&p)
         .args(["apply", s(&file), "--yes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // kill -9 once the first instance exists (launched, pending, volumes not made yet).
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if !cloud(&p)["instances"].as_array().unwrap().is_empty() {
+        let state = proxy.cloud(&p);
+        let data = state["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["tags"]["cerveza:device"].is_string())
+            .count();
+        if data > 0 {
             break;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
-            "apply finished before it could be killed"
+            "apply ended before any volume was made"
         );
-        assert!(Instant::now() < deadline, "no instance appeared");
+        assert!(Instant::now() < deadline, "no volume appeared");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.kill().unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "killed while it ran");
+    child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let r = cerveza(&p, &["apply", s(&file), "--yes"]).ok();
-    let state = cloud(&p);
+    let cut = proxy.cloud(&p);
+    let attached = cut["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| {
+            v["tags"]["cerveza:device"].is_string() && v["attached_to"] != serde_json::json!([])
+        })
+        .count();
+    assert!(
+        attached < 12,
+        "the kill came before every volume was attached: {cut}"
+    );
+
+    // The same apply again: what was cut short is planned as launch or repair, and done.
+    let r = proxy.direct(&p, &["apply", s(&file), "--yes"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stdout.contains(" repair ") || r.stdout.contains(" launch "),
+        "{r:#?}"
+    );
     support::assert_converged(
-        &state,
+        &proxy.cloud(&p),
         &p,
         &["db01".into(), "db02".into(), "db03".into()],
         4,
     );
-    assert!(r.stdout.contains("db01"), "{r:#?}");
-    let r = cerveza(&p, &["plan", s(&file)]).ok();
+    let r = proxy.direct(&p, &["plan", s(&file)]);
+    assert_eq!(r.code, 0, "{r:#?}");
     assert!(r.stdout.contains("No changes: 3 host(s)"), "{r:#?}");
 }

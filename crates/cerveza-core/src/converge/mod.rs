@@ -236,13 +236,20 @@ pub async fn apply(lc: &Lifecycle<'_>, profiles: &ProfileSet, plan: &Plan) -> Re
             .filter(|r| changes.contains(&r.change))
             .collect()
     };
-    let (replace, prune, terminate, starts, stops) = (
-        of(&[Change::Replace]),
-        of(&[Change::Prune]),
-        of(&[Change::Terminate]),
-        of(&[Change::Launch, Change::Relaunch, Change::Start]),
-        of(&[Change::Stop]),
-    );
+    // A repair is the verb of the state the file wants, again.
+    let repairs = |state: DesiredState| -> Vec<&Row> {
+        of(&[Change::Repair])
+            .into_iter()
+            .filter(|r| r.want.as_ref().map(|w| w.state) == Some(state))
+            .collect()
+    };
+    let (replace, prune) = (of(&[Change::Replace]), of(&[Change::Prune]));
+    let mut terminate = of(&[Change::Terminate]);
+    terminate.extend(repairs(DesiredState::Terminated));
+    let mut starts = of(&[Change::Launch, Change::Relaunch, Change::Start]);
+    starts.extend(repairs(DesiredState::Running));
+    let mut stops = of(&[Change::Stop]);
+    stops.extend(repairs(DesiredState::Stopped));
     // Volumes are always kept: a pruned or replaced host's data outlives its instance.
     let replaced = async {
         let (mut gone, forgotten) = tokio::join!(

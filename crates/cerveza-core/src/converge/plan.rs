@@ -39,6 +39,10 @@ pub enum Change {
     Stop,
     /// Terminate its instance; the registry keeps its profile and zone, its volumes stay.
     Terminate,
+    /// In the state the file says, but unfinished: its registry record disagrees with its
+    /// instance (a start or stop cut short before its volumes, Elastic IP and names were
+    /// done, or a record missing): the same start, stop or terminate again finishes it.
+    Repair,
     /// Its profile or zone changed: terminate, forget, launch anew (only with `--replace`).
     Replace,
     /// Not in the file: terminate and forget (only with `--prune`); its volumes stay.
@@ -58,6 +62,7 @@ impl Change {
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Terminate => "terminate",
+            Self::Repair => "repair",
             Self::Replace => "replace",
             Self::Prune => "prune",
             Self::Unmanaged => "unmanaged",
@@ -66,12 +71,13 @@ impl Change {
     }
 
     /// Every kind, in the order summaries list them.
-    pub const ALL: [Change; 9] = [
+    pub const ALL: [Change; 10] = [
         Change::Launch,
         Change::Relaunch,
         Change::Start,
         Change::Stop,
         Change::Terminate,
+        Change::Repair,
         Change::Replace,
         Change::Prune,
         Change::Unmanaged,
@@ -96,6 +102,12 @@ pub struct Have {
     pub instance: Option<InstanceId>,
     /// That instance's state; without one, what the record last saw.
     pub state: Option<InstanceState>,
+    /// The instance the registry record names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_instance: Option<InstanceId>,
+    /// The state the registry record last saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_state: Option<InstanceState>,
 }
 
 impl Have {
@@ -114,6 +126,53 @@ impl Have {
             state: live
                 .map(|i| i.state.clone())
                 .or_else(|| record.map(|r| r.state.clone())),
+            recorded_instance: record.and_then(|r| r.instance_id.clone()),
+            recorded_state: record.map(|r| r.state.clone()),
+        }
+    }
+
+    /// Why a host that is as the file says is unfinished, when it is: its record
+    /// disagrees with its instance (the record is written last, once a start or stop is
+    /// complete), or it has none.
+    fn unfinished(&self, want: DesiredState) -> Option<String> {
+        let recorded = || {
+            let state = self
+                .recorded_state
+                .as_ref()
+                .map(InstanceState::name)
+                .unwrap_or("nothing");
+            match &self.recorded_instance {
+                Some(i) => format!("{i} {state}"),
+                None => format!("no instance, {state}"),
+            }
+        };
+        match (&self.instance, &self.state) {
+            (Some(_), _) if self.generation.is_none() => {
+                Some("no registry record: record it, finish its volumes and names".into())
+            }
+            (Some(i), Some(s))
+                if self.recorded_instance.as_ref() != Some(i)
+                    || self.recorded_state.as_ref() != Some(s) =>
+            {
+                Some(format!(
+                    "its record says {}: finish its volumes, names and record",
+                    recorded()
+                ))
+            }
+            (None, _)
+                if want == DesiredState::Terminated
+                    && self.generation.is_some()
+                    && !self
+                        .recorded_state
+                        .as_ref()
+                        .is_some_and(InstanceState::is_gone) =>
+            {
+                Some(format!(
+                    "its record says {}: record it terminated",
+                    recorded()
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -422,6 +481,12 @@ fn row_for(
         if inst.is_some() {
             row.change = Change::Terminate;
             row.detail = "state: terminated".into();
+        } else if let Some(why) = have
+            .unfinished(d.state)
+            .filter(|_| registry_error.is_none())
+        {
+            row.change = Change::Repair;
+            row.detail = why;
         }
         if let (Some(z), Some(w)) = (&have.zone, row.want.as_mut()) {
             w.zone = z.clone();
@@ -472,7 +537,13 @@ fn row_for(
             ));
             (Change::Nothing, String::new())
         }
-        _ => (Change::Nothing, String::new()),
+        _ => match have
+            .unfinished(d.state)
+            .filter(|_| registry_error.is_none())
+        {
+            Some(why) => (Change::Repair, why),
+            None => (Change::Nothing, String::new()),
+        },
     };
     row
 }

@@ -223,7 +223,6 @@ impl Lifecycle<'_> {
         } else {
             inst
         };
-        self.record_state(rec, &inst).await?;
         let inst = match storage {
             Storage::Ensure(resolved) if inst.state == InstanceState::Running => {
                 self.attach_storage(rec, inst, resolved).await?
@@ -231,6 +230,10 @@ impl Lifecycle<'_> {
             _ => inst,
         };
         self.publish(&host, &inst).await?;
+        // Recorded last: a record that shows the instance running says its volumes,
+        // Elastic IP and names are done too, so a start cut short (killed, a failed
+        // attach) shows as unfinished to `cerveza plan`, and the next start finishes it.
+        self.record_state(rec, &inst).await?;
         Ok(Outcome {
             host,
             action,

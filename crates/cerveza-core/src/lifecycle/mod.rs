@@ -12,8 +12,10 @@
 //!    adopted, started or left running;
 //! 4. otherwise launch with the host's current token (`ClientToken` + tag); a token
 //!    already spent on a terminated instance bumps the generation first;
-//! 5. record the instance id, wait for `running`, record the state, then attach its
-//!    volumes and Elastic IP ([`storage`], [`eip`]) and publish its names ([`dns`]).
+//! 5. wait for `running`, attach its volumes and Elastic IP ([`storage`], [`eip`]),
+//!    publish its names ([`dns`]), and record the instance and its state last: a record
+//!    that says `running` says the host is complete (without waiting, the instance is
+//!    recorded at once, as `pending`).
 //!
 //! A crash anywhere leaves a state that step 3 or 4 of a re-run picks up: an instance
 //! launched but not recorded carries the token tag and is adopted, never duplicated.

@@ -2,11 +2,9 @@
 //! `cerveza eip attach | detach`.
 
 use anyhow::Result;
-use cerveza_core::lifecycle::Lifecycle;
 
 use super::{report, Ctx};
 use crate::cli::WaitArgs;
-use crate::progress;
 
 /// Which action on existing hosts.
 #[derive(Debug, Clone, Copy)]
@@ -33,19 +31,9 @@ pub enum Verb {
 /// Runs one of the verbs on the named or selected hosts.
 pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Result<u8> {
     let settings = ctx.settings(wait)?;
-    let backends = ctx.backends().await;
-    let hosts = ctx.existing_hosts(&backends, hosts).await?;
-    let progress = progress::reporter(ctx.quiet);
-    let dns = ctx.dns(&backends).await;
-    let mut lc = Lifecycle::new(
-        &backends.ec2,
-        &backends.registry,
-        &settings,
-        progress.as_ref(),
-    );
-    if let Some(d) = &dns {
-        lc = lc.with_dns(d.as_ref());
-    }
+    let wiring = ctx.wiring(ctx.backends().await, settings, false).await?;
+    let hosts = ctx.existing_hosts(&wiring.backends, hosts).await?;
+    let lc = wiring.lifecycle();
     let results = match verb {
         Verb::Stop => lc.stop(hosts).await,
         Verb::Restart => lc.restart(hosts).await,
@@ -57,6 +45,7 @@ pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Re
         Verb::EipAttach => lc.eip_attach(hosts).await,
         Verb::EipDetach => lc.eip_detach(hosts).await,
     };
-    drop(progress);
+    drop(lc);
+    wiring.done();
     report(ctx, &results)
 }

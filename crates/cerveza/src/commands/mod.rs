@@ -306,6 +306,68 @@ impl Ctx {
     }
 }
 
+/// What a lifecycle command wires its [`lifecycle::Lifecycle`] to: the backends, its
+/// settings, progress, and DNS (and user-data, for commands that start hosts).
+pub struct Wiring {
+    /// The AWS backends.
+    pub backends: Backends,
+    settings: Settings,
+    progress: Box<dyn cerveza_core::ports::Progress>,
+    dns: Option<Box<dyn Dns>>,
+    cloud_init: Option<cerveza_userdata::CloudInit>,
+}
+
+impl Wiring {
+    /// The lifecycle over this wiring.
+    pub fn lifecycle(&self) -> lifecycle::Lifecycle<'_> {
+        let mut lc = lifecycle::Lifecycle::new(
+            &self.backends.ec2,
+            &self.backends.registry,
+            &self.settings,
+            self.progress.as_ref(),
+        );
+        if let Some(d) = &self.dns {
+            lc = lc.with_dns(d.as_ref());
+        }
+        if let Some(c) = &self.cloud_init {
+            lc = lc.with_user_data(c);
+        }
+        lc
+    }
+
+    /// Ends the progress display (before the results are printed).
+    pub fn done(self) {
+        drop(self.progress);
+    }
+}
+
+impl Ctx {
+    /// Wires a lifecycle over `backends` for `settings`; `user_data` for commands that
+    /// may launch.
+    pub async fn wiring(
+        &self,
+        backends: Backends,
+        settings: Settings,
+        user_data: bool,
+    ) -> Result<Wiring> {
+        let cloud_init = if user_data {
+            Some(cerveza_userdata::CloudInit::new(
+                self.config.userdata.clone(),
+            )?)
+        } else {
+            None
+        };
+        let dns = self.dns(&backends).await;
+        Ok(Wiring {
+            progress: crate::progress::reporter(self.quiet),
+            backends,
+            settings,
+            dns,
+            cloud_init,
+        })
+    }
+}
+
 /// `user@machine`, written into registry records.
 fn operator() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());

@@ -6,16 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use cerveza_core::converge::{self, plan, Change, FleetFile, Plan, Row};
-use cerveza_core::lifecycle::Lifecycle;
 use cerveza_core::profile::{ProfileError, ProfileSet};
 use cerveza_core::Hostname;
-use cerveza_userdata::CloudInit;
 
 use super::{report, Backends, Ctx};
 use crate::cli::{Output, WaitArgs};
 use crate::exit;
 use crate::output::{self, clean, Table};
-use crate::progress;
 
 /// Largest saved plan read.
 const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
@@ -393,21 +390,9 @@ pub async fn run_apply(ctx: &Ctx, args: &PlanArgs, wait: &WaitArgs) -> Result<u8
         return Ok(exit::OK);
     }
     let settings = ctx.settings_for(&plan.product, wait)?;
-    let progress = progress::reporter(ctx.quiet);
-    let cloud_init = CloudInit::new(ctx.config.userdata.clone())?;
-    let dns = ctx.dns(&backends).await;
-    let mut lc = Lifecycle::new(
-        &backends.ec2,
-        &backends.registry,
-        &settings,
-        progress.as_ref(),
-    )
-    .with_user_data(&cloud_init);
-    if let Some(d) = &dns {
-        lc = lc.with_dns(d.as_ref());
-    }
-    let results = converge::apply(&lc, &profiles, &plan).await;
-    drop(progress);
+    let wiring = ctx.wiring(backends, settings, true).await?;
+    let results = converge::apply(&wiring.lifecycle(), &profiles, &plan).await;
+    wiring.done();
     report(ctx, &results)
 }
 

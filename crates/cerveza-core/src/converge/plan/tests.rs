@@ -13,7 +13,9 @@ fn have(instance: Option<&str>, state: InstanceState, generation: Option<u64>) -
         profile: Some(ProfileName::parse("Web").unwrap()),
         zone: Some(Zone::parse("us-east-1a").unwrap()),
         instance: instance.map(InstanceId::new),
-        state: Some(state),
+        state: Some(state.clone()),
+        recorded_instance: instance.map(InstanceId::new),
+        recorded_state: generation.map(|_| state),
     }
 }
 
