@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{cerveza, cloud, cmd, product, start_new, Run};
+use support::{cerveza, cloud, product, start_new, Run};
 
 /// Writes a fleet file for `p` with these entries (YAML lines under `hosts:`).
 fn fleet(dir: &Path, name: &str, p: &str, entries: &str) -> PathBuf {
