@@ -95,11 +95,35 @@ impl World {
     /// Applies `text` and returns the plan it carried out; every host must succeed.
     async fn apply(&self, text: &str, opts: &plan::Options) -> Plan {
         let plan = self.plan(text, opts).await;
-        let lc = Lifecycle::new(&self.cloud, &self.registry, &self.settings, &Quiet);
-        for (host, r) in converge::apply(&lc, &self.profiles, &plan).await {
+        for (host, r) in converge::apply(&self.lc(), &self.profiles, &plan).await {
             r.unwrap_or_else(|e| panic!("{host}: {e}"));
         }
         plan
+    }
+
+    fn lc(&self) -> Lifecycle<'_> {
+        Lifecycle::new(&self.cloud, &self.registry, &self.settings, &Quiet)
+    }
+
+    /// Terminates `host` out of band (`forget`: its record too); it must succeed.
+    async fn terminate(&self, host: &str, forget: bool) {
+        self.lc().terminate(vec![h(host)], forget, false).await[0]
+            .1
+            .as_ref()
+            .unwrap();
+    }
+
+    /// Starts a new Dev host out of band, as another operator would.
+    async fn start_dev(&self, host: &str, zone: &str) {
+        self.lc()
+            .start(
+                &self.profiles,
+                vec![h(host)],
+                Some(&cerveza_core::Zone::parse(zone).unwrap()),
+                Some(&cerveza_core::ProfileName::parse("Dev").unwrap()),
+            )
+            .await
+            .unwrap();
     }
 
     fn changes(plan: &Plan) -> BTreeMap<String, (Change, bool)> {
@@ -180,20 +204,9 @@ async fn a_first_apply_launches_everything_then_plans_no_change() {
 async fn every_change_kind_is_planned_and_applied() {
     let w = World::new();
     w.apply(FIRST, &none()).await;
-    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
     // Out of band: web03's instance is gone, an unmanaged host appears.
-    lc.terminate(vec![h("web03")], false, false).await[0]
-        .1
-        .as_ref()
-        .unwrap();
-    lc.start(
-        &w.profiles,
-        vec![h("extra01")],
-        Some(&cerveza_core::Zone::parse("us-east-1c").unwrap()),
-        Some(&cerveza_core::ProfileName::parse("Dev").unwrap()),
-    )
-    .await
-    .unwrap();
+    w.terminate("web03", false).await;
+    w.start_dev("extra01", "us-east-1c").await;
     let second = "--- !Fleet
 product: noc
 hosts:
@@ -343,22 +356,14 @@ async fn a_saved_plan_is_stale_when_any_host_it_covers_moved() {
     let now = plan::seen(&file_hosts, &w.survey().await);
     assert!(plan::stale(&saved, &now).is_empty(), "nothing moved yet");
     // web01 is not touched by the plan; it is stopped by someone else.
-    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
-    lc.stop(vec![h("web01")]).await[0].1.as_ref().unwrap();
+    w.lc().stop(vec![h("web01")]).await[0].1.as_ref().unwrap();
     let now = plan::seen(&file_hosts, &w.survey().await);
     let moved = plan::stale(&saved, &now);
     assert_eq!(moved.len(), 1, "{moved:?}");
     assert!(moved[0].starts_with("web01: was i-"), "{moved:?}");
     assert!(moved[0].ends_with(" stopped"), "{moved:?}");
     // Someone else claims web04, which the plan would launch.
-    lc.start(
-        &w.profiles,
-        vec![h("web04")],
-        Some(&cerveza_core::Zone::parse("us-east-1b").unwrap()),
-        Some(&cerveza_core::ProfileName::parse("Dev").unwrap()),
-    )
-    .await
-    .unwrap();
+    w.start_dev("web04", "us-east-1b").await;
     let now = plan::seen(&file_hosts, &w.survey().await);
     let moved = plan::stale(&saved, &now);
     assert!(
@@ -368,14 +373,7 @@ async fn a_saved_plan_is_stale_when_any_host_it_covers_moved() {
         "{moved:?}"
     );
     // A host the file does not name appears: stale too.
-    lc.start(
-        &w.profiles,
-        vec![h("new01")],
-        Some(&cerveza_core::Zone::parse("us-east-1b").unwrap()),
-        Some(&cerveza_core::ProfileName::parse("Dev").unwrap()),
-    )
-    .await
-    .unwrap();
+    w.start_dev("new01", "us-east-1b").await;
     let now = plan::seen(&file_hosts, &w.survey().await);
     assert!(plan::stale(&saved, &now)
         .iter()
@@ -443,8 +441,7 @@ async fn several_live_instances_of_one_host_hold_it() {
 async fn a_fleet_exported_plans_to_no_change() {
     let w = World::new();
     w.apply(FIRST, &none()).await;
-    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
-    lc.terminate(vec![h("web02")], false, false).await;
+    w.terminate("web02", false).await;
     let out = converge::export::export(&w.settings.product, &w.survey().await);
     assert!(out.left_out.is_empty());
     assert_eq!(out.hosts, 5);
@@ -526,12 +523,8 @@ async fn a_host_known_only_by_its_tags_is_pruned_without_a_record_to_delete() {
 async fn hosts_launched_away_from_their_data_or_into_no_zone_are_found_while_planning() {
     let w = World::new();
     w.apply(FIRST, &none()).await;
-    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
     // db01 forgotten, its RAID pair kept in us-east-1b.
-    lc.terminate(vec![h("db01")], true, false).await[0]
-        .1
-        .as_ref()
-        .unwrap();
+    w.terminate("db01", true).await;
     let moved = FIRST
         .replace(
             "    profile: Db\n    zone: us-east-1b",
@@ -595,8 +588,7 @@ async fn a_start_cut_short_is_planned_as_a_repair_and_finished_by_apply() {
     w.cloud
         .inject(Fault::CreateVolume(ProviderErrorKind::Unavailable));
     let plan = w.plan(FIRST, &none()).await;
-    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet);
-    let results = converge::apply(&lc, &w.profiles, &plan).await;
+    let results = converge::apply(&w.lc(), &w.profiles, &plan).await;
     let failed: Vec<String> = results
         .iter()
         .filter(|(_, r)| r.is_err())

@@ -388,13 +388,7 @@ fn two_operators_applying_at_once_make_one_instance_per_host() {
         rb.wait_with_output().unwrap().into(),
     );
     let state = proxy.cloud(&p);
-    let mut hosts: Vec<&str> = state["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["tags"]["cerveza:host"].as_str().unwrap())
-        .collect();
-    hosts.sort();
+    let hosts = support::instance_hosts(&state);
     assert_eq!(
         hosts,
         ["race1", "race2", "race3", "race4", "race5", "race6"],

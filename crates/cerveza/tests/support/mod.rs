@@ -377,6 +377,23 @@ impl Drop for Proxy {
     }
 }
 
+/// The `cerveza:host` tag of every instance in a cloud state, sorted (duplicates kept).
+pub fn instance_hosts(state: &Value) -> Vec<String> {
+    let mut hosts: Vec<String> = state["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["tags"]["cerveza:host"]
+                .as_str()
+                .unwrap_or("<untagged>")
+                .to_owned()
+        })
+        .collect();
+    hosts.sort();
+    hosts
+}
+
 /// Asserts the end state of `product` as moto has it: exactly the `hosts`, one
 /// instance each (none terminated or extra), tagged, registered as running with that
 /// instance, and with `volumes_each` volumes attached to it; no other volume.
