@@ -122,7 +122,7 @@ impl RawNames {
 }
 
 /// One host of a fleet file, with its entry's settings resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredHost {
     /// The host.
     pub host: Hostname,
@@ -135,19 +135,9 @@ pub struct DesiredHost {
     /// What it should be.
     pub state: DesiredState,
     /// Where its entry names it.
-    #[serde(skip, default = "nowhere")]
     pub at: Location,
-    /// Where its entry's zone(s) are written.
-    #[serde(skip, default = "nowhere")]
+    /// Where its entry's zone is written (the one it goes to, in a `zones:` list).
     pub zone_at: Location,
-}
-
-fn nowhere() -> Location {
-    Location {
-        file: PathBuf::new(),
-        line: 0,
-        column: 0,
-    }
 }
 
 /// A validated fleet file.

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::fleet;
+use crate::lifecycle::storage::VolumeIndex;
 use crate::lifecycle::{Lifecycle, Results};
 use crate::names::{Hostname, Product, Region, Zone};
 use crate::ports::{ComputeRead, RegistryRead};
@@ -161,10 +162,7 @@ pub async fn check_targets(
             let r = tokio::time::timeout(timeout, compute.zones(region)).await;
             (region, r)
         })),
-        futures::future::join_all(regions.iter().map(|region| async move {
-            let r = tokio::time::timeout(timeout, compute.volumes(region, product, hosts)).await;
-            (region, r)
-        })),
+        VolumeIndex::read(compute, product, hosts, regions, None, timeout),
     );
     for (region, r) in zones {
         let Ok(Ok(zones)) = r else {
@@ -184,29 +182,15 @@ pub async fn check_targets(
             }
         }
     }
-    for (region, r) in found {
-        let vols = match r {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                tracing::warn!("region {region} left out of the search for data volumes: {e}");
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "region {region} left out of the search for data volumes: no answer"
-                );
-                continue;
-            }
+    for v in found.found().filter(|v| v.device().is_some()) {
+        let Some(host) = v.host().and_then(|h| Hostname::parse(h).ok()) else {
+            continue;
         };
-        for v in vols.iter().filter(|v| v.device().is_some()) {
-            let Some(host) = v.host().and_then(|h| Hostname::parse(h).ok()) else {
-                continue;
-            };
-            let Some(zone) = moving.get(&host) else {
-                continue;
-            };
-            if v.zone.as_ref() != Some(zone) {
-                out.push((
+        let Some(zone) = moving.get(&host) else {
+            continue;
+        };
+        if v.zone.as_ref() != Some(zone) {
+            out.push((
                     host.clone(),
                     format!(
                         "its data volume {} ({}) is in {}, the file puts it in {zone}: EBS volumes attach only within their zone; keep it in {2}, or move the data with a snapshot first",
@@ -215,7 +199,6 @@ pub async fn check_targets(
                         v.zone.as_ref().map(Zone::as_str).unwrap_or("?"),
                     ),
                 ));
-            }
         }
     }
     out.sort();

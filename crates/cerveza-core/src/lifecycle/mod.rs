@@ -32,7 +32,7 @@ mod launch;
 mod plan;
 mod power;
 mod registry;
-mod storage;
+pub(crate) mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

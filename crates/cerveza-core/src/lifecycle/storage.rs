@@ -148,25 +148,15 @@ impl Lifecycle<'_> {
     pub(super) async fn volume_index(&self, hosts: &[Hostname], home: &Region) -> VolumeIndex {
         let mut regions: BTreeSet<&Region> = self.settings.regions.iter().collect();
         regions.insert(home);
-        let limit = self.settings.region_timeout;
-        let found = futures::future::join_all(regions.into_iter().map(|region| async move {
-            let r =
-                tokio::time::timeout(limit, self.compute.volumes(region, self.product(), hosts))
-                    .await;
-            let r = match r {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {}s", limit.as_secs_f64())),
-            };
-            if let (Err(e), false) = (&r, region == home) {
-                tracing::warn!("region {region} left out of the search for data volumes: {e}");
-            }
-            (region.clone(), r)
-        }))
-        .await;
-        VolumeIndex {
-            by_region: found.into_iter().collect(),
-        }
+        VolumeIndex::read(
+            self.compute,
+            self.product(),
+            hosts,
+            regions,
+            Some(home),
+            self.settings.region_timeout,
+        )
+        .await
     }
 
     /// The volumes tagged with `host`, in every region that answers. Its own region
@@ -270,11 +260,48 @@ impl Lifecycle<'_> {
 }
 
 /// What one volume lookup per region found (or why a region did not answer).
-pub(super) struct VolumeIndex {
+pub(crate) struct VolumeIndex {
     by_region: BTreeMap<Region, Result<Vec<Volume>, String>>,
 }
 
 impl VolumeIndex {
+    /// Looks up the volumes tagged with `hosts` (all of the product's when empty) in
+    /// `regions` at once, each bounded by `limit`; a region that does not answer is
+    /// logged, except `home` (whose failure its caller reports).
+    pub(crate) async fn read<'r>(
+        compute: &dyn crate::ports::ComputeRead,
+        product: &crate::names::Product,
+        hosts: &[Hostname],
+        regions: impl IntoIterator<Item = &'r Region>,
+        home: Option<&Region>,
+        limit: std::time::Duration,
+    ) -> Self {
+        let found = futures::future::join_all(regions.into_iter().map(|region| async move {
+            let r = tokio::time::timeout(limit, compute.volumes(region, product, hosts)).await;
+            let r = match r {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", limit.as_secs_f64())),
+            };
+            if let (Err(e), false) = (&r, Some(region) == home) {
+                tracing::warn!("region {region} left out of the search for data volumes: {e}");
+            }
+            (region.clone(), r)
+        }))
+        .await;
+        VolumeIndex {
+            by_region: found.into_iter().collect(),
+        }
+    }
+
+    /// Every volume found, in the regions that answered.
+    pub(crate) fn found(&self) -> impl Iterator<Item = &Volume> {
+        self.by_region
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+    }
+
     /// The volumes of `host`: an error when `home` did not answer; other regions that
     /// did not are left out (a warning was logged when their lookup failed).
     pub fn of(&self, host: &Hostname, home: &Region) -> Result<Vec<Volume>, Error> {
