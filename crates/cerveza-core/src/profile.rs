@@ -316,6 +316,11 @@ struct RawVolumeProfile {
     mount_point: String,
     /// Mount options (`nofail` is always added).
     mount_options: Option<Vec<String>>,
+    /// How long the host waits at boot for every volume to appear before it reports the
+    /// set missing, in seconds (default 300). A volume attached later starts the
+    /// assembly again.
+    #[schemars(range(min = 10, max = 3600))]
+    device_timeout: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -385,8 +390,33 @@ pub struct VolumeProfile {
     pub mount_point: String,
     /// Mount options (`nofail` is always added).
     pub mount_options: Vec<String>,
+    /// Seconds the host waits at boot for every volume before it reports the set missing.
+    pub device_timeout: u32,
     /// Where it is defined.
     pub source: Location,
+}
+
+/// The default of a volume profile's `device-timeout`, in seconds.
+pub const DEFAULT_DEVICE_TIMEOUT: u32 = 300;
+
+/// Where a host keeps each volume profile's settings for its assembler
+/// (`<profile>.conf`), written by the host's user-data.
+pub const VOLUME_SETTINGS_DIR: &str = "/etc/cerveza/volumes";
+
+/// Where a host's assembler writes each volume profile's status (`<profile>.status`:
+/// `state=`, `mount=`, `source=`, `message=`, `time=`), which `doctor` reads.
+pub const VOLUME_STATUS_DIR: &str = "/var/lib/cerveza/volumes";
+
+/// The filesystems a volume profile may make.
+pub const FILESYSTEMS: &[&str] = &["ext4", "xfs", "ext3", "btrfs"];
+
+/// The slot of an EBS device name: `/dev/sdf` and `/dev/xvdf` are both `f` (EBS and the
+/// NVMe controller name a volume by it).
+pub fn device_slot(device: &str) -> Option<&str> {
+    device
+        .strip_prefix("/dev/sd")
+        .or_else(|| device.strip_prefix("/dev/xvd"))
+        .filter(|s| (1..=2).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// Every profile of a profiles directory, validated.
@@ -1118,17 +1148,27 @@ fn validate_volume(p: &Parsed<RawVolumeProfile>) -> Result<VolumeProfile, Vec<Pr
                     format!("{} device names for {count} volumes", d.len()),
                 ));
             }
+            let mut slots = BTreeMap::new();
             for dev in d {
-                let ok = dev
-                    .strip_prefix("/dev/sd")
-                    .or_else(|| dev.strip_prefix("/dev/xvd"));
-                if !ok.is_some_and(|s| {
-                    (1..=2).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase())
-                }) {
-                    errors.push(at(
+                match device_slot(dev) {
+                    None => errors.push(at(
                         &p.locate("devices", Some(dev)),
                         format!("{dev:?} is not an EBS device name like /dev/sdf"),
-                    ));
+                    )),
+                    Some("a") => errors.push(at(
+                        &p.locate("devices", Some(dev)),
+                        format!(
+                            "{dev:?} is the root volume's slot; data volumes start at /dev/sdf"
+                        ),
+                    )),
+                    Some(slot) => {
+                        if let Some(first) = slots.insert(slot, dev) {
+                            errors.push(at(
+                                &p.locate("devices", Some(dev)),
+                                format!("{dev:?} and {first:?} are the same EBS slot ({slot}): a Nitro instance cannot tell them apart"),
+                            ));
+                        }
+                    }
                 }
             }
             d.clone()
@@ -1137,10 +1177,49 @@ fn validate_volume(p: &Parsed<RawVolumeProfile>) -> Result<VolumeProfile, Vec<Pr
             .map(|i| format!("/dev/sd{}", (b'f' + i as u8) as char))
             .collect(),
     };
-    if !raw.mount_point.starts_with('/') {
+    // These values reach the boot script and /proc/mounts: plain path characters only.
+    let path_safe = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b))
+    };
+    if !raw.mount_point.starts_with('/') || raw.mount_point == "/" || !path_safe(&raw.mount_point) {
         errors.push(at(
             &p.locate("mount-point", None),
-            format!("mount point {:?} must be an absolute path", raw.mount_point),
+            format!(
+                "mount point {:?} must be an absolute path other than / made of letters, digits, '/', '_', '.' and '-'",
+                raw.mount_point
+            ),
+        ));
+    }
+    if let Some(fs) = &raw.filesystem {
+        if !FILESYSTEMS.contains(&fs.as_str()) {
+            errors.push(at(
+                &p.locate("filesystem", None),
+                format!("filesystem {fs:?} is not one of {}", FILESYSTEMS.join(", ")),
+            ));
+        }
+    }
+    for o in raw.mount_options.iter().flatten() {
+        let ok = !o.is_empty()
+            && o.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=_.-:/".contains(&b));
+        if !ok {
+            errors.push(at(
+                &p.locate("mount-options", Some(o)),
+                format!("mount option {o:?} may hold letters, digits and = _ . - : / only (one option per list item)"),
+            ));
+        }
+    }
+    if raw
+        .device_timeout
+        .is_some_and(|t| !(10..=3600).contains(&t))
+    {
+        errors.push(at(
+            &p.locate("device-timeout", None),
+            format!(
+                "`device-timeout: {}`: the boot wait for volumes is 10 to 3600 seconds",
+                raw.device_timeout.unwrap_or_default()
+            ),
         ));
     }
     if !errors.is_empty() {
@@ -1155,6 +1234,7 @@ fn validate_volume(p: &Parsed<RawVolumeProfile>) -> Result<VolumeProfile, Vec<Pr
         filesystem: raw.filesystem.clone().unwrap_or_else(|| "ext4".into()),
         mount_point: raw.mount_point.clone(),
         mount_options: raw.mount_options.clone().unwrap_or_default(),
+        device_timeout: raw.device_timeout.unwrap_or(DEFAULT_DEVICE_TIMEOUT),
         source: name_loc,
     })
 }

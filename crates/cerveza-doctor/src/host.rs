@@ -15,6 +15,9 @@ use base64::Engine as _;
 
 use crate::{Check, Finding};
 
+mod volumes;
+pub use volumes::{data_volumes, WantedVolume};
+
 /// The files the checks read.
 pub const FILES: &[&str] = &[
     "/etc/resolv.conf",
@@ -29,6 +32,7 @@ pub const FILES: &[&str] = &[
     "/etc/default/puppet",
     "/etc/updatedb.conf",
     "/etc/passwd",
+    "/proc/mounts",
 ];
 
 const SCRIPT: &str = r#"R=$1 M=$2 S=
@@ -41,7 +45,7 @@ show() {
   else printf '%s unreadable %s\n' "$M" "$1"; fi
 }
 for f in FILES; do show "$f"; done
-for f in "$R"/etc/cron.d/* "$R"/etc/ssh/sshd_config.d/*.conf; do
+for f in "$R"/etc/cron.d/* "$R"/etc/ssh/sshd_config.d/*.conf "$R"/etc/cerveza/volumes/*.conf "$R"/var/lib/cerveza/volumes/*.status; do
   [ -f "$f" ] && show "${f#"$R"}"
 done
 for u in puppet puppet-agent; do
@@ -208,6 +212,7 @@ pub fn judge(check: Check, files: &HostFiles) -> Verdict {
         Check::Fstab => fstab(files),
         Check::Puppet => puppet(files).map(|p| p.problems),
         Check::Updatedb => updatedb(files),
+        Check::DataVolumes => data_volumes(files, None),
         Check::LocalAccount => Ok(if files.keyed_users.is_empty() {
             vec!["no local account in /etc/passwd has a login shell and an ssh key in ~/.ssh/authorized_keys".into()]
         } else {

@@ -51,11 +51,13 @@ pub enum Check {
     Updatedb,
     /// A local account with an authorised key.
     LocalAccount,
+    /// Every volume profile mounted from its own volumes.
+    DataVolumes,
 }
 
 impl Check {
     /// Every check, in report order: the cloud's, then the hosts'.
-    pub const ALL: [Check; 13] = [
+    pub const ALL: [Check; 14] = [
         Check::SecurityGroups,
         Check::ConfigSpof,
         Check::Registry,
@@ -69,6 +71,7 @@ impl Check {
         Check::Puppet,
         Check::Updatedb,
         Check::LocalAccount,
+        Check::DataVolumes,
     ];
 
     /// Its id, as `--only` takes it.
@@ -87,6 +90,7 @@ impl Check {
             Check::Puppet => "puppet",
             Check::Updatedb => "updatedb",
             Check::LocalAccount => "local-account",
+            Check::DataVolumes => "data-volumes",
         }
     }
 
@@ -124,6 +128,7 @@ impl Check {
             Check::Puppet => "puppet as a daemon ate over 1 GB and got servers OOM-killed; hosts of a group must not hit the master at one minute",
             Check::Updatedb => "updatedb crawling the NFS homes killed server performance",
             Check::LocalAccount => "the ssh backdoor, a local account with a key, is the only way in when LDAP and DNS are down (outage lesson 5)",
+            Check::DataVolumes => "a RAID set that is not assembled and mounted leaves the database writing to the root disk, which terminate deletes (the outage began with a broken EBS RAID set)",
         }
     }
 
@@ -143,6 +148,7 @@ impl Check {
             Check::Puppet => "disable the puppet service and run it from cron ([userdata] puppet spreads the minutes)",
             Check::Updatedb => "add nfs and nfs4 to PRUNEFS in /etc/updatedb.conf",
             Check::LocalAccount => "keep a local user with an ssh key in ~/.ssh/authorized_keys on every host",
+            Check::DataVolumes => "read the reason in the status file or `journalctl -u cerveza-volumes@PROFILE`; once the volumes are attached, `systemctl start cerveza-volumes@PROFILE` assembles and mounts them",
         }
     }
 }

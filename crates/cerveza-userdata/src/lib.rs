@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use cerveza_core::ports::{HostContext, UserDataSource};
+use cerveza_core::profile::VolumeProfile;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -446,6 +447,9 @@ impl CloudInit {
                 body: volumes::script(vp),
             });
         }
+        if !ctx.volumes.is_empty() {
+            parts.push(Self::volumes_config(ctx.volumes));
+        }
         Ok(parts)
     }
 
@@ -503,6 +507,34 @@ impl CloudInit {
             ));
         }
         parts
+    }
+
+    /// The first boot's half of the volume parts: the tools the assembler needs, then its
+    /// units started once more (they may have waited for those tools).
+    fn volumes_config(vps: &[VolumeProfile]) -> Part {
+        let mut packages: Vec<&str> = vps.iter().flat_map(volumes::packages).collect();
+        packages.sort_unstable();
+        packages.dedup();
+        let mut body = String::from(
+        "#cloud-config\n# cerveza: the tools that find and assemble EBS volumes (NVMe on Nitro instances)\npackages:\n",
+    );
+        for p in packages {
+            let _ = writeln!(body, "  - {p}");
+        }
+        body.push_str("runcmd:\n");
+        for vp in vps {
+            let _ = writeln!(
+                body,
+                "  - [systemctl, --no-block, start, {}]",
+                volumes::unit_instance(vp)
+            );
+        }
+        body.push_str(MERGE_HOW);
+        Part {
+            name: "cerveza-volumes.cfg".into(),
+            content_type: "text/cloud-config".into(),
+            body,
+        }
     }
 
     /// The parts, multipart and gzip for a host; errors when over [`MAX_USER_DATA`].

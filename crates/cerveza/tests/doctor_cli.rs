@@ -426,3 +426,91 @@ fn unknown_checks_and_selections_are_refused_before_any_call() {
     assert_eq!(r.code, 0, "{r:#?}");
     assert_eq!(check(&r.json(), "resolver")["result"], "skipped");
 }
+
+#[test]
+fn data_volumes_must_be_mounted_from_their_own_set() {
+    let p = product();
+    cerveza(
+        &p,
+        &[
+            "start",
+            "dv-db01",
+            "dv-db02",
+            "dv-web01",
+            "--zone",
+            "us-east-1b",
+            "--profile",
+            "Mysql",
+        ],
+    )
+    .ok();
+    let root = tempfile::tempdir().unwrap();
+    let conf = "NAME='MysqlRaid10'\nLEVEL='10'\nMOUNT='/var/lib/mysql'\n";
+    // dv-db01 assembled and mounted its set.
+    lay_out(
+        root.path(),
+        "dv-db01",
+        &[
+            ("/etc/cerveza/volumes/MysqlRaid10.conf", conf),
+            (
+                "/var/lib/cerveza/volumes/MysqlRaid10.status",
+                "state=mounted\nsource=/dev/md127\nmessage=mounted\n",
+            ),
+            (
+                "/proc/mounts",
+                "/dev/root / ext4 rw 0 0\n/dev/md127 /var/lib/mysql xfs rw,noatime 0 0\n",
+            ),
+        ],
+    );
+    // dv-db02's volumes never appeared: MySQL writes to the root disk.
+    lay_out(
+        root.path(),
+        "dv-db02",
+        &[
+            ("/etc/cerveza/volumes/MysqlRaid10.conf", conf),
+            (
+                "/var/lib/cerveza/volumes/MysqlRaid10.status",
+                "state=failed\nsource=\nmessage=devices missing after 300s: /dev/sdh /dev/sdi\ntime=2026-12-04T10:00:00Z\n",
+            ),
+            ("/proc/mounts", "/dev/root / ext4 rw 0 0\n"),
+        ],
+    );
+    lay_out(
+        root.path(),
+        "dv-web01",
+        &[("/proc/mounts", "/dev/root / ext4 rw 0 0\n")],
+    );
+    let env = [("CERVEZA_TEST_DOCTOR_ROOT", root.path().to_str().unwrap())];
+    let r = doctor(&p, &env, &["dv-db01", "--only", "data-volumes"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stdout.contains("data-volumes  pass    1 host(s)"),
+        "{r:#?}"
+    );
+
+    // dv-web01 runs the Mysql profile too but has nothing installed (another user-data):
+    // the profile says what it should have, so it is not a pass.
+    let r = doctor(&p, &env, &["dv-*", "--only", "data-volumes", "-o", "json"]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert_eq!(
+        findings(&r.json(), "data-volumes"),
+        [
+            "dv-db02: volume profile MysqlRaid10 is not mounted on /var/lib/mysql: what is written there goes to the root disk; its assembler says failed at 2026-12-04T10:00:00Z: devices missing after 300s: /dev/sdh /dev/sdi",
+            "dv-web01: /etc/cerveza/volumes/MysqlRaid10.conf is missing: the user-data that assembles volume profile MysqlRaid10 never ran on this host (launched by an older cerveza or with other user-data), so nothing re-assembles it",
+            "dv-web01: volume profile MysqlRaid10 is not mounted on /var/lib/mysql: what is written there goes to the root disk; /var/lib/cerveza/volumes/MysqlRaid10.status does not exist (the assembler never ran; see `journalctl -u cerveza-volumes@MysqlRaid10`)",
+        ],
+    );
+
+    // What cannot be read is not judged: dv-db01 without its mount table.
+    std::fs::remove_file(root.path().join("dv-db01/proc/mounts")).unwrap();
+    let r = doctor(
+        &p,
+        &env,
+        &["dv-db01", "--only", "data-volumes", "-o", "json"],
+    );
+    assert_eq!(r.code, 5, "{r:#?}");
+    assert_eq!(
+        check(&r.json(), "data-volumes")["not_checked"],
+        serde_json::json!([{"subject": "dv-db01", "problem": "cannot read /proc/mounts"}]),
+    );
+}

@@ -288,6 +288,12 @@ fn the_script_reads_a_tree_under_a_root_prefix() {
     );
     write("/home/ops/.ssh/authorized_keys", "ssh-ed25519 AAAA ops\n");
     write("/home/svc/.ssh/authorized_keys", "ssh-ed25519 AAAA svc\n");
+    write("/proc/mounts", MOUNTS_OK);
+    write("/etc/cerveza/volumes/MysqlRaid10.conf", MYSQL_CONF);
+    write(
+        "/var/lib/cerveza/volumes/MysqlRaid10.status",
+        "state=mounted\nsource=/dev/md127\n",
+    );
     write(
         "/etc/systemd/system/multi-user.target.wants/puppet.service",
         "",
@@ -310,6 +316,7 @@ fn the_script_reads_a_tree_under_a_root_prefix() {
     );
     assert_eq!(puppet(&h).unwrap().minutes, BTreeSet::from([7, 37]));
     assert_eq!(login_grace(&h), Ok(45));
+    assert_eq!(data_volumes(&h, Some(MYSQL_WANTED)), Ok(vec![]));
 }
 
 #[test]
@@ -327,4 +334,103 @@ fn uri_hosts() {
     );
     assert_eq!(uri_host("ldap://10.0.0.5"), "10.0.0.5");
     assert_eq!(uri_host("ldap://[fd00::5]:389"), "fd00::5");
+}
+
+const MYSQL_CONF: &str = "# cerveza: volume profile MysqlRaid10\nNAME='MysqlRaid10'\nLEVEL='10'\nMOUNT='/var/lib/mysql'\n";
+const MOUNTS_OK: &str =
+    "/dev/root / ext4 rw,relatime 0 0\n/dev/md127 /var/lib/mysql xfs rw,noatime 0 0\n";
+const MYSQL_WANTED: &[WantedVolume<'static>] = &[WantedVolume {
+    name: "MysqlRaid10",
+    mount_point: "/var/lib/mysql",
+}];
+
+fn volume_problems(
+    files: &[(&str, Option<&str>)],
+    wanted: Option<&[WantedVolume<'_>]>,
+) -> Result<Vec<String>, String> {
+    data_volumes(&host(files, &[]), wanted)
+}
+
+#[test]
+fn data_volumes_are_mounted_from_what_their_assembler_made() {
+    let conf = ("/etc/cerveza/volumes/MysqlRaid10.conf", Some(MYSQL_CONF));
+    let mounted = (
+        "/var/lib/cerveza/volumes/MysqlRaid10.status",
+        Some("state=mounted\nmount=/var/lib/mysql\nsource=/dev/md127\nmessage=mounted\ntime=2026-12-04T10:00:00Z\n"),
+    );
+    let ok = [conf, mounted, ("/proc/mounts", Some(MOUNTS_OK))];
+    assert_eq!(volume_problems(&ok, Some(MYSQL_WANTED)), Ok(vec![]));
+    assert_eq!(
+        volume_problems(&ok, None),
+        Ok(vec![]),
+        "from the host's own settings"
+    );
+    assert_eq!(judge(Check::DataVolumes, &host(&ok, &[])), Verdict::Pass);
+
+    // Not mounted, and the assembler said why: data goes to the root disk.
+    let failed = (
+        "/var/lib/cerveza/volumes/MysqlRaid10.status",
+        Some("state=failed\nmount=/var/lib/mysql\nsource=\nmessage=devices missing after 300s: /dev/sdi\ntime=2026-12-04T10:05:00Z\n"),
+    );
+    let root_only = ("/proc/mounts", Some("/dev/root / ext4 rw 0 0\n"));
+    assert_eq!(
+        volume_problems(&[conf, failed, root_only], Some(MYSQL_WANTED)),
+        Ok(vec!["volume profile MysqlRaid10 is not mounted on /var/lib/mysql: what is written there goes to the root disk; its assembler says failed at 2026-12-04T10:05:00Z: devices missing after 300s: /dev/sdi".to_owned()])
+    );
+    // The same host judged without the profiles finds it too.
+    assert_eq!(
+        volume_problems(&[conf, failed, root_only], None)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Mounted by someone else from another device.
+    let other = (
+        "/proc/mounts",
+        Some("/dev/root / ext4 rw 0 0\n/dev/nvme5n1 /var/lib/mysql ext4 rw 0 0\n"),
+    );
+    assert_eq!(
+        volume_problems(&[conf, mounted, other], Some(MYSQL_WANTED)),
+        Ok(vec!["/var/lib/mysql is mounted from /dev/nvme5n1, not from what the assembler of volume profile MysqlRaid10 mounted (/dev/md127); its assembler says mounted at 2026-12-04T10:00:00Z: mounted".to_owned()])
+    );
+
+    // A host launched without the volume part: nothing installed, nothing mounted.
+    let p = volume_problems(&[root_only], Some(MYSQL_WANTED)).unwrap();
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with("/etc/cerveza/volumes/MysqlRaid10.conf is missing"),
+        "{p:#?}"
+    );
+    assert!(p[1].contains("MysqlRaid10.status does not exist"), "{p:#?}");
+    // ... and judged without the profiles it has nothing to check.
+    assert_eq!(volume_problems(&[root_only], None), Ok(vec![]));
+
+    // A profile whose mount point changed after launch.
+    let moved = [WantedVolume {
+        name: "MysqlRaid10",
+        mount_point: "/srv/mysql",
+    }];
+    let p = volume_problems(&ok, Some(&moved)).unwrap();
+    assert!(
+        p[0].contains("mounts at /var/lib/mysql, the profile at /srv/mysql"),
+        "{p:#?}"
+    );
+    assert!(p[1].contains("not mounted on /srv/mysql"), "{p:#?}");
+
+    // What cannot be read is never a pass.
+    assert!(volume_problems(&[conf, mounted, ("/proc/mounts", None)], Some(MYSQL_WANTED)).is_err());
+    assert!(volume_problems(&[conf, mounted], Some(MYSQL_WANTED)).is_err());
+    let unreadable = ("/var/lib/cerveza/volumes/MysqlRaid10.status", None);
+    let e = volume_problems(
+        &[conf, unreadable, ("/proc/mounts", Some(MOUNTS_OK))],
+        Some(MYSQL_WANTED),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("cannot read /var/lib/cerveza/volumes/MysqlRaid10.status"),
+        "{e}"
+    );
+    // A host with no volume profile has nothing to check, whatever it mounts.
+    assert_eq!(volume_problems(&[], Some(&[])), Ok(vec![]));
 }

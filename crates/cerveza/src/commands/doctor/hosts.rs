@@ -8,7 +8,7 @@ use anyhow::Result;
 use cerveza_core::fleet::Listing;
 use cerveza_core::model::Instance;
 use cerveza_core::selection::Selection;
-use cerveza_doctor::host::{self, HostFiles, PuppetHost, Verdict};
+use cerveza_doctor::host::{self, HostFiles, PuppetHost, Verdict, WantedVolume};
 use cerveza_doctor::{Check, Finding};
 use cerveza_remote::{HostResult, Status, Target};
 
@@ -109,12 +109,27 @@ pub(super) async fn checks(
         .iter()
         .filter_map(|i| Some((i.host()?, i.profile().unwrap_or("-"))))
         .collect();
+    let volumes = if wanted.contains(&Check::DataVolumes) {
+        wanted_volumes(ctx, &chosen)
+    } else {
+        BTreeMap::new()
+    };
     let mut reports = Vec::new();
     for &check in wanted {
         let mut findings = Vec::new();
         let mut not_checked = unreachable.clone();
         for (h, files) in &read {
-            match host::judge(check, files) {
+            let verdict = if check == Check::DataVolumes {
+                let want: Option<Vec<WantedVolume<'_>>> = volumes.get(*h).map(|v| {
+                    v.iter()
+                        .map(|(name, mount_point)| WantedVolume { name, mount_point })
+                        .collect()
+                });
+                host::data_volumes(files, want.as_deref()).into()
+            } else {
+                host::judge(check, files)
+            };
+            match verdict {
                 Verdict::Pass => {}
                 Verdict::Fail(problems) => {
                     findings.extend(problems.into_iter().map(|p| Finding::new(*h, p)));
@@ -147,6 +162,28 @@ pub(super) async fn checks(
         ));
     }
     Ok(reports)
+}
+
+/// The volume profiles (name, mount point) each host's instance profile names. A host
+/// whose profile cannot be read (the profiles directory is broken, or the profile was
+/// removed) is left out: the check then judges what the host itself has installed.
+fn wanted_volumes(ctx: &Ctx, chosen: &[&Instance]) -> BTreeMap<String, Vec<(String, String)>> {
+    let Ok(set) = ctx.profiles() else {
+        return BTreeMap::new();
+    };
+    chosen
+        .iter()
+        .filter_map(|i| {
+            let profile = set.instance(i.profile()?).ok()?;
+            let volumes = profile
+                .volume_profiles
+                .iter()
+                .filter_map(|n| set.volume(n))
+                .map(|vp| (vp.name.clone(), vp.mount_point.clone()))
+                .collect();
+            Some((i.host()?.to_owned(), volumes))
+        })
+        .collect()
 }
 
 #[cfg(test)]
