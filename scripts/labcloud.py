@@ -23,7 +23,14 @@ each one, with the test that shows it):
                 same token answers the first call's resources; with other parameters,
                 IdempotentParameterMismatch
   validation    unknown AMIs and key pairs are refused (AMIs exist per region); user-data
-                over 16 KB is refused
+                over 16 KB is refused; CreateVolume's sizes, IOPS and throughput per volume
+                type and their ratios, as EC2 refuses them
+  KMS           EBS encryption by default and its default key, per account and region; a
+                KMS key that is missing, disabled or pending deletion makes a new encrypted
+                volume vanish while creating (its token then answers
+                IdempotentParameterMismatch) and a new instance whose volumes it encrypts
+                go pending -> shutting-down -> terminated with StateReason
+                Client.InvalidKMSKey.InvalidState
   throttling    EC2's published token buckets per account, region and action (request
                 and resource buckets), DynamoDB per-table, Route53 per account, S3 per
                 bucket; the "account" is the access key id
@@ -230,6 +237,9 @@ class Lab:
         self.stats = {"requests": Counter(), "throttled": Counter()}
         self.action = None  # the EC2 action being served (requests are served one at a time)
         self.oracle = False  # the request is a test's check of the truth (x-lab-oracle: 1)
+        self.req = None  # the request being served
+        self.ebs_default = {}  # (account, region) -> {"enabled": bool, "key": str}
+        self.dropped = set()  # volume ids EBS dropped (their tokens are spent)
 
     def describe(self):
         return {k: (v if isinstance(v, bool) else "-".join(dict.fromkeys(f"{x:g}" for x in v)))
@@ -254,10 +264,39 @@ class Lab:
             heapq.heappop(self.due)[2]()
 
     def reset(self):
+        self.ebs_default.clear()
+        self.dropped.clear()
         self.due.clear()
         self.tokens.clear()
         self.buckets.clear()
         self.stats = {"requests": Counter(), "throttled": Counter()}
+
+    # --- KMS ------------------------------------------------------------------------------
+    def ebs_settings(self):
+        r = self.req
+        return self.ebs_default.setdefault((r.account, r.region), {"enabled": False, "key": DEFAULT_EBS_KEY})
+
+    def usable_key(self, key):
+        """Whether EBS can use KMS key `key` (id, ARN, alias) in the request's region: the
+        AWS managed key always; others when moto's KMS has them Enabled."""
+        if key in (None, "", DEFAULT_EBS_KEY):
+            return True
+        from moto.kms.models import kms_backends
+        for backends in list(kms_backends.values()):
+            try:
+                k = backends[self.req.region].describe_key(key)
+            except Exception:  # noqa: BLE001 - not this account's key, or no such alias
+                continue
+            return k.key_state == "Enabled"
+        return False
+
+    def encryption_fails(self, encrypted, key):
+        """The reason a new volume of this request cannot be encrypted, or None."""
+        settings = self.ebs_settings()
+        if not (encrypted or settings["enabled"]):
+            return None
+        key = key or settings["key"]
+        return None if self.usable_key(key) else key
 
     # --- moto's models --------------------------------------------------------------------
     def patch(self):
@@ -299,11 +338,26 @@ class Lab:
         # Instances take time to start, stop and terminate.
         orig_init = Instance.__init__
 
+        from moto.ec2.models.instances import StateReason
+
         def init(self, *a, **k):
             orig_init(self, *a, **k)
             self._lab_visible = time.monotonic() + lab.seconds("visibility")
             self._lab_console = time.monotonic() + lab.seconds("console")
-            move(self, "pending", "running", "pending")
+            bad = lab.encryption_fails(False, None) if lab.action == "RunInstances" else None
+            if bad is None:
+                move(self, "pending", "running", "pending")
+                return
+            # EBS cannot encrypt its root volume: EC2 gives up on the launch.
+            set_state(self, "pending")
+            inst = self
+
+            def die():
+                inst.state_reason = StateReason(
+                    "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state",
+                    "Client.InvalidKMSKey.InvalidState")
+                move(inst, "shutting-down", "terminated", "shutting-down")
+            lab.later("pending", die)
         Instance.__init__ = init
 
         # The console output: nothing until EC2 posts it, a while after boot; then the
@@ -400,9 +454,16 @@ class Lab:
             if lab.action != "CreateVolume":  # moto's own (an AMI's snapshot)
                 return v
             v._lab_creating = True
+            form = lab.req.form
+            bad = lab.encryption_fails(form.get("Encrypted") == "true", form.get("KmsKeyId"))
+            backend = self
 
             def done():
-                v._lab_creating = False
+                if bad is None:
+                    v._lab_creating = False
+                else:  # EBS drops a volume it cannot encrypt
+                    backend.volumes.pop(v.id, None)
+                    lab.dropped.add(v.id)
             lab.later("volume-creating", done)
             return v
         EBSBackend.create_volume = create_volume
@@ -581,6 +642,7 @@ class Lab:
                     lab.stats["throttled"][f"{req.service}:{req.action}"] += 1
                     return throttled(req, start_response)
                 lab.action = req.action if req.service == "ec2" else None
+                lab.req = req
                 if req.service == "ec2":
                     early = lab.ec2_checks(req)
                     if early:
@@ -654,7 +716,25 @@ class Lab:
         return True
 
     def ec2_checks(self, req):
-        """Errors EC2 gives before doing anything; a callable answer, or None."""
+        """Errors EC2 gives before doing anything, and the account settings the lab keeps
+        itself (per account, where moto has one); a callable answer, or None."""
+        settings = self.ebs_settings()
+        if req.action in ("EnableEbsEncryptionByDefault", "DisableEbsEncryptionByDefault"):
+            settings["enabled"] = req.action.startswith("Enable")
+        if req.action in ("EnableEbsEncryptionByDefault", "DisableEbsEncryptionByDefault",
+                          "GetEbsEncryptionByDefault"):
+            return ec2_ok(req.action, {"ebsEncryptionByDefault": str(settings["enabled"]).lower()})
+        if req.action == "ModifyEbsDefaultKmsKeyId":
+            settings["key"] = req.form.get("KmsKeyId", DEFAULT_EBS_KEY)
+        if req.action == "ResetEbsDefaultKmsKeyId":
+            settings["key"] = DEFAULT_EBS_KEY
+        if req.action in ("ModifyEbsDefaultKmsKeyId", "ResetEbsDefaultKmsKeyId",
+                          "GetEbsDefaultKmsKeyId"):
+            return ec2_ok(req.action, {"kmsKeyId": settings["key"]})
+        if req.action == "CreateVolume":
+            refused = volume_refusal(req.form)
+            if refused:
+                return ec2_error(400, *refused)
         if req.action == "RunInstances" and "UserData" in req.form:
             try:
                 raw = base64.b64decode(req.form["UserData"], validate=False)
@@ -670,7 +750,8 @@ class Lab:
         params = req.params_without_token()
         seen = self.tokens.get(key)
         if seen is not None:
-            if seen[0] != params:
+            made = re.search(rb"<volumeId>(vol-[0-9a-f]+)</volumeId>", b"".join(seen[3]))
+            if seen[0] != params or (made and made.group(1).decode() in self.dropped):
                 return ec2_error(400, "IdempotentParameterMismatch",
                                  "The client token you have provided is associated with a resource "
                                  "that is already deleted or with different parameters. Use a "
@@ -722,6 +803,68 @@ class Request:
     def params_without_token(self):
         return hashlib.sha256(json.dumps(
             sorted((k, v) for k, v in self.form.items() if k != "ClientToken")).encode()).hexdigest()
+
+
+DEFAULT_EBS_KEY = "alias/aws/ebs"
+
+# CreateVolume's limits (EC2 API Reference, CreateVolume; EBS User Guide, volume types).
+VOLUME_SIZES = {"gp2": (1, 16384), "gp3": (1, 65536), "io1": (4, 16384), "io2": (4, 65536),
+                "st1": (125, 16384), "sc1": (125, 16384), "standard": (1, 1024)}
+VOLUME_IOPS = {"gp3": (3000, 80000, 500), "io1": (100, 64000, 50), "io2": (100, 256000, 1000)}
+
+
+def volume_refusal(form):
+    """(code, message) EC2 refuses a CreateVolume with, or None."""
+    kind = form.get("VolumeType", "gp2")
+    size = int(form.get("Size", "0") or 0)
+    iops = int(form["Iops"]) if form.get("Iops") else None
+    throughput = int(form["Throughput"]) if form.get("Throughput") else None
+    if form.get("KmsKeyId") and form.get("Encrypted") != "true":
+        return ("InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.")
+    if kind not in VOLUME_SIZES:
+        return ("InvalidParameterValue", f"Value ({kind}) for parameter volumeType is invalid.")
+    lo, hi = VOLUME_SIZES[kind]
+    if size < lo:
+        return ("InvalidParameterValue", f"Volume of {size}GiB is too small; minimum is {lo}GiB.")
+    if size > hi:
+        return ("InvalidParameterValue", f"Volume of {size}GiB is too large; maximum is {hi}GiB.")
+    if iops is not None and kind not in VOLUME_IOPS:
+        return ("InvalidParameterCombination", f"The parameter iops is not supported for {kind} volumes.")
+    if iops is None and kind in ("io1", "io2"):
+        return ("InvalidParameterCombination", f"The parameter iops must be specified for {kind} volumes.")
+    if iops is not None:
+        lo, hi, per_gib = VOLUME_IOPS[kind]
+        if iops < lo:
+            return ("InvalidParameterValue", f"Volume iops of {iops} is too low; minimum is {lo}.")
+        if iops > hi:
+            return ("InvalidParameterValue", f"Volume iops of {iops} is too high; maximum is {hi}.")
+        if iops > per_gib * size and iops > lo:
+            return ("InvalidParameterValue",
+                    f"Iops to volume size ratio of {iops / size:f} is too high; maximum is {per_gib:f}.")
+    if throughput is not None:
+        if kind != "gp3":
+            return ("InvalidParameterCombination", f"The parameter throughput is not supported for {kind} volumes.")
+        if throughput < 125 or throughput > 2000:
+            return ("InvalidParameterValue",
+                    f"Throughput (MiBps) of {throughput} is out of range; it must be between 125 and 2000.")
+        effective = iops or 3000
+        if throughput > 125 and throughput * 4 > effective:
+            return ("InvalidParameterValue",
+                    f"Throughput (MiBps) to iops ratio of {throughput / effective:f} is too high; "
+                    "maximum is 0.250000 MiBps per iops.")
+    return None
+
+
+def ec2_ok(action, fields):
+    """A 200 answer of EC2's query protocol with these (locationName -> text) fields."""
+    inner = "".join(f"<{k}>{v}</{k}>" for k, v in fields.items())
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+            f"<requestId>lab-{random.getrandbits(64):016x}</requestId>{inner}</{action}Response>").encode()
+
+    def answer(start_response):
+        start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+    return answer
 
 
 def ec2_error(status, code, message):

@@ -276,6 +276,59 @@ class LabCloud(unittest.TestCase):
         block = text.split("-----BEGIN SSH HOST KEY KEYS-----\r\n")[1].split("-----END SSH HOST KEY KEYS-----")[0]
         self.assertEqual(block, f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILabHostKey root@{iid}\r\n")
 
+    def test_create_volume_is_refused_as_ec2_refuses_it(self):
+        ec2 = self.ec2()
+        cases = [
+            (dict(Size=100, VolumeType="st1"), "InvalidParameterValue", "minimum is 125GiB"),
+            (dict(Size=70000, VolumeType="gp3"), "InvalidParameterValue", "maximum is 65536GiB"),
+            (dict(Size=10, VolumeType="gp3", Iops=16000), "InvalidParameterValue", "maximum is 500.000000"),
+            (dict(Size=100, VolumeType="gp3", Iops=2000), "InvalidParameterValue", "minimum is 3000"),
+            (dict(Size=100, VolumeType="io1", Iops=6000), "InvalidParameterValue", "maximum is 50.000000"),
+            (dict(Size=100, VolumeType="gp3", Throughput=1000), "InvalidParameterValue", "0.250000 MiBps per iops"),
+            (dict(Size=100, VolumeType="gp2", Iops=3000), "InvalidParameterCombination", "not supported for gp2"),
+            (dict(Size=100, VolumeType="io2"), "InvalidParameterCombination", "must be specified"),
+            (dict(Size=100, VolumeType="gp3", KmsKeyId="alias/aws/ebs"), "InvalidParameterDependency", "Encrypted"),
+        ]
+        for args, code, says in cases:
+            with self.assertRaises(ClientError, msg=str(args)) as cm:
+                ec2.create_volume(AvailabilityZone=ZONE, **args)
+            err = cm.exception.response["Error"]
+            self.assertEqual((err["Code"], says in err["Message"]), (code, True), (args, err))
+        ok = ec2.create_volume(AvailabilityZone=ZONE, Size=160, VolumeType="gp3", Iops=80000, Throughput=2000)
+        self.assertEqual(ok["State"], "creating")
+
+    def test_an_unusable_kms_key_drops_volumes_and_terminates_launches(self):
+        ec2, kms = self.ec2(), self.client("kms")
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        kms.disable_key(KeyId=key)
+        # A volume encrypted with it is accepted, then vanishes; its token is spent.
+        args = dict(AvailabilityZone=ZONE, Size=10, Encrypted=True, KmsKeyId=key, ClientToken="kms-1")
+        v = ec2.create_volume(**args)
+        self.assertEqual(v["State"], "creating")
+        gone = self.until(lambda: ec2.describe_volumes(VolumeIds=[v["VolumeId"]])["Volumes"][0]["State"],
+                          "InvalidVolume.NotFound")
+        self.assertEqual(gone, "InvalidVolume.NotFound")
+        self.assertEqual(self.code(lambda: ec2.create_volume(**args)), "IdempotentParameterMismatch")
+        # An enabled key works.
+        kms.enable_key(KeyId=key)
+        v = ec2.create_volume(AvailabilityZone=ZONE, Size=10, Encrypted=True, KmsKeyId=key)
+        self.assertEqual(self.until(lambda: ec2.describe_volumes(VolumeIds=[v["VolumeId"]])["Volumes"][0]["State"],
+                                    "available"), "available")
+        # Encryption by default with a disabled default key: launches die with the reason.
+        kms.disable_key(KeyId=key)
+        self.assertTrue(ec2.enable_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+        self.assertEqual(ec2.modify_ebs_default_kms_key_id(KmsKeyId=key)["KmsKeyId"], key)
+        self.assertEqual(ec2.get_ebs_default_kms_key_id()["KmsKeyId"], key)
+        self.assertFalse(self.client("ec2", account="AKIDOTHERACCOUNT").get_ebs_encryption_by_default()[
+            "EbsEncryptionByDefault"], "per account")
+        iid = self.launch(ec2)["InstanceId"]
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "terminated"), "terminated")
+        reason = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["StateReason"]
+        self.assertEqual(reason["Code"], "Client.InvalidKMSKey.InvalidState")
+        ec2.reset_ebs_default_kms_key_id()
+        iid = self.launch(ec2)["InstanceId"]
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "running"), "running")
+
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()
         first = self.launch(ec2, ClientToken="reset-1")["InstanceId"]

@@ -130,6 +130,17 @@ fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance
             .filter_map(|g| g.group_name().map(str::to_owned))
             .collect(),
         tags,
+        state_reason: i.state_reason().and_then(|r| {
+            let code = r.code().unwrap_or_default();
+            let message = r.message().unwrap_or_default();
+            match (code.is_empty(), message.is_empty()) {
+                (true, true) => None,
+                (false, true) => Some(code.to_owned()),
+                (true, false) => Some(message.to_owned()),
+                (false, false) if message.starts_with(code) => Some(message.to_owned()),
+                (false, false) => Some(format!("{code}: {message}")),
+            }
+        }),
     })
 }
 
@@ -482,6 +493,7 @@ impl Compute for Ec2 {
             .set_iops(r.iops.map(|i| i as i32))
             .set_throughput(r.throughput.map(|t| t as i32))
             .encrypted(r.encrypted)
+            .set_kms_key_id(r.kms_key.clone())
             .client_token(&r.client_token)
             .tag_specifications(tag_spec(ResourceType::Volume, &r.tags))
             .send()

@@ -47,6 +47,15 @@ pub enum Fault {
     AttachLost,
     /// The next `allocate_address` allocates (tagged), then reports `Unavailable`.
     AllocateLost,
+    /// The next launched instance goes from `pending` to `terminated` with this
+    /// `StateReason` (an unusable KMS key does that).
+    LaunchDies(String),
+    /// The next started instance goes from `pending` back to `stopped` with this
+    /// `StateReason` (no capacity for it).
+    StartBounces(String),
+    /// The next created volume vanishes at once, as EBS drops a volume whose KMS key
+    /// cannot be used (its token then answers `IdempotentParameterMismatch`).
+    VolumeVanishes,
 }
 
 #[derive(Default)]
@@ -103,6 +112,12 @@ fn lost_answer(what: &str) -> ProviderError {
 }
 
 impl CloudState {
+    /// Takes the first queued fault `pick` finds something in.
+    fn take<T>(&mut self, pick: impl Fn(&Fault) -> Option<T>) -> Option<T> {
+        let pos = self.faults.iter().position(|f| pick(f).is_some())?;
+        pick(&self.faults.remove(pos))
+    }
+
     /// Fails with the first queued fault `pick` names a kind for (and removes it).
     fn fail(&mut self, pick: impl Fn(&Fault) -> Option<ProviderErrorKind>) -> ProviderResult<()> {
         let Some(pos) = self.faults.iter().position(|f| pick(f).is_some()) else {
@@ -384,6 +399,7 @@ impl Compute for FakeCloud {
         s.next_id += 1;
         let id = InstanceId::new(format!("i-{:017x}", s.next_id));
         let inst = Instance {
+            state_reason: None,
             id: id.clone(),
             region: spec.region.clone(),
             zone: Some(spec.zone.clone()),
@@ -399,7 +415,19 @@ impl Compute for FakeCloud {
         let mut stored = inst.clone();
         stored.public_ip = Some(format!("203.0.113.{}", s.next_id % 250 + 1));
         s.instances.insert(id.clone(), stored);
-        self.arrive(&mut s, &id, InstanceState::Pending, InstanceState::Running);
+        let dies = s.take(|f| match f {
+            Fault::LaunchDies(reason) => Some(reason.clone()),
+            _ => None,
+        });
+        let end = if dies.is_some() {
+            InstanceState::Terminated
+        } else {
+            InstanceState::Running
+        };
+        self.arrive(&mut s, &id, InstanceState::Pending, end);
+        if let Some(i) = s.instances.get_mut(&id) {
+            i.state_reason = dies;
+        }
         if self.hide_new_for > 0 {
             s.hidden.insert(id, self.hide_new_for);
         }
@@ -408,15 +436,27 @@ impl Compute for FakeCloud {
 
     async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.count("start");
+        let bounces = lock(&self.state).take(|f| match f {
+            Fault::StartBounces(reason) => Some(reason.clone()),
+            _ => None,
+        });
+        let end = if bounces.is_some() {
+            InstanceState::Stopped
+        } else {
+            InstanceState::Running
+        };
         self.transition(
             region,
             id,
             &[InstanceState::Stopped],
             InstanceState::Pending,
-            InstanceState::Running,
+            end,
         )?;
         // Like EC2: a started instance gets a new public address.
         let mut s = lock(&self.state);
+        if let Some(i) = s.instances.get_mut(id) {
+            i.state_reason = bounces;
+        }
         s.next_id += 1;
         let n = s.next_id;
         if let Some(i) = s.instances.get_mut(id) {
@@ -508,11 +548,18 @@ impl Compute for FakeCloud {
         if self.honour_client_token {
             if let Some((_, v)) = s.volume_tokens.iter().find(|(t, _)| t == &r.client_token) {
                 let id = v.clone();
-                if let Some(v) = s.volumes.get(&id) {
-                    return Ok(v.clone());
-                }
+                return match s.volumes.get(&id) {
+                    Some(v) => Ok(v.clone()),
+                    None => Err(ProviderError::new(
+                        ProviderErrorKind::Invalid,
+                        "IdempotentParameterMismatch: The client token you have provided is associated with a resource that is already deleted. Please use a different client token.",
+                    )),
+                };
             }
         }
+        let vanishes = s
+            .take(|f| matches!(f, Fault::VolumeVanishes).then_some(()))
+            .is_some();
         s.next_id += 1;
         let v = Volume {
             id: VolumeId::new(format!("vol-{:017x}", s.next_id)),
@@ -526,9 +573,14 @@ impl Compute for FakeCloud {
             created: None,
             tags: r.tags.clone(),
         };
-        s.volumes.insert(v.id.clone(), v.clone());
+        if !vanishes {
+            s.volumes.insert(v.id.clone(), v.clone());
+        }
         s.volume_tokens.push((r.client_token.clone(), v.id.clone()));
-        Ok(v)
+        Ok(Volume {
+            state: VolumeState::Creating,
+            ..v
+        })
     }
 
     async fn attach_volume(

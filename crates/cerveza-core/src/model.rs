@@ -207,6 +207,10 @@ pub struct Instance {
     pub security_groups: Vec<String>,
     /// All tags.
     pub tags: BTreeMap<String, String>,
+    /// Why it is in its state, as EC2's `StateReason` says (`Client.InvalidKMSKey.InvalidState:
+    /// The KMS key provided is in an incorrect state`), when EC2 gave one.
+    #[serde(skip)]
+    pub state_reason: Option<String>,
 }
 
 impl Instance {
@@ -404,6 +408,8 @@ pub struct VolumeRequest {
     pub throughput: Option<u32>,
     /// Encrypted at rest.
     pub encrypted: bool,
+    /// The KMS key to encrypt with (the account's default when `None`).
+    pub kms_key: Option<String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
     /// Idempotency token, sent as `ClientToken`.

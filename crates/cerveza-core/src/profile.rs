@@ -348,6 +348,10 @@ pub struct VolumeSpec {
     /// Encrypt at rest.
     #[serde(default)]
     pub encrypted: bool,
+    /// The KMS key to encrypt with (key id, `alias/…`, or their ARNs); needs
+    /// `encrypted: true`. Without it, the account's default EBS key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
 }
 
 fn default_volume_type() -> String {
@@ -1077,6 +1081,132 @@ fn resolve_instance(
     })
 }
 
+/// What EC2's CreateVolume would refuse in a volume spec, each in words that name the
+/// limit: sizes, IOPS and throughput per type and their ratios to size and to each
+/// other, and the KMS key (the EC2 API Reference's CreateVolume, and the EBS User
+/// Guide's volume types: gp3 3,000-80,000 IOPS at most 500 per GiB, 125-2,000 MiB/s at
+/// most 0.25 per IOPS; io1 100-64,000 IOPS at most 50 per GiB; io2 100-256,000 IOPS at
+/// most 1,000 per GiB).
+pub fn ebs_limits(v: &VolumeSpec) -> Vec<String> {
+    let mut p = Vec::new();
+    let t = v.volume_type.as_str();
+    let size = u64::from(v.size_gb);
+    let (min_size, max_size) = match t {
+        "gp3" | "io2" => (1, 65_536),
+        "io1" => (4, 16_384),
+        "st1" | "sc1" => (125, 16_384),
+        "standard" => (1, 1024),
+        _ => (1, 16_384),
+    };
+    let min_size = if t == "io2" { 4 } else { min_size };
+    if !(min_size..=max_size).contains(&size) {
+        p.push(format!(
+            "`size-gb: {size}`: {t} volumes have {min_size} to {max_size} GiB"
+        ));
+    }
+    let iops = v.iops.map(u64::from);
+    match (t, iops) {
+        ("gp3" | "io1" | "io2", Some(i)) => {
+            let (lo, hi, per_gib) = match t {
+                "gp3" => (3_000, 80_000, 500),
+                "io1" => (100, 64_000, 50),
+                _ => (100, 256_000, 1_000),
+            };
+            if !(lo..=hi).contains(&i) {
+                p.push(format!("`iops: {i}`: {t} volumes have {lo} to {hi} IOPS"));
+            } else if i > per_gib * size && i > lo {
+                p.push(format!(
+                    "`iops: {i}` on {size} GiB: {t} allows at most {per_gib} IOPS per GiB ({} here); raise size-gb to {} or lower iops",
+                    per_gib * size,
+                    i.div_ceil(per_gib)
+                ));
+            }
+        }
+        ("io1" | "io2", None) => {
+            p.push(format!("{t} volumes need `iops:` (their provisioned IOPS)"))
+        }
+        ("gp3", None) => {}
+        (_, Some(i)) => p.push(format!(
+            "`iops: {i}`: only gp3, io1 and io2 volumes take provisioned IOPS, not {t}"
+        )),
+        (_, None) => {}
+    }
+    match (t, v.throughput.map(u64::from)) {
+        ("gp3", Some(tp)) => {
+            let i = iops.unwrap_or(3_000);
+            if !(125..=2_000).contains(&tp) {
+                p.push(format!(
+                    "`throughput: {tp}`: gp3 volumes have 125 to 2000 MiB/s"
+                ));
+            } else if tp * 4 > i && tp > 125 {
+                p.push(format!(
+                    "`throughput: {tp}` with {i} IOPS: gp3 allows at most 0.25 MiB/s per IOPS ({} MiB/s here); raise iops to {} or lower throughput",
+                    i / 4,
+                    tp * 4
+                ));
+            }
+        }
+        (_, Some(tp)) => p.push(format!(
+            "`throughput: {tp}`: only gp3 volumes take a throughput, not {t}"
+        )),
+        (_, None) => {}
+    }
+    if let Some(k) = &v.kms_key {
+        if !v.encrypted {
+            p.push(format!(
+                "`kms-key: {k}` needs `encrypted: true` (EC2 refuses a KMS key for an unencrypted volume)"
+            ));
+        }
+        if !valid_kms_key(k) {
+            p.push(format!(
+                "`kms-key: {k:?}` is not a KMS key id, `alias/NAME`, or the ARN of either"
+            ));
+        }
+    }
+    p
+}
+
+/// A KMS key as CreateVolume takes it: a key id (UUID, or `mrk-` and 32 hex digits),
+/// `alias/NAME`, or `arn:PARTITION:kms:REGION:ACCOUNT:key/ID` or `…:alias/NAME`.
+fn valid_kms_key(k: &str) -> bool {
+    let key_id = |s: &str| {
+        let uuid = s.len() == 36
+            && s.char_indices().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            });
+        let mrk = s
+            .strip_prefix("mrk-")
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        uuid || mrk
+    };
+    let alias = |s: &str| {
+        s.strip_prefix("alias/").is_some_and(|n| {
+            !n.is_empty()
+                && n.len() <= 250
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        })
+    };
+    if let Some(rest) = k.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        return match parts[..] {
+            [partition, "kms", region, account, resource] => {
+                partition.starts_with("aws")
+                    && !region.is_empty()
+                    && account.len() == 12
+                    && account.bytes().all(|b| b.is_ascii_digit())
+                    && (resource.strip_prefix("key/").is_some_and(key_id) || alias(resource))
+            }
+            _ => false,
+        };
+    }
+    key_id(k) || alias(k)
+}
+
 fn validate_volume(p: &Parsed<RawVolumeProfile>) -> Result<VolumeProfile, Vec<ProfileError>> {
     let raw = &p.raw;
     let mut errors = Vec::new();
@@ -1092,17 +1222,12 @@ fn validate_volume(p: &Parsed<RawVolumeProfile>) -> Result<VolumeProfile, Vec<Pr
             format!("`count: {count}`: a volume profile has 1 to 16 volumes"),
         ));
     }
-    if !(1..=16384).contains(&raw.volumes.size_gb) {
-        errors.push(at(
-            &vol_loc,
-            format!(
-                "`size-gb: {}`: EBS volumes have 1 to 16384 GiB",
-                raw.volumes.size_gb
-            ),
-        ));
-    }
     const TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
-    if !TYPES.contains(&raw.volumes.volume_type.as_str()) {
+    if TYPES.contains(&raw.volumes.volume_type.as_str()) {
+        for problem in ebs_limits(&raw.volumes) {
+            errors.push(at(&vol_loc, problem));
+        }
+    } else {
         errors.push(at(
             &p.locate("type", None),
             format!(

@@ -33,15 +33,32 @@ pub fn generation_of(product: &Product, host: &Hostname, token: &str, up_to: u64
 /// The token for creating the volume at `device` of `host` during launch number
 /// `generation`: a lost CreateVolume answer retried with it yields the same volume.
 pub fn volume_token(product: &Product, host: &Hostname, device: &str, generation: u64) -> String {
-    token(
-        b"cerveza-volume\0",
-        &[
-            product.as_str().as_bytes(),
-            host.as_str().as_bytes(),
-            device.as_bytes(),
-            &generation.to_be_bytes(),
-        ],
-    )
+    volume_token_attempt(product, host, device, generation, 0)
+}
+
+/// The token of try `attempt` at that volume. EC2 answers a token whose volume is gone
+/// (EBS dropped it: an unusable KMS key, an `error` state) with
+/// `IdempotentParameterMismatch`; the next try then takes the next token, so a rerun
+/// walks the same sequence and still gets back a volume a lost answer made.
+pub fn volume_token_attempt(
+    product: &Product,
+    host: &Hostname,
+    device: &str,
+    generation: u64,
+    attempt: u32,
+) -> String {
+    let generation = generation.to_be_bytes();
+    let attempt = attempt.to_be_bytes();
+    let mut parts: Vec<&[u8]> = vec![
+        product.as_str().as_bytes(),
+        host.as_str().as_bytes(),
+        device.as_bytes(),
+        &generation,
+    ];
+    if attempt != [0; 4] {
+        parts.push(&attempt);
+    }
+    token(b"cerveza-volume\0", &parts)
 }
 
 /// `cz-` and the first 16 bytes, in hex, of SHA-256 over `kind` and the NUL-separated

@@ -276,6 +276,7 @@ async fn two_operators_claiming_one_hostname_make_one_instance() {
 async fn instances_that_only_share_a_name_are_not_touched() {
     let w = World::new();
     w.cloud.insert(Instance {
+        state_reason: None,
         id: "i-someoneelse".into(),
         region: Region::parse("ap-southeast-1").unwrap(),
         zone: Some(zone()),
@@ -1197,4 +1198,134 @@ async fn hosts_waiting_together_share_their_polls_starts_and_stops() {
         w.cloud.calls("start_many")
     );
     assert!(w.live().iter().all(|i| i.state == InstanceState::Running));
+}
+
+#[tokio::test]
+async fn an_instance_ec2_terminates_at_launch_fails_at_once_with_ec2_s_reason() {
+    let (w, clock) = timed_world(Duration::from_secs(30));
+    w.cloud.inject(Fault::LaunchDies(
+        "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state".into(),
+    ));
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&*clock);
+    let before = clock.now();
+    let out = lc
+        .start(
+            &w.profiles,
+            vec![h("kms01"), h("kms02")],
+            Some(&zone()),
+            Some(&ProfileName::parse("Dev").unwrap()),
+        )
+        .await
+        .unwrap();
+    let failed: Vec<String> = out
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(failed.len(), 1, "one host dies, the other runs: {out:#?}");
+    assert!(
+        failed[0].contains("went to terminated while cerveza waited for running: EC2 says Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state (an EBS volume of the instance is encrypted with a KMS key"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        clock.now() - before < Duration::from_secs(120),
+        "ended with the instance, not the 600 s wait: {:?}",
+        clock.now() - before
+    );
+}
+
+#[tokio::test]
+async fn a_start_ec2_gives_up_on_fails_with_its_reason_not_after_the_wait() {
+    for takes in [Duration::from_secs(30), Duration::ZERO] {
+        let (w, clock) = timed_world(takes);
+        let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&*clock);
+        let profile = ProfileName::parse("Dev").unwrap();
+        lc.start(&w.profiles, vec![h("cap01")], Some(&zone()), Some(&profile))
+            .await
+            .unwrap()[0]
+            .1
+            .as_ref()
+            .unwrap();
+        lc.stop(vec![h("cap01")]).await[0].1.as_ref().unwrap();
+        w.cloud.inject(Fault::StartBounces(
+            "Server.InsufficientInstanceCapacity: Insufficient capacity.".into(),
+        ));
+        let before = clock.now();
+        let out = lc
+            .start(&w.profiles, vec![h("cap01")], None, None)
+            .await
+            .unwrap();
+        let e = out[0].1.as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("went back to stopped while cerveza waited for running: EC2 says Server.InsufficientInstanceCapacity"),
+            "{e}"
+        );
+        assert!(e.contains("another zone"), "{e}");
+        assert!(
+            clock.now() - before < Duration::from_secs(120),
+            "pending {takes:?}: {:?}",
+            clock.now() - before
+        );
+        // A stopped host the user stopped is simply waited for.
+        assert_eq!(w.live()[0].state, InstanceState::Stopped);
+    }
+}
+
+#[tokio::test]
+async fn a_volume_ebs_drops_fails_at_once_and_a_rerun_makes_it_with_the_next_token() {
+    let (mut w, clock) = timed_world(Duration::from_secs(5));
+    w.cloud.honour_client_token = true; // as EC2 does: a dropped volume's token is spent
+    w.cloud.inject(Fault::VolumeVanishes);
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&*clock);
+    let profile = ProfileName::parse("Db").unwrap();
+    let before = clock.now();
+    let r = lc
+        .start(&w.profiles, vec![h("db01")], Some(&zone()), Some(&profile))
+        .await
+        .unwrap();
+    let e = r[0].1.as_ref().unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "vanished while it was being created: EBS drops a volume whose KMS key cannot be used"
+        ),
+        "{e}"
+    );
+    assert!(
+        clock.now() - before < Duration::from_secs(120),
+        "not the 600 s wait: {:?}",
+        clock.now() - before
+    );
+    assert_eq!(w.cloud.all_volumes().len(), 3, "the other three are made");
+    // The rerun's first token answers IdempotentParameterMismatch: the next one makes it.
+    let r = lc
+        .start(&w.profiles, vec![h("db01")], None, None)
+        .await
+        .unwrap();
+    r[0].1.as_ref().unwrap();
+    let vols = w.cloud.all_volumes();
+    assert_eq!(vols.len(), 4);
+    assert!(vols.iter().all(|v| v.attached_to.is_some()), "{vols:#?}");
+    // And a third run changes nothing: every token still answers its own volume.
+    lc.start(&w.profiles, vec![h("db01")], None, None)
+        .await
+        .unwrap()[0]
+        .1
+        .as_ref()
+        .unwrap();
+    assert_eq!(w.cloud.all_volumes().len(), 4);
+}
+
+#[test]
+fn volume_tokens_of_later_attempts_differ_and_the_first_is_the_old_token() {
+    use cerveza_core::token::{volume_token, volume_token_attempt};
+    let p = cerveza_core::names::Product::parse("noc").unwrap();
+    let host = h("db01");
+    assert_eq!(
+        volume_token(&p, &host, "/dev/sdf", 1),
+        volume_token_attempt(&p, &host, "/dev/sdf", 1, 0)
+    );
+    let all: std::collections::BTreeSet<String> = (0..5)
+        .map(|a| volume_token_attempt(&p, &host, "/dev/sdf", 1, a))
+        .collect();
+    assert_eq!(all.len(), 5);
 }

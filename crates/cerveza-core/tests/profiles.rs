@@ -338,3 +338,59 @@ fn yaml_error_messages_are_pinned() {
     }
     insta::assert_snapshot!(out);
 }
+
+/// The one error of a volume profile with these `volumes:` (None: it loads).
+fn volume_error(volumes: &str) -> Option<String> {
+    let vp = format!("--- !VolumeProfile\nname: V\nvolumes: {volumes}\nmount-point: /data\n");
+    match load(&[("v.yaml", &vp)]) {
+        Ok(_) => None,
+        Err(errs) => {
+            assert_eq!(errs.len(), 1, "{volumes}: {errs:#?}");
+            Some(errs[0].clone())
+        }
+    }
+}
+
+#[test]
+fn volume_specs_are_refused_as_ec2_refuses_them() {
+    for ok in [
+        "{ count: 1, size-gb: 100, type: gp3 }",
+        "{ count: 1, size-gb: 160, type: gp3, iops: 80000, throughput: 2000 }",
+        "{ count: 1, size-gb: 65536, type: gp3 }",
+        "{ count: 1, size-gb: 8, type: gp3, iops: 4000, throughput: 1000 }",
+        "{ count: 1, size-gb: 100, type: io1, iops: 5000 }",
+        "{ count: 1, size-gb: 100, type: io2, iops: 100000 }",
+        "{ count: 1, size-gb: 125, type: st1 }",
+        "{ count: 1, size-gb: 1024, type: standard }",
+        "{ count: 1, size-gb: 10, type: gp3, encrypted: true, kms-key: alias/aws/ebs }",
+        "{ count: 1, size-gb: 10, type: gp3, encrypted: true, kms-key: 1234abcd-12ab-34cd-56ef-1234567890ab }",
+        "{ count: 1, size-gb: 10, type: gp3, encrypted: true, kms-key: 'arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab' }",
+    ] {
+        assert_eq!(volume_error(ok), None, "{ok}");
+    }
+    for (bad, says) in [
+        ("{ count: 1, size-gb: 70000, type: gp3 }", "gp3 volumes have 1 to 65536 GiB"),
+        ("{ count: 1, size-gb: 20000, type: gp2 }", "gp2 volumes have 1 to 16384 GiB"),
+        ("{ count: 1, size-gb: 100, type: st1 }", "st1 volumes have 125 to 16384 GiB"),
+        ("{ count: 1, size-gb: 100, type: sc1 }", "sc1 volumes have 125 to 16384 GiB"),
+        ("{ count: 1, size-gb: 2, type: io2, iops: 100 }", "io2 volumes have 4 to 65536 GiB"),
+        ("{ count: 1, size-gb: 2000, type: standard }", "standard volumes have 1 to 1024 GiB"),
+        ("{ count: 1, size-gb: 100, type: gp3, iops: 2000 }", "gp3 volumes have 3000 to 80000 IOPS"),
+        ("{ count: 1, size-gb: 200, type: gp3, iops: 90000 }", "gp3 volumes have 3000 to 80000 IOPS"),
+        ("{ count: 1, size-gb: 10, type: gp3, iops: 16000 }", "at most 500 IOPS per GiB (5000 here); raise size-gb to 32"),
+        ("{ count: 1, size-gb: 100, type: io1, iops: 6000 }", "io1 allows at most 50 IOPS per GiB"),
+        ("{ count: 1, size-gb: 10, type: io2, iops: 20000 }", "io2 allows at most 1000 IOPS per GiB"),
+        ("{ count: 1, size-gb: 100, type: io1 }", "io1 volumes need `iops:`"),
+        ("{ count: 1, size-gb: 100, type: gp2, iops: 3000 }", "only gp3, io1 and io2 volumes take provisioned IOPS, not gp2"),
+        ("{ count: 1, size-gb: 100, type: gp3, throughput: 100 }", "gp3 volumes have 125 to 2000 MiB/s"),
+        ("{ count: 1, size-gb: 100, type: gp3, throughput: 1000 }", "at most 0.25 MiB/s per IOPS (750 MiB/s here); raise iops to 4000"),
+        ("{ count: 1, size-gb: 100, type: io2, iops: 1000, throughput: 500 }", "only gp3 volumes take a throughput, not io2"),
+        ("{ count: 1, size-gb: 10, type: gp3, kms-key: alias/data }", "needs `encrypted: true`"),
+        ("{ count: 1, size-gb: 10, type: gp3, encrypted: true, kms-key: my-key }", "is not a KMS key id"),
+        ("{ count: 1, size-gb: 10, type: gp3, encrypted: true, kms-key: 'arn:aws:kms:us-east-1:12:key/x' }", "is not a KMS key id"),
+    ] {
+        let e = volume_error(bad).unwrap_or_else(|| panic!("{bad} was accepted"));
+        assert!(e.contains(says), "{bad}: {e}");
+        assert!(e.starts_with("v.yaml:3:"), "located at volumes: {e}");
+    }
+}

@@ -21,6 +21,7 @@ fn inst(
 ) -> Instance {
     let z = Zone::parse(zone).unwrap();
     Instance {
+        state_reason: None,
         id: id.into(),
         region: z.region(),
         zone: Some(z),

@@ -204,3 +204,86 @@ fn data_volumes_in_another_region_refuse_a_first_start_there() {
         .collect();
     assert!(left.is_empty(), "{left:#?}");
 }
+
+/// The example profiles plus a volume profile encrypted with `key`, in a temp dir.
+fn profiles_with_kms_key(key: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(support::root().join("examples/profiles/."))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        dir.path().join("kms.yaml"),
+        format!(
+            "--- !VolumeProfile\nname: KmsData\nvolumes: {{ count: 2, size-gb: 10, type: gp3, encrypted: true, kms-key: {key} }}\nraid: 1\nmount-point: /srv/data\n\n--- !InstanceProfile\nname: KmsDb\nextends: UbuntuBase\nvolume-profiles: [KmsData]\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_kms_key_that_cannot_be_used_fails_the_start_at_once_with_the_reason() {
+    let p = product();
+    let key = cloud_py(&["kms-key", "us-east-1", "disabled"])
+        .trim()
+        .to_owned();
+    let dir = profiles_with_kms_key(&key);
+    let start = |host: &str, profile: &str| -> support::Run {
+        support::cmd(&p)
+            .env("CERVEZA_PROFILES", dir.path())
+            .args(["start", host, "--zone", "us-east-1b", "--profile", profile])
+            .output()
+            .unwrap()
+            .into()
+    };
+    // EBS takes the volumes, then drops them: the start fails when they vanish, naming
+    // the key, not after the 600 s wait.
+    let began = std::time::Instant::now();
+    let r = start("kms01", "KmsDb");
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stderr.contains("vanished while it was being created")
+            && r.stderr
+                .contains(&format!("the KMS key {key} of volume profile KmsData")),
+        "{r:#?}"
+    );
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(120),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(data_volumes(&p).is_empty(), "{:#?}", data_volumes(&p));
+    // With the key enabled, the rerun makes the set (its first tokens are spent).
+    cloud_py(&["kms-set", "us-east-1", &key, "enabled"]);
+    let r = start("kms01", "KmsDb");
+    assert_eq!(r.code, 0, "{r:#?}");
+    let vols = data_volumes(&p);
+    assert_eq!(vols.len(), 2, "{vols:#?}");
+    assert!(
+        vols.iter()
+            .all(|v| v["attached_to"].as_array().is_some_and(|a| a.len() == 1)),
+        "{vols:#?}"
+    );
+
+    // The account encrypts new volumes by default with a disabled key: EC2 terminates
+    // the new instance, and the start says why at once.
+    cloud_py(&["kms-set", "us-east-1", &key, "disabled"]);
+    cloud_py(&["ebs-default", &format!("AKID-{p}"), "us-east-1", &key]);
+    let began = std::time::Instant::now();
+    let r = start("kms02", "UbuntuGeneric32Bit");
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stderr.contains("went to")
+            && r.stderr.contains("EC2 says Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"),
+        "{r:#?}"
+    );
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(120),
+        "{:?}",
+        began.elapsed()
+    );
+}

@@ -504,17 +504,48 @@ impl<'a> Lifecycle<'a> {
             *last.lock().unwrap_or_else(|p| p.into_inner()) = what.to_owned();
         };
         let target = &target;
+        // A start EC2 gives up on shows as the instance going back to stopped. A read
+        // just after StartInstances may still show the old stopped state, so a stop
+        // counts once the instance was seen moving, or once EC2's own reason for it
+        // (`Server.…`: no capacity, an internal error) has lasted past a read's lag.
+        let moved = std::sync::atomic::AtomicBool::new(false);
+        let since = self.clock.now();
+        let bounced = |i: &Instance| {
+            moved.load(std::sync::atomic::Ordering::Relaxed)
+                || (i
+                    .state_reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("Server."))
+                    && self.clock.now().saturating_sub(since) >= STALE_READ)
+        };
         let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
             match self.described(&self.polls, region, id).await {
                 Ok(Some(i)) if &i.state == target => Ok(Some(i)),
                 Ok(Some(i)) if i.state.is_gone() && !target.is_gone() => Err(Error::Refused {
                     host: host.to_string(),
                     message: format!(
-                        "{id} went to {} while cerveza waited for {target} (capacity, a bad AMI, or someone terminated it); `cerveza start {host}` launches a new one",
-                        i.state
+                        "{id} went to {} while cerveza waited for {target}: {}; `cerveza start {host}` launches a new one",
+                        i.state,
+                        failed_because(&i)
                     ),
                 }),
+                Ok(Some(i))
+                    if i.state == InstanceState::Stopped
+                        && *target == InstanceState::Running
+                        && bounced(&i) =>
+                {
+                    Err(Error::Refused {
+                        host: host.to_string(),
+                        message: format!(
+                            "{id} went back to stopped while cerveza waited for running: {}; `cerveza start {host}` tries again",
+                            failed_because(&i)
+                        ),
+                    })
+                }
                 Ok(Some(i)) => {
+                    if i.state != InstanceState::Stopped {
+                        moved.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     seen(i.state.name());
                     Ok(None)
                 }
@@ -595,4 +626,24 @@ impl<'a> Lifecycle<'a> {
             },
         })
     }
+}
+
+/// How long a read may still show an instance's state from before a start.
+const STALE_READ: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// EC2's reason for an instance's state, with what to do about the common ones.
+fn failed_because(i: &Instance) -> String {
+    let Some(reason) = i.state_reason.as_deref() else {
+        return "EC2 gave no reason (capacity, a bad AMI, or someone terminated it)".into();
+    };
+    let hint = if reason.contains("KMS") {
+        " (an EBS volume of the instance is encrypted with a KMS key this account cannot use: check the account's default key with `aws ec2 get-ebs-default-kms-key-id`, the key's state and its key policy)"
+    } else if reason.contains("InsufficientInstanceCapacity") {
+        " (EC2 has no capacity for this type in the zone now: try again later, or start it in another zone or with another type)"
+    } else if reason.contains("VolumeLimitExceeded") {
+        " (the account's EBS storage quota is used up: raise it in Service Quotas)"
+    } else {
+        ""
+    };
+    format!("EC2 says {reason}{hint}")
 }

@@ -99,7 +99,7 @@ impl Lifecycle<'_> {
                     // Made by an earlier run that died right after CreateVolume: EC2
                     // refuses to attach it until it is `available`.
                     Some(v) if v.state != VolumeState::Available => {
-                        self.wait_volume(rec, &v.id).await?;
+                        self.wait_volume(rec, &v.id, vp).await?;
                         v.id.clone()
                     }
                     Some(v) => v.id.clone(),
@@ -211,7 +211,7 @@ impl Lifecycle<'_> {
         for (k, v) in &resolved.profile.tags {
             t.entry(k.clone()).or_insert_with(|| v.clone());
         }
-        let request = VolumeRequest {
+        let mut request = VolumeRequest {
             region: rec.region(),
             zone: rec.zone.clone(),
             size_gb: vp.volumes.size_gb,
@@ -219,29 +219,84 @@ impl Lifecycle<'_> {
             iops: vp.volumes.iops,
             throughput: vp.volumes.throughput,
             encrypted: vp.volumes.encrypted,
+            kms_key: vp.volumes.kms_key.clone(),
             tags: t,
-            client_token: token::volume_token(self.product(), host, device, rec.generation),
+            client_token: String::new(),
         };
-        let v = self.compute.create_volume(&request).await.context(|| {
-            format!(
-                "{host}: creating its {device} volume ({} GiB {})",
-                vp.volumes.size_gb, vp.volumes.volume_type
-            )
-        })?;
-        self.wait_volume(rec, &v.id).await?;
+        let mut attempt = 0;
+        let v = loop {
+            request.client_token =
+                token::volume_token_attempt(self.product(), host, device, rec.generation, attempt);
+            match self.compute.create_volume(&request).await {
+                // This token's volume is gone (no live volume of this device exists,
+                // or it would have been found and attached): the next token.
+                Err(e)
+                    if e.message.starts_with("IdempotentParameterMismatch")
+                        && attempt < MAX_VOLUME_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                other => {
+                    break other.context(|| {
+                        format!(
+                            "{host}: creating its {device} volume ({} GiB {})",
+                            vp.volumes.size_gb, vp.volumes.volume_type
+                        )
+                    })?
+                }
+            }
+        };
+        self.wait_volume(rec, &v.id, vp).await?;
         Ok(v.id)
     }
 
-    /// Waits until a new volume is `available`.
-    async fn wait_volume(&self, rec: &HostRecord, id: &VolumeId) -> Result<(), Error> {
+    /// Waits until a new volume is `available`. One that goes to `error`, or that
+    /// vanishes (EBS drops a new volume whose KMS key cannot be used), or that never
+    /// shows up, ends the wait at once with that reason.
+    async fn wait_volume(
+        &self,
+        rec: &HostRecord,
+        id: &VolumeId,
+        vp: &VolumeProfile,
+    ) -> Result<(), Error> {
         let host = &rec.hostname;
         let last = std::sync::Mutex::new(None::<VolumeState>);
+        let seen = std::sync::atomic::AtomicBool::new(false);
+        let since = self.clock.now();
+        let key = match &vp.volumes.kms_key {
+            Some(k) => format!("the KMS key {k} of volume profile {}", vp.name),
+            None => "the account's default EBS KMS key (`aws ec2 get-ebs-default-kms-key-id`)"
+                .to_owned(),
+        };
+        let refused = |what: String| Error::Refused {
+            host: host.to_string(),
+            message: format!("{id}: {what}"),
+        };
         let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
             match self.host_volumes(rec).await {
                 Ok(vols) => {
                     let state = vols.into_iter().find(|v| &v.id == id).map(|v| v.state);
-                    if state == Some(VolumeState::Available) {
-                        return Ok(Some(()));
+                    match &state {
+                        Some(VolumeState::Available) => return Ok(Some(())),
+                        Some(VolumeState::Error) => {
+                            return Err(refused(format!(
+                                "EBS put the new volume in state error (it holds no data); if encrypted, check {key}, its state and its key policy, then delete it (`aws ec2 delete-volume --volume-id {id}`) and start again"
+                            )))
+                        }
+                        Some(VolumeState::Deleting | VolumeState::Deleted) => {
+                            return Err(refused(format!(
+                                "the new volume is being deleted (by someone else); `cerveza start {host}` makes it again"
+                            )))
+                        }
+                        Some(_) => seen.store(true, std::sync::atomic::Ordering::Relaxed),
+                        None if seen.load(std::sync::atomic::Ordering::Relaxed)
+                            || self.clock.now().saturating_sub(since) >= NEW_VOLUME_VISIBLE =>
+                        {
+                            return Err(refused(format!(
+                                "the new volume vanished while it was being created: EBS drops a volume whose KMS key cannot be used; check {key}, its state and its key policy, then `cerveza start {host}` makes it again"
+                            )))
+                        }
+                        None => {}
                     }
                     *last.lock().unwrap_or_else(|p| p.into_inner()) = state;
                     Ok(None)
@@ -258,6 +313,13 @@ impl Lifecycle<'_> {
         self.waited(host, id.as_str(), "available", waited, last)
     }
 }
+
+/// Tokens tried for one volume before its creation is given up (each spent one is a
+/// volume EBS dropped).
+const MAX_VOLUME_ATTEMPTS: u32 = 4;
+
+/// How long a new volume may stay out of DescribeVolumes before it is taken as gone.
+const NEW_VOLUME_VISIBLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What one volume lookup per region found (or why a region did not answer).
 pub(crate) struct VolumeIndex {

@@ -9,6 +9,7 @@ use super::*;
 fn instance(host: &str, zone: &str, state: InstanceState, private_ip: &str) -> Instance {
     let zone = Zone::parse(zone).unwrap();
     Instance {
+        state_reason: None,
         id: InstanceId::new(format!("i-{host}")),
         region: zone.region(),
         zone: Some(zone),

@@ -260,6 +260,28 @@ def eip(region, product, host):
     print(alloc)
 
 
+def kms_key(region, state):
+    """A new KMS key, enabled or disabled; prints its id."""
+    kms = boto3.client("kms", region_name=region)
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    if state == "disabled":
+        kms.disable_key(KeyId=key)
+    print(key)
+
+
+def kms_set(region, key, state):
+    kms = boto3.client("kms", region_name=region)
+    (kms.enable_key if state == "enabled" else kms.disable_key)(KeyId=key)
+
+
+def ebs_default(account, region, key):
+    """Turns on EBS encryption by default for `account` (an access key id) with `key`."""
+    ec2 = boto3.client("ec2", region_name=region, aws_access_key_id=account,
+                       aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "x"))
+    ec2.enable_ebs_encryption_by_default()
+    ec2.modify_ebs_default_kms_key_id(KmsKeyId=key)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "state":
@@ -296,5 +318,11 @@ if __name__ == "__main__":
         volume(*args)
     elif cmd == "eip":
         eip(*args)
+    elif cmd == "kms-key":
+        kms_key(*args)
+    elif cmd == "kms-set":
+        kms_set(*args)
+    elif cmd == "ebs-default":
+        ebs_default(*args)
     else:
         sys.exit(f"unknown command {cmd}")

@@ -57,6 +57,7 @@ fn record(
 fn instance(host: &str, profile: &str, zone: &str, state: InstanceState, id: &str) -> Instance {
     let zone = Zone::parse(zone).unwrap();
     Instance {
+        state_reason: None,
         id: InstanceId::new(id),
         region: zone.region(),
         zone: Some(zone),
