@@ -254,33 +254,22 @@ impl Rig {
     }
 
     fn settings(&self, wait: u32) -> PathBuf {
-        let text = volumes::settings(&mysql())
-            .replace("WAIT='300'", &format!("WAIT='{wait}'"))
-            .replace(
-                "MOUNT='/var/lib/mysql'",
-                &format!("MOUNT='{}'", self.path("mnt").display()),
-            )
-            .replace(
-                "STATUS='/var/lib/cerveza/volumes/MysqlRaid10.status'",
-                &format!("STATUS='{}'", self.path("state/status").display()),
-            )
-            .replace(
-                "DEVDIR='/dev'",
-                &format!("DEVDIR='{}'", self.path("dev").display()),
-            )
-            .replace(
-                "MDDIR='/dev/md'",
-                &format!("MDDIR='{}'", self.path("md").display()),
-            )
-            .replace(
-                "MOUNTS='/proc/mounts'",
-                &format!("MOUNTS='{}'", self.path("state/mounts").display()),
-            );
-        for key in ["MOUNT", "STATUS", "DEVDIR", "MDDIR", "MOUNTS"] {
-            assert!(
-                text.contains(&format!("{key}='{}", self.dir.path().display())),
-                "{key} replaced: {text}"
-            );
+        let mut text = volumes::settings(&mysql()).replace("WAIT='300'", &format!("WAIT='{wait}'"));
+        // Every path the assembler touches, moved into the rig.
+        for (key, on_host, in_rig) in [
+            ("MOUNT", "/var/lib/mysql", "mnt"),
+            (
+                "STATUS",
+                "/var/lib/cerveza/volumes/MysqlRaid10.status",
+                "state/status",
+            ),
+            ("DEVDIR", "/dev", "dev"),
+            ("MDDIR", "/dev/md", "md"),
+            ("MOUNTS", "/proc/mounts", "state/mounts"),
+        ] {
+            let from = format!("{key}='{on_host}'");
+            assert!(text.contains(&from), "{from} in {text}");
+            text = text.replace(&from, &format!("{key}='{}'", self.path(in_rig).display()));
         }
         let file = self.path("settings.conf");
         std::fs::write(&file, text).unwrap();
