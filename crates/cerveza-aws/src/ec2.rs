@@ -65,6 +65,27 @@ impl Ec2 {
         }
     }
 
+    /// One CreateVolume.
+    async fn create_volume_once(
+        &self,
+        r: &VolumeRequest,
+    ) -> ProviderResult<aws_sdk_ec2::operation::create_volume::CreateVolumeOutput> {
+        self.client(&r.region)
+            .create_volume()
+            .availability_zone(r.zone.as_str())
+            .size(r.size_gb as i32)
+            .volume_type(VolumeType::from(r.volume_type.as_str()))
+            .set_iops(r.iops.map(|i| i as i32))
+            .set_throughput(r.throughput.map(|t| t as i32))
+            .encrypted(r.encrypted)
+            .set_kms_key_id(r.kms_key.clone())
+            .client_token(&r.client_token)
+            .tag_specifications(tag_spec(ResourceType::Volume, &r.tags))
+            .send()
+            .await
+            .map_err(provider_error)
+    }
+
     /// Waits for EC2's buckets of `action` in `region` (see [`crate::transport::Pacer`]).
     pub(crate) async fn pace(
         &self,
@@ -483,22 +504,10 @@ impl Compute for Ec2 {
     }
 
     async fn create_volume(&self, r: &VolumeRequest) -> ProviderResult<Volume> {
-        self.pace(&r.region, "CreateVolume", true, 1).await;
+        // Sent again when throttled: the ClientToken answers a volume that was made.
         let out = self
-            .client(&r.region)
-            .create_volume()
-            .availability_zone(r.zone.as_str())
-            .size(r.size_gb as i32)
-            .volume_type(VolumeType::from(r.volume_type.as_str()))
-            .set_iops(r.iops.map(|i| i as i32))
-            .set_throughput(r.throughput.map(|t| t as i32))
-            .encrypted(r.encrypted)
-            .set_kms_key_id(r.kms_key.clone())
-            .client_token(&r.client_token)
-            .tag_specifications(tag_spec(ResourceType::Volume, &r.tags))
-            .send()
-            .await
-            .map_err(provider_error)?;
+            .paced(&r.region, "CreateVolume", 1, || self.create_volume_once(r))
+            .await?;
         Ok(Volume {
             id: VolumeId::new(out.volume_id().unwrap_or_default()),
             region: r.region.clone(),
@@ -520,16 +529,20 @@ impl Compute for Ec2 {
         instance: &InstanceId,
         device: &str,
     ) -> ProviderResult<()> {
-        self.pace(region, "AttachVolume", true, 1).await;
-        self.client(region)
-            .attach_volume()
-            .volume_id(volume.as_str())
-            .instance_id(instance.as_str())
-            .device(device)
-            .send()
-            .await
-            .map(drop)
-            .map_err(provider_error)
+        // Sent again when throttled: an attach that landed meanwhile fails as
+        // attached, which the lifecycle counts as done where it wanted it.
+        self.paced(region, "AttachVolume", 1, || async {
+            self.client(region)
+                .attach_volume()
+                .volume_id(volume.as_str())
+                .instance_id(instance.as_str())
+                .device(device)
+                .send()
+                .await
+                .map(drop)
+                .map_err(provider_error)
+        })
+        .await
     }
 
     async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()> {
