@@ -120,10 +120,7 @@ impl CloudState {
 
     /// Fails with the first queued fault `pick` names a kind for (and removes it).
     fn fail(&mut self, pick: impl Fn(&Fault) -> Option<ProviderErrorKind>) -> ProviderResult<()> {
-        let Some(pos) = self.faults.iter().position(|f| pick(f).is_some()) else {
-            return Ok(());
-        };
-        match pick(&self.faults.remove(pos)) {
+        match self.take(pick) {
             Some(kind) => Err(ProviderError::new(kind, "injected fault")),
             None => Ok(()),
         }

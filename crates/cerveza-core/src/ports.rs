@@ -58,6 +58,14 @@ impl ProviderError {
             source: None,
         }
     }
+
+    /// Whether the service answered with error `code` (`IdempotentParameterMismatch`):
+    /// a service error's message starts with its code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.message
+            .strip_prefix(code)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+    }
 }
 
 /// Result of a backend call.

@@ -1329,3 +1329,18 @@ fn volume_tokens_of_later_attempts_differ_and_the_first_is_the_old_token() {
         .collect();
     assert_eq!(all.len(), 5);
 }
+
+#[test]
+fn a_provider_error_names_its_service_code_by_its_message() {
+    use cerveza_core::ports::ProviderError;
+    let e = ProviderError::new(
+        ProviderErrorKind::Invalid,
+        "IdempotentParameterMismatch: The client token you have provided is associated with a resource that is already deleted.",
+    );
+    assert!(e.has_code("IdempotentParameterMismatch"));
+    assert!(!e.has_code("Idempotent"), "a whole code only");
+    assert!(
+        !ProviderError::new(ProviderErrorKind::Other, "InvalidParameterValue: no")
+            .has_code("IdempotentParameterMismatch")
+    );
+}

@@ -231,7 +231,7 @@ impl Lifecycle<'_> {
                 // This token's volume is gone (no live volume of this device exists,
                 // or it would have been found and attached): the next token.
                 Err(e)
-                    if e.message.starts_with("IdempotentParameterMismatch")
+                    if e.has_code("IdempotentParameterMismatch")
                         && attempt < MAX_VOLUME_ATTEMPTS =>
                 {
                     attempt += 1;
