@@ -31,6 +31,11 @@ each one, with the test that shows it):
                 IdempotentParameterMismatch) and a new instance whose volumes it encrypts
                 go pending -> shutting-down -> terminated with StateReason
                 Client.InvalidKMSKey.InvalidState
+  limits        capacity per zone and instance type, instance types a zone does not offer,
+                images without ENA, and account quotas (vCPUs, running instances, EBS
+                GiB per volume type, Elastic IPs), per account and region, set through
+                POST /lab-api/limits: RunInstances, StartInstances, CreateVolume and
+                AllocateAddress are refused with EC2's codes and messages beyond them
   throttling    EC2's published token buckets per account, region and action (request
                 and resource buckets), DynamoDB per-table, Route53 per account, S3 per
                 bucket; the "account" is the access key id
@@ -43,7 +48,11 @@ Timings come from CERVEZA_LAB_CLOUD, a comma-separated list of key=seconds (a ra
 
 A request with the header `x-lab-oracle: 1` sees the truth at once and is never throttled:
 that is how the tests read the end state. GET /lab-api/config shows the settings; GET /lab-api/stats counts requests and throttled
-answers per service, action and account; /moto-api/reset also resets the lab's state.
+answers per service, action and account; GET /lab-api/limits shows the limits set, and
+POST /lab-api/limits sets some for one account and region (JSON: {"account", "region",
+"vcpus", "instances", "addresses", "volume-gib": {type: GiB}, "capacity": {zone: {type:
+count}}, "not-offered": {zone: [type]}, "no-ena": [image]}; a key given replaces its
+value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
 (every `ami:` map, every `key-pair:`), so the lab's own profiles work and others do not.
 """
@@ -239,6 +248,7 @@ class Lab:
         self.oracle = False  # the request is a test's check of the truth (x-lab-oracle: 1)
         self.req = None  # the request being served
         self.ebs_default = {}  # (account, region) -> {"enabled": bool, "key": str}
+        self.limits = {}  # (account, region) -> {limit: value}, see POST /lab-api/limits
         self.dropped = set()  # volume ids EBS dropped (their tokens are spent)
 
     def describe(self):
@@ -265,6 +275,7 @@ class Lab:
 
     def reset(self):
         self.ebs_default.clear()
+        self.limits.clear()
         self.dropped.clear()
         self.due.clear()
         self.tokens.clear()
@@ -342,6 +353,7 @@ class Lab:
 
         def init(self, *a, **k):
             orig_init(self, *a, **k)
+            self._lab_account = lab.req.account if lab.req is not None else None
             self._lab_visible = time.monotonic() + lab.seconds("visibility")
             self._lab_console = time.monotonic() + lab.seconds("console")
             bad = lab.encryption_fails(False, None) if lab.action == "RunInstances" else None
@@ -453,6 +465,7 @@ class Lab:
             v = orig_create_volume(self, *a, **k)
             if lab.action != "CreateVolume":  # moto's own (an AMI's snapshot)
                 return v
+            v._lab_account = lab.req.account
             v._lab_creating = True
             form = lab.req.form
             bad = lab.encryption_fails(form.get("Encrypted") == "true", form.get("KmsKeyId"))
@@ -528,6 +541,14 @@ class Lab:
                     f"The {instance.state} instance '{instance.id}' is not in a valid state for this operation.")
             return orig_associate(self, instance, *a, **k)
         ElasticAddressBackend.associate_address = associate_address
+
+        orig_allocate = ElasticAddressBackend.allocate_address
+
+        def allocate_address(self, *a, **k):
+            addr = orig_allocate(self, *a, **k)
+            addr._lab_account = lab.req.account if lab.action == "AllocateAddress" else None
+            return addr
+        ElasticAddressBackend.allocate_address = allocate_address
 
         # AMIs exist in their own region only.
         orig_load_amis = AmiBackend._load_amis
@@ -615,6 +636,105 @@ class Lab:
         self.ServiceException = ServiceException
         del inst_mod, InvalidInstanceIdError  # imported to fail early if moto moved them
 
+    # --- capacity and quotas ---------------------------------------------------------------
+    def set_limits(self, body):
+        account, region = str(body.pop("account")), str(body.pop("region"))
+        unknown = set(body) - LIMIT_KEYS
+        if unknown:
+            raise ValueError(f"unknown limits {sorted(unknown)} (known: {sorted(LIMIT_KEYS)})")
+        lim = self.limits.setdefault((account, region), {})
+        for key, value in body.items():
+            if value is None:
+                lim.pop(key, None)
+            else:
+                lim[key] = value
+
+    def ec2_backend(self, region):
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ec2.models import ec2_backends
+        return ec2_backends[DEFAULT_ACCOUNT_ID][region]
+
+    def limit_refusal(self, req):
+        """(status, code, message) EC2 refuses this request with for capacity, what a zone
+        or image offers, or an account quota; None when no limit is reached."""
+        lim = self.limits.get((req.account, req.region))
+        if not lim or req.action not in LIMITED_ACTIONS:
+            return None
+        backend = self.ec2_backend(req.region)
+        form = req.form
+
+        def mine(things):
+            return [t for t in things if getattr(t, "_lab_account", None) == req.account]
+        if req.action == "CreateVolume":
+            kind, size = form.get("VolumeType", "gp2"), int(form.get("Size", "0") or 0)
+            quota = (lim.get("volume-gib") or {}).get(kind)
+            used = sum(v.size for v in mine(backend.volumes.values())
+                       if v.volume_type == kind and not getattr(v, "_lab_deleting", False))
+            if quota is not None and used + size > quota:
+                return (400, "VolumeLimitExceeded",
+                        f"You have exceeded your maximum {kind} storage limit of {quota} GiB in this region.")
+            return None
+        if req.action == "AllocateAddress":
+            quota = lim.get("addresses")
+            if quota is not None and len(mine(backend.addresses)) + 1 > quota:
+                return (400, "AddressLimitExceeded", "The maximum number of addresses has been reached.")
+            return None
+        if req.action == "RunInstances":
+            itype = form.get("InstanceType", "m1.small")
+            zone = form.get("Placement.AvailabilityZone") or req.region + "a"
+            wanted = [(itype, zone)] * int(form.get("MinCount", "1"))
+            if form.get("ImageId") in (lim.get("no-ena") or []) and not itype.startswith(ENA_OPTIONAL):
+                return (400, "InvalidParameterCombination",
+                        f"Enhanced networking with the Elastic Network Adapter (ENA) is required for the "
+                        f"'{itype}' instance type. Ensure that you are using an AMI that is enabled for ENA.")
+        else:
+            ids = [v for k, v in form.items() if k.startswith("InstanceId.")]
+            try:
+                found = backend.get_multi_instances_by_id(ids)
+            except Exception:  # noqa: BLE001 - moto's own error follows
+                return None
+            wanted = [(i.instance_type, i._placement.zone) for i in found if i.state == "stopped"]
+        everything = [i for r in backend.reservations.values() for i in r.instances]  # seen or not
+        running = [i for i in mine(everything) if i.state in ("pending", "running")]
+        zones = [z.name for z in backend.describe_availability_zones()]
+
+        def elsewhere(itype, zone):
+            ok = [z for z in zones if z != zone
+                  and itype not in (lim.get("not-offered") or {}).get(z, [])
+                  and (lim.get("capacity") or {}).get(z, {}).get(itype) != 0]
+            return ", ".join(ok)
+        for itype, zone in dict.fromkeys(wanted):
+            if itype in (lim.get("not-offered") or {}).get(zone, []):
+                return (400, "Unsupported",
+                        f"Your requested instance type ({itype}) is not supported in your requested "
+                        f"Availability Zone ({zone}). Please retry your request by not specifying an "
+                        f"Availability Zone or choosing {elsewhere(itype, zone)}.")
+            cap = (lim.get("capacity") or {}).get(zone, {}).get(itype)
+            here = sum(1 for i in running if i.instance_type == itype and i._placement.zone == zone)
+            if cap is not None and here + wanted.count((itype, zone)) > cap:
+                if req.action == "StartInstances":
+                    return (500, "InsufficientInstanceCapacity", "Insufficient capacity.")
+                return (500, "InsufficientInstanceCapacity",
+                        f"We currently do not have sufficient {itype} capacity in the Availability Zone "
+                        f"you requested ({zone}). Our system will be working on provisioning additional "
+                        f"capacity. You can currently get {itype} capacity by not specifying an "
+                        f"Availability Zone in your request or choosing {elsewhere(itype, zone)}.")
+        quota = lim.get("vcpus")
+        if quota is not None:
+            used = sum(vcpus(i.instance_type) for i in running)
+            if used + sum(vcpus(t) for t, _ in wanted) > quota:
+                return (400, "VcpuLimitExceeded",
+                        f"You have requested more vCPU capacity than your current vCPU limit of {quota} "
+                        "allows for the instance bucket that the specified instance type belongs to. "
+                        "Please visit http://aws.amazon.com/contact-us/ec2-request to request an "
+                        "adjustment to this limit.")
+        quota = lim.get("instances")
+        if quota is not None and len(running) + len(wanted) > quota:
+            return (400, "InstanceLimitExceeded",
+                    f"Your quota allows for {max(0, quota - len(running))} more running instance(s). "
+                    f"You requested at least {len(wanted)}.")
+        return None
+
     # --- the HTTP layer: throttling, idempotency, user-data -------------------------------
     def wsgi(self, app):
         lab = self
@@ -622,7 +742,7 @@ class Lab:
         def handler(environ, start_response):
             path = environ.get("PATH_INFO", "")
             if path.startswith("/lab-api/"):
-                return lab.lab_api(path, start_response)
+                return lab.lab_api(path, environ, start_response)
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
             environ["wsgi.input"] = io.BytesIO(body)
@@ -653,12 +773,21 @@ class Lab:
                 return app(environ, start_response)
         return handler
 
-    def lab_api(self, path, start_response):
+    def lab_api(self, path, environ, start_response):
         with self.lock:
             if path == "/lab-api/config":
                 body = {"settings": self.describe(), "key_pairs": self.keys}
             elif path == "/lab-api/stats":
                 body = {k: dict(v) for k, v in self.stats.items()}
+            elif path == "/lab-api/limits":
+                if environ.get("REQUEST_METHOD") == "POST":
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                    try:
+                        self.set_limits(json.loads(environ["wsgi.input"].read(length) or b"{}"))
+                    except (ValueError, TypeError, KeyError) as e:
+                        start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                        return [f"bad limits: {e}\n".encode()]
+                body = {f"{a} {r}": v for (a, r), v in sorted(self.limits.items())}
             else:
                 start_response("404 Not Found", [("Content-Type", "text/plain")])
                 return [b"unknown lab-api path\n"]
@@ -735,6 +864,9 @@ class Lab:
             refused = volume_refusal(req.form)
             if refused:
                 return ec2_error(400, *refused)
+        refused = self.limit_refusal(req)
+        if refused:
+            return ec2_error(*refused)
         if req.action == "RunInstances" and "UserData" in req.form:
             try:
                 raw = base64.b64decode(req.form["UserData"], validate=False)
@@ -807,6 +939,19 @@ class Request:
 
 DEFAULT_EBS_KEY = "alias/aws/ebs"
 
+# Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
+# Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
+LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena"}
+LIMITED_ACTIONS = {"RunInstances", "StartInstances", "CreateVolume", "AllocateAddress"}
+# Instance types that run without ENA (previous generations); every current type needs it.
+ENA_OPTIONAL = ("t1.", "t2.", "m1.", "m2.", "m3.", "m4.", "c1.", "c3.", "c4.", "r3.", "r4.",
+                "i2.", "d2.", "g2.", "x1.", "cc2.", "cr1.", "hs1.")
+
+
+def vcpus(itype):
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+    return INSTANCE_TYPES.get(itype, {}).get("VCpuInfo", {}).get("DefaultVCpus", 1)
+
 # CreateVolume's limits (EC2 API Reference, CreateVolume; EBS User Guide, volume types).
 VOLUME_SIZES = {"gp2": (1, 16384), "gp3": (1, 65536), "io1": (4, 16384), "io2": (4, 65536),
                 "st1": (125, 16384), "sc1": (125, 16384), "standard": (1, 1024)}
@@ -871,7 +1016,7 @@ def ec2_error(status, code, message):
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
             f"<Message>{message}</Message></Error></Errors><RequestID>lab-{random.getrandbits(64):016x}"
             "</RequestID></Response>").encode()
-    reason = {400: "Bad Request", 503: "Service Unavailable"}[status]
+    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
 
     def answer(start_response):
         start_response(f"{status} {reason}", [("Content-Type", "text/xml"),

@@ -5,6 +5,7 @@ one plain boto3 sequence per modelled behaviour, against a lab cloud of its own.
     .lab/venv/bin/python scripts/labcloud_test.py [-v]
 """
 
+import json
 import os
 import pathlib
 import socket
@@ -13,6 +14,7 @@ import tempfile
 import sys
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import boto3
@@ -328,6 +330,73 @@ class LabCloud(unittest.TestCase):
         ec2.reset_ebs_default_kms_key_id()
         iid = self.launch(ec2)["InstanceId"]
         self.assertEqual(self.until(lambda: self.state(ec2, iid), "running"), "running")
+
+    def limits(self, account, **limits):
+        body = json.dumps(dict(account=account, region="us-east-1", **limits)).encode()
+        req = urllib.request.Request(self.url + "/lab-api/limits", data=body, method="POST")
+        urllib.request.urlopen(req).read()
+
+    def error(self, fn):
+        with self.assertRaises(ClientError) as cm:
+            fn()
+        e = cm.exception.response
+        return e["Error"]["Code"], e["Error"]["Message"], e["ResponseMetadata"]["HTTPStatusCode"]
+
+    def test_capacity_offerings_and_quotas_refuse_as_ec2_does(self):
+        account = "AKIDLIMITS"
+        # RunInstances' bucket is 5 then 2 a second: this many launches need the SDK's retries.
+        ec2 = self.client("ec2", account=account, retries=6)
+        self.limits(account, capacity={"us-east-1a": {"t3.small": 1}},
+                    **{"not-offered": {"us-east-1b": ["t3.small"]}})
+        first = self.launch(ec2, InstanceType="t3.small")["InstanceId"]
+        code, message, status = self.error(lambda: self.launch(ec2, InstanceType="t3.small"))
+        self.assertEqual((code, status), ("InsufficientInstanceCapacity", 500))
+        self.assertIn("sufficient t3.small capacity in the Availability Zone you requested (us-east-1a)", message)
+        self.assertNotIn("us-east-1b", message.split("choosing")[1], "1b does not offer it")
+        code, message, _ = self.error(lambda: self.launch(
+            ec2, InstanceType="t3.small", Placement={"AvailabilityZone": "us-east-1b"}))
+        self.assertEqual(code, "Unsupported")
+        self.assertIn("(t3.small) is not supported in your requested Availability Zone (us-east-1b)", message)
+        # Another type, another zone, or another account are not limited.
+        self.launch(ec2, InstanceType="t3.medium")
+        self.launch(ec2, InstanceType="t3.small", Placement={"AvailabilityZone": "us-east-1c"})
+        self.launch(self.client("ec2", account="AKIDLIMITSOTHER"), InstanceType="t3.small")
+        # Capacity counts running instances: a stopped one frees its slot, and starting it
+        # again is refused while another took the slot.
+        self.until(lambda: self.state(ec2, first), "running")
+        ec2.stop_instances(InstanceIds=[first])
+        self.until(lambda: self.state(ec2, first), "stopped")
+        self.launch(ec2, InstanceType="t3.small")
+        self.assertEqual(self.error(lambda: ec2.start_instances(InstanceIds=[first]))[:3:2],
+                         ("InsufficientInstanceCapacity", 500))
+        # Account quotas: vCPUs (t3.small has 2; 3 instances run: 6), running instances.
+        self.limits(account, vcpus=7, capacity=None)
+        code, message, _ = self.error(lambda: self.launch(ec2, InstanceType="t3.small"))
+        self.assertEqual(code, "VcpuLimitExceeded")
+        self.assertIn("current vCPU limit of 7", message)
+        self.launch(ec2, InstanceType="m1.small")  # 1 vCPU
+        self.limits(account, vcpus=None, instances=4)
+        code, message, _ = self.error(lambda: self.launch(ec2, InstanceType="m1.small"))
+        self.assertEqual((code, message), ("InstanceLimitExceeded",
+                                           "Your quota allows for 0 more running instance(s). You requested at least 1."))
+        # An image without ENA cannot run a current type; a previous one runs.
+        self.limits(account, instances=None, **{"no-ena": [AMI]})
+        code, message, _ = self.error(lambda: self.launch(ec2, InstanceType="c5.large"))
+        self.assertEqual(code, "InvalidParameterCombination")
+        self.assertIn("(ENA) is required for the 'c5.large' instance type", message)
+        self.launch(ec2, InstanceType="t2.micro")
+        # EBS GiB per volume type, and Elastic IPs.
+        self.limits(account, **{"volume-gib": {"gp3": 30}}, addresses=1)
+        ec2.create_volume(AvailabilityZone=ZONE, Size=20, VolumeType="gp3")
+        code, message, _ = self.error(lambda: ec2.create_volume(AvailabilityZone=ZONE, Size=20, VolumeType="gp3"))
+        self.assertEqual((code, message), ("VolumeLimitExceeded",
+                                           "You have exceeded your maximum gp3 storage limit of 30 GiB in this region."))
+        ec2.create_volume(AvailabilityZone=ZONE, Size=20, VolumeType="gp2")
+        ec2.allocate_address(Domain="vpc")
+        self.assertEqual(self.error(lambda: ec2.allocate_address(Domain="vpc"))[0], "AddressLimitExceeded")
+        # Unknown limits are refused, not ignored.
+        with self.assertRaises(urllib.error.HTTPError):
+            self.limits(account, cpus=3)
 
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()

@@ -20,13 +20,17 @@ fn kind_of(code: &str) -> ProviderErrorKind {
         | "UnrecognizedClientException"
         | "OptInRequired" => Denied,
         "ServiceUnavailable" | "InternalError" | "InternalFailure" | "Unavailable" => Unavailable,
+        // Capacity (EC2 sends these with HTTP 500, but asking again at once does not help)
+        // and account quotas; `RequestLimitExceeded` is throttling, above.
+        "Unsupported" | "MaxSpotInstanceCountExceeded" => Capacity,
+        c if c.starts_with("Insufficient") && c.ends_with("Capacity") => Capacity,
+        c if c.ends_with("LimitExceeded") => Capacity,
         c if c.starts_with("Invalid")
             || c.starts_with("Missing")
             || c.starts_with("Unsupported")
             || c.contains("Malformed")
             || c == "IncorrectInstanceState"
-            || c == "ValidationException"
-            || c == "InsufficientInstanceCapacity" =>
+            || c == "ValidationException" =>
         {
             Invalid
         }
@@ -99,6 +103,24 @@ mod tests {
             ProviderErrorKind::Invalid
         );
         assert_eq!(kind_of("UnauthorizedOperation"), ProviderErrorKind::Denied);
+        for code in [
+            "InsufficientInstanceCapacity",
+            "InsufficientAddressCapacity",
+            "Unsupported",
+            "VcpuLimitExceeded",
+            "InstanceLimitExceeded",
+            "VolumeLimitExceeded",
+            "AddressLimitExceeded",
+            "MaxSpotInstanceCountExceeded",
+        ] {
+            assert_eq!(kind_of(code), ProviderErrorKind::Capacity, "{code}");
+        }
+        // Throttling stays throttling; an unsupported operation is the caller's mistake.
+        assert_eq!(
+            kind_of("RequestLimitExceeded"),
+            ProviderErrorKind::Throttled
+        );
+        assert_eq!(kind_of("UnsupportedOperation"), ProviderErrorKind::Invalid);
         assert_eq!(kind_of("Whatever"), ProviderErrorKind::Other);
     }
 }

@@ -63,6 +63,18 @@ pub enum Error {
         /// The limit.
         seconds: u64,
     },
+    /// The cloud refused for capacity, an account quota, or what a zone or an image
+    /// offers: this host failed, with EC2's words and what to do; the others go on.
+    #[error("{context}: {}", with_hint(source, hint))]
+    CloudRefused {
+        /// What cerveza was doing.
+        context: String,
+        /// The cloud's error.
+        #[source]
+        source: ProviderError,
+        /// What to do about it.
+        hint: String,
+    },
     /// A backend call failed.
     #[error("{context}")]
     Provider {
@@ -72,6 +84,18 @@ pub enum Error {
         #[source]
         source: ProviderError,
     },
+}
+
+/// The cloud's words, then cerveza's hint as a sentence of its own.
+fn with_hint(source: &ProviderError, hint: &str) -> String {
+    let said = source.to_string();
+    let stop = if said.ends_with('.') { "" } else { "." };
+    let mut chars = hint.chars();
+    let hint = match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    format!("{said}{stop} Hint: {hint}")
 }
 
 /// The broad kind of an [`Error`], for exit codes and summaries.
@@ -85,6 +109,9 @@ pub enum ErrorKind {
     Conflict,
     /// A service could not be reached or timed out.
     Unavailable,
+    /// No capacity or quota for it where it was asked: another zone, type or a raised
+    /// quota may work.
+    Capacity,
     /// Anything else.
     Failed,
 }
@@ -99,6 +126,7 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Refused { .. } => ErrorKind::Failed,
             Error::Timeout { .. } => ErrorKind::Unavailable,
+            Error::CloudRefused { .. } => ErrorKind::Capacity,
             Error::Provider { source, .. } => match source.kind {
                 ProviderErrorKind::NotFound => ErrorKind::NotFound,
                 ProviderErrorKind::Conflict => ErrorKind::Conflict,
@@ -106,6 +134,7 @@ impl Error {
                     ErrorKind::Unavailable
                 }
                 ProviderErrorKind::Invalid => ErrorKind::Usage,
+                ProviderErrorKind::Capacity => ErrorKind::Capacity,
                 ProviderErrorKind::Denied | ProviderErrorKind::Other => ErrorKind::Failed,
             },
         }
@@ -119,9 +148,62 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for Result<T, ProviderError> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, Error> {
-        self.map_err(|source| Error::Provider {
-            context: what(),
-            source,
+        self.map_err(|source| match capacity_hint(&source) {
+            Some(hint) => Error::CloudRefused {
+                context: what(),
+                source,
+                hint: hint.to_owned(),
+            },
+            None => Error::Provider {
+                context: what(),
+                source,
+            },
         })
     }
+}
+
+/// What to do when EC2 refuses for capacity or a quota, by its error code; `None` for
+/// any other error. The quota codes are Service Quotas' (`aws service-quotas
+/// get-service-quota --service-code ec2 --quota-code L-…`).
+pub fn capacity_hint(e: &ProviderError) -> Option<&'static str> {
+    if e.kind != ProviderErrorKind::Capacity {
+        return None;
+    }
+    let hints: [(&str, &str); 7] = [
+        (
+            "InsufficientInstanceCapacity",
+            "EC2 has no capacity for this instance type in this zone now: try again later, or in another zone (`--zone`; a host that never got an instance may move) or with another instance type",
+        ),
+        (
+            "Unsupported",
+            "this zone does not offer the instance type: pick a zone that does (`aws ec2 describe-instance-type-offerings --location-type availability-zone --filters Name=instance-type,Values=TYPE`)",
+        ),
+        (
+            "VcpuLimitExceeded",
+            "the account's vCPU quota for this instance family in the region is used up: stop hosts you do not need, or raise the quota (Service Quotas, EC2 \"Running On-Demand Standard instances\", L-1216C47A)",
+        ),
+        (
+            "InstanceLimitExceeded",
+            "the account's instance quota in the region is used up: stop hosts you do not need, or raise the quota in Service Quotas",
+        ),
+        (
+            "VolumeLimitExceeded",
+            "the account's EBS storage quota for this volume type in the region is used up: delete volumes you do not need, or raise the quota (Service Quotas, Amazon Elastic Block Store)",
+        ),
+        (
+            "AddressLimitExceeded",
+            "the account's Elastic IP quota in the region is used up: release addresses you do not need (`aws ec2 describe-addresses` shows those associated with nothing), or raise the quota (Service Quotas, EC2 \"EC2-VPC Elastic IPs\", L-0263D0A3)",
+        ),
+        (
+            "InsufficientAddressCapacity",
+            "EC2 has no Elastic IP addresses to give in the region now: try again later",
+        ),
+    ];
+    Some(
+        hints
+            .iter()
+            .find(|(code, _)| e.has_code(code))
+            .map(|(_, hint)| *hint)
+            .unwrap_or("EC2 refused for capacity or an account quota: try another zone or instance type, or raise the quota in Service Quotas"),
+    )
 }

@@ -7,7 +7,7 @@
 //! with `IncorrectInstanceState`. A newly launched instance can stay invisible for a few
 //! describes (`InvalidInstanceID.NotFound`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +85,9 @@ pub struct FakeCloud {
     pub hide_new_for: u32,
     /// States that take time (`None`: instant, like moto).
     pub timing: Option<Timing>,
+    /// Zones with no capacity: launches and starts there are refused with
+    /// `InsufficientInstanceCapacity`, as EC2 refuses them.
+    pub full_zones: Mutex<BTreeSet<Zone>>,
 }
 
 impl Default for FakeCloud {
@@ -95,6 +98,7 @@ impl Default for FakeCloud {
             honour_client_token: false,
             hide_new_for: 0,
             timing: None,
+            full_zones: Mutex::new(BTreeSet::new()),
         }
     }
 }
@@ -125,6 +129,15 @@ impl CloudState {
             None => Ok(()),
         }
     }
+}
+
+/// EC2's refusal of a launch or start in a zone without capacity (EC2 API Reference,
+/// error codes: `InsufficientInstanceCapacity`).
+fn no_capacity(instance_type: &str, zone: &Zone) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::Capacity,
+        format!("InsufficientInstanceCapacity: We currently do not have sufficient {instance_type} capacity in the Availability Zone you requested ({zone})."),
+    )
 }
 
 impl FakeCloud {
@@ -384,6 +397,9 @@ impl Compute for FakeCloud {
             Fault::Launch(kind) => Some(*kind),
             _ => None,
         })?;
+        if lock(&self.full_zones).contains(&spec.zone) {
+            return Err(no_capacity(&spec.instance_type, &spec.zone));
+        }
         if self.honour_client_token {
             if let Some(i) = s
                 .instances
@@ -433,6 +449,18 @@ impl Compute for FakeCloud {
 
     async fn start(&self, region: &Region, id: &InstanceId) -> ProviderResult<()> {
         self.count("start");
+        let full = {
+            let s = lock(&self.state);
+            s.instances.get(id).and_then(|i| {
+                let zone = i.zone.as_ref()?;
+                lock(&self.full_zones)
+                    .contains(zone)
+                    .then(|| no_capacity(i.instance_type.as_deref().unwrap_or("?"), zone))
+            })
+        };
+        if let Some(e) = full {
+            return Err(e);
+        }
         let bounces = lock(&self.state).take(|f| match f {
             Fault::StartBounces(reason) => Some(reason.clone()),
             _ => None,

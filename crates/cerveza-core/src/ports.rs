@@ -25,6 +25,11 @@ pub enum ProviderErrorKind {
     Invalid,
     /// Credentials or permissions.
     Denied,
+    /// The cloud has no capacity for it where it was asked (`InsufficientInstanceCapacity`,
+    /// a type the zone does not offer), or an account quota is used up (`VcpuLimitExceeded`,
+    /// `VolumeLimitExceeded`, `AddressLimitExceeded`, …): another zone, type or a raised
+    /// quota may work; asking again at once will not.
+    Capacity,
     /// Anything else.
     Other,
 }

@@ -640,3 +640,57 @@ async fn a_start_cut_short_is_planned_as_a_repair_and_finished_by_apply() {
         "{again:#?}"
     );
 }
+
+#[tokio::test]
+async fn claims_refused_for_capacity_launch_in_the_zone_the_file_names_next() {
+    let w = World::new();
+    let full = cerveza_core::Zone::parse("us-east-1b").unwrap();
+    w.cloud.full_zones.lock().unwrap().insert(full);
+    let plan = w.plan(FIRST, &none()).await;
+    let results = converge::apply(&w.lc(), &w.profiles, &plan).await;
+    let failed: Vec<(String, cerveza_core::ErrorKind)> = results
+        .iter()
+        .filter_map(|(h, r)| r.as_ref().err().map(|e| (h.to_string(), e.kind())))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("web02".to_owned(), cerveza_core::ErrorKind::Capacity),
+            ("db01".to_owned(), cerveza_core::ErrorKind::Capacity)
+        ]
+    );
+    // The file moves them to us-east-1c: their claims never got an instance, so the
+    // plan launches them there, without `--replace`.
+    let moved = FIRST
+        .replace(
+            "zones: [us-east-1a, us-east-1b]",
+            "zones: [us-east-1a, us-east-1c]",
+        )
+        .replace("zone: us-east-1b", "zone: us-east-1c");
+    let plan = w.plan(&moved, &none()).await;
+    let row = |host: &str| plan.hosts.iter().find(|r| r.host.as_str() == host).unwrap();
+    for host in ["web02", "db01"] {
+        let r = row(host);
+        assert_eq!(
+            (r.change, r.held.as_deref()),
+            (Change::Launch, None),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.detail,
+            "zone us-east-1b → us-east-1c: its claim never got an instance"
+        );
+    }
+    assert_eq!(row("web01").change, Change::Nothing);
+    w.apply(&moved, &none()).await;
+    for host in ["web02", "db01"] {
+        let live = w.live(host);
+        assert_eq!(live.len(), 1, "{host}: {live:?}");
+        assert_eq!(live[0].zone.as_ref().unwrap().as_str(), "us-east-1c");
+        assert_eq!(w.record(host).await.unwrap().zone.as_str(), "us-east-1c");
+    }
+    // A host that has an instance still needs `--replace` to change zone.
+    let web01_moved = moved.replace("zones: [us-east-1a, us-east-1c]", "zones: [us-east-1c]");
+    let plan = w.plan(&web01_moved, &none()).await;
+    assert_eq!(World::changes(&plan)["web01"], (Change::Replace, true));
+}

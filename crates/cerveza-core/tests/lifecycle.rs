@@ -1344,3 +1344,192 @@ fn a_provider_error_names_its_service_code_by_its_message() {
             .has_code("IdempotentParameterMismatch")
     );
 }
+
+fn z(s: &str) -> Zone {
+    Zone::parse(s).unwrap()
+}
+
+/// Starts hosts each in its own zone, with profile `profile`.
+async fn start_in(w: &World, wants: &[(&str, &str)], profile: &str) -> Results {
+    let wants = wants
+        .iter()
+        .map(|(host, zone)| {
+            (
+                h(host),
+                Some(z(zone)),
+                Some(ProfileName::parse(profile).unwrap()),
+            )
+        })
+        .collect();
+    w.lc().lc.start_each(&w.profiles, wants).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_zone_without_capacity_fails_its_host_with_what_to_do_and_the_others_go_on() {
+    let w = World::new();
+    w.cloud.full_zones.lock().unwrap().insert(zone());
+    let r = start_in(
+        &w,
+        &[("web01", "ap-southeast-1a"), ("web02", "ap-southeast-1b")],
+        "Dev",
+    )
+    .await;
+    let e = r[0].1.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Capacity, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("launching an instance in ap-southeast-1a: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity")
+            && text.contains("or in another zone (`--zone`"),
+        "{text}"
+    );
+    assert_eq!(r[1].1.as_ref().unwrap().action, Action::Launched);
+    // The refused claim holds the name, with no instance.
+    let rec = w.record("web01").await;
+    assert_eq!((rec.instance_id, rec.generation), (None, 1));
+    assert_eq!(w.cloud.all().len(), 1);
+
+    // Asked again in another zone, the claim moves there with a new generation (its
+    // own launch token) and launches; no `terminate --forget`.
+    let r = w
+        .lc()
+        .start(vec![h("web01")], Some(&z("ap-southeast-1b")), None)
+        .await
+        .unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
+    let rec = w.record("web01").await;
+    assert_eq!((rec.zone.as_str(), rec.generation), ("ap-southeast-1b", 2));
+    let inst = w
+        .live()
+        .into_iter()
+        .find(|i| i.host() == Some("web01"))
+        .unwrap();
+    assert_eq!(inst.zone, Some(z("ap-southeast-1b")));
+    assert_eq!(inst.tags[tags::ZONE], "ap-southeast-1b");
+    assert_eq!(
+        inst.tags[tags::TOKEN],
+        token::client_token(&w.settings.product, &h("web01"), 2)
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_host_in_a_zone_without_capacity_fails_alone() {
+    let w = World::new();
+    w.start_new(&["web01", "web02"]).await;
+    let _ = w.lc().stop(vec![h("web01"), h("web02")]).await;
+    // web02 is moved to a full zone behind cerveza's back: EC2 refuses the batched
+    // StartInstances whole, and each host then goes alone.
+    let web02 = w.record("web02").await.instance_id.unwrap();
+    let mut i = w.cloud.all().into_iter().find(|i| i.id == web02).unwrap();
+    i.zone = Some(z("ap-southeast-1c"));
+    w.cloud.insert(i);
+    w.cloud
+        .full_zones
+        .lock()
+        .unwrap()
+        .insert(z("ap-southeast-1c"));
+    let r = w
+        .lc()
+        .start(vec![h("web01"), h("web02")], None, None)
+        .await
+        .unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().action, Action::Started);
+    let e = r[1].1.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Capacity, "{e}");
+    assert!(
+        e.to_string().contains("InsufficientInstanceCapacity"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn only_a_claim_that_never_got_an_instance_moves_zone() {
+    let w = World::new();
+    // A host with a live instance stays where it is.
+    w.start_new(&["demo01"]).await;
+    let e = w
+        .lc()
+        .start(vec![h("demo01")], Some(&z("ap-southeast-1b")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].1.kind(), ErrorKind::Usage);
+    assert!(
+        e[0].1.to_string().contains("its claim got an instance"),
+        "{}",
+        e[0].1
+    );
+
+    // A claim whose record names no instance, but whose instance runs (a start killed
+    // before it recorded it): found by its tags, it stays.
+    let mut rec = w.record("demo01").await;
+    rec.instance_id = None;
+    w.registry.put(rec);
+    let e = w
+        .lc()
+        .start(vec![h("demo01")], Some(&z("ap-southeast-1b")), None)
+        .await
+        .unwrap_err();
+    assert!(
+        e[0].1.to_string().contains("carries its tags"),
+        "{}",
+        e[0].1
+    );
+
+    // Another operator's claim, just written: they may still be launching it.
+    let fresh = HostRecord {
+        product: w.settings.product.clone(),
+        hostname: h("new01"),
+        profile: ProfileName::parse("Dev").unwrap(),
+        zone: zone(),
+        instance_id: None,
+        state: InstanceState::Pending,
+        generation: 1,
+        updated_at: cerveza_core::lifecycle::now(),
+        updated_by: "alice".into(),
+    };
+    w.registry.put(fresh.clone());
+    let e = w
+        .lc()
+        .start(vec![h("new01")], Some(&z("ap-southeast-1b")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].1.kind(), ErrorKind::Conflict, "{}", e[0].1);
+    assert!(
+        e[0].1.to_string().contains("alice claimed it"),
+        "{}",
+        e[0].1
+    );
+    // The same claim an hour old moves.
+    w.registry.put(HostRecord {
+        updated_at: fresh.updated_at - 3600,
+        ..fresh
+    });
+    let r = w
+        .lc()
+        .start(vec![h("new01")], Some(&z("ap-southeast-1b")), None)
+        .await
+        .unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
+
+    // A host whose instance is gone but whose data volumes stay in their zone: moving
+    // it would leave its data behind.
+    w.cloud.full_zones.lock().unwrap().clear();
+    w.start_db01(Some(&zone()), Some("Db")).await;
+    let t = w.lc().terminate(vec![h("db01")], false, false).await;
+    t[0].1.as_ref().unwrap();
+    let mut rec = w.record("db01").await;
+    rec.instance_id = None;
+    w.registry.put(rec);
+    let e = w
+        .lc()
+        .start(vec![h("db01")], Some(&z("ap-southeast-1b")), None)
+        .await
+        .unwrap_err();
+    assert!(
+        e[0].1
+            .to_string()
+            .contains("EBS volumes attach only within their zone"),
+        "{}",
+        e[0].1
+    );
+    assert_eq!(w.record("db01").await.zone, zone(), "nothing moved");
+}

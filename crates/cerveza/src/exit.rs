@@ -13,7 +13,8 @@ pub const USAGE: u8 = 2;
 pub const NOT_FOUND: u8 = 3;
 /// Another operator or a stray resource got in the way.
 pub const CONFLICT: u8 = 4;
-/// Some hosts or regions failed, others worked.
+/// Some hosts or regions failed, others worked; or the cloud had no capacity or quota
+/// for a host where it was asked (another zone, type or a raised quota may work).
 pub const PARTIAL: u8 = 5;
 /// A service was unreachable or a wait timed out.
 pub const UNAVAILABLE: u8 = 6;
@@ -25,6 +26,7 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::NotFound => NOT_FOUND,
         ErrorKind::Conflict => CONFLICT,
         ErrorKind::Unavailable => UNAVAILABLE,
+        ErrorKind::Capacity => PARTIAL,
         ErrorKind::Failed => FAILURE,
     }
 }

@@ -115,8 +115,9 @@ pub async fn plan(
 }
 
 /// The hosts of `file` that the registry says may launch or move, with where to: those
-/// without a record, and those `--replace` names whose recorded profile or zone the file
-/// changes (a held replace goes nowhere).
+/// without a record, claims that never got an instance in a zone the file moves them
+/// from, and those `--replace` names whose recorded profile or zone the file changes (a
+/// held replace goes nowhere).
 fn may_move(
     file: &FleetFile,
     records: &[crate::model::HostRecord],
@@ -129,6 +130,14 @@ fn may_move(
         .filter(|d| d.state != DesiredState::Terminated)
         .filter_map(|d| match by_host.get(&d.host) {
             None => Some((d.host.clone(), d.zone.clone())),
+            // A claim that never got an instance moves without `--replace`.
+            Some(r)
+                if r.instance_id.is_none()
+                    && r.profile == d.profile
+                    && !d.zones.contains(&r.zone) =>
+            {
+                Some((d.host.clone(), d.zone.clone()))
+            }
             Some(_) if !replace.contains(&d.host) => None,
             Some(r) if !d.zones.contains(&r.zone) => Some((d.host.clone(), d.zone.clone())),
             Some(r) if r.profile != d.profile => Some((d.host.clone(), r.zone.clone())),

@@ -507,6 +507,19 @@ fn row_for(
         Some(z) => differs.push(format!("zone {z} → {}", d.zone)),
         None => {}
     }
+    // A claim that never got an instance (its launch was refused) has nothing to lose:
+    // it launches where the file says now, as `start --zone` moves it.
+    let profile_same = have.profile.as_ref().is_none_or(|p| *p == d.profile);
+    if !differs.is_empty()
+        && profile_same
+        && have.instance.is_none()
+        && have.recorded_instance.is_none()
+    {
+        row.change = Change::Launch;
+        row.then_stop = d.state == DesiredState::Stopped;
+        row.detail = format!("{}: its claim never got an instance", differs.join(", "));
+        return row;
+    }
     if !differs.is_empty() {
         row.change = Change::Replace;
         row.then_stop = d.state == DesiredState::Stopped;

@@ -47,10 +47,9 @@ impl Lifecycle<'_> {
                     tracing::warn!(%host, error = %e, "allocating an Elastic IP failed; looking for it before trying again");
                     Ok(None)
                 }
-                Err(source) => Err(Error::Provider {
-                    context: format!("{host}: allocating an Elastic IP"),
-                    source,
-                }),
+                Err(source) => {
+                    Err(source).context(|| format!("{host}: allocating an Elastic IP"))
+                }
             }
         })
         .await;

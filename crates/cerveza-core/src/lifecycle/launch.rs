@@ -17,6 +17,38 @@ impl Lifecycle<'_> {
             Some(r) => r.clone(),
             None => self.claim(plan).await?,
         };
+        if rec.zone != plan.zone {
+            // A claim that never got an instance moves (planning checked it may): a
+            // new generation, so the launch in the new zone takes a token of its own.
+            self.progress.step(
+                host,
+                &format!(
+                    "moving its claim from {} to {} (it never got an instance)",
+                    rec.zone, plan.zone
+                ),
+            );
+            let expected = rec.generation;
+            rec.zone = plan.zone.clone();
+            rec.generation += 1;
+            rec.state = InstanceState::Pending;
+            rec.updated_at = now();
+            rec.updated_by.clone_from(&self.settings.operator);
+            // Written now or not at all: unlike other record writes this one cannot wait
+            // for a later command, which would look for the instance in the old zone.
+            self.registry
+                .update(&rec, expected)
+                .await
+                .map_err(|e| match e.kind {
+                    ProviderErrorKind::Conflict => Error::Conflict {
+                        host: host.to_string(),
+                        message: "its registry record was changed by another operator meanwhile; run the command again".into(),
+                    },
+                    _ => Error::Provider {
+                        context: format!("{host}: moving its claim to {} in the registry", plan.zone),
+                        source: e,
+                    },
+                })?;
+        }
         // Each pass either finishes or bumps the generation; two bumps in one run
         // would mean tokens keep being spent under us.
         for _ in 0..3 {
@@ -148,11 +180,23 @@ impl Lifecycle<'_> {
             &host,
             &format!("launching {} in {}", resolved.profile.name, rec.zone),
         );
-        let inst = self
-            .compute
-            .launch(&spec)
-            .await
-            .context(|| format!("{host}: launching an instance in {}", rec.zone))?;
+        let context = || format!("{host}: launching an instance in {}", rec.zone);
+        let inst = match self.compute.launch(&spec).await {
+            Ok(inst) => inst,
+            // The instance type and the image (or other settings) do not go together:
+            // nothing was made; this host fails with what to change, the others go on.
+            Err(source) if source.has_code("InvalidParameterCombination") => {
+                return Err(Error::CloudRefused {
+                    context: context(),
+                    source,
+                    hint: format!(
+                        "EC2 will not run instance type {} with image {} as profile {} asks (current types need an image with ENA enabled): change the profile's instance-type or ami",
+                        spec.instance_type, spec.image_id, resolved.profile.name
+                    ),
+                });
+            }
+            Err(source) => return Err(source).context(context),
+        };
         #[cfg(feature = "test-hooks")]
         if self.settings.failpoint == Some(super::Failpoint::AfterLaunch) {
             eprintln!(

@@ -181,25 +181,29 @@ impl Lifecycle<'_> {
             }
         };
         if let Some(rec) = record {
-            if let Some(z) = zone.filter(|z| **z != rec.zone) {
-                return Err(usage(format!(
-                    "it lives in {} (registry), not {z}; to move it, `cerveza terminate {host} --forget` first",
-                    rec.zone
-                )));
-            }
             if let Some(p) = profile.filter(|p| **p != rec.profile) {
                 return Err(usage(format!(
                     "it was started with profile {} (registry), not {p}; to change it, `cerveza terminate {host} --forget` first",
                     rec.profile
                 )));
             }
+            let target = match zone.filter(|z| **z != rec.zone) {
+                None => rec.zone.clone(),
+                Some(z) => {
+                    self.may_move_claim(&rec, z).await?;
+                    let p = profiles.instance(rec.profile.as_str())?;
+                    p.ami_for(&z.region())?;
+                    self.check_zone(host, z, shared).await?;
+                    z.clone()
+                }
+            };
             let resolved = profiles
                 .instance(rec.profile.as_str())
                 .map_err(|e| e.to_string())
-                .and_then(|p| self.resolve(profiles, host, &rec.zone, p));
+                .and_then(|p| self.resolve(profiles, host, &target, p));
             return Ok(StartPlan {
                 host: host.clone(),
-                zone: rec.zone.clone(),
+                zone: target,
                 profile: rec.profile.clone(),
                 record: Some(rec),
                 resolved,
@@ -222,28 +226,7 @@ impl Lifecycle<'_> {
         let resolved = self
             .resolve(profiles, host, zone, instance_profile)
             .map_err(usage)?;
-        let mut known_zones = shared.zones.lock().await;
-        if !known_zones.contains_key(&region) {
-            let listed = self
-                .compute
-                .zones(&region)
-                .await
-                .context(|| format!("listing the zones of {region}"))?;
-            known_zones.insert(region.clone(), listed);
-        }
-        let zones = known_zones.get(&region).cloned().unwrap_or_default();
-        drop(known_zones);
-        if !zones.contains(zone) {
-            let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
-            return Err(usage(format!(
-                "zone {zone} does not exist in region {region} (it has: {})",
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            )));
-        }
+        self.check_zone(host, zone, shared).await?;
         if !resolved.volumes.is_empty() {
             let index = shared
                 .volumes
@@ -258,6 +241,113 @@ impl Lifecycle<'_> {
             profile: profile.clone(),
             resolved: Ok(resolved),
         })
+    }
+
+    /// Refuses a zone its region does not have (the region's zones are listed once).
+    async fn check_zone(&self, host: &Hostname, zone: &Zone, shared: &Shared) -> Result<(), Error> {
+        let region = zone.region();
+        let mut known_zones = shared.zones.lock().await;
+        if !known_zones.contains_key(&region) {
+            let listed = self
+                .compute
+                .zones(&region)
+                .await
+                .context(|| format!("listing the zones of {region}"))?;
+            known_zones.insert(region.clone(), listed);
+        }
+        let zones = known_zones.get(&region).cloned().unwrap_or_default();
+        drop(known_zones);
+        if zones.contains(zone) {
+            return Ok(());
+        }
+        let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
+        Err(Error::Usage {
+            host: host.to_string(),
+            message: format!(
+                "zone {zone} does not exist in region {region} (it has: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        })
+    }
+
+    /// Whether a known host may be started in `zone` instead of the zone its record
+    /// keeps: only a claim that never got an instance (a launch refused for capacity, a
+    /// quota or what the zone offers, or an instance EC2 gave up on while it was
+    /// pending) may move. Its record names no instance, no live instance carries its
+    /// tags in any region, and no data volume of it lives outside `zone`. A claim
+    /// another operator wrote within the wait timeout may still be launching, and stays.
+    async fn may_move_claim(&self, rec: &HostRecord, zone: &Zone) -> Result<(), Error> {
+        let host = &rec.hostname;
+        let stays = |why: String| {
+            Error::Usage {
+            host: host.to_string(),
+            message: format!(
+                "it lives in {} (registry), not {zone}: {why}; to move it, `cerveza terminate {host} --forget` first",
+                rec.zone
+            ),
+        }
+        };
+        if rec.instance_id.is_some() {
+            return Err(stays("its claim got an instance".into()));
+        }
+        if rec.generation == 0 || self.is_registry_down() {
+            return Err(self.needs_registry(
+                host,
+                &format!(
+                    "moving its claim from {} to {zone} is written in the registry",
+                    rec.zone
+                ),
+            ));
+        }
+        let age = super::now().saturating_sub(rec.updated_at);
+        if rec.updated_by != self.settings.operator
+            && age < self.settings.wait_timeout.as_secs() as i64
+        {
+            return Err(Error::Conflict {
+                host: host.to_string(),
+                message: format!(
+                    "{} claimed it in {} {age}s ago and may still be launching it there; try again once their start has ended",
+                    rec.updated_by, rec.zone
+                ),
+            });
+        }
+        if let Some(i) = self.find(rec).await?.live {
+            return Err(stays(format!(
+                "instance {} ({}) carries its tags",
+                i.id,
+                i.state.name()
+            )));
+        }
+        let found = self.search_tags(host, true).await;
+        if !found.silent.is_empty() {
+            return Err(stays(format!(
+                "whether an instance of it exists cannot be told, regions did not answer: {}",
+                found.silent.join(", ")
+            )));
+        }
+        if let Some(i) = &found.live {
+            return Err(stays(format!(
+                "instance {} ({}) carries its tags",
+                i.id,
+                i.state.name()
+            )));
+        }
+        let mut volumes = found.volumes;
+        for region in [rec.region(), zone.region()] {
+            if !self.settings.regions.contains(&region) {
+                let more = self
+                    .compute
+                    .volumes(&region, self.product(), std::slice::from_ref(host))
+                    .await
+                    .context(|| format!("{host}: looking for its volumes in {region}"))?;
+                volumes.extend(more);
+            }
+        }
+        super::storage::check_volume_zones(host, zone, &volumes)
     }
 
     /// Resolves a profile for one host: its volume profiles and its user-data.

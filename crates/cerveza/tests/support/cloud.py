@@ -10,6 +10,8 @@ cerveza's own code, so integration tests check the real end state.
     cloud.py registry-set PRODUCT HOST ATTR VALUE   overwrites one attribute of a record
     cloud.py volume REGION ZONE PRODUCT HOST        a data volume tagged for HOST; prints its id
     cloud.py eip REGION PRODUCT HOST        an Elastic IP tagged for HOST, associated with nothing
+    cloud.py limits ACCOUNT REGION JSON     sets the lab's capacity and quotas for ACCOUNT (an access
+                                            key id) in REGION (scripts/labcloud.py, POST /lab-api/limits)
 """
 import json
 import os
@@ -282,6 +284,14 @@ def ebs_default(account, region, key):
     ec2.modify_ebs_default_kms_key_id(KmsKeyId=key)
 
 
+def limits(account, region, text):
+    import urllib.request
+    body = dict(json.loads(text), account=account, region=region)
+    req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"].rstrip("/") + "/lab-api/limits",
+                                 data=json.dumps(body).encode(), method="POST")
+    urllib.request.urlopen(req).read()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "state":
@@ -324,5 +334,7 @@ if __name__ == "__main__":
         kms_set(*args)
     elif cmd == "ebs-default":
         ebs_default(*args)
+    elif cmd == "limits":
+        limits(*args)
     else:
         sys.exit(f"unknown command {cmd}")
