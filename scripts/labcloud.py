@@ -18,7 +18,10 @@ each one, with the test that shows it):
                 (IncorrectInstanceState), AttachVolume of a creating volume
                 (IncorrectState), AssociateAddress to a pending instance (InvalidInstanceID)
   consistency   a new instance is missing from every read (InvalidInstanceID.NotFound by
-                id, absent from filtered lists) for a while after RunInstances answered
+                id, absent from filtered lists) for a while after RunInstances answered;
+                a terminated one leaves every read `terminated-listed` seconds after it
+                terminated (per account: POST /lab-api/limits), while its ClientToken
+                still answers
   idempotency   ClientToken of RunInstances and CreateVolume as EC2 documents it: the
                 same token answers the first call's resources; with other parameters,
                 IdempotentParameterMismatch
@@ -44,14 +47,15 @@ Timings come from CERVEZA_LAB_CLOUD, a comma-separated list of key=seconds (a ra
 "20-40" draws uniformly) or a preset name ("test", the default; "realistic"):
 
   pending stopping shutting-down volume-creating volume-attaching volume-deleting
-  table-creating visibility console throttle(on|off)
+  table-creating visibility console terminated-listed throttle(on|off)
 
 A request with the header `x-lab-oracle: 1` sees the truth at once and is never throttled:
 that is how the tests read the end state. GET /lab-api/config shows the settings; GET /lab-api/stats counts requests and throttled
 answers per service, action and account; GET /lab-api/limits shows the limits set, and
 POST /lab-api/limits sets some for one account and region (JSON: {"account", "region",
 "vcpus", "instances", "addresses", "volume-gib": {type: GiB}, "capacity": {zone: {type:
-count}}, "not-offered": {zone: [type]}, "no-ena": [image]}; a key given replaces its
+count}}, "not-offered": {zone: [type]}, "no-ena": [image], "terminated-listed": seconds};
+a key given replaces its
 value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
 (every `ami:` map, every `key-pair:`), so the lab's own profiles work and others do not.
@@ -77,16 +81,16 @@ from collections import Counter
 
 PRESETS = {
     "test": "pending=1-2,stopping=1,shutting-down=1,volume-creating=1,volume-attaching=0.5,"
-    "volume-deleting=1,table-creating=2,visibility=1,console=1-2,throttle=on",
+    "volume-deleting=1,table-creating=2,visibility=1,console=1-2,terminated-listed=600,throttle=on",
     "realistic": "pending=20-40,stopping=15-30,shutting-down=10-20,volume-creating=2-5,"
     "volume-attaching=2-5,volume-deleting=2-5,table-creating=5-10,visibility=2-4,console=60-180,"
-    "throttle=on",
+    "terminated-listed=3600,throttle=on",
     "instant": "pending=0,stopping=0,shutting-down=0,volume-creating=0,volume-attaching=0,"
-    "volume-deleting=0,table-creating=0,visibility=0,console=0,throttle=off",
+    "volume-deleting=0,table-creating=0,visibility=0,console=0,terminated-listed=600,throttle=off",
 }
 KEYS = {
     "pending", "stopping", "shutting-down", "volume-creating", "volume-attaching",
-    "volume-deleting", "table-creating", "visibility", "console", "throttle",
+    "volume-deleting", "table-creating", "visibility", "console", "terminated-listed", "throttle",
 }
 
 
@@ -329,6 +333,8 @@ class Lab:
 
         def set_state(i, name):
             i._state.name, i._state.code = name, codes[name]
+            if name == "terminated":
+                i._lab_gone_at = time.monotonic()
 
         def move(i, now, then, key):
             """Puts instance `i` in state `now`, and in `then` once `key` has passed."""
@@ -451,7 +457,8 @@ class Lab:
             now = time.monotonic()
             out = []
             for r in orig_all(self, filters):
-                seen = [i for i in r.instances if getattr(i, "_lab_visible", 0) <= now]
+                seen = [i for i in r.instances if getattr(i, "_lab_visible", 0) <= now
+                        and now < getattr(i, "_lab_gone_at", now) + lab.listed_for(i)]
                 if seen:
                     r.instances = seen
                     out.append(r)
@@ -648,6 +655,14 @@ class Lab:
                 lim.pop(key, None)
             else:
                 lim[key] = value
+
+    def listed_for(self, instance):
+        """How long a terminated instance stays in the listings of its account."""
+        acct = getattr(instance, "_lab_account", None)
+        for (a, _), lim in self.limits.items():
+            if a == acct and "terminated-listed" in lim:
+                return float(lim["terminated-listed"])
+        return self.seconds("terminated-listed")
 
     def ec2_backend(self, region):
         from moto.core import DEFAULT_ACCOUNT_ID
@@ -941,7 +956,8 @@ DEFAULT_EBS_KEY = "alias/aws/ebs"
 
 # Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
-LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena"}
+LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
+              "terminated-listed"}
 LIMITED_ACTIONS = {"RunInstances", "StartInstances", "CreateVolume", "AllocateAddress"}
 # Instance types that run without ENA (previous generations); every current type needs it.
 ENA_OPTIONAL = ("t1.", "t2.", "m1.", "m2.", "m3.", "m4.", "c1.", "c3.", "c4.", "r3.", "r4.",

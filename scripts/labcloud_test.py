@@ -398,6 +398,30 @@ class LabCloud(unittest.TestCase):
         with self.assertRaises(urllib.error.HTTPError):
             self.limits(account, cpus=3)
 
+    def test_terminated_instances_leave_the_listings_while_their_token_answers(self):
+        account = "AKIDGONE"
+        ec2 = self.ec2(account)
+        self.limits(account, **{"terminated-listed": 1})
+        iid = self.launch(ec2, ClientToken="gone-1")["InstanceId"]
+        self.until(lambda: self.state(ec2, iid), "running")
+        ec2.terminate_instances(InstanceIds=[iid])
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "terminated"), "terminated")
+        # A while after it terminated, no read shows it...
+        self.assertEqual(self.until(lambda: self.state(ec2, iid), "InvalidInstanceID.NotFound"),
+                         "InvalidInstanceID.NotFound")
+        listed = ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": [iid]}])["Reservations"]
+        self.assertEqual(listed, [])
+        # ...but its ClientToken still answers with it, as EC2 keeps tokens for a day.
+        self.assertEqual(self.launch(ec2, ClientToken="gone-1")["InstanceId"], iid)
+        # Other accounts keep the default (600 s here).
+        other = self.ec2("AKIDGONEOTHER")
+        kept = self.launch(other)["InstanceId"]
+        self.until(lambda: self.state(other, kept), "running")
+        other.terminate_instances(InstanceIds=[kept])
+        self.until(lambda: self.state(other, kept), "terminated")
+        time.sleep(1.5)
+        self.assertEqual(self.state(other, kept), "terminated")
+
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()
         first = self.launch(ec2, ClientToken="reset-1")["InstanceId"]

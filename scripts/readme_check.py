@@ -10,7 +10,7 @@ stderr together). HTML comments right before a block steer it:
     <!-- check-skip: reason -->            the block is not run (say why)
 
 Output is compared after masking what differs from run to run: resource ids
-(i-0abc…, vol-…), IPv4 addresses, and digits; runs of blanks count as one (table
+(i-0abc…, vol-…), launch tokens and claim ids, IPv4 addresses, and digits; runs of blanks count as one (table
 columns widen with the data). Lines may come in any order where stdout and stderr
 interleave (progress of hosts handled together), but stdout's own lines must keep their
 order, and every line must be there: a missing row, a changed message or an extra line
@@ -43,12 +43,14 @@ TIMEOUT = int(os.environ.get("README_CHECK_TIMEOUT", "300"))
 AGE = re.compile(r"\b\d+(s|m|h\d+m|d\d+h)\b")
 WHO = re.compile(r"\bby \S+@\S+")
 TOKEN = re.compile(r"\bcz-[0-9a-f]{32}\b")
+CLAIM = re.compile(r"\bcerveza:claim=[0-9a-f]{16}\b")
 
 
 def normalize(line):
     line = RETRIES.sub("", line)
     line = WHO.sub("by USER@HOST", line)
     line = TOKEN.sub("cz-TOKEN", line)
+    line = CLAIM.sub("cerveza:claim=CLAIM", line)
     line = ID.sub(r"\1-ID", line)
     line = AGE.sub("AGE", line)
     line = IPV4.sub("IP", line)

@@ -75,6 +75,9 @@ fn to_item(r: &HostRecord) -> Item {
     if let Some(id) = &r.instance_id {
         item.insert("instance_id".into(), s(id.as_str()));
     }
+    if !r.claim.is_empty() {
+        item.insert("claim".into(), s(&r.claim));
+    }
     item
 }
 
@@ -105,6 +108,16 @@ fn from_item(item: &Item) -> ProviderResult<HostRecord> {
             .ok_or_else(|| bad_item("generation"))?,
         updated_at: num("updated_at").unwrap_or(0),
         updated_by: text("updated_by").unwrap_or_default(),
+        // It goes into launch tokens and a tag: what cerveza writes, or nothing.
+        claim: match text("claim") {
+            None => String::new(),
+            Some(c)
+                if !c.is_empty() && c.len() <= 32 && c.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                c
+            }
+            Some(_) => return Err(bad_item("claim")),
+        },
     })
 }
 
@@ -424,6 +437,7 @@ mod tests {
             generation: 1,
             updated_at: 0,
             updated_by: "bob@box".into(),
+            claim: "00ff00ff00ff00ff".into(),
         }
     }
 
@@ -433,6 +447,17 @@ mod tests {
             Answer::json(200, &item("Web", "w")),
             Answer::json(200, &item("not a profile!", "w")),
             Answer::json(200, "{}"),
+            Answer::json(
+                200,
+                &item("Web", "w").replace(
+                    r#""write_id""#,
+                    r#""claim":{"S":"0123456789abcdef"},"write_id""#,
+                ),
+            ),
+            Answer::json(
+                200,
+                &item("Web", "w").replace(r#""write_id""#, r#""claim":{"S":"x=y"},"write_id""#),
+            ),
         ])
         .await;
         let registry =
@@ -456,6 +481,18 @@ mod tests {
             registry.get(&r.product, &r.hostname).await,
             Ok(None)
         ));
+        assert_eq!(got.claim, "", "a record from before claims had ids");
+        let claimed = registry.get(&r.product, &r.hostname).await;
+        assert_eq!(
+            claimed.ok().flatten().map(|c| c.claim).as_deref(),
+            Some("0123456789abcdef")
+        );
+        // The claim goes into launch tokens and a tag: only what cerveza writes is taken.
+        let e = registry
+            .get(&r.product, &r.hostname)
+            .await
+            .expect_err("a claim that cannot be");
+        assert!(e.message.contains("no valid claim"), "{}", e.message);
         let asked = server.requests();
         assert_eq!(asked[0].target, "DynamoDB_20120810.GetItem");
         assert!(

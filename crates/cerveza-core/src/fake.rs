@@ -68,6 +68,9 @@ struct CloudState {
     next_id: u64,
     faults: Vec<Fault>,
     calls: BTreeMap<&'static str, u64>,
+    /// Instances dropped from every answer whose launch tokens still answer, as EC2
+    /// keeps a `ClientToken` a day after its instance left the listings.
+    forgotten: Vec<Instance>,
     /// CreateVolume tokens and the volume each made.
     volume_tokens: Vec<(String, VolumeId)>,
     /// Instances in a state that takes time: when it ends, and the state after.
@@ -172,8 +175,12 @@ impl FakeCloud {
 
     /// Drops an instance from every answer, as EC2 does with terminated instances
     /// after about an hour.
+    /// Its launch token still answers (with the terminated instance), as EC2's does.
     pub fn forget(&self, id: &InstanceId) {
-        lock(&self.state).instances.remove(id);
+        let mut s = lock(&self.state);
+        if let Some(i) = s.instances.remove(id) {
+            s.forgotten.push(i);
+        }
     }
 
     /// Sets an instance's state behind cerveza's back.
@@ -404,6 +411,7 @@ impl Compute for FakeCloud {
             if let Some(i) = s
                 .instances
                 .values()
+                .chain(&s.forgotten)
                 .find(|i| i.token() == Some(spec.client_token.as_str()))
             {
                 return Ok(i.clone());

@@ -238,6 +238,11 @@ impl Instance {
         self.tag(tags::TOKEN)
     }
 
+    /// The claim it was launched under (empty: launched before claims had ids).
+    pub fn claim(&self) -> &str {
+        self.tag(tags::CLAIM).unwrap_or("")
+    }
+
     /// Whether this instance is cerveza's instance of `host` in `product`. Instances that
     /// merely share a `Name` are someone else's and are never touched.
     pub fn belongs_to(&self, product: &Product, host: &Hostname) -> bool {
@@ -267,6 +272,10 @@ pub struct HostRecord {
     pub updated_at: i64,
     /// Who last wrote it (`user@machine`).
     pub updated_by: String,
+    /// The claim's random id, part of every launch token (empty: a record made before
+    /// claims had ids; see [`crate::token`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub claim: String,
 }
 
 impl HostRecord {

@@ -16,6 +16,8 @@ pub const PROFILE: &str = "cerveza:profile";
 pub const ZONE: &str = "cerveza:zone";
 /// The idempotency token of the launch that created the instance (see [`crate::token`]).
 pub const TOKEN: &str = "cerveza:token";
+/// The claim of the hostname the resource was made under (see [`crate::token`]).
+pub const CLAIM: &str = "cerveza:claim";
 /// The device name an EBS volume is attached at (`/dev/sdf`).
 pub const DEVICE: &str = "cerveza:device";
 
@@ -34,6 +36,7 @@ pub const RESERVED: &[&str] = &[
     PROFILE,
     ZONE,
     TOKEN,
+    CLAIM,
     DEVICE,
     VOLUME_PROFILE,
     MEMBER,

@@ -166,9 +166,12 @@ async fn first_start_launches_tags_and_records() {
     assert_eq!(i.tags[tags::HOST], "demo01");
     assert_eq!(i.tags[tags::PROFILE], "Dev");
     assert_eq!(i.tags[tags::ZONE], "ap-southeast-1a");
+    let rec = w.record("demo01").await;
+    assert_eq!(rec.claim.len(), 16, "a claim id: {rec:?}");
+    assert_eq!(i.tags[tags::CLAIM], rec.claim);
     assert_eq!(
         i.tags[tags::TOKEN],
-        token::client_token(&w.settings.product, &h("demo01"), 1)
+        token::client_token(&w.settings.product, &h("demo01"), &rec.claim, 1)
     );
     assert_eq!(i.image_id.as_deref(), Some("ami-7c423c2e"));
     let rec = w.record("demo01").await;
@@ -208,7 +211,7 @@ async fn terminated_host_is_relaunched_with_a_new_generation() {
     assert_eq!(w.live().len(), 1);
     assert_eq!(
         w.live()[0].tags[tags::TOKEN],
-        token::client_token(&w.settings.product, &h("demo01"), 2)
+        token::client_token(&w.settings.product, &h("demo01"), &rec.claim, 2)
     );
 }
 
@@ -1012,7 +1015,12 @@ async fn a_terminated_host_is_relaunched_from_its_tags_while_the_registry_is_dow
     assert_ne!(live[0].id, first.id);
     assert_eq!(
         live[0].token().map(str::to_owned),
-        Some(token::client_token(&w.settings.product, &h("db01"), 2)),
+        Some(token::client_token(
+            &w.settings.product,
+            &h("db01"),
+            first.claim(),
+            2
+        )),
         "the generation after the terminated one's"
     );
     let vols = w.cloud.all_volumes();
@@ -1407,7 +1415,7 @@ async fn a_zone_without_capacity_fails_its_host_with_what_to_do_and_the_others_g
     assert_eq!(inst.tags[tags::ZONE], "ap-southeast-1b");
     assert_eq!(
         inst.tags[tags::TOKEN],
-        token::client_token(&w.settings.product, &h("web01"), 2)
+        token::client_token(&w.settings.product, &h("web01"), &rec.claim, 2)
     );
 }
 
@@ -1485,6 +1493,7 @@ async fn only_a_claim_that_never_got_an_instance_moves_zone() {
         generation: 1,
         updated_at: cerveza_core::lifecycle::now(),
         updated_by: "alice".into(),
+        claim: token::new_claim(),
     };
     w.registry.put(fresh.clone());
     let e = w
@@ -1532,4 +1541,26 @@ async fn only_a_claim_that_never_got_an_instance_moves_zone() {
         e[0].1
     );
     assert_eq!(w.record("db01").await.zone, zone(), "nothing moved");
+}
+
+#[tokio::test]
+async fn a_forgotten_host_started_again_gets_a_new_instance_not_its_dead_one() {
+    let mut w = World::new();
+    w.cloud.honour_client_token = true;
+    w.start_new(&["demo01"]).await;
+    let first = w.record("demo01").await;
+    let old = first.instance_id.clone().unwrap();
+    let t = w.lc().terminate(vec![h("demo01")], true, false).await;
+    t[0].1.as_ref().unwrap();
+    // An hour on, EC2 no longer lists the terminated instance, but its launch token
+    // answers for a day: a new claim of the name must not send it again.
+    w.cloud.forget(&old);
+    assert_eq!(w.start_new(&["demo01"]).await, [Action::Launched]);
+    let again = w.record("demo01").await;
+    assert_ne!(again.claim, first.claim);
+    assert_eq!(again.generation, 1);
+    let live = w.live();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_ne!(live[0].id, old);
+    assert_eq!(live[0].claim(), again.claim);
 }

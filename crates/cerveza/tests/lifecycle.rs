@@ -556,3 +556,46 @@ fn the_paper_form_takes_every_option_of_its_verb() {
         "--forget deleted the record"
     );
 }
+
+#[test]
+fn a_host_forgotten_and_started_again_after_ec2_dropped_its_instance_gets_a_new_one() {
+    let p = product();
+    let account = format!("AKID-{p}");
+    // EC2 lists a terminated instance for about an hour and keeps its ClientToken for a
+    // day; here the listing ends after a second.
+    support::cloud_py(&[
+        "limits",
+        &account,
+        "us-east-1",
+        r#"{"terminated-listed": 1}"#,
+    ]);
+    support::start_new(&p, "again01", "us-east-1a", "UbuntuGeneric32Bit");
+    let first = live(&p)[0]["id"].as_str().unwrap().to_owned();
+    cerveza(&p, &["terminate", "again01", "--forget"]).ok();
+    support::cloud_py(&["unlisted", &account, "us-east-1", &first]);
+    // The name's new claim sends its own token: a new instance, not the dead one (whose
+    // token would answer with it, and the start would wait on it until the timeout).
+    let r = cmd(&p)
+        .args([
+            "start",
+            "again01",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "UbuntuGeneric32Bit",
+            "--wait-timeout",
+            "90s",
+        ])
+        .output()
+        .unwrap();
+    let r: support::Run = r.into();
+    assert_eq!(r.code, 0, "{r:#?}");
+    let now = live(&p);
+    assert_eq!(now.len(), 1, "{now:#?}");
+    assert_ne!(now[0]["id"], first.as_str());
+    let record = cloud(&p)["registry"][0].clone();
+    assert_eq!(
+        now[0]["tags"]["cerveza:claim"], record["claim"],
+        "{record:#}"
+    );
+}

@@ -60,6 +60,7 @@ impl Lifecycle<'_> {
                 || found.spent_tokens.contains(&token::client_token(
                     self.product(),
                     host,
+                    &rec.claim,
                     rec.generation,
                 ));
             if needs_bump {
@@ -93,6 +94,7 @@ impl Lifecycle<'_> {
             generation: 1,
             updated_at: now(),
             updated_by: self.settings.operator.clone(),
+            claim: token::new_claim(),
         };
         self.progress.step(&plan.host, "claiming the hostname");
         match self.registry.create(&rec).await {
@@ -174,7 +176,7 @@ impl Lifecycle<'_> {
 
     async fn launch(&self, rec: &mut HostRecord, resolved: &Resolved) -> Result<Outcome, Error> {
         let host = rec.hostname.clone();
-        let token = token::client_token(self.product(), &host, rec.generation);
+        let token = token::client_token(self.product(), &host, &rec.claim, rec.generation);
         let spec = self.launch_spec(rec, resolved, &token)?;
         self.progress.step(
             &host,
@@ -238,6 +240,9 @@ impl Lifecycle<'_> {
         t.insert(tags::PROFILE.into(), profile.name.to_string());
         t.insert(tags::ZONE.into(), rec.zone.to_string());
         t.insert(tags::TOKEN.into(), token.to_owned());
+        if !rec.claim.is_empty() {
+            t.insert(tags::CLAIM.into(), rec.claim.clone());
+        }
         Ok(LaunchSpec {
             region,
             zone: rec.zone.clone(),

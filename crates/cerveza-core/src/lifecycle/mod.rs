@@ -339,7 +339,7 @@ impl<'a> Lifecycle<'a> {
     /// exists; `registry sync` rebuilds the record).
     async fn record(&self, host: &Hostname) -> Result<HostRecord, Error> {
         match self.lookup(host).await? {
-            Lookup::Record(rec) => Ok(rec),
+            Lookup::Record(rec) => Ok(*rec),
             Lookup::Unknown => match self.search_tags(host, false).await.live {
                 Some(live) => {
                     self.progress.warn(&format!(

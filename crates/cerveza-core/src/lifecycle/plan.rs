@@ -161,7 +161,7 @@ impl Lifecycle<'_> {
             message,
         };
         let record = match self.lookup(host).await? {
-            Lookup::Record(rec) => Some(rec),
+            Lookup::Record(rec) => Some(*rec),
             Lookup::Unknown => None,
             // An existing host goes on from its instance's tags; a new hostname must
             // be claimed in the registry, and one whose instance is gone needs the

@@ -42,7 +42,7 @@ const MAX_GENERATION: u64 = 10_000;
 /// What the registry said about a host.
 pub(super) enum Lookup {
     /// Its record.
-    Record(HostRecord),
+    Record(Box<HostRecord>),
     /// It has none: the host is not known.
     Unknown,
     /// The registry did not answer (throttled, unreachable, too slow).
@@ -162,10 +162,10 @@ impl Lifecycle<'_> {
             return Ok(known
                 .get(host)
                 .cloned()
-                .map_or(Lookup::Unknown, Lookup::Record));
+                .map_or(Lookup::Unknown, |r| Lookup::Record(Box::new(r))));
         }
         match self.registry.get(self.product(), host).await {
-            Ok(Some(rec)) => Ok(Lookup::Record(rec)),
+            Ok(Some(rec)) => Ok(Lookup::Record(Box::new(rec))),
             Ok(None) => Ok(Lookup::Unknown),
             Err(e) if e.kind.is_transient() => {
                 self.registry_is_down(&e);
@@ -277,13 +277,19 @@ impl Lifecycle<'_> {
     pub(super) fn relaunch_record(&self, host: &Hostname, found: &TagSearch) -> Option<HostRecord> {
         let product = self.product();
         let (gone, volumes) = (&found.gone, &found.volumes);
+        let last = gone.iter().max_by_key(|i| i.launch_time);
+        // The claim of its last life and the generations its launches under that claim
+        // reached. Volumes carry no claim (they outlive it, and a later claim of the name
+        // adopts them): a relaunch from volumes alone takes the tokens of a record
+        // without one.
+        let claim = last.map(|i| i.claim().to_owned()).unwrap_or_default();
         let generation = gone
             .iter()
+            .filter(|i| i.claim() == claim)
             .filter_map(|i| i.token())
-            .filter_map(|t| crate::token::generation_of(product, host, t, MAX_GENERATION))
+            .filter_map(|t| crate::token::generation_of(product, host, &claim, t, MAX_GENERATION))
             .max()
             .unwrap_or(0);
-        let last = gone.iter().max_by_key(|i| i.launch_time);
         let from_instance =
             last.and_then(|i| Some((ProfileName::parse(i.profile()?).ok()?, i.zone.clone()?)));
         let from_volumes = || {
@@ -305,6 +311,7 @@ impl Lifecycle<'_> {
             generation,
             updated_at: now(),
             updated_by: self.settings.operator.clone(),
+            claim,
         })
     }
 
@@ -328,6 +335,7 @@ impl Lifecycle<'_> {
             .clone()
             .or_else(|| i.tags.get(tags::ZONE).and_then(|z| Zone::parse(z).ok()))
             .ok_or_else(|| refused(tags::ZONE))?;
+        let claim = i.claim().to_owned();
         Ok(HostRecord {
             product: self.product().clone(),
             hostname: host.clone(),
@@ -338,6 +346,7 @@ impl Lifecycle<'_> {
             generation: 0,
             updated_at: now(),
             updated_by: self.settings.operator.clone(),
+            claim,
         })
     }
 

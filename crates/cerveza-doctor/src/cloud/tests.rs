@@ -128,6 +128,7 @@ fn record(host: &str, zone: &str, state: InstanceState) -> HostRecord {
         generation: 1,
         updated_at: 0,
         updated_by: "t".into(),
+        claim: String::new(),
     }
 }
 

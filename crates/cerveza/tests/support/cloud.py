@@ -10,6 +10,7 @@ cerveza's own code, so integration tests check the real end state.
     cloud.py registry-set PRODUCT HOST ATTR VALUE   overwrites one attribute of a record
     cloud.py volume REGION ZONE PRODUCT HOST        a data volume tagged for HOST; prints its id
     cloud.py eip REGION PRODUCT HOST        an Elastic IP tagged for HOST, associated with nothing
+    cloud.py unlisted ACCOUNT REGION ID     waits until ACCOUNT's reads no longer show instance ID
     cloud.py limits ACCOUNT REGION JSON     sets the lab's capacity and quotas for ACCOUNT (an access
                                             key id) in REGION (scripts/labcloud.py, POST /lab-api/limits)
 """
@@ -284,6 +285,15 @@ def ebs_default(account, region, key):
     ec2.modify_ebs_default_kms_key_id(KmsKeyId=key)
 
 
+def unlisted(account, region, instance_id):
+    """Waits until the instance has left the listings as `account` sees them (not the
+    oracle's view, which keeps everything)."""
+    ec2 = _client("ec2", region_name=region, aws_access_key_id=account,
+                  aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "x"))
+    until(lambda: ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"],
+          "InvalidInstanceID.NotFound")
+
+
 def limits(account, region, text):
     import urllib.request
     body = dict(json.loads(text), account=account, region=region)
@@ -334,6 +344,8 @@ if __name__ == "__main__":
         kms_set(*args)
     elif cmd == "ebs-default":
         ebs_default(*args)
+    elif cmd == "unlisted":
+        unlisted(*args)
     elif cmd == "limits":
         limits(*args)
     else:

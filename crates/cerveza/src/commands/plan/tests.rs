@@ -51,6 +51,7 @@ fn record(
         generation: 1,
         updated_at: 1_790_000_000,
         updated_by: "alice@ops".into(),
+        claim: String::new(),
     }
 }
 
