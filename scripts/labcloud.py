@@ -54,7 +54,8 @@ that is how the tests read the end state. GET /lab-api/config shows the settings
 answers per service, action and account; GET /lab-api/limits shows the limits set, and
 POST /lab-api/limits sets some for one account and region (JSON: {"account", "region",
 "vcpus", "instances", "addresses", "volume-gib": {type: GiB}, "capacity": {zone: {type:
-count}}, "not-offered": {zone: [type]}, "no-ena": [image], "terminated-listed": seconds};
+count}}, "not-offered": {zone: [type]}, "no-ena": [image], "terminated-listed": seconds,
+"credentials": "invalid" (every service refuses the account's key, in every region)};
 a key given replaces its
 value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
@@ -656,6 +657,11 @@ class Lab:
             else:
                 lim[key] = value
 
+    def credentials_refused(self, req):
+        """Whether the request's access key is one the lab was told AWS does not know."""
+        return any(a == req.account and lim.get("credentials") == "invalid"
+                   for (a, _), lim in self.limits.items())
+
     def listed_for(self, instance):
         """How long a terminated instance stays in the listings of its account."""
         acct = getattr(instance, "_lab_account", None)
@@ -773,6 +779,8 @@ class Lab:
                     return app(environ, start_response)
                 if not lab.oracle:
                     lab.stats["requests"][f"{req.service}:{req.action}"] += 1
+                    if lab.credentials_refused(req):
+                        return refused_credentials(req, start_response)
                 if lab.settings["throttle"] and not lab.oracle and not lab.admit(req):
                     lab.stats["throttled"][f"{req.service}:{req.action}"] += 1
                     return throttled(req, start_response)
@@ -957,7 +965,7 @@ DEFAULT_EBS_KEY = "alias/aws/ebs"
 # Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
 LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
-              "terminated-listed"}
+              "terminated-listed", "credentials"}
 LIMITED_ACTIONS = {"RunInstances", "StartInstances", "CreateVolume", "AllocateAddress"}
 # Instance types that run without ENA (previous generations); every current type needs it.
 ENA_OPTIONAL = ("t1.", "t2.", "m1.", "m2.", "m3.", "m4.", "c1.", "c3.", "c4.", "r3.", "r4.",
@@ -1032,13 +1040,32 @@ def ec2_error(status, code, message):
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
             f"<Message>{message}</Message></Error></Errors><RequestID>lab-{random.getrandbits(64):016x}"
             "</RequestID></Response>").encode()
-    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+    reason = {400: "Bad Request", 401: "Unauthorized", 500: "Internal Server Error",
+              503: "Service Unavailable"}[status]
 
     def answer(start_response):
         start_response(f"{status} {reason}", [("Content-Type", "text/xml"),
                                                ("Content-Length", str(len(body)))])
         return [body]
     return answer
+
+
+def refused_credentials(req, start_response):
+    """What each service answers a signature made with an access key it does not know."""
+    if req.service == "ec2":
+        return ec2_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials")(
+            start_response)
+    if req.service == "dynamodb":
+        body = json.dumps({"__type": "com.amazon.coral.service#UnrecognizedClientException",
+                           "message": "The security token included in the request is invalid."}).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                           ("Content-Length", str(len(body)))])
+        return [body]
+    body = (b'<?xml version="1.0"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code>'
+            b"<Message>The security token included in the request is invalid.</Message></Error>"
+            b"<RequestId>lab</RequestId></ErrorResponse>")
+    start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def throttled(req, start_response):

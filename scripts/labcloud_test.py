@@ -422,6 +422,19 @@ class LabCloud(unittest.TestCase):
         time.sleep(1.5)
         self.assertEqual(self.state(other, kept), "terminated")
 
+    def test_credentials_aws_does_not_know_are_refused_by_every_service(self):
+        account = "AKIDUNKNOWNKEY"
+        self.limits(account, credentials="invalid")
+        code, message, status = self.error(lambda: self.ec2(account).describe_instances())
+        self.assertEqual((code, status), ("AuthFailure", 401))
+        self.assertIn("not able to validate", message)
+        ddb = self.client("dynamodb", account=account)
+        self.assertEqual(self.error(lambda: ddb.list_tables())[0], "UnrecognizedClientException")
+        # Other keys are not affected; the key works again once the setting is removed.
+        self.ec2("AKIDKNOWNKEY").describe_instances()
+        self.limits(account, credentials=None)
+        self.ec2(account).describe_instances()
+
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()
         first = self.launch(ec2, ClientToken="reset-1")["InstanceId"]

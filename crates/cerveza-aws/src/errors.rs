@@ -16,8 +16,17 @@ fn kind_of(code: &str) -> ProviderErrorKind {
         | "RequestThrottled" => Throttled,
         "UnauthorizedOperation"
         | "AuthFailure"
+        | "AccessDenied"
         | "AccessDeniedException"
         | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "RequestExpired"
+        | "SignatureDoesNotMatch"
+        | "InvalidSignatureException"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
         | "OptInRequired" => Denied,
         "ServiceUnavailable" | "InternalError" | "InternalFailure" | "Unavailable" => Unavailable,
         // Capacity (EC2 sends these with HTTP 500, but asking again at once does not help)
@@ -47,21 +56,64 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// Whether a credentials provider's error is in `err`'s chain: no credentials could be
+/// loaded (an expired SSO session, a failing `credential_process`, none configured).
+fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Where the SDK takes credentials from, as far as the environment says: named in
+/// credential errors, so the user knows what to fix.
+pub(crate) fn credential_source() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if var("AWS_ACCESS_KEY_ID").is_some() {
+        "the environment (AWS_ACCESS_KEY_ID)".to_owned()
+    } else if let Some(p) = var("AWS_PROFILE") {
+        format!("profile {p:?} (AWS_PROFILE)")
+    } else {
+        "the default profile, or the instance's role".to_owned()
+    }
+}
+
 /// Converts any SDK error, keeping it as the source.
 pub(crate) fn provider_error<E, R>(err: SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let kind = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ProviderErrorKind::Unavailable,
-        _ => err.code().map(kind_of).unwrap_or(ProviderErrorKind::Other),
+    // A request that never left: unreachable (I/O, timeout), or no credentials to sign
+    // it with; the latter is not an outage, and must never be taken for one.
+    let unsent_kind = match &err {
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
+            Some(ProviderErrorKind::Unavailable)
+        }
+        SdkError::DispatchFailure(_) if credentials_failed(&err) => Some(ProviderErrorKind::Denied),
+        SdkError::DispatchFailure(_) => Some(ProviderErrorKind::Other),
+        SdkError::TimeoutError(_) => Some(ProviderErrorKind::Unavailable),
+        _ => None,
     };
+    let kind =
+        unsent_kind.unwrap_or_else(|| err.code().map(kind_of).unwrap_or(ProviderErrorKind::Other));
     let message = match (&err, err.code(), err.message()) {
         (SdkError::TimeoutError(_), _, _) => "no answer in time (timeout)".to_owned(),
-        (SdkError::DispatchFailure(_), _, _) => {
-            format!("cannot reach the endpoint: {}", root_cause(&err))
-        }
+        (SdkError::DispatchFailure(_), _, _) => match kind {
+            ProviderErrorKind::Unavailable => {
+                format!("cannot reach the endpoint: {}", root_cause(&err))
+            }
+            ProviderErrorKind::Denied => format!(
+                "no usable AWS credentials from {}: {}",
+                credential_source(),
+                root_cause(&err)
+            ),
+            _ => format!("the request could not be sent: {}", root_cause(&err)),
+        },
         (_, Some(c), Some(m)) => format!("{c}: {m}"),
         (_, Some(c), None) => c.to_owned(),
         _ => DisplayErrorContext(&err).to_string(),
@@ -85,6 +137,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unsent_requests_are_unreachable_only_when_the_connection_failed() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        use aws_smithy_runtime_api::http::Response;
+        type E =
+            SdkError<aws_sdk_ec2::operation::describe_instances::DescribeInstancesError, Response>;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let down: E = SdkError::dispatch_failure(ConnectorError::io(Box::new(io)));
+        let e = provider_error(down);
+        assert_eq!(e.kind, ProviderErrorKind::Unavailable);
+        assert!(
+            e.message.starts_with("cannot reach the endpoint: refused"),
+            "{}",
+            e.message
+        );
+        let creds: E = SdkError::dispatch_failure(ConnectorError::other(
+            Box::new(CredentialsError::provider_error(
+                "the SSO session has expired; run `aws sso login`",
+            )),
+            None,
+        ));
+        let e = provider_error(creds);
+        assert_eq!(e.kind, ProviderErrorKind::Denied, "{}", e.message);
+        assert!(
+            e.message.starts_with("no usable AWS credentials from "),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("aws sso login"), "{}", e.message);
+        let other: E = SdkError::dispatch_failure(ConnectorError::other("bad header".into(), None));
+        assert_eq!(provider_error(other).kind, ProviderErrorKind::Other);
+    }
+
+    #[test]
     fn codes_map_to_kinds() {
         assert_eq!(
             kind_of("InvalidInstanceID.NotFound"),
@@ -102,7 +188,19 @@ mod tests {
             kind_of("InvalidAMIID.Malformed"),
             ProviderErrorKind::Invalid
         );
-        assert_eq!(kind_of("UnauthorizedOperation"), ProviderErrorKind::Denied);
+        for code in [
+            "UnauthorizedOperation",
+            "AuthFailure",
+            "AccessDenied",
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "RequestExpired",
+        ] {
+            assert_eq!(kind_of(code), ProviderErrorKind::Denied, "{code}");
+        }
         for code in [
             "InsufficientInstanceCapacity",
             "InsufficientAddressCapacity",

@@ -63,8 +63,9 @@ pub enum Error {
         /// The limit.
         seconds: u64,
     },
-    /// The cloud refused for capacity, an account quota, or what a zone or an image
-    /// offers: this host failed, with EC2's words and what to do; the others go on.
+    /// The cloud refused for capacity, an account quota, what a zone or an image offers,
+    /// or the credentials: this host failed, with the cloud's words and what to do; the
+    /// others go on.
     #[error("{context}: {}", with_hint(source, hint))]
     CloudRefused {
         /// What cerveza was doing.
@@ -112,8 +113,26 @@ pub enum ErrorKind {
     /// No capacity or quota for it where it was asked: another zone, type or a raised
     /// quota may work.
     Capacity,
+    /// The credentials could not be loaded, are not valid, or lack a permission: not an
+    /// outage, and never taken for one.
+    Denied,
     /// Anything else.
     Failed,
+}
+
+impl ErrorKind {
+    /// The kind of a backend's failure.
+    pub fn of_provider(kind: ProviderErrorKind) -> Self {
+        match kind {
+            ProviderErrorKind::NotFound => ErrorKind::NotFound,
+            ProviderErrorKind::Conflict => ErrorKind::Conflict,
+            ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable => ErrorKind::Unavailable,
+            ProviderErrorKind::Invalid => ErrorKind::Usage,
+            ProviderErrorKind::Capacity => ErrorKind::Capacity,
+            ProviderErrorKind::Denied => ErrorKind::Denied,
+            ProviderErrorKind::Other => ErrorKind::Failed,
+        }
+    }
 }
 
 impl Error {
@@ -126,17 +145,12 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Refused { .. } => ErrorKind::Failed,
             Error::Timeout { .. } => ErrorKind::Unavailable,
+            // A refusal for capacity at launch may come as InvalidParameterCombination.
+            Error::CloudRefused { source, .. } if source.kind == ProviderErrorKind::Denied => {
+                ErrorKind::Denied
+            }
             Error::CloudRefused { .. } => ErrorKind::Capacity,
-            Error::Provider { source, .. } => match source.kind {
-                ProviderErrorKind::NotFound => ErrorKind::NotFound,
-                ProviderErrorKind::Conflict => ErrorKind::Conflict,
-                ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable => {
-                    ErrorKind::Unavailable
-                }
-                ProviderErrorKind::Invalid => ErrorKind::Usage,
-                ProviderErrorKind::Capacity => ErrorKind::Capacity,
-                ProviderErrorKind::Denied | ProviderErrorKind::Other => ErrorKind::Failed,
-            },
+            Error::Provider { source, .. } => ErrorKind::of_provider(source.kind),
         }
     }
 }
@@ -148,27 +162,60 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for Result<T, ProviderError> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, Error> {
-        self.map_err(|source| match capacity_hint(&source) {
-            Some(hint) => Error::CloudRefused {
-                context: what(),
-                source,
-                hint: hint.to_owned(),
-            },
-            None => Error::Provider {
-                context: what(),
-                source,
-            },
-        })
+        self.map_err(|source| Error::provider(what(), source))
     }
 }
 
-/// What to do when EC2 refuses for capacity or a quota, by its error code; `None` for
-/// any other error. The quota codes are Service Quotas' (`aws service-quotas
-/// get-service-quota --service-code ec2 --quota-code L-…`).
-pub fn capacity_hint(e: &ProviderError) -> Option<&'static str> {
-    if e.kind != ProviderErrorKind::Capacity {
-        return None;
+impl Error {
+    /// A backend's error with what cerveza was doing, and a hint when the cloud refused
+    /// for capacity, a quota or the credentials.
+    pub(crate) fn provider(context: String, source: ProviderError) -> Self {
+        match hint_for(&source) {
+            Some(hint) => Error::CloudRefused {
+                context,
+                source,
+                hint: hint.to_owned(),
+            },
+            None => Error::Provider { context, source },
+        }
     }
+}
+
+/// What to do when the cloud refuses for capacity, a quota or the credentials, by its
+/// error code; `None` for any other error.
+pub fn hint_for(e: &ProviderError) -> Option<&'static str> {
+    match e.kind {
+        ProviderErrorKind::Capacity => Some(capacity_hint(e)),
+        ProviderErrorKind::Denied => Some(credentials_hint(e)),
+        _ => None,
+    }
+}
+
+/// What to do about credentials that could not be loaded, are not valid, or lack a
+/// permission.
+fn credentials_hint(e: &ProviderError) -> &'static str {
+    let code = |codes: &[&str]| codes.iter().any(|c| e.has_code(c));
+    if e.message.starts_with("no usable AWS credentials") {
+        "configure credentials: `aws configure`, `aws sso login --profile NAME` for IAM Identity Center (then AWS_PROFILE=NAME), or a role on this machine"
+    } else if code(&[
+        "UnauthorizedOperation",
+        "AccessDenied",
+        "AccessDeniedException",
+    ]) {
+        "the credentials work but lack a permission this command needs (the message names the action): grant it to the IAM user or role"
+    } else if code(&["ExpiredToken", "ExpiredTokenException", "RequestExpired"]) {
+        "the session has expired, or this machine's clock is off: renew it (`aws sso login`, new keys) and check the clock"
+    } else if code(&["OptInRequired"]) {
+        "the region is not enabled for this account: enable it (Account, AWS Regions) or take it out of `regions`"
+    } else {
+        "AWS does not accept these credentials: check which ones are used (`aws sts get-caller-identity`) and that the key is active"
+    }
+}
+
+/// What to do when EC2 refuses for capacity or a quota, by its error code. The quota
+/// codes are Service Quotas' (`aws service-quotas get-service-quota --service-code ec2
+/// --quota-code L-…`).
+fn capacity_hint(e: &ProviderError) -> &'static str {
     let hints: [(&str, &str); 7] = [
         (
             "InsufficientInstanceCapacity",
@@ -199,11 +246,9 @@ pub fn capacity_hint(e: &ProviderError) -> Option<&'static str> {
             "EC2 has no Elastic IP addresses to give in the region now: try again later",
         ),
     ];
-    Some(
-        hints
-            .iter()
-            .find(|(code, _)| e.has_code(code))
-            .map(|(_, hint)| *hint)
-            .unwrap_or("EC2 refused for capacity or an account quota: try another zone or instance type, or raise the quota in Service Quotas"),
-    )
+    hints
+        .iter()
+        .find(|(code, _)| e.has_code(code))
+        .map(|(_, hint)| *hint)
+        .unwrap_or("EC2 refused for capacity or an account quota: try another zone or instance type, or raise the quota in Service Quotas")
 }

@@ -84,6 +84,9 @@ pub struct Listing {
     pub instances: Vec<Instance>,
     /// Regions that could not be listed, with the reason.
     pub failed_regions: Vec<(Region, String)>,
+    /// Those of them that refused the credentials (not an outage: `list` says so).
+    #[serde(skip)]
+    pub denied_regions: Vec<Region>,
 }
 
 /// Lists a product's instances in every region at once, each region bounded by
@@ -121,7 +124,12 @@ pub async fn list(
                     profile: i.profile(),
                 })
             })),
-            Ok(Err(e)) => listing.failed_regions.push((region, e.to_string())),
+            Ok(Err(e)) => {
+                if e.kind == crate::ports::ProviderErrorKind::Denied {
+                    listing.denied_regions.push(region.clone());
+                }
+                listing.failed_regions.push((region, e.to_string()));
+            }
             Err(_) => listing.failed_regions.push((
                 region,
                 format!(

@@ -18,6 +18,8 @@ pub const CONFLICT: u8 = 4;
 pub const PARTIAL: u8 = 5;
 /// A service was unreachable or a wait timed out.
 pub const UNAVAILABLE: u8 = 6;
+/// The AWS credentials could not be loaded, were refused, or lack a permission.
+pub const DENIED: u8 = 7;
 
 /// The exit code for an error kind.
 pub fn for_kind(kind: ErrorKind) -> u8 {
@@ -27,6 +29,7 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::Conflict => CONFLICT,
         ErrorKind::Unavailable => UNAVAILABLE,
         ErrorKind::Capacity => PARTIAL,
+        ErrorKind::Denied => DENIED,
         ErrorKind::Failed => FAILURE,
     }
 }
@@ -83,6 +86,9 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     }
     if let Some(p) = cause.downcast_ref::<ProfileError>() {
         return Some(p.kind());
+    }
+    if let Some(p) = cause.downcast_ref::<cerveza_core::ports::ProviderError>() {
+        return Some(ErrorKind::of_provider(p.kind));
     }
     if let Some(d) = cause.downcast_ref::<DirectoryError>() {
         return Some(match d {
@@ -148,5 +154,13 @@ mod tests {
         let coded = anyhow::Error::new(Coded::new(CONFLICT, "taken")).context("starting");
         assert_eq!(code_of(&coded), CONFLICT);
         assert_eq!(code_of(&anyhow::anyhow!("something else")), FAILURE);
+        // A backend's error outside the workflows decides by its kind: credentials are
+        // their own code, never an outage.
+        let denied = anyhow::Error::new(cerveza_core::ports::ProviderError::new(
+            cerveza_core::ports::ProviderErrorKind::Denied,
+            "AuthFailure: AWS was not able to validate the provided access credentials",
+        ))
+        .context("listing us-east-1");
+        assert_eq!(code_of(&denied), DENIED);
     }
 }

@@ -21,7 +21,9 @@ use commands::Ctx;
 
 fn init_logging(verbose: u8, colour: bool) {
     let default = match verbose {
-        0 => "warn",
+        // The SDK's own warnings about loading credentials repeat what the error that
+        // follows says, with its cause (and name files a user did not ask for).
+        0 => "warn,aws_config=error",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -43,10 +43,10 @@ impl Lifecycle<'_> {
                         host: host.to_string(),
                         message: "its registry record was changed by another operator meanwhile; run the command again".into(),
                     },
-                    _ => Error::Provider {
-                        context: format!("{host}: moving its claim to {} in the registry", plan.zone),
-                        source: e,
-                    },
+                    _ => Error::provider(
+                        format!("{host}: moving its claim to {} in the registry", plan.zone),
+                        e,
+                    ),
                 })?;
         }
         // Each pass either finishes or bumps the generation; two bumps in one run
@@ -120,10 +120,8 @@ impl Lifecycle<'_> {
                     ),
                 })
             }
-            Err(source) => Err(Error::Provider {
-                context: format!("{}: claiming the hostname in the registry", plan.host),
-                source,
-            }),
+            Err(source) => Err(source)
+                .context(|| format!("{}: claiming the hostname in the registry", plan.host)),
         }
     }
 

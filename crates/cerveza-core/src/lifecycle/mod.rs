@@ -215,10 +215,7 @@ fn describe_failed<T>(host: &Hostname, id: &str, e: ProviderError) -> Result<Opt
         tracing::warn!(%host, error = %e, "describing {id} failed; still waiting");
         return Ok(None);
     }
-    Err(Error::Provider {
-        context: format!("{host}: describing {id}"),
-        source: e,
-    })
+    Err(e).context(|| format!("{host}: describing {id}"))
 }
 
 /// The host lifecycle, wired to its backends.
@@ -390,10 +387,7 @@ impl<'a> Lifecycle<'a> {
                 host: rec.hostname.to_string(),
                 message: "its registry record was changed by another operator meanwhile; run the command again".into(),
             }),
-            Err(source) => Err(Error::Provider {
-                context: format!("{}: writing the registry", rec.hostname),
-                source,
-            }),
+            Err(source) => Err(source).context(|| format!("{}: writing the registry", rec.hostname)),
         }
     }
 

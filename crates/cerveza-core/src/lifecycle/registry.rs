@@ -171,10 +171,7 @@ impl Lifecycle<'_> {
                 self.registry_is_down(&e);
                 Ok(Lookup::Down)
             }
-            Err(source) => Err(Error::Provider {
-                context: format!("{host}: reading the registry"),
-                source,
-            }),
+            Err(source) => Err(source).context(|| format!("{host}: reading the registry")),
         }
     }
 
@@ -462,10 +459,7 @@ impl Lifecycle<'_> {
                 host: rec.hostname.to_string(),
                 message: "its record was changed by another operator meanwhile; run `cerveza registry sync` again".into(),
             }),
-            Err(source) => Err(Error::Provider {
-                context: format!("{}: writing the registry", rec.hostname),
-                source,
-            }),
+            Err(source) => Err(source).context(|| format!("{}: writing the registry", rec.hostname)),
         }
     }
 }

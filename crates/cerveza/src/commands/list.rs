@@ -146,6 +146,12 @@ pub async fn run(
     }
     Ok(if listing.failed_regions.is_empty() {
         exit::OK
+    } else if listing.denied_regions.len() == ctx.config.regions.len() {
+        // No region took the credentials: not a partial result, a credentials problem.
+        eprintln!(
+            "hint: every region refused the credentials; check which ones are used (`aws sts get-caller-identity`), or log in again (`aws sso login`)"
+        );
+        exit::DENIED
     } else {
         exit::PARTIAL
     })

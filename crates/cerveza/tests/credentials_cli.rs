@@ -1,0 +1,130 @@
+//! Credentials as people have them (a `credential_process`, IAM Identity Center) and
+//! credential failures: their own exit code (7) and hint, never taken for an outage.
+//! The real binary against the lab cloud.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+
+use support::{cloud_py, cmd, live, product, Run};
+
+/// cerveza with credentials from `profile` of the AWS config file `config` only.
+fn with_profile(p: &str, config: &Path, profile: &str, args: &[&str]) -> Run {
+    cmd(p)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", config.with_extension("none"))
+        .env("AWS_PROFILE", profile)
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn first_start(host: &str) -> [&str; 6] {
+    [
+        "start",
+        host,
+        "--zone",
+        "us-east-1a",
+        "--profile",
+        "UbuntuGeneric32Bit",
+    ]
+}
+
+/// The run failed on credentials: exit 7, the hint, and no outage handling.
+#[track_caller]
+fn refused_for_credentials(r: &Run, says: &str) {
+    assert_eq!(r.code, 7, "{r:#?}");
+    assert!(r.stderr.contains(says), "{r:#?}");
+    assert!(r.stderr.contains("Hint: "), "{r:#?}");
+    assert!(
+        !r.stderr.contains("did not answer") && !r.stderr.contains("cannot reach"),
+        "taken for an outage: {r:#?}"
+    );
+}
+
+#[test]
+fn credentials_from_a_process_or_sso_work_and_their_failures_are_not_outages() {
+    let p = product();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile proc]\n\
+             credential_process = echo '{{\"Version\": 1, \"AccessKeyId\": \"AKID-{p}\", \"SecretAccessKey\": \"testing\"}}'\n\
+             [profile broken]\n\
+             credential_process = sh -c 'echo the vault is sealed >&2; exit 3'\n\
+             [profile sso]\n\
+             sso_start_url = https://example.awsapps.com/start\n\
+             sso_region = us-east-1\n\
+             sso_account_id = 123456789012\n\
+             sso_role_name = Ops\n"
+        ),
+    )
+    .unwrap();
+
+    // credential_process is built in: the start works with its credentials.
+    let r = with_profile(&p, &config, "proc", &first_start("cred01"));
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(live(&p).len(), 1);
+
+    // A process that fails: exit 7, its words, what to do; nothing made, and the
+    // registry is not taken for down (no "going on from tags").
+    let r = with_profile(&p, &config, "broken", &first_start("cred02"));
+    refused_for_credentials(&r, "no usable AWS credentials from profile \"broken\"");
+    assert!(
+        r.stderr.contains("the vault is sealed") || r.stderr.contains("exit"),
+        "{r:#?}"
+    );
+    let r = with_profile(&p, &config, "broken", &["stop", "cred01"]);
+    refused_for_credentials(&r, "no usable AWS credentials");
+
+    // IAM Identity Center without a login: the SSO provider is built in and says so.
+    let r = with_profile(&p, &config, "sso", &first_start("cred03"));
+    refused_for_credentials(&r, "no usable AWS credentials from profile \"sso\"");
+    assert!(r.stderr.to_lowercase().contains("sso"), "{r:#?}");
+    assert_eq!(live(&p).len(), 1, "nothing made");
+}
+
+#[test]
+fn credentials_aws_does_not_know_exit_7_everywhere() {
+    let p = product();
+    support::start_new(&p, "key01", "us-east-1a", "UbuntuGeneric32Bit");
+    cloud_py(&[
+        "limits",
+        &format!("AKID-{p}"),
+        "us-east-1",
+        r#"{"credentials": "invalid"}"#,
+    ]);
+    let r: Run = cmd(&p).args(["stop", "key01"]).output().unwrap().into();
+    refused_for_credentials(&r, "UnrecognizedClientException");
+    assert!(r.stderr.contains("aws sts get-caller-identity"), "{r:#?}");
+    let r: Run = cmd(&p)
+        .args([
+            "start",
+            "key02",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "UbuntuGeneric32Bit",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    refused_for_credentials(&r, "UnrecognizedClientException");
+    // Every region refuses: `list` says so instead of "partial".
+    let r: Run = cmd(&p).args(["list"]).output().unwrap().into();
+    assert_eq!(r.code, 7, "{r:#?}");
+    assert!(r.stderr.contains("AuthFailure"), "{r:#?}");
+    cloud_py(&[
+        "limits",
+        &format!("AKID-{p}"),
+        "us-east-1",
+        r#"{"credentials": null}"#,
+    ]);
+}
