@@ -30,7 +30,7 @@ pub use ec2::Ec2;
 pub use registry::DynamoRegistry;
 pub use releases::{sha256_file, ReleaseFile, Releases};
 pub use route53::Route53Dns;
-pub use transport::{stats, RateLimiter, RequestCounts, Stats, Transport};
+pub use transport::{pacer, pacing_file, stats, RateLimiter, RequestCounts, Stats, Transport};
 
 /// How to reach AWS.
 #[derive(Debug, Clone)]

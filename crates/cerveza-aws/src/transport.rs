@@ -8,9 +8,10 @@
 //! backs off with jitter on top of this when AWS throttles anyway.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::{
@@ -190,6 +191,127 @@ impl Pacer {
     }
 }
 
+impl Pacer {
+    /// What is spent of each bucket, as the times the buckets are full again (seconds
+    /// since the epoch); buckets already full are left out.
+    fn spent(&self) -> HashMap<String, f64> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let s = self.schedules.lock().unwrap_or_else(|e| e.into_inner());
+        s.iter()
+            .filter(|(_, full)| **full > now)
+            .filter_map(|((scope, service, name), full)| {
+                let at = wall.checked_add(*full - now)?;
+                let secs = at.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+                Some((format!("{scope}|{service}|{name}"), secs))
+            })
+            .collect()
+    }
+
+    /// Takes what an earlier command spent of the buckets (see [`Self::persist`]): a
+    /// command that follows another starts where EC2's buckets are, not full.
+    pub fn restore(&self, path: &Path) {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let Ok(saved) = serde_json::from_str::<HashMap<String, f64>>(&text) else {
+            return;
+        };
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let wall = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut s = self.schedules.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, at) in saved {
+            let mut parts = key.splitn(3, '|');
+            let (Some(scope), Some(service), Some(name)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            // Only the buckets this build knows (their names are 'static).
+            let Some(service) = KNOWN_SERVICES.iter().find(|k| **k == service) else {
+                continue;
+            };
+            let Some(name) = bucket_name(name) else {
+                continue;
+            };
+            let ahead = at - wall;
+            if !(0.0..=3600.0).contains(&ahead) {
+                continue;
+            }
+            let full = now + Duration::from_secs_f64(ahead);
+            let slot = s.entry((scope.to_owned(), service, name)).or_insert(full);
+            *slot = (*slot).max(full);
+        }
+    }
+
+    /// Saves what this command spent of the buckets, merged with what the file holds
+    /// (another command may have run meanwhile); written whole, then renamed.
+    pub fn persist(&self, path: &Path) -> std::io::Result<()> {
+        let mut all: HashMap<String, f64> = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        all.retain(|_, at| *at > wall);
+        for (k, at) in self.spent() {
+            let slot = all.entry(k).or_insert(at);
+            *slot = slot.max(at);
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(&all).unwrap_or_default())?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+const KNOWN_SERVICES: [&str; 2] = ["ec2", "route53"];
+
+/// A bucket name read back from the file, as the `'static` text the pacer keys on: names
+/// are EC2 action names and a few others, so each is kept once for the process.
+fn bucket_name(name: &str) -> Option<&'static str> {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    if name.is_empty()
+        || name.len() > 64
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/')
+    {
+        return None;
+    }
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return Some(n);
+    }
+    if names.len() >= 256 {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.push(leaked);
+    Some(leaked)
+}
+
+/// Where the buckets spent with these credentials against this endpoint are kept
+/// between commands: one file per identity (a hash of the access key id or profile,
+/// and the endpoint; the key itself is never written) under `dir`.
+pub fn pacing_file(dir: &Path, endpoint: Option<&str>) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let who = var("AWS_ACCESS_KEY_ID")
+        .map(|k| format!("key:{k}"))
+        .or_else(|| var("AWS_PROFILE").map(|p| format!("profile:{p}")))
+        .unwrap_or_else(|| "default".into());
+    let endpoint = endpoint
+        .map(str::to_owned)
+        .or_else(|| var("AWS_ENDPOINT_URL"))
+        .unwrap_or_default();
+    let digest = Sha256::digest(format!("{who}\0{endpoint}").as_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("pacing-{name}.json"))
+}
+
 /// The process's pacer (one cerveza command is one process).
 pub fn pacer() -> &'static Pacer {
     static PACER: std::sync::OnceLock<Pacer> = std::sync::OnceLock::new();
@@ -303,6 +425,38 @@ mod tests {
         let t = Instant::now();
         limiter.acquire("eu-west-1").await;
         assert_eq!(t.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_command_starts_where_the_last_one_left_the_buckets() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("pacing.json");
+        let run = ec2_request_bucket("RunInstances", true);
+        let first = Pacer::default();
+        for _ in 0..5 {
+            first.reserve("us-east-1", "ec2", run, 1);
+        }
+        first.persist(&file).unwrap_or_else(|e| panic!("{e}"));
+        // A second command that knows nothing waits for nothing; one that restored the
+        // file waits, as EC2's bucket is still spent.
+        let fresh = Pacer::default();
+        assert!(fresh.reserve("us-east-1", "ec2", run, 1) <= Instant::now());
+        let second = Pacer::default();
+        second.restore(&file);
+        assert!(
+            second.reserve("us-east-1", "ec2", run, 1)
+                > Instant::now() + Duration::from_millis(300),
+            "{:?}",
+            std::fs::read_to_string(&file)
+        );
+        // Other regions and actions are not held back.
+        assert!(second.reserve("eu-west-1", "ec2", run, 1) <= Instant::now());
+        // A broken or hostile file is ignored.
+        std::fs::write(&file, "{\"us-east-1|ec2|Run Instances\": 1e300, \"x\": 1}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let third = Pacer::default();
+        third.restore(&file);
+        assert!(third.reserve("us-east-1", "ec2", run, 1) <= Instant::now());
     }
 
     #[tokio::test(start_paused = true)]

@@ -144,7 +144,24 @@ async fn run(mut cli: Cli) -> Result<u8> {
         _ => {}
     }
     let ctx = Ctx::new(&cli.global)?;
-    match &command {
+    // EC2's buckets outlive a command: what the last one spent is where this one starts.
+    let pacing = cerveza_aws::pacing_file(
+        &config::default_state_dir(),
+        ctx.config.endpoint_url.as_deref(),
+    );
+    cerveza_aws::pacer().restore(&pacing);
+    let outcome = dispatch(&ctx, &command).await;
+    if let Err(e) = cerveza_aws::pacer().persist(&pacing) {
+        tracing::debug!(
+            "could not save the request pacing to {}: {e}",
+            pacing.display()
+        );
+    }
+    outcome
+}
+
+async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
+    match command {
         Command::Init { .. }
         | Command::Completions { .. }
         | Command::Man { .. }
@@ -166,7 +183,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
             };
             // `terraform plan -detailed-exitcode`: 2 means "differs", so no error may
             // exit 2 here.
-            match commands::plan::run_plan(&ctx, &args).await {
+            match commands::plan::run_plan(ctx, &args).await {
                 Err(e) if exit::code_of(&e) == exit::USAGE => {
                     Err(exit::Coded::new(exit::FAILURE, format!("{e:#}")).into())
                 }
@@ -188,25 +205,25 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 prune: *prune,
                 yes: *yes,
             };
-            commands::plan::run_apply(&ctx, &args, wait).await
+            commands::plan::run_apply(ctx, &args, wait).await
         }
         Command::Fleet {
             command: cli::FleetCommand::Export,
-        } => commands::plan::run_export(&ctx).await,
+        } => commands::plan::run_export(ctx).await,
         Command::Start {
             hosts,
             zone,
             profile,
             wait,
-        } => commands::start::run(&ctx, hosts, zone.as_ref(), profile.as_ref(), wait).await,
+        } => commands::start::run(ctx, hosts, zone.as_ref(), profile.as_ref(), wait).await,
         Command::Stop { hosts, wait } => {
-            commands::existing::run(&ctx, Verb::Stop, hosts, wait).await
+            commands::existing::run(ctx, Verb::Stop, hosts, wait).await
         }
         Command::Restart { hosts, wait } => {
-            commands::existing::run(&ctx, Verb::Restart, hosts, wait).await
+            commands::existing::run(ctx, Verb::Restart, hosts, wait).await
         }
         Command::Reboot { hosts } => {
-            commands::existing::run(&ctx, Verb::Reboot, hosts, &WaitArgs::default()).await
+            commands::existing::run(ctx, Verb::Reboot, hosts, &WaitArgs::default()).await
         }
         Command::Terminate {
             hosts,
@@ -218,12 +235,12 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 forget: *forget,
                 delete_volumes: *delete_volumes,
             };
-            commands::existing::run(&ctx, verb, hosts, wait).await
+            commands::existing::run(ctx, verb, hosts, wait).await
         }
-        Command::Volumes { command } => commands::volumes::run(&ctx, command).await,
-        Command::Registry { command } => commands::registry::run(&ctx, command).await,
-        Command::Release { command } => commands::release::run(&ctx, command).await,
-        Command::Remote { close: true, .. } => commands::remote::close(&ctx).await,
+        Command::Volumes { command } => commands::volumes::run(ctx, command).await,
+        Command::Registry { command } => commands::registry::run(ctx, command).await,
+        Command::Release { command } => commands::release::run(ctx, command).await,
+        Command::Remote { close: true, .. } => commands::remote::close(ctx).await,
         Command::Remote {
             selection,
             command,
@@ -235,13 +252,13 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 gather: *gather,
                 fan: fan.clone(),
             };
-            commands::remote::run(&ctx, selection, command, &opts).await
+            commands::remote::run(ctx, selection, command, &opts).await
         }
         Command::Ssh {
             host,
             public,
             command,
-        } => commands::remote::ssh(&ctx, host, *public, command).await,
+        } => commands::remote::ssh(ctx, host, *public, command).await,
         Command::Copy {
             selection,
             paths,
@@ -256,11 +273,11 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 recursive: *recursive,
                 fan: fan.clone(),
             };
-            commands::copy::run(&ctx, &args).await
+            commands::copy::run(ctx, &args).await
         }
         Command::Hostkeys {
             command: cli::HostkeysCommand::Sync { selection, no_wait },
-        } => commands::hostkeys::sync(&ctx, selection, *no_wait).await,
+        } => commands::hostkeys::sync(ctx, selection, *no_wait).await,
         Command::Doctor {
             selection,
             only,
@@ -277,36 +294,36 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 fanout: *fanout,
                 timeout: *timeout,
             };
-            commands::doctor::run(&ctx, &args).await
+            commands::doctor::run(ctx, &args).await
         }
         Command::Eip { command } => {
             let (verb, hosts) = match command {
                 cli::EipCommand::Attach { hosts } => (Verb::EipAttach, hosts),
                 cli::EipCommand::Detach { hosts } => (Verb::EipDetach, hosts),
             };
-            commands::existing::run(&ctx, verb, hosts, &WaitArgs::default()).await
+            commands::existing::run(ctx, verb, hosts, &WaitArgs::default()).await
         }
         Command::List {
             selection,
             all,
             region_timeout,
-        } => commands::list::run(&ctx, selection, *all, *region_timeout).await,
-        Command::Show { host } => commands::show::run(&ctx, host).await,
-        Command::Profiles { command } => commands::profiles::run(&ctx, command),
-        Command::Dns { command } => commands::dns::run(&ctx, command).await,
-        Command::Access { command } => commands::access::run(&ctx, command).await,
+        } => commands::list::run(ctx, selection, *all, *region_timeout).await,
+        Command::Show { host } => commands::show::run(ctx, host).await,
+        Command::Profiles { command } => commands::profiles::run(ctx, command),
+        Command::Dns { command } => commands::dns::run(ctx, command).await,
+        Command::Access { command } => commands::access::run(ctx, command).await,
         Command::Export {
             kind,
             selection,
             out,
             check,
-        } => commands::export::run(&ctx, *kind, selection, out.as_deref(), *check).await,
+        } => commands::export::run(ctx, *kind, selection, out.as_deref(), *check).await,
         Command::Userdata {
             host,
             profile,
             zone,
             raw,
-        } => commands::userdata::run(&ctx, host, profile.as_ref(), zone.as_ref(), *raw).await,
+        } => commands::userdata::run(ctx, host, profile.as_ref(), zone.as_ref(), *raw).await,
     }
 }
 

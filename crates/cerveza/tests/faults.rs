@@ -639,3 +639,39 @@ fn a_new_host_costs_at_most_two_ec2_and_three_registry_requests() {
         stats["requests"]
     );
 }
+
+/// Pacing under EC2's buckets, shown by the lab's own throttle count rather than by the
+/// SDK's silent retries: 20 volume hosts started twice in a row with one account, each
+/// command through every paced action (RunInstances, DescribeInstances, CreateVolume,
+/// AttachVolume, CreateTags); the second starts where EC2's buckets are, not full.
+#[test]
+fn commands_in_a_row_never_overrun_ec2_s_buckets() {
+    let (p, other) = (product(), product());
+    let proxy = Proxy::start(&json!({"rules": []}));
+    // Two products, one account (the lab's account is the access key id).
+    let run = |product: &str, hosts: &str| -> Run {
+        proxy
+            .cmd(product)
+            .env("AWS_ACCESS_KEY_ID", format!("AKID-{p}"))
+            .args(["start", hosts, "--zone", "us-east-1a", "--profile", "Mysql"])
+            .args(["-j", "20"])
+            .output()
+            .unwrap()
+            .into()
+    };
+    let first = run(&other, "g[01-20]");
+    assert_eq!(first.code, 0, "{first:#?}");
+    let second = run(&p, HOSTS);
+    assert_eq!(second.code, 0, "{second:#?}");
+    assert_converged(&proxy.cloud(&p), &p, &hosts(), 4);
+    let lab = proxy.lab_stats();
+    let throttled: u64 = lab["throttled"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(throttled, 0, "the lab throttled: {lab}");
+    assert_eq!(proxy.stats()["retries"], 0, "{}", proxy.stats());
+    assert_eq!(lab["requests"]["ec2:AttachVolume"], 160, "{lab}");
+}

@@ -346,9 +346,19 @@ impl Proxy {
     /// What the proxy saw: requests per service:action, faults injected, retries and
     /// the most requests in one second per region.
     pub fn stats(&self) -> Value {
+        self.get_json("/__proxy/stats")
+    }
+
+    /// The lab cloud's own counts behind the proxy: requests and throttled answers per
+    /// service and action (GET /lab-api/stats).
+    pub fn lab_stats(&self) -> Value {
+        self.get_json("/lab-api/stats")
+    }
+
+    fn get_json(&self, path: &str) -> Value {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"GET /__proxy/stats HTTP/1.0\r\nHost: proxy\r\n\r\n")
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: proxy\r\n\r\n").as_bytes())
             .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
