@@ -24,6 +24,16 @@ fn record(p: &str, host: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The start failed as partial (5) with EC2's words and cerveza's hint.
+#[track_caller]
+fn refused(r: &support::Run, ec2_says: &str, hint: &str) {
+    assert_eq!(r.code, 5, "{r:#?}");
+    assert!(
+        r.stderr.contains(ec2_says) && r.stderr.contains(hint),
+        "{r:#?}"
+    );
+}
+
 #[test]
 fn a_zone_without_capacity_fails_its_host_and_the_claim_moves_to_another_zone() {
     let p = product();
@@ -104,12 +114,7 @@ fn account_quotas_and_images_refuse_one_host_with_the_quota_to_raise() {
     // vCPUs: an m1.small has 1; the quota leaves none.
     limits(&p, r#"{"vcpus": 0}"#);
     let r = start("q01", "UbuntuGeneric32Bit");
-    assert_eq!(r.code, 5, "{r:#?}");
-    assert!(
-        r.stderr.contains("VcpuLimitExceeded: You have requested more vCPU capacity than your current vCPU limit of 0")
-            && r.stderr.contains("L-1216C47A"),
-        "{r:#?}"
-    );
+    refused(&r, "VcpuLimitExceeded: You have requested more vCPU capacity than your current vCPU limit of 0", "L-1216C47A");
     assert!(live(&p).is_empty());
 
     // An image without ENA cannot run a current instance type (c5.large).
@@ -118,22 +123,15 @@ fn account_quotas_and_images_refuse_one_host_with_the_quota_to_raise() {
         r#"{"vcpus": null, "no-ena": ["ami-0c7217cdde317cfec"]}"#,
     );
     let r = start("web01", "Web");
-    assert_eq!(r.code, 5, "{r:#?}");
-    assert!(
-        r.stderr.contains("InvalidParameterCombination: Enhanced networking with the Elastic Network Adapter (ENA) is required for the 'c5.large' instance type")
-            && r.stderr.contains("change the profile's instance-type or ami"),
-        "{r:#?}"
-    );
+    refused(&r, "InvalidParameterCombination: Enhanced networking with the Elastic Network Adapter (ENA) is required for the 'c5.large' instance type", "change the profile's instance-type or ami");
 
     // Elastic IPs: the instance runs, its address is refused; the host says which quota.
     limits(&p, r#"{"no-ena": null, "addresses": 0}"#);
     let r = start("vpn01", "Vpn");
-    assert_eq!(r.code, 5, "{r:#?}");
-    assert!(
-        r.stderr
-            .contains("AddressLimitExceeded: The maximum number of addresses has been reached")
-            && r.stderr.contains("L-0263D0A3"),
-        "{r:#?}"
+    refused(
+        &r,
+        "AddressLimitExceeded: The maximum number of addresses has been reached",
+        "L-0263D0A3",
     );
     // With the quota raised, the same start finishes the host.
     limits(&p, r#"{"addresses": null}"#);
@@ -144,10 +142,5 @@ fn account_quotas_and_images_refuse_one_host_with_the_quota_to_raise() {
     // EBS storage per volume type: MysqlRaid10 wants 4 x 100 GiB gp3.
     limits(&p, r#"{"volume-gib": {"gp3": 250}}"#);
     let r = start("db01", "Mysql");
-    assert_eq!(r.code, 5, "{r:#?}");
-    assert!(
-        r.stderr.contains("VolumeLimitExceeded: You have exceeded your maximum gp3 storage limit of 250 GiB in this region")
-            && r.stderr.contains("EBS storage quota"),
-        "{r:#?}"
-    );
+    refused(&r, "VolumeLimitExceeded: You have exceeded your maximum gp3 storage limit of 250 GiB in this region", "EBS storage quota");
 }

@@ -104,18 +104,7 @@ fn credentials_aws_does_not_know_exit_7_everywhere() {
     let r: Run = cmd(&p).args(["stop", "key01"]).output().unwrap().into();
     refused_for_credentials(&r, "UnrecognizedClientException");
     assert!(r.stderr.contains("aws sts get-caller-identity"), "{r:#?}");
-    let r: Run = cmd(&p)
-        .args([
-            "start",
-            "key02",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "UbuntuGeneric32Bit",
-        ])
-        .output()
-        .unwrap()
-        .into();
+    let r: Run = cmd(&p).args(first_start("key02")).output().unwrap().into();
     refused_for_credentials(&r, "UnrecognizedClientException");
     // Every region refuses: `list` says so instead of "partial".
     let r: Run = cmd(&p).args(["list"]).output().unwrap().into();
