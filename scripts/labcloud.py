@@ -459,7 +459,7 @@ class Lab:
             out = []
             for r in orig_all(self, filters):
                 seen = [i for i in r.instances if getattr(i, "_lab_visible", 0) <= now
-                        and now < getattr(i, "_lab_gone_at", now) + lab.listed_for(i)]
+                        and (not hasattr(i, "_lab_gone_at") or now < i._lab_gone_at + lab.listed_for(i))]
                 if seen:
                     r.instances = seen
                     out.append(r)

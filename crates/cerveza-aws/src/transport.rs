@@ -248,6 +248,11 @@ impl Pacer {
     /// Saves what this command spent of the buckets, merged with what the file holds
     /// (another command may have run meanwhile); written whole, then renamed.
     pub fn persist(&self, path: &Path) -> std::io::Result<()> {
+        let spent = self.spent();
+        if spent.is_empty() {
+            // Nothing spent (or all refilled): what the file says still holds.
+            return Ok(());
+        }
         let mut all: HashMap<String, f64> = std::fs::read_to_string(path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -256,7 +261,7 @@ impl Pacer {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         all.retain(|_, at| *at > wall);
-        for (k, at) in self.spent() {
+        for (k, at) in spent {
             let slot = all.entry(k).or_insert(at);
             *slot = slot.max(at);
         }
