@@ -55,7 +55,9 @@ answers per service, action and account; GET /lab-api/limits shows the limits se
 POST /lab-api/limits sets some for one account and region (JSON: {"account", "region",
 "vcpus", "instances", "addresses", "volume-gib": {type: GiB}, "capacity": {zone: {type:
 count}}, "not-offered": {zone: [type]}, "no-ena": [image], "terminated-listed": seconds,
-"credentials": "invalid" (every service refuses the account's key, in every region)};
+"credentials": "invalid" (every service refuses the account's key, in every region),
+"require-imdsv2": true (RunInstances without MetadataOptions.HttpTokens=required is
+refused with UnauthorizedOperation, as an SCP on ec2:MetadataHttpTokens refuses it)};
 a key given replaces its
 value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
@@ -700,6 +702,13 @@ class Lab:
             if quota is not None and len(mine(backend.addresses)) + 1 > quota:
                 return (400, "AddressLimitExceeded", "The maximum number of addresses has been reached.")
             return None
+        if req.action == "RunInstances" and lim.get("require-imdsv2") \
+                and form.get("MetadataOptions.HttpTokens") != "required":
+            # What an SCP or IAM condition on ec2:MetadataHttpTokens answers.
+            return (403, "UnauthorizedOperation",
+                    "You are not authorized to perform this operation. User: lab is not authorized "
+                    "to perform: ec2:RunInstances because no service control policy allows it "
+                    "(ec2:MetadataHttpTokens is not \"required\").")
         if req.action == "RunInstances":
             itype = form.get("InstanceType", "m1.small")
             zone = form.get("Placement.AvailabilityZone") or req.region + "a"
@@ -965,7 +974,7 @@ DEFAULT_EBS_KEY = "alias/aws/ebs"
 # Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
 LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
-              "terminated-listed", "credentials"}
+              "terminated-listed", "credentials", "require-imdsv2"}
 LIMITED_ACTIONS = {"RunInstances", "StartInstances", "CreateVolume", "AllocateAddress"}
 # Instance types that run without ENA (previous generations); every current type needs it.
 ENA_OPTIONAL = ("t1.", "t2.", "m1.", "m2.", "m3.", "m4.", "c1.", "c3.", "c4.", "r3.", "r4.",
@@ -1040,7 +1049,7 @@ def ec2_error(status, code, message):
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
             f"<Message>{message}</Message></Error></Errors><RequestID>lab-{random.getrandbits(64):016x}"
             "</RequestID></Response>").encode()
-    reason = {400: "Bad Request", 401: "Unauthorized", 500: "Internal Server Error",
+    reason = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error",
               503: "Service Unavailable"}[status]
 
     def answer(start_response):

@@ -437,6 +437,20 @@ class LabCloud(unittest.TestCase):
         self.limits(account, credentials=None)
         self.ec2(account).describe_instances()
 
+    def test_a_policy_requiring_imdsv2_refuses_launches_without_it(self):
+        account = "AKIDIMDSV2"
+        ec2 = self.ec2(account)
+        self.limits(account, **{"require-imdsv2": True})
+        code, message, status = self.error(lambda: self.launch(ec2))
+        self.assertEqual((code, status), ("UnauthorizedOperation", 403))
+        self.assertIn("ec2:MetadataHttpTokens", message)
+        self.assertEqual(self.error(lambda: self.launch(ec2, MetadataOptions={"HttpTokens": "optional"}))[0],
+                         "UnauthorizedOperation")
+        iid = self.launch(ec2, MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 2})["InstanceId"]
+        self.until(lambda: self.state(ec2, iid), "running")
+        opts = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["MetadataOptions"]
+        self.assertEqual((opts["HttpTokens"], opts["HttpPutResponseHopLimit"]), ("required", 2))
+
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()
         first = self.launch(ec2, ClientToken="reset-1")["InstanceId"]

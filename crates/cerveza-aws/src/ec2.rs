@@ -162,6 +162,10 @@ fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance
                 (false, false) => Some(format!("{code}: {message}")),
             }
         }),
+        imds_v1: i
+            .metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| *t == aws_sdk_ec2::types::HttpTokensState::Optional),
     })
 }
 
@@ -421,6 +425,19 @@ impl Ec2 {
             )
             .tag_specifications(tag_spec(ResourceType::Instance, &spec.tags))
             .tag_specifications(tag_spec(ResourceType::Volume, &spec.tags))
+            // IMDSv2 unless the profile says otherwise: organisations deny launches
+            // without it (`ec2:MetadataHttpTokens`), and accounts can enforce it.
+            .metadata_options(
+                aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
+                    .http_endpoint(aws_sdk_ec2::types::InstanceMetadataEndpointState::Enabled)
+                    .http_tokens(if spec.imds_tokens_required {
+                        aws_sdk_ec2::types::HttpTokensState::Required
+                    } else {
+                        aws_sdk_ec2::types::HttpTokensState::Optional
+                    })
+                    .http_put_response_hop_limit(i32::from(spec.imds_hop_limit))
+                    .build(),
+            )
             .set_key_name(spec.key_pair.clone());
         if !spec.security_groups.is_empty() {
             req = req.set_security_groups(Some(spec.security_groups.clone()));

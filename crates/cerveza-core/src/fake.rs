@@ -421,6 +421,7 @@ impl Compute for FakeCloud {
         let id = InstanceId::new(format!("i-{:017x}", s.next_id));
         let inst = Instance {
             state_reason: None,
+            imds_v1: Some(!spec.imds_tokens_required),
             id: id.clone(),
             region: spec.region.clone(),
             zone: Some(spec.zone.clone()),

@@ -211,6 +211,10 @@ pub struct Instance {
     /// The KMS key provided is in an incorrect state`), when EC2 gave one.
     #[serde(skip)]
     pub state_reason: Option<String>,
+    /// Whether its metadata service still answers without a session token (IMDSv1), as
+    /// `MetadataOptions.HttpTokens` says; `None` when EC2 did not say.
+    #[serde(skip)]
+    pub imds_v1: Option<bool>,
 }
 
 impl Instance {
@@ -306,6 +310,10 @@ pub struct LaunchSpec {
     pub tags: BTreeMap<String, String>,
     /// Raw user-data bytes (the AWS layer base64-encodes them).
     pub user_data: Option<Vec<u8>>,
+    /// Whether the metadata service needs a session token (IMDSv2 only).
+    pub imds_tokens_required: bool,
+    /// Hops a metadata answer may take.
+    pub imds_hop_limit: u8,
 }
 
 /// Which instances to describe.

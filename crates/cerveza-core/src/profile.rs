@@ -232,7 +232,26 @@ struct RawInstanceAws {
     security_groups: Option<Vec<String>>,
     /// Give the host an Elastic IP, re-associated at every start.
     eip: Option<bool>,
+    /// Instance metadata tokens: `required` (IMDSv2 only, the default) or `optional`
+    /// (IMDSv1 allowed too; many organisations refuse such launches).
+    imds_tokens: Option<ImdsTokens>,
+    /// How many network hops a metadata answer may take (1-64; default 2, so a
+    /// container on the host still reaches it).
+    imds_hop_limit: Option<u8>,
 }
+
+/// Whether an instance's metadata service needs a session token (IMDSv2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImdsTokens {
+    /// IMDSv2 only.
+    Required,
+    /// IMDSv1 too.
+    Optional,
+}
+
+/// The metadata options a host launches with when its profile says nothing.
+pub const DEFAULT_IMDS_HOP_LIMIT: u8 = 2;
 
 /// A launchable instance profile, with `extends:` resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -257,6 +276,10 @@ pub struct InstanceProfile {
     pub security_groups: Vec<String>,
     /// Give the host an Elastic IP, re-associated at every start.
     pub eip: bool,
+    /// Instance metadata tokens (IMDSv2 `required` unless the profile says `optional`).
+    pub imds_tokens: ImdsTokens,
+    /// Hops a metadata answer may take.
+    pub imds_hop_limit: u8,
     /// User-data files, in order.
     pub user_data: Vec<UserDataFile>,
     /// Volume profile names.
@@ -850,6 +873,7 @@ fn resolve_instance(
     // the document, and doing it for every key would be quadratic in a large file.
     let mut ami: BTreeMap<String, (String, &Parsed<RawInstanceProfile>)> = BTreeMap::new();
     let mut ami_location = name_loc.clone();
+    let mut hop_location: Option<Location> = None;
     let mut user_data: Option<(Vec<RawUserData>, &Parsed<RawInstanceProfile>)> = None;
     let mut volume_profiles: Option<(Vec<String>, &Parsed<RawInstanceProfile>)> = None;
     let mut tags_map: BTreeMap<String, (String, &Parsed<RawInstanceProfile>)> = BTreeMap::new();
@@ -874,6 +898,13 @@ fn resolve_instance(
             }
             if a.eip.is_some() {
                 aws.eip = a.eip;
+            }
+            if a.imds_tokens.is_some() {
+                aws.imds_tokens = a.imds_tokens;
+            }
+            if a.imds_hop_limit.is_some() {
+                aws.imds_hop_limit = a.imds_hop_limit;
+                hop_location = Some(layer.locate("imds-hop-limit", None));
             }
         }
         if let Some(u) = &raw.user_data {
@@ -1060,6 +1091,11 @@ fn resolve_instance(
         }
         tag_values.insert(k, v);
     }
+    if let (Some(hops), Some(loc)) = (aws.imds_hop_limit, &hop_location) {
+        if !(1..=64).contains(&hops) {
+            errors.push(at(loc, format!("imds-hop-limit {hops}: EC2 takes 1 to 64")));
+        }
+    }
     let (Ok(name), true) = (name, errors.is_empty()) else {
         return Err(errors);
     };
@@ -1073,6 +1109,8 @@ fn resolve_instance(
         key_pair: aws.key_pair,
         security_groups: aws.security_groups.unwrap_or_default(),
         eip: aws.eip.unwrap_or(false),
+        imds_tokens: aws.imds_tokens.unwrap_or(ImdsTokens::Required),
+        imds_hop_limit: aws.imds_hop_limit.unwrap_or(DEFAULT_IMDS_HOP_LIMIT),
         user_data: files,
         volume_profiles: volume_profiles.map(|(v, _)| v).unwrap_or_default(),
         tags: tag_values,

@@ -280,6 +280,7 @@ async fn instances_that_only_share_a_name_are_not_touched() {
     let w = World::new();
     w.cloud.insert(Instance {
         state_reason: None,
+        imds_v1: None,
         id: "i-someoneelse".into(),
         region: Region::parse("ap-southeast-1").unwrap(),
         zone: Some(zone()),

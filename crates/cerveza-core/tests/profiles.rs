@@ -394,3 +394,37 @@ fn volume_specs_are_refused_as_ec2_refuses_them() {
         assert!(e.starts_with("v.yaml:3:"), "located at volumes: {e}");
     }
 }
+
+#[test]
+fn hosts_launch_with_imdsv2_unless_a_profile_says_otherwise() {
+    use cerveza_core::profile::ImdsTokens;
+    let set = load(&[(
+        "p.yaml",
+        "--- !InstanceProfile\nname: Base\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  instance-type: t3.small\n\
+         --- !InstanceProfile\nname: Legacy\nextends: Base\naws: !InstanceAws\n  imds-tokens: optional\n  imds-hop-limit: 1\n",
+    )])
+    .unwrap();
+    let base = set.instance("Base").unwrap();
+    assert_eq!(
+        (base.imds_tokens, base.imds_hop_limit),
+        (ImdsTokens::Required, 2)
+    );
+    let legacy = set.instance("Legacy").unwrap();
+    assert_eq!(
+        (legacy.imds_tokens, legacy.imds_hop_limit),
+        (ImdsTokens::Optional, 1)
+    );
+    let e = one_error(&[(
+        "p.yaml",
+        "--- !InstanceProfile\nname: Far\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  instance-type: t3.small\n  imds-hop-limit: 65\n",
+    )]);
+    assert!(
+        e.contains("p.yaml:6:3: imds-hop-limit 65: EC2 takes 1 to 64"),
+        "{e}"
+    );
+    let e = one_error(&[(
+        "p.yaml",
+        "--- !InstanceProfile\nname: Typo\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  imds-tokens: sometimes\n",
+    )]);
+    assert!(e.contains("p.yaml:") && e.contains("sometimes"), "{e}");
+}

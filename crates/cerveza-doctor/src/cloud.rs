@@ -321,3 +321,20 @@ pub fn idle_addresses(addresses: &[TaggedAddress]) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests;
+
+/// Live instances whose metadata service still answers without a session token.
+pub fn imds(instances: &[Instance]) -> Vec<Finding> {
+    instances
+        .iter()
+        .filter(|i| !i.state.is_gone() && i.imds_v1 == Some(true))
+        .map(|i| {
+            Finding::new(
+                i.host().unwrap_or(i.id.as_str()),
+                format!(
+                    "{} ({}) allows IMDSv1 (HttpTokens optional)",
+                    i.id, i.region
+                ),
+            )
+        })
+        .collect()
+}

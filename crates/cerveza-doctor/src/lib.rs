@@ -37,6 +37,8 @@ pub enum Check {
     OrphanVolumes,
     /// Elastic IPs allocated and not associated.
     IdleAddresses,
+    /// Instances whose metadata service still answers without a token (IMDSv1).
+    Imds,
     /// resolv.conf: short timeouts, one attempt, two nameservers.
     Resolver,
     /// nsswitch.conf: local files before LDAP.
@@ -57,13 +59,14 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order: the cloud's, then the hosts'.
-    pub const ALL: [Check; 14] = [
+    pub const ALL: [Check; 15] = [
         Check::SecurityGroups,
         Check::ConfigSpof,
         Check::Registry,
         Check::RegistryTags,
         Check::OrphanVolumes,
         Check::IdleAddresses,
+        Check::Imds,
         Check::Resolver,
         Check::Nsswitch,
         Check::LoginTimeouts,
@@ -83,6 +86,7 @@ impl Check {
             Check::RegistryTags => "registry-tags",
             Check::OrphanVolumes => "orphan-volumes",
             Check::IdleAddresses => "idle-addresses",
+            Check::Imds => "imds",
             Check::Resolver => "resolver",
             Check::Nsswitch => "nsswitch",
             Check::LoginTimeouts => "login-timeouts",
@@ -107,7 +111,8 @@ impl Check {
             | Check::Registry
             | Check::RegistryTags
             | Check::OrphanVolumes
-            | Check::IdleAddresses => Scope::Cloud,
+            | Check::IdleAddresses
+            | Check::Imds => Scope::Cloud,
             _ => Scope::Host,
         }
     }
@@ -121,6 +126,7 @@ impl Check {
             Check::RegistryTags => "a record that disagrees with the instance's tags relaunches the wrong profile or zone the next time the host starts",
             Check::OrphanVolumes => "a data volume no host has used for long costs money every month and may hold data nobody remembers",
             Check::IdleAddresses => "an Elastic IP that is not associated is billed every hour and names nothing",
+            Check::Imds => "a metadata service that answers without a session token hands the instance role's credentials to any request a host can be tricked into making (SSRF)",
             Check::Resolver => "without `options timeout:1 attempts:1` and a second nameserver, every lookup waits out a dead server (outage fix 2)",
             Check::Nsswitch => "with LDAP before files, a directory outage blocks even the local account meant to fix it (outage fix 1)",
             Check::LoginTimeouts => "LDAP, DNS and autofs waits added up to more than sshd's LoginGraceTime, so nobody could log in (outage fix 1)",
@@ -141,6 +147,7 @@ impl Check {
             Check::RegistryTags => "run `cerveza registry sync`, or fix the tag someone changed by hand",
             Check::OrphanVolumes => "start the host again to re-attach them, or delete them with `aws ec2 delete-volume` once they are not needed",
             Check::IdleAddresses => "associate them (`cerveza eip attach HOST`) or release them",
+            Check::Imds => "`aws ec2 modify-instance-metadata-options --instance-id ID --http-tokens required`, and drop `imds-tokens: optional` from the profile",
             Check::Resolver => "set two nameservers and `options timeout:1 attempts:1` ([userdata] resolv-conf does at first boot)",
             Check::Nsswitch => "put `files` first: `passwd: files ldap`, and the same for group and shadow",
             Check::LoginTimeouts => "lower nslcd's bind_timelimit and timelimit, the resolver's timeout and autofs' mount_wait until their sum is below LoginGraceTime",

@@ -22,6 +22,7 @@ fn inst(
     let z = Zone::parse(zone).unwrap();
     Instance {
         state_reason: None,
+        imds_v1: None,
         id: id.into(),
         region: z.region(),
         zone: Some(z),

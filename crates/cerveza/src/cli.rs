@@ -814,7 +814,8 @@ pub enum Command {
     /// Cloud side: security-groups (rules naming a private /32), config-spof (one LDAP
     /// URI, one nameserver, or all of them in one region), registry (point-in-time
     /// recovery and an MRSC replica), registry-tags (records that disagree with tags),
-    /// orphan-volumes, idle-addresses. On each running host, through ssh like `remote`:
+    /// orphan-volumes, idle-addresses, imds (instances that still allow IMDSv1). On each
+    /// running host, through ssh like `remote`:
     /// resolver, nsswitch, login-timeouts (LDAP + DNS + autofs waits against sshd's
     /// LoginGraceTime), fstab (nofail), puppet (cron at spread minutes, no daemon),
     /// updatedb (prunes NFS), local-account (a local user with an ssh key). Files only

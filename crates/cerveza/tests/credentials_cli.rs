@@ -117,3 +117,42 @@ fn credentials_aws_does_not_know_exit_7_everywhere() {
         r#"{"credentials": null}"#,
     ]);
 }
+
+#[test]
+fn hosts_launch_with_imdsv2_which_an_account_policy_may_require() {
+    let p = product();
+    cloud_py(&[
+        "limits",
+        &format!("AKID-{p}"),
+        "us-east-1",
+        r#"{"require-imdsv2": true}"#,
+    ]);
+    // The profiles say nothing: IMDSv2 only, two hops, and the policy lets it launch.
+    support::start_new(&p, "imds01", "us-east-1a", "UbuntuGeneric32Bit");
+    let hosts = live(&p);
+    assert_eq!(hosts[0]["metadata"]["tokens"], "required", "{hosts:#?}");
+    assert_eq!(hosts[0]["metadata"]["hops"], 2, "{hosts:#?}");
+    // A profile that allows IMDSv1 is refused by the policy, as a permission.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("v1.yaml"),
+        "--- !InstanceProfile\nname: LegacyMetadata\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  instance-type: m1.small\n  imds-tokens: optional\n  imds-hop-limit: 1\n",
+    )
+    .unwrap();
+    let r: Run = cmd(&p)
+        .env("CERVEZA_PROFILES", dir.path())
+        .args([
+            "start",
+            "imds02",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "LegacyMetadata",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    refused_for_credentials(&r, "UnauthorizedOperation");
+    assert!(r.stderr.contains("lack a permission"), "{r:#?}");
+    assert_eq!(live(&p).len(), 1, "nothing more launched");
+}

@@ -70,7 +70,7 @@ fn cloud_side_checks_find_each_problem_and_pass_once_it_is_fixed() {
         ],
     )
     .ok();
-    let only = "--only=security-groups,registry-tags,orphan-volumes,idle-addresses";
+    let only = "--only=security-groups,registry-tags,orphan-volumes,idle-addresses,imds";
     let r = doctor(&p, &[], &[only, "--volume-age", "0s", "-o", "json"]);
     assert_eq!(r.code, 0, "a fresh fleet passes: {r:#?}");
     let report = r.json();
@@ -88,6 +88,31 @@ fn cloud_side_checks_find_each_problem_and_pass_once_it_is_fixed() {
     let alloc = cloud_py(&["eip", "us-east-1", &p, "dr02"]);
     let vol = cloud_py(&["volume", "us-east-1", "us-east-1b", &p, "gone01"]);
     cloud_py(&["registry-set", &p, "dr02", "profile", "Vpn"]);
+    // A host whose profile still allows IMDSv1.
+    let legacy = tempfile::tempdir().unwrap();
+    std::fs::write(
+        legacy.path().join("v1.yaml"),
+        "--- !InstanceProfile\nname: LegacyMetadata\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  instance-type: m1.small\n  imds-tokens: optional\n",
+    )
+    .unwrap();
+    let started: support::Run = support::cmd(&p)
+        .env("CERVEZA_PROFILES", legacy.path())
+        .args([
+            "start",
+            "dr03",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "LegacyMetadata",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(started.code, 0, "{started:#?}");
+    let dr03 = support::live(&p)
+        .into_iter()
+        .find(|i| i["tags"]["cerveza:host"] == "dr03")
+        .unwrap();
 
     let r = doctor(&p, &[], &[only, "--volume-age", "0s", "-o", "json"]);
     cloud_py(&["sg-delete", "us-east-1", sg]);
@@ -105,6 +130,13 @@ fn cloud_side_checks_find_each_problem_and_pass_once_it_is_fixed() {
             "{} ({}, us-east-1): allocated for dr02, associated with nothing",
             support::cloud(&p)["addresses"][0]["ip"].as_str().unwrap(),
             alloc.trim()
+        )]
+    );
+    assert_eq!(
+        findings(&report, "imds"),
+        [format!(
+            "dr03: {} (us-east-1) allows IMDSv1 (HttpTokens optional)",
+            dr03["id"].as_str().unwrap()
         )]
     );
     let orphans = findings(&report, "orphan-volumes");
@@ -128,7 +160,7 @@ fn cloud_side_checks_find_each_problem_and_pass_once_it_is_fixed() {
     assert_eq!(r.code, 1, "{r:#?}");
     assert!(
         r.stdout
-            .contains("registry-tags  FAIL    2 record(s)  1      dr02"),
+            .contains("registry-tags  FAIL    3 record(s)  1      dr02"),
         "{r:#?}"
     );
     assert!(

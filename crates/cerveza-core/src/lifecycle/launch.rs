@@ -251,6 +251,8 @@ impl Lifecycle<'_> {
             client_token: token.to_owned(),
             tags: t,
             user_data: resolved.user_data.clone(),
+            imds_tokens_required: profile.imds_tokens == crate::profile::ImdsTokens::Required,
+            imds_hop_limit: profile.imds_hop_limit,
         })
     }
 

@@ -10,6 +10,7 @@ fn instance(host: &str, zone: &str, state: InstanceState, private_ip: &str) -> I
     let zone = Zone::parse(zone).unwrap();
     Instance {
         state_reason: None,
+        imds_v1: None,
         id: InstanceId::new(format!("i-{host}")),
         region: zone.region(),
         zone: Some(zone),
@@ -222,4 +223,22 @@ fn elastic_ips_associated_with_nothing() {
     let f = idle_addresses(&[a(None)]);
     assert_eq!(f[0].subject, "54.1.2.3 (eipalloc-1, eu-west-1)");
     assert_eq!(f[0].problem, "allocated for vpn01, associated with nothing");
+}
+
+#[test]
+fn instances_that_still_allow_imdsv1_are_found() {
+    let mut old = instance("web01", "us-east-1a", InstanceState::Running, "10.0.1.5");
+    old.imds_v1 = Some(true);
+    let mut gone = instance("web02", "us-east-1a", InstanceState::Terminated, "10.0.1.6");
+    gone.imds_v1 = Some(true);
+    let mut v2 = instance("web03", "us-east-1a", InstanceState::Running, "10.0.1.7");
+    v2.imds_v1 = Some(false);
+    let unknown = instance("web04", "us-east-1a", InstanceState::Stopped, "10.0.1.8");
+    assert_eq!(
+        imds(&[old, gone, v2, unknown]),
+        [Finding::new(
+            "web01",
+            "i-web01 (us-east-1) allows IMDSv1 (HttpTokens optional)"
+        )]
+    );
 }

@@ -94,6 +94,8 @@ def state(product, regions):
                         "state": i["State"]["Name"],
                         "type": i["InstanceType"],
                         "image": i["ImageId"],
+                        "metadata": {"tokens": i.get("MetadataOptions", {}).get("HttpTokens"),
+                                     "hops": i.get("MetadataOptions", {}).get("HttpPutResponseHopLimit")},
                         "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
                     })
     volumes = []

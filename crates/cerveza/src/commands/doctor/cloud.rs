@@ -194,6 +194,18 @@ async fn one(
                 missed,
             )
         }
+        Check::Imds => {
+            let missed = listing
+                .failed_regions
+                .iter()
+                .map(|(r, e)| Finding::new(r.as_str(), format!("its hosts were not listed: {e}")))
+                .collect();
+            (
+                checked(fleet.len(), "instance(s)"),
+                judge::imds(fleet),
+                missed,
+            )
+        }
         _ => return None,
     };
     Some(CheckReport::new(check, checked, findings, not_checked))

@@ -59,6 +59,7 @@ fn instance(host: &str, profile: &str, zone: &str, state: InstanceState, id: &st
     let zone = Zone::parse(zone).unwrap();
     Instance {
         state_reason: None,
+        imds_v1: None,
         id: InstanceId::new(id),
         region: zone.region(),
         zone: Some(zone),
