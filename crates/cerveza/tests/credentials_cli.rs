@@ -133,25 +133,7 @@ fn hosts_launch_with_imdsv2_which_an_account_policy_may_require() {
     assert_eq!(hosts[0]["metadata"]["tokens"], "required", "{hosts:#?}");
     assert_eq!(hosts[0]["metadata"]["hops"], 2, "{hosts:#?}");
     // A profile that allows IMDSv1 is refused by the policy, as a permission.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("v1.yaml"),
-        "--- !InstanceProfile\nname: LegacyMetadata\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  instance-type: m1.small\n  imds-tokens: optional\n  imds-hop-limit: 1\n",
-    )
-    .unwrap();
-    let r: Run = cmd(&p)
-        .env("CERVEZA_PROFILES", dir.path())
-        .args([
-            "start",
-            "imds02",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "LegacyMetadata",
-        ])
-        .output()
-        .unwrap()
-        .into();
+    let r = support::start_allowing_imdsv1(&p, "imds02");
     refused_for_credentials(&r, "UnauthorizedOperation");
     assert!(r.stderr.contains("lack a permission"), "{r:#?}");
     assert_eq!(live(&p).len(), 1, "nothing more launched");

@@ -89,25 +89,7 @@ fn cloud_side_checks_find_each_problem_and_pass_once_it_is_fixed() {
     let vol = cloud_py(&["volume", "us-east-1", "us-east-1b", &p, "gone01"]);
     cloud_py(&["registry-set", &p, "dr02", "profile", "Vpn"]);
     // A host whose profile still allows IMDSv1.
-    let legacy = tempfile::tempdir().unwrap();
-    std::fs::write(
-        legacy.path().join("v1.yaml"),
-        "--- !InstanceProfile\nname: LegacyMetadata\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  instance-type: m1.small\n  imds-tokens: optional\n",
-    )
-    .unwrap();
-    let started: support::Run = support::cmd(&p)
-        .env("CERVEZA_PROFILES", legacy.path())
-        .args([
-            "start",
-            "dr03",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "LegacyMetadata",
-        ])
-        .output()
-        .unwrap()
-        .into();
+    let started = support::start_allowing_imdsv1(&p, "dr03");
     assert_eq!(started.code, 0, "{started:#?}");
     let dr03 = support::live(&p)
         .into_iter()

@@ -467,3 +467,27 @@ pub fn assert_converged(state: &Value, product: &str, hosts: &[String], volumes_
         }
     }
 }
+
+/// Starts `host` (new, us-east-1a) with a profile that still allows IMDSv1
+/// (`imds-tokens: optional`), from a profiles directory of its own.
+pub fn start_allowing_imdsv1(product: &str, host: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("v1.yaml"),
+        "--- !InstanceProfile\nname: LegacyMetadata\naws: !InstanceAws\n  ami: { us-east-1: ami-a6f504cf }\n  instance-type: m1.small\n  imds-tokens: optional\n",
+    )
+    .unwrap();
+    cmd(product)
+        .env("CERVEZA_PROFILES", dir.path())
+        .args([
+            "start",
+            host,
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "LegacyMetadata",
+        ])
+        .output()
+        .unwrap()
+        .into()
+}
