@@ -633,7 +633,8 @@ pub enum Command {
         /// Hostnames or ranges (web[01-05,07]).
         #[arg(required = true, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         hosts: Vec<String>,
-        /// Availability zone for a first start, e.g. ap-southeast-1a.
+        /// Availability zone for a first start, e.g. ap-southeast-1a; or another zone for
+        /// a host whose claim never got an instance (EC2 refused its launch for capacity).
         #[arg(long, value_name = "ZONE", value_parser = Zone::parse, add = ArgValueCompleter::new(crate::complete::complete_zone))]
         zone: Option<Zone>,
         /// Instance profile for a first start (`cerveza profiles list`).
