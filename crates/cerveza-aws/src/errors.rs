@@ -69,16 +69,37 @@ fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Where the SDK takes credentials from, as far as the environment says: named in
-/// credential errors, so the user knows what to fix.
-pub(crate) fn credential_source() -> String {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if var("AWS_ACCESS_KEY_ID").is_some() {
-        "the environment (AWS_ACCESS_KEY_ID)".to_owned()
-    } else if let Some(p) = var("AWS_PROFILE") {
-        format!("profile {p:?} (AWS_PROFILE)")
-    } else {
-        "the default profile, or the instance's role".to_owned()
+/// A variable of the environment, when set and not empty.
+pub(crate) fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// Where the SDK takes credentials from, as far as the environment says.
+pub(crate) enum CredentialSource {
+    /// `AWS_ACCESS_KEY_ID` (the key id).
+    Environment(String),
+    /// `AWS_PROFILE` (its name).
+    Profile(String),
+    /// The default profile, or the instance's role.
+    Default,
+}
+
+impl CredentialSource {
+    pub(crate) fn current() -> Self {
+        match (env("AWS_ACCESS_KEY_ID"), env("AWS_PROFILE")) {
+            (Some(key), _) => Self::Environment(key),
+            (None, Some(profile)) => Self::Profile(profile),
+            (None, None) => Self::Default,
+        }
+    }
+
+    /// In words, for credential errors (the key id is not shown).
+    fn describe(&self) -> String {
+        match self {
+            Self::Environment(_) => "the environment (AWS_ACCESS_KEY_ID)".to_owned(),
+            Self::Profile(p) => format!("profile {p:?} (AWS_PROFILE)"),
+            Self::Default => "the default profile, or the instance's role".to_owned(),
+        }
     }
 }
 
@@ -109,7 +130,7 @@ where
             }
             ProviderErrorKind::Denied => format!(
                 "no usable AWS credentials from {}: {}",
-                credential_source(),
+                CredentialSource::current().describe(),
                 root_cause(&err)
             ),
             _ => format!("the request could not be sent: {}", root_cause(&err)),

@@ -302,15 +302,16 @@ fn bucket_name(name: &str) -> Option<&'static str> {
 /// between commands: one file per identity (a hash of the access key id or profile,
 /// and the endpoint; the key itself is never written) under `dir`.
 pub fn pacing_file(dir: &Path, endpoint: Option<&str>) -> std::path::PathBuf {
+    use crate::errors::{env, CredentialSource};
     use sha2::{Digest, Sha256};
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let who = var("AWS_ACCESS_KEY_ID")
-        .map(|k| format!("key:{k}"))
-        .or_else(|| var("AWS_PROFILE").map(|p| format!("profile:{p}")))
-        .unwrap_or_else(|| "default".into());
+    let who = match CredentialSource::current() {
+        CredentialSource::Environment(key) => format!("key:{key}"),
+        CredentialSource::Profile(p) => format!("profile:{p}"),
+        CredentialSource::Default => "default".into(),
+    };
     let endpoint = endpoint
         .map(str::to_owned)
-        .or_else(|| var("AWS_ENDPOINT_URL"))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
         .unwrap_or_default();
     let digest = Sha256::digest(format!("{who}\0{endpoint}").as_bytes());
     let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();

@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use super::registry::Lookup;
 use super::{Lifecycle, Results, Storage};
 use crate::error::{Context, Error};
-use crate::model::HostRecord;
+use crate::model::{HostRecord, InstanceFilter};
 use crate::names::{Hostname, ProfileName, Region, Zone};
 use crate::ports::HostContext;
 use crate::profile::{InstanceProfile, ProfileSet, VolumeProfile};
@@ -315,13 +315,8 @@ impl Lifecycle<'_> {
                 ),
             });
         }
-        if let Some(i) = self.find(rec).await?.live {
-            return Err(stays(format!(
-                "instance {} ({}) carries its tags",
-                i.id,
-                i.state.name()
-            )));
-        }
+        // Every configured region at once, then the record's and the target's regions
+        // when they are not among them (each read once).
         let found = self.search_tags(host, true).await;
         if !found.silent.is_empty() {
             return Err(stays(format!(
@@ -329,23 +324,32 @@ impl Lifecycle<'_> {
                 found.silent.join(", ")
             )));
         }
-        if let Some(i) = &found.live {
+        let (mut live, mut volumes) = (found.live, found.volumes);
+        let mut others = vec![rec.region(), zone.region()];
+        others.dedup();
+        for region in others
+            .into_iter()
+            .filter(|r| !self.settings.regions.contains(r))
+        {
+            let filter = InstanceFilter::host(self.product(), host);
+            let (instances, more) = futures::join!(
+                self.compute.instances(&region, &filter),
+                self.compute
+                    .volumes(&region, self.product(), std::slice::from_ref(host))
+            );
+            let what = || format!("{host}: looking for its instances and volumes in {region}");
+            live = live.or(instances
+                .context(what)?
+                .into_iter()
+                .find(|i| !i.state.is_gone()));
+            volumes.extend(more.context(what)?);
+        }
+        if let Some(i) = live {
             return Err(stays(format!(
                 "instance {} ({}) carries its tags",
                 i.id,
                 i.state.name()
             )));
-        }
-        let mut volumes = found.volumes;
-        for region in [rec.region(), zone.region()] {
-            if !self.settings.regions.contains(&region) {
-                let more = self
-                    .compute
-                    .volumes(&region, self.product(), std::slice::from_ref(host))
-                    .await
-                    .context(|| format!("{host}: looking for its volumes in {region}"))?;
-                volumes.extend(more);
-            }
         }
         super::storage::check_volume_zones(host, zone, &volumes)
     }
