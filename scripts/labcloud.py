@@ -34,11 +34,19 @@ each one, with the test that shows it):
                 IdempotentParameterMismatch) and a new instance whose volumes it encrypts
                 go pending -> shutting-down -> terminated with StateReason
                 Client.InvalidKMSKey.InvalidState
+  networks      RunInstances with security group names and a subnet outside a default VPC
+                (InvalidParameterCombination), with groups and a subnet of different VPCs
+                (InvalidParameter), and, in an account without a default VPC, without a
+                subnet (VPCIdNotSpecified)
   limits        capacity per zone and instance type, instance types a zone does not offer,
                 images without ENA, and account quotas (vCPUs, running instances, EBS
                 GiB per volume type, Elastic IPs), per account and region, set through
                 POST /lab-api/limits: RunInstances, StartInstances, CreateVolume and
                 AllocateAddress are refused with EC2's codes and messages beyond them
+  accounts      STS GetCallerIdentity answers an account id per access key; an S3 bucket
+                belongs to the account that created it: CreateBucket of its name by another
+                is BucketAlreadyExists, a request with another ExpectedBucketOwner is
+                AccessDenied (otherwise it is open, as a squatter's policy leaves it)
   throttling    EC2's published token buckets per account, region and action (request
                 and resource buckets), DynamoDB per-table, Route53 per account, S3 per
                 bucket; the "account" is the access key id
@@ -57,7 +65,9 @@ POST /lab-api/limits sets some for one account and region (JSON: {"account", "re
 count}}, "not-offered": {zone: [type]}, "no-ena": [image], "terminated-listed": seconds,
 "credentials": "invalid" (every service refuses the account's key, in every region),
 "require-imdsv2": true (RunInstances without MetadataOptions.HttpTokens=required is
-refused with UnauthorizedOperation, as an SCP on ec2:MetadataHttpTokens refuses it)};
+refused with UnauthorizedOperation, as an SCP on ec2:MetadataHttpTokens refuses it),
+"no-default-vpc": true (the account has deleted the region's default VPC: DescribeVpcs
+no longer shows it, and RunInstances without a subnet is refused with VPCIdNotSpecified)};
 a key given replaces its
 value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
@@ -257,6 +267,7 @@ class Lab:
         self.ebs_default = {}  # (account, region) -> {"enabled": bool, "key": str}
         self.limits = {}  # (account, region) -> {limit: value}, see POST /lab-api/limits
         self.dropped = set()  # volume ids EBS dropped (their tokens are spent)
+        self.bucket_owners = {}  # S3 bucket -> the account id that created it
 
     def describe(self):
         return {k: (v if isinstance(v, bool) else "-".join(dict.fromkeys(f"{x:g}" for x in v)))
@@ -287,6 +298,7 @@ class Lab:
         self.due.clear()
         self.tokens.clear()
         self.buckets.clear()
+        self.bucket_owners.clear()
         self.stats = {"requests": Counter(), "throttled": Counter()}
 
     # --- KMS ------------------------------------------------------------------------------
@@ -327,6 +339,8 @@ class Lab:
         from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
         from moto.ec2.models.instances import Instance, InstanceBackend
         from moto.ec2.models.amis import AmiBackend
+        from moto.ec2.models.vpcs import VPCBackend
+        from moto.ec2.exceptions import InvalidVPCIdError
         from moto.dynamodb.models import DynamoDBBackend
         from moto.dynamodb.models.table import Table
         from moto.dynamodb.exceptions import ResourceNotFoundException
@@ -450,6 +464,21 @@ class Lab:
                     raise incorrect(i, "rebooted")
             return found
         InstanceBackend.reboot_instances = reboot_instances
+
+        # An account without a default VPC does not see one (the lab's accounts share
+        # moto's; each account's deletion is the lab's to keep).
+        orig_describe_vpcs = VPCBackend.describe_vpcs
+
+        def describe_vpcs(self, vpc_ids=None, filters=None):
+            found = orig_describe_vpcs(self, vpc_ids, filters)
+            if lab.oracle or lab.req is None or lab.action != "DescribeVpcs" \
+                    or not lab.no_default_vpc(lab.req.account, lab.req.region):
+                return found
+            hidden = [v for v in found if v.is_default]
+            if vpc_ids and hidden:
+                raise InvalidVPCIdError(hidden[0].id)
+            return [v for v in found if not v.is_default]
+        VPCBackend.describe_vpcs = describe_vpcs
 
         # Eventual consistency: a new instance is invisible to reads for a while.
         orig_all = InstanceBackend.all_reservations
@@ -659,6 +688,70 @@ class Lab:
             else:
                 lim[key] = value
 
+    def s3_owned(self, req, environ, app, start_response):
+        """S3 bucket names are global and each bucket has an owner: CreateBucket of a name
+        another account owns is BucketAlreadyExists (409); a request whose
+        ExpectedBucketOwner is not the owner is AccessDenied (403). A bucket of another
+        account is otherwise open, as a squatter's bucket policy would leave it."""
+        bucket = req.path.lstrip("/").split("/", 1)[0]
+        owner, me = self.bucket_owners.get(bucket), account_id(req.account)
+        creating = req.method == "PUT" and req.path.strip("/") == bucket \
+            and not environ.get("QUERY_STRING")
+        expected = environ.get("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER")
+        if owner is not None and creating and owner != me:
+            return s3_error(start_response, 409, "BucketAlreadyExists",
+                            "The requested bucket name is not available. The bucket namespace is "
+                            "shared by all users of the system. Please select a different name "
+                            "and try again.", req.method)
+        if owner is not None and expected is not None and expected != owner:
+            return s3_error(start_response, 403, "AccessDenied", "Access Denied", req.method)
+        if not creating or owner is not None:
+            return app(environ, start_response)
+        answered = {}
+
+        def capture(status, headers, exc_info=None):
+            answered["status"] = status
+            return start_response(status, headers, exc_info)
+        chunks = list(app(environ, capture))
+        if answered.get("status", "").startswith("200"):
+            self.bucket_owners[bucket] = me
+        return chunks
+
+    def no_default_vpc(self, account, region):
+        return bool((self.limits.get((account, region)) or {}).get("no-default-vpc"))
+
+    def network_refusal(self, req):
+        """(status, code, message) EC2 answers a launch whose network it cannot use; None
+        when the network is fine (or for moto's own errors, such as an unknown subnet)."""
+        if req.action != "RunInstances":
+            return None
+        form = req.form
+        subnet_id = form.get("SubnetId") or form.get("NetworkInterface.1.SubnetId")
+        names = [v for k, v in form.items() if re.fullmatch(r"SecurityGroup\.\d+", k)]
+        ids = [v for k, v in form.items()
+               if re.fullmatch(r"(NetworkInterface\.1\.)?SecurityGroupId\.\d+", k)]
+        no_default = self.no_default_vpc(req.account, req.region)
+        if not subnet_id:
+            if no_default:
+                return (400, "VPCIdNotSpecified", "No default VPC for this user. GroupName is "
+                        "only supported for EC2-Classic and default VPC.")
+            return None
+        backend = self.ec2_backend(req.region)
+        try:
+            subnet = backend.get_subnet(subnet_id)
+        except Exception:  # noqa: BLE001 - moto answers InvalidSubnetID.NotFound itself
+            return None
+        vpc = backend.vpcs.get(subnet.vpc_id)
+        if names and (no_default or vpc is None or not vpc.is_default):
+            return (400, "InvalidParameterCombination",
+                    "The parameter groupName cannot be used with the parameter subnet")
+        for g in ids:
+            sg = backend.get_security_group_from_id(g)
+            if sg is not None and sg.vpc_id != subnet.vpc_id:
+                return (400, "InvalidParameter",
+                        f"Security group {g} and subnet {subnet_id} belong to different networks.")
+        return None
+
     def credentials_refused(self, req):
         """Whether the request's access key is one the lab was told AWS does not know."""
         return any(a == req.account and lim.get("credentials") == "invalid"
@@ -795,6 +888,10 @@ class Lab:
                     return throttled(req, start_response)
                 lab.action = req.action if req.service == "ec2" else None
                 lab.req = req
+                if req.service == "sts" and req.action == "GetCallerIdentity":
+                    return caller_identity(req, start_response)
+                if req.service == "s3" and not lab.oracle:
+                    return lab.s3_owned(req, environ, app, start_response)
                 if req.service == "ec2":
                     early = lab.ec2_checks(req)
                     if early:
@@ -896,7 +993,7 @@ class Lab:
             refused = volume_refusal(req.form)
             if refused:
                 return ec2_error(400, *refused)
-        refused = self.limit_refusal(req)
+        refused = self.limit_refusal(req) or self.network_refusal(req)
         if refused:
             return ec2_error(*refused)
         if req.action == "RunInstances" and "UserData" in req.form:
@@ -942,7 +1039,7 @@ class Request:
         self.account, self.region, self.service = m.groups() if m else ("?", "?", "?")
         self.form, self.json, self.action = {}, {}, "?"
         ctype = environ.get("CONTENT_TYPE", "")
-        if self.service == "ec2":
+        if self.service in ("ec2", "sts"):
             text = body.decode("utf-8", "replace") if self.method == "POST" else environ.get("QUERY_STRING", "")
             self.form = {k: v[0] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
             self.action = self.form.get("Action", "?")
@@ -974,7 +1071,7 @@ DEFAULT_EBS_KEY = "alias/aws/ebs"
 # Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
 LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
-              "terminated-listed", "credentials", "require-imdsv2"}
+              "terminated-listed", "credentials", "require-imdsv2", "no-default-vpc"}
 LIMITED_ACTIONS = {"RunInstances", "StartInstances", "CreateVolume", "AllocateAddress"}
 # Instance types that run without ENA (previous generations); every current type needs it.
 ENA_OPTIONAL = ("t1.", "t2.", "m1.", "m2.", "m3.", "m4.", "c1.", "c3.", "c4.", "r3.", "r4.",
@@ -1075,6 +1172,33 @@ def refused_credentials(req, start_response):
             b"<RequestId>lab</RequestId></ErrorResponse>")
     start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def account_id(key):
+    """The lab's account id of an access key: 12 digits of its hash (moto has one account
+    for every key; the lab tells them apart)."""
+    return str(int(hashlib.sha256(key.encode()).hexdigest(), 16) % 10**12).zfill(12)
+
+
+def caller_identity(req, start_response):
+    """STS GetCallerIdentity: the account of the request's access key."""
+    acct = account_id(req.account)
+    body = (f'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<GetCallerIdentityResult><Arn>arn:aws:iam::{acct}:user/lab</Arn>"
+            f"<UserId>{req.account}</UserId><Account>{acct}</Account></GetCallerIdentityResult>"
+            f"<ResponseMetadata><RequestId>lab</RequestId></ResponseMetadata>"
+            f"</GetCallerIdentityResponse>").encode()
+    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def s3_error(start_response, status, code, message, method):
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>lab</RequestId></Error>").encode()
+    reason = {403: "Forbidden", 409: "Conflict"}[status]
+    start_response(f"{status} {reason}", [("Content-Type", "application/xml"),
+                                          ("Content-Length", str(0 if method == "HEAD" else len(body)))])
+    return [] if method == "HEAD" else [body]
 
 
 def throttled(req, start_response):

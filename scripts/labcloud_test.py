@@ -451,6 +451,70 @@ class LabCloud(unittest.TestCase):
         opts = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["MetadataOptions"]
         self.assertEqual((opts["HttpTokens"], opts["HttpPutResponseHopLimit"]), ("required", 2))
 
+    def test_an_account_without_a_default_vpc_launches_into_subnets_with_group_ids(self):
+        account = "AKIDNODEFAULTVPC"
+        ec2 = self.client("ec2", account=account, retries=6)
+        default = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        self.assertEqual(len(default), 1, "moto's region starts with a default VPC")
+        default_subnet = ec2.describe_subnets(Filters=[
+            {"Name": "vpc-id", "Values": [default[0]["VpcId"]]},
+            {"Name": "availability-zone", "Values": [ZONE]}])["Subnets"][0]["SubnetId"]
+        self.limits(account, **{"no-default-vpc": True})
+        self.assertEqual(ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"], [])
+        self.assertEqual(self.error(lambda: ec2.describe_vpcs(VpcIds=[default[0]["VpcId"]]))[0],
+                         "InvalidVpcID.NotFound")
+        # No subnet: nowhere to go.
+        code, message, status = self.error(lambda: self.launch(ec2, SecurityGroups=["default"]))
+        self.assertEqual((code, status), ("VPCIdNotSpecified", 400))
+        self.assertIn("No default VPC for this user", message)
+        # A VPC of its own: group names with its subnet are refused, ids work, and a
+        # group of another VPC is refused.
+        vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24",
+                                   AvailabilityZone=ZONE)["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="lab-web", Description="w", VpcId=vpc)["GroupId"]
+        code, message, _ = self.error(lambda: self.launch(ec2, SubnetId=subnet, SecurityGroups=["lab-web"]))
+        self.assertEqual((code, message), ("InvalidParameterCombination",
+                                           "The parameter groupName cannot be used with the parameter subnet"))
+        other = ec2.describe_security_groups(Filters=[
+            {"Name": "vpc-id", "Values": [default[0]["VpcId"]]},
+            {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
+        code, message, _ = self.error(lambda: self.launch(ec2, SubnetId=subnet, SecurityGroupIds=[other]))
+        self.assertEqual((code, message), ("InvalidParameter",
+                                           f"Security group {other} and subnet {subnet} belong to different networks."))
+        made = self.launch(ec2, SubnetId=subnet, SecurityGroupIds=[group])
+        self.assertEqual((made["SubnetId"], made["VpcId"]), (subnet, vpc))
+        self.assertEqual([g["GroupId"] for g in made["SecurityGroups"]], [group])
+        # The same through the primary interface, with a public address asked for.
+        made = self.launch(ec2, NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet, "Groups": [group],
+                                                    "AssociatePublicIpAddress": True}])
+        self.assertEqual(made["SubnetId"], subnet)
+        # Other accounts still have their default VPC; names in it still work.
+        others = self.client("ec2", account="AKIDWITHDEFAULTVPC")
+        self.launch(others, SecurityGroups=["default"])
+        self.launch(others, SubnetId=default_subnet, SecurityGroups=["default"])
+
+    def test_buckets_belong_to_the_account_that_made_them(self):
+        mine, theirs = self.client("s3", account="AKIDBUCKETMINE"), self.client("s3", account="AKIDBUCKETTHEIRS")
+        me = self.client("sts", account="AKIDBUCKETMINE").get_caller_identity()["Account"]
+        them = self.client("sts", account="AKIDBUCKETTHEIRS").get_caller_identity()["Account"]
+        self.assertRegex(me, r"^\d{12}$")
+        self.assertNotEqual(me, them)
+        theirs.create_bucket(Bucket="lab-squatted")
+        # The name is taken; with my account as the expected owner, nothing is let through.
+        code, _, status = self.error(lambda: mine.create_bucket(Bucket="lab-squatted"))
+        self.assertEqual((code, status), ("BucketAlreadyExists", 409))
+        code, _, status = self.error(lambda: mine.put_object(Bucket="lab-squatted", Key="k", Body=b"x",
+                                                             ExpectedBucketOwner=me))
+        self.assertEqual((code, status), ("AccessDenied", 403))
+        self.assertEqual(self.error(lambda: mine.head_bucket(Bucket="lab-squatted", ExpectedBucketOwner=me))[2], 403)
+        # Without the condition, the squatter's open bucket takes the object.
+        mine.put_object(Bucket="lab-squatted", Key="k", Body=b"x")
+        theirs.head_object(Bucket="lab-squatted", Key="k", ExpectedBucketOwner=them)
+        # My own bucket, with my account expected.
+        mine.create_bucket(Bucket="lab-mine")
+        mine.put_object(Bucket="lab-mine", Key="k", Body=b"x", ExpectedBucketOwner=me)
+
     def test_reset_forgets_tokens_and_keeps_the_key_pairs(self):
         ec2 = self.ec2()
         first = self.launch(ec2, ClientToken="reset-1")["InstanceId"]

@@ -119,7 +119,7 @@ impl Ec2 {
     }
 }
 
-fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
+pub(crate) fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values.into_iter().collect()))
@@ -171,7 +171,7 @@ fn convert(region: &Region, i: &aws_sdk_ec2::types::Instance) -> Option<Instance
 
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+pub(crate) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
         .collect()
@@ -197,6 +197,14 @@ fn convert_volume(region: &Region, v: &aws_sdk_ec2::types::Volume) -> Option<Vol
 
 #[async_trait]
 impl ComputeRead for Ec2 {
+    async fn network(
+        &self,
+        region: &Region,
+        vpc: Option<&str>,
+    ) -> ProviderResult<Option<cerveza_core::network::Network>> {
+        self.read_network(region, vpc).await
+    }
+
     async fn zones(&self, region: &Region) -> ProviderResult<Vec<Zone>> {
         let out = self
             .client(region)
@@ -439,9 +447,25 @@ impl Ec2 {
                     .build(),
             )
             .set_key_name(spec.key_pair.clone());
-        if !spec.security_groups.is_empty() {
-            req = req.set_security_groups(Some(spec.security_groups.clone()));
-        }
+        // A subnet and group ids, never group names: names are only valid in a
+        // default VPC. A public address other than the subnet's default needs the
+        // primary network interface spelled out.
+        let placed = &spec.placement;
+        let groups = (!placed.group_ids.is_empty()).then(|| placed.group_ids.clone());
+        req = match placed.public_ip {
+            None => req
+                .subnet_id(&placed.subnet_id)
+                .set_security_group_ids(groups),
+            Some(public) => req.network_interfaces(
+                aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .subnet_id(&placed.subnet_id)
+                    .set_groups(groups)
+                    .associate_public_ip_address(public)
+                    .delete_on_termination(true)
+                    .build(),
+            ),
+        };
         if let Some(data) = &spec.user_data {
             req = req.user_data(aws_smithy_types::base64::encode(data));
         }

@@ -12,6 +12,7 @@
 mod audit;
 mod ec2;
 mod errors;
+mod network;
 mod registry;
 mod releases;
 mod route53;

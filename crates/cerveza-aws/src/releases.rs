@@ -1,9 +1,16 @@
 //! Releases, as in the paper: pushed once into a bucket in each region, so every host
 //! fetches from its own region (fast, and no cross-region traffic at deploy time).
 //!
-//! Layout: bucket `<prefix>-<product>-<region>`, object `releases/<name>/<file>`, with the
-//! file's SHA-256 as object metadata (`sha256`) and an S3 checksum. Hosts fetch through
-//! presigned URLs, so they need no credentials.
+//! Layout: bucket `<prefix>-<product>-<account>-<region>` (or a configured name with
+//! `{region}`), object `releases/<name>/<file>`, with the file's SHA-256 as object
+//! metadata (`sha256`) and an S3 checksum. Hosts fetch through presigned URLs, so they
+//! need no credentials.
+//!
+//! Bucket names are global: anyone may own `cerveza-noc-us-east-1`. The account id in
+//! the default name keeps names apart, and every call but the presigned fetch sends
+//! `ExpectedBucketOwner`, so a bucket of that name owned by another account is refused
+//! rather than written to (the fetch checks the file's SHA-256 on the host instead: a
+//! presigned URL cannot make curl send the owner header).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,8 +55,45 @@ pub struct ReleaseFile {
 /// The per-region release buckets of a product.
 pub struct Releases {
     base: SdkConfig,
-    prefix: String,
+    /// The bucket name, with `{product}`, `{account}` and `{region}` in it.
+    template: String,
+    /// The account the credentials belong to (`sts:GetCallerIdentity`, once).
+    account: tokio::sync::OnceCell<String>,
     clients: Mutex<BTreeMap<Region, Client>>,
+}
+
+/// What S3 takes as a bucket name: 3-63 of `a-z0-9.-`, starting and ending with a
+/// letter or digit, no `..`.
+fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let edges = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !(3..=63).contains(&name.len()) {
+        Some("S3 bucket names have 3 to 63 characters")
+    } else if !ok_chars || !edges || name.contains("..") {
+        Some("S3 bucket names are lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit")
+    } else {
+        None
+    }
+}
+
+/// Why a bucket cannot be used: another account owns the name, or these credentials
+/// may not use it (S3 does not say which).
+fn not_ours(bucket: &str, account: &str, what: &str) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::Conflict,
+        format!(
+            "release bucket {bucket}: {what}; it belongs to another AWS account than {account} (bucket names are global), or these credentials may not use it. Name the buckets in the config: `[release] bucket = \"<name>-{{region}}\"`"
+        ),
+    )
 }
 
 fn invalid(msg: String) -> ProviderError {
@@ -72,14 +116,50 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The HTTP status of a service's answer.
+fn status<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
 impl Releases {
-    /// Release buckets named `<prefix>-<product>-<region>`.
+    /// Release buckets named `<prefix>-<product>-<account>-<region>`.
     pub fn new(base: SdkConfig, prefix: impl Into<String>) -> Self {
+        let template = format!("{}-{{product}}-{{account}}-{{region}}", prefix.into());
+        Self::named(base, template)
+    }
+
+    /// Release buckets named by `template`, in which `{region}` (required),
+    /// `{product}` and `{account}` are replaced.
+    pub fn named(base: SdkConfig, template: impl Into<String>) -> Self {
         Self {
             base,
-            prefix: prefix.into(),
+            template: template.into(),
+            account: tokio::sync::OnceCell::new(),
             clients: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The account the credentials belong to, asked once.
+    async fn account(&self) -> ProviderResult<&str> {
+        self.account
+            .get_or_try_init(|| async {
+                let sts = aws_sdk_sts::Client::new(&self.base);
+                let me = sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(provider_error)?;
+                me.account().map(str::to_owned).ok_or_else(|| {
+                    ProviderError::new(
+                        ProviderErrorKind::Other,
+                        "sts:GetCallerIdentity answered without an account",
+                    )
+                })
+            })
+            .await
+            .map(String::as_str)
     }
 
     async fn client(&self, region: &Region) -> Client {
@@ -96,19 +176,52 @@ impl Releases {
             .clone()
     }
 
-    /// The bucket of a product in a region.
-    pub fn bucket(&self, product: &Product, region: &Region) -> String {
-        format!("{}-{product}-{region}", self.prefix)
+    /// The bucket of a product in a region, and the account that must own it.
+    pub async fn bucket(
+        &self,
+        product: &Product,
+        region: &Region,
+    ) -> ProviderResult<(String, String)> {
+        let account = self.account().await?.to_owned();
+        let name = self
+            .template
+            .replace("{product}", product.as_str())
+            .replace("{account}", &account)
+            .replace("{region}", region.as_str());
+        if let Some(why) = bucket_name_problem(&name) {
+            return Err(invalid(format!(
+                "release bucket {name:?} (from {:?}): {why}; name the buckets in the config: `[release] bucket = \"<name>-{{region}}\"`",
+                self.template
+            )));
+        }
+        Ok((name, account))
     }
 
+    /// Makes the bucket when it does not exist; refuses one another account owns.
     async fn ensure_bucket(
         &self,
         client: &Client,
         bucket: &str,
+        account: &str,
         region: &Region,
     ) -> ProviderResult<()> {
-        if client.head_bucket().bucket(bucket).send().await.is_ok() {
-            return Ok(());
+        match client
+            .head_bucket()
+            .bucket(bucket)
+            .expected_bucket_owner(account)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if status(&e) == Some(404) => {}
+            Err(e) if status(&e) == Some(403) => {
+                return Err(not_ours(
+                    bucket,
+                    account,
+                    "S3 refused it to this account (403)",
+                ))
+            }
+            Err(e) => return Err(provider_error(e)),
         }
         let mut req = client.create_bucket().bucket(bucket);
         if region.as_str() != "us-east-1" {
@@ -125,6 +238,16 @@ impl Releases {
                     .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
             {
                 Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_exists()) =>
+            {
+                Err(not_ours(
+                    bucket,
+                    account,
+                    "the name is taken (BucketAlreadyExists)",
+                ))
             }
             Err(e) => Err(provider_error(e)),
         }
@@ -145,8 +268,9 @@ impl Releases {
             .map(|f| f.to_string_lossy().into_owned())
             .ok_or_else(|| invalid(format!("{} has no file name", path.display())))?;
         let client = self.client(region).await;
-        let bucket = self.bucket(product, region);
-        self.ensure_bucket(&client, &bucket, region).await?;
+        let (bucket, account) = self.bucket(product, region).await?;
+        self.ensure_bucket(&client, &bucket, &account, region)
+            .await?;
         let key = format!("releases/{name}/{file}");
         let size = std::fs::metadata(path)
             .map_err(|e| invalid(format!("{}: {e}", path.display())))?
@@ -158,6 +282,7 @@ impl Releases {
             client
                 .put_object()
                 .bucket(&bucket)
+                .expected_bucket_owner(&account)
                 .key(&key)
                 .body(body)
                 .checksum_algorithm(ChecksumAlgorithm::Sha256)
@@ -166,7 +291,7 @@ impl Releases {
                 .await
                 .map_err(provider_error)?;
         } else {
-            self.push_multipart(&client, &bucket, &key, path, sha256)
+            self.push_multipart(&client, (&bucket, &account), &key, path, sha256)
                 .await?;
         }
         Ok(ReleaseFile {
@@ -181,7 +306,7 @@ impl Releases {
     async fn push_multipart(
         &self,
         client: &Client,
-        bucket: &str,
+        (bucket, account): (&str, &str),
         key: &str,
         path: &Path,
         sha256: &str,
@@ -190,6 +315,7 @@ impl Releases {
         let upload = client
             .create_multipart_upload()
             .bucket(bucket)
+            .expected_bucket_owner(account)
             .key(key)
             .metadata("sha256", sha256)
             .send()
@@ -219,6 +345,7 @@ impl Releases {
                 let part = client
                     .upload_part()
                     .bucket(bucket)
+                    .expected_bucket_owner(account)
                     .key(key)
                     .upload_id(&id)
                     .part_number(number)
@@ -236,6 +363,7 @@ impl Releases {
             client
                 .complete_multipart_upload()
                 .bucket(bucket)
+                .expected_bucket_owner(account)
                 .key(key)
                 .upload_id(&id)
                 .multipart_upload(
@@ -253,6 +381,7 @@ impl Releases {
             let _ = client
                 .abort_multipart_upload()
                 .bucket(bucket)
+                .expected_bucket_owner(account)
                 .key(key)
                 .upload_id(&id)
                 .send()
@@ -268,10 +397,11 @@ impl Releases {
         region: &Region,
     ) -> ProviderResult<Vec<ReleaseFile>> {
         let client = self.client(region).await;
-        let bucket = self.bucket(product, region);
+        let (bucket, account) = self.bucket(product, region).await?;
         let mut pages = client
             .list_objects_v2()
             .bucket(&bucket)
+            .expected_bucket_owner(&account)
             .prefix("releases/")
             .into_paginator()
             .send();
@@ -281,6 +411,13 @@ impl Releases {
                 Ok(p) => p,
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => {
                     return Ok(Vec::new())
+                }
+                Err(e) if status(&e) == Some(403) => {
+                    return Err(not_ours(
+                        &bucket,
+                        &account,
+                        "S3 refused it to this account (403)",
+                    ))
                 }
                 Err(e) => return Err(provider_error(e)),
             };
@@ -293,6 +430,7 @@ impl Releases {
                 let head = client
                     .head_object()
                     .bucket(&bucket)
+                    .expected_bucket_owner(&account)
                     .key(key)
                     .send()
                     .await
@@ -325,9 +463,10 @@ impl Releases {
     ) -> ProviderResult<String> {
         let client = self.client(region).await;
         let config = PresigningConfig::expires_in(valid_for).map_err(|e| invalid(e.to_string()))?;
+        let (bucket, _) = self.bucket(product, region).await?;
         let req = client
             .get_object()
-            .bucket(self.bucket(product, region))
+            .bucket(bucket)
             .key(format!("releases/{name}/{file}"))
             .presigned(config)
             .await

@@ -91,6 +91,10 @@ pub struct FakeCloud {
     /// Zones with no capacity: launches and starts there are refused with
     /// `InsufficientInstanceCapacity`, as EC2 refuses them.
     pub full_zones: Mutex<BTreeSet<Zone>>,
+    /// Each region's network (`None`: no default VPC, as many accounts have); a
+    /// region not listed has a default VPC with a default subnet in each zone and a
+    /// `default` security group.
+    pub networks: Mutex<BTreeMap<Region, Option<crate::network::Network>>>,
 }
 
 impl Default for FakeCloud {
@@ -102,6 +106,7 @@ impl Default for FakeCloud {
             hide_new_for: 0,
             timing: None,
             full_zones: Mutex::new(BTreeSet::new()),
+            networks: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -144,6 +149,39 @@ fn no_capacity(instance_type: &str, zone: &Zone) -> ProviderError {
 }
 
 impl FakeCloud {
+    /// The network of `region`: what [`Self::networks`] says, or a default VPC.
+    pub fn network_of(&self, region: &Region) -> Option<crate::network::Network> {
+        use crate::network::{Network, SecurityGroup, Subnet};
+        if let Some(n) = lock(&self.networks).get(region) {
+            return n.clone();
+        }
+        let zones = self.zones.get(region).cloned().unwrap_or_else(|| {
+            ["a", "b", "c"]
+                .iter()
+                .map(|l| Zone::parse(&format!("{region}{l}")).expect("valid zone"))
+                .collect()
+        });
+        Some(Network {
+            vpc_id: format!("vpc-default-{region}"),
+            is_default: true,
+            subnets: zones
+                .into_iter()
+                .map(|zone| Subnet {
+                    id: format!("subnet-default-{zone}"),
+                    zone,
+                    tags: BTreeMap::new(),
+                    public_ip_on_launch: true,
+                    default_for_az: true,
+                    available_ips: 4091,
+                })
+                .collect(),
+            groups: vec![SecurityGroup {
+                id: format!("sg-default-{region}"),
+                name: "default".into(),
+            }],
+        })
+    }
+
     /// Queues a failure.
     pub fn inject(&self, fault: Fault) {
         lock(&self.state).faults.push(fault);
@@ -305,6 +343,17 @@ impl ComputeRead for FakeCloud {
         }))
     }
 
+    async fn network(
+        &self,
+        region: &Region,
+        vpc: Option<&str>,
+    ) -> ProviderResult<Option<crate::network::Network>> {
+        self.count("network");
+        Ok(self
+            .network_of(region)
+            .filter(|n| vpc.map_or(n.is_default, |v| v == n.vpc_id)))
+    }
+
     async fn instances(
         &self,
         region: &Region,
@@ -407,6 +456,28 @@ impl Compute for FakeCloud {
         if lock(&self.full_zones).contains(&spec.zone) {
             return Err(no_capacity(&spec.instance_type, &spec.zone));
         }
+        // EC2 refuses a subnet of another zone, and group ids of another VPC.
+        let network = self.network_of(&spec.region);
+        let placed = &spec.placement;
+        let fits = network.as_ref().is_some_and(|n| {
+            n.vpc_id == placed.vpc_id
+                && n.subnets
+                    .iter()
+                    .any(|sn| sn.id == placed.subnet_id && sn.zone == spec.zone)
+                && placed
+                    .group_ids
+                    .iter()
+                    .all(|g| n.groups.iter().any(|sg| &sg.id == g))
+        });
+        if !fits {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Invalid,
+                format!(
+                    "InvalidParameter: subnet {} and groups {:?} are not of zone {}'s VPC",
+                    placed.subnet_id, placed.group_ids, spec.zone
+                ),
+            ));
+        }
         if self.honour_client_token {
             if let Some(i) = s
                 .instances
@@ -431,7 +502,18 @@ impl Compute for FakeCloud {
             private_ip: Some(format!("10.0.{}.{}", s.next_id / 250, s.next_id % 250 + 1)),
             public_ip: None,
             launch_time: Some(1_700_000_000 + s.next_id as i64),
-            security_groups: spec.security_groups.clone(),
+            security_groups: spec
+                .placement
+                .group_ids
+                .iter()
+                .filter_map(|g| {
+                    network
+                        .iter()
+                        .flat_map(|n| &n.groups)
+                        .find(|sg| &sg.id == g)
+                        .map(|sg| sg.name.clone())
+                })
+                .collect(),
             tags: spec.tags.clone(),
         };
         let mut stored = inst.clone();

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod lifecycle;
 pub mod model;
 pub mod names;
+pub mod network;
 pub mod ports;
 pub mod profile;
 pub mod selection;

@@ -302,8 +302,8 @@ pub struct LaunchSpec {
     pub instance_type: String,
     /// SSH key pair name.
     pub key_pair: Option<String>,
-    /// Security group names.
-    pub security_groups: Vec<String>,
+    /// Subnet, security groups and public address.
+    pub placement: crate::network::Placement,
     /// Idempotency token: sent as `ClientToken` and tagged.
     pub client_token: String,
     /// Tags for the instance and its volumes.

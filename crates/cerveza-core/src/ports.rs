@@ -110,6 +110,13 @@ pub trait ComputeRead: Send + Sync {
         product: &Product,
         host: &Hostname,
     ) -> ProviderResult<Option<Address>>;
+    /// The subnets and security groups of VPC `vpc` in `region`, or of the region's
+    /// default VPC when `vpc` is `None`; `None` when there is no such VPC.
+    async fn network(
+        &self,
+        region: &Region,
+        vpc: Option<&str>,
+    ) -> ProviderResult<Option<crate::network::Network>>;
 }
 
 /// Changing the compute fleet.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{ProfileName, Region};
+use crate::names::{ProfileName, Region, Zone};
 use crate::tags;
 
 /// Largest profile file read, against hostile input.
@@ -228,8 +228,15 @@ struct RawInstanceAws {
     instance_type: Option<String>,
     /// SSH key pair name.
     key_pair: Option<String>,
-    /// Security group names.
+    /// Security groups: names (looked up in the host's VPC) or `sg-…` ids.
     security_groups: Option<Vec<String>>,
+    /// Launch into a subnet of the host's zone carrying all these tags
+    /// (`{tier: private}`); without it, any subnet of the VPC in the zone.
+    subnet_tags: Option<BTreeMap<String, String>>,
+    /// A subnet per zone (`us-east-1a: subnet-…`), chosen over `subnet-tags`.
+    subnets: Option<BTreeMap<String, String>>,
+    /// Whether the host gets a public IPv4 address (default: as its subnet says).
+    public_ip: Option<bool>,
     /// Give the host an Elastic IP, re-associated at every start.
     eip: Option<bool>,
     /// Instance metadata tokens: `required` (IMDSv2 only, the default) or `optional`
@@ -272,8 +279,14 @@ pub struct InstanceProfile {
     pub instance_type: String,
     /// SSH key pair name.
     pub key_pair: Option<String>,
-    /// Security group names (EC2's default group when empty).
+    /// Security groups, names or `sg-…` ids (the VPC's default group when empty).
     pub security_groups: Vec<String>,
+    /// Tags a host's subnet must carry.
+    pub subnet_tags: BTreeMap<String, String>,
+    /// A subnet named per zone.
+    pub subnets: BTreeMap<Zone, String>,
+    /// A public IPv4 address or not (`None`: as the subnet says).
+    pub public_ip: Option<bool>,
     /// Give the host an Elastic IP, re-associated at every start.
     pub eip: bool,
     /// Instance metadata tokens (IMDSv2 `required` unless the profile says `optional`).
@@ -874,6 +887,8 @@ fn resolve_instance(
     let mut ami: BTreeMap<String, (String, &Parsed<RawInstanceProfile>)> = BTreeMap::new();
     let mut ami_location = name_loc.clone();
     let mut hop_location: Option<Location> = None;
+    let mut groups_location: Option<Location> = None;
+    let mut subnets_location: Option<Location> = None;
     let mut user_data: Option<(Vec<RawUserData>, &Parsed<RawInstanceProfile>)> = None;
     let mut volume_profiles: Option<(Vec<String>, &Parsed<RawInstanceProfile>)> = None;
     let mut tags_map: BTreeMap<String, (String, &Parsed<RawInstanceProfile>)> = BTreeMap::new();
@@ -895,6 +910,17 @@ fn resolve_instance(
             }
             if a.security_groups.is_some() {
                 aws.security_groups.clone_from(&a.security_groups);
+                groups_location = Some(layer.locate("security-groups", None));
+            }
+            if a.subnet_tags.is_some() {
+                aws.subnet_tags.clone_from(&a.subnet_tags);
+            }
+            if a.subnets.is_some() {
+                aws.subnets.clone_from(&a.subnets);
+                subnets_location = Some(layer.locate("subnets", None));
+            }
+            if a.public_ip.is_some() {
+                aws.public_ip = a.public_ip;
             }
             if a.eip.is_some() {
                 aws.eip = a.eip;
@@ -1096,6 +1122,28 @@ fn resolve_instance(
             errors.push(at(loc, format!("imds-hop-limit {hops}: EC2 takes 1 to 64")));
         }
     }
+    if let Some(loc) = &groups_location {
+        for g in aws.security_groups.iter().flatten() {
+            if let Some(why) = crate::network::group_problem(g) {
+                errors.push(at(loc, format!("security group {g:?}: {why}")));
+            }
+        }
+    }
+    let mut subnets = BTreeMap::new();
+    if let Some(loc) = &subnets_location {
+        for (zone, id) in aws.subnets.iter().flatten() {
+            match Zone::parse(zone) {
+                Err(e) => errors.push(at(loc, format!("subnets: {e}"))),
+                Ok(_) if !crate::network::is_id(id, "subnet-") => errors.push(at(
+                    loc,
+                    format!("subnets: {zone}: {id:?} is not a subnet id (subnet- and 8 or 17 hex digits)"),
+                )),
+                Ok(z) => {
+                    subnets.insert(z, id.clone());
+                }
+            }
+        }
+    }
     let (Ok(name), true) = (name, errors.is_empty()) else {
         return Err(errors);
     };
@@ -1108,6 +1156,9 @@ fn resolve_instance(
         instance_type: aws.instance_type.unwrap_or_default(),
         key_pair: aws.key_pair,
         security_groups: aws.security_groups.unwrap_or_default(),
+        subnet_tags: aws.subnet_tags.unwrap_or_default(),
+        subnets,
+        public_ip: aws.public_ip,
         eip: aws.eip.unwrap_or(false),
         imds_tokens: aws.imds_tokens.unwrap_or(ImdsTokens::Required),
         imds_hop_limit: aws.imds_hop_limit.unwrap_or(DEFAULT_IMDS_HOP_LIMIT),

@@ -539,6 +539,10 @@ async fn hosts_launched_away_from_their_data_or_into_no_zone_are_found_while_pla
         &w.file(&moved),
         &regions(),
         &none(),
+        &converge::Launching {
+            profiles: &w.profiles,
+            vpcs: &BTreeMap::new(),
+        },
         Duration::from_secs(5),
     )
     .await
@@ -573,6 +577,10 @@ async fn hosts_launched_away_from_their_data_or_into_no_zone_are_found_while_pla
         )),
         &regions(),
         &none(),
+        &converge::Launching {
+            profiles: &w.profiles,
+            vpcs: &BTreeMap::new(),
+        },
         Duration::from_secs(5),
     )
     .await
@@ -693,4 +701,78 @@ async fn claims_refused_for_capacity_launch_in_the_zone_the_file_names_next() {
     let web01_moved = moved.replace("zones: [us-east-1a, us-east-1c]", "zones: [us-east-1c]");
     let plan = w.plan(&web01_moved, &none()).await;
     assert_eq!(World::changes(&plan)["web01"], (Change::Replace, true));
+}
+
+#[tokio::test]
+async fn a_plan_names_hosts_whose_region_has_no_vpc_or_subnet_for_them() {
+    let w = World::new();
+    let us = Region::parse("us-east-1").unwrap();
+    // us-east-1 without its default VPC (deleted, as many organisations do).
+    w.cloud.networks.lock().unwrap().insert(us.clone(), None);
+    let plan_with = |vpcs: BTreeMap<Region, String>| {
+        let w = &w;
+        async move {
+            let (_, problems) = converge::plan(
+                &w.cloud,
+                &w.registry,
+                &w.file(FIRST),
+                &regions(),
+                &none(),
+                &converge::Launching {
+                    profiles: &w.profiles,
+                    vpcs: &vpcs,
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            problems
+                .into_iter()
+                .map(|(h, why)| (h.to_string(), why))
+                .collect::<BTreeMap<String, String>>()
+        }
+    };
+    let problems = plan_with(BTreeMap::new()).await;
+    assert_eq!(
+        problems.keys().collect::<Vec<_>>(),
+        ["db01", "web01", "web02", "web03"],
+        "vpn01 launches in eu-west-1, which has its default VPC"
+    );
+    assert!(
+        problems["web01"].starts_with("region us-east-1 has no default VPC"),
+        "{problems:?}"
+    );
+    // A VPC of its own with subnets in zone a only: the hosts of zone b are named.
+    let mut network = w
+        .cloud
+        .network_of(&Region::parse("eu-west-1").unwrap())
+        .unwrap();
+    network.vpc_id = "vpc-0000aaaa".into();
+    network.is_default = false;
+    network.subnets.retain(|s| s.zone.as_str() == "eu-west-1a");
+    for s in &mut network.subnets {
+        s.zone = cerveza_core::Zone::parse("us-east-1a").unwrap();
+    }
+    w.cloud
+        .networks
+        .lock()
+        .unwrap()
+        .insert(us.clone(), Some(network));
+    let problems = plan_with(BTreeMap::from([(us.clone(), "vpc-0000aaaa".into())])).await;
+    assert_eq!(
+        problems.keys().collect::<Vec<_>>(),
+        ["db01", "web02"],
+        "{problems:?}"
+    );
+    assert!(
+        problems["db01"].starts_with("VPC vpc-0000aaaa has no subnet in zone us-east-1b"),
+        "{problems:?}"
+    );
+    // The same VPC asked by another id: it does not exist.
+    let problems = plan_with(BTreeMap::from([(us, "vpc-0000bbbb".into())])).await;
+    assert!(
+        problems["web01"]
+            .contains("VPC vpc-0000bbbb (the config's [regions.us-east-1] vpc) does not exist"),
+        "{problems:?}"
+    );
 }

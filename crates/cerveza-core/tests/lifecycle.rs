@@ -1565,3 +1565,74 @@ async fn a_forgotten_host_started_again_gets_a_new_instance_not_its_dead_one() {
     assert_ne!(live[0].id, old);
     assert_eq!(live[0].claim(), again.claim);
 }
+
+#[tokio::test]
+async fn a_region_without_a_default_vpc_refuses_before_claiming_and_a_known_host_relaunches_into_its_vpc(
+) {
+    let mut w = World::new();
+    let region = zone().region();
+    let default = w.cloud.network_of(&region).unwrap();
+    w.cloud
+        .networks
+        .lock()
+        .unwrap()
+        .insert(region.clone(), None);
+    let wants = vec![(
+        h("web01"),
+        Some(zone()),
+        Some(ProfileName::parse("Dev").unwrap()),
+    )];
+    let errors = w
+        .lc()
+        .lc
+        .start_each(&w.profiles, wants.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].1.kind(), ErrorKind::Usage);
+    assert!(
+        errors[0].1.to_string().contains(&format!(
+            "web01: region {region} has no default VPC (many accounts delete it): name the VPC to launch into with `[regions.{region}] vpc"
+        )),
+        "{}",
+        errors[0].1
+    );
+    assert_eq!(
+        w.registry.calls(),
+        1,
+        "one read, no claim: {:?}",
+        w.cloud.all()
+    );
+    assert!(w.cloud.all().is_empty());
+
+    // The same VPC named in the config: the host launches into its subnet of the zone,
+    // with the network read once for both hosts.
+    let mut vpc = default.clone();
+    vpc.is_default = false;
+    vpc.vpc_id = "vpc-0000cafe".into();
+    w.cloud
+        .networks
+        .lock()
+        .unwrap()
+        .insert(region.clone(), Some(vpc));
+    w.settings
+        .vpcs
+        .insert(region.clone(), "vpc-0000cafe".into());
+    let r = start_in(
+        &w,
+        &[("web01", zone().as_str()), ("web02", zone().as_str())],
+        "Dev",
+    )
+    .await;
+    assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:?}");
+    assert_eq!(
+        w.cloud.calls("network"),
+        2,
+        "once refused, then once for both hosts"
+    );
+    // Its instance gone, a known host relaunches through the same read.
+    let id = w.record("web01").await.instance_id.unwrap();
+    w.cloud.set_state(&id, InstanceState::Terminated);
+    let r = w.lc().start(vec![h("web01")], None, None).await.unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
+    assert_eq!(w.cloud.calls("network"), 3);
+}

@@ -3,7 +3,10 @@
 //!
 //! ```toml
 //! product = "noc"
-//! regions = ["us-east-1", "ap-southeast-1"]
+//! regions = ["us-east-1", "ap-southeast-1"]   # or one [regions.<name>] table each:
+//! # [regions.us-east-1]
+//! # vpc = "vpc-0abc1234"           # hosts launch here (default: the region's default VPC)
+//! # jump-host = "vpn.us-east-1.noc.public"
 //! profiles = "profiles"            # relative to this file
 //! endpoint-url = "http://127.0.0.1:5000"
 //! concurrency = 512                # hosts worked on at once (waits are batched, requests paced)
@@ -39,6 +42,9 @@
 //! backend = "ldap"                 # default when [directory] is set; "route53"; "none"
 //! vpc-id = "vpc-0abc"              # route53: the VPC of the private zone
 //! vpc-region = "us-east-1"
+//!
+//! [release]                        # release push/list/deploy
+//! bucket = "acme-releases-{region}"  # default: cerveza-<product>-<account id>-<region>
 //!
 //! [export]                         # cerveza export
 //! address = "private"              # or "public"
@@ -96,6 +102,14 @@ struct FileConfig {
     dns: DnsConfig,
     #[serde(default)]
     remote: RemoteConfig,
+    #[serde(default)]
+    release: ReleaseConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ReleaseConfig {
+    bucket: Option<String>,
 }
 
 /// `regions = ["us-east-1", …]`, or one `[regions.<name>]` table per region (in file
@@ -111,6 +125,7 @@ enum RegionsConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RegionConfig {
     jump_host: Option<String>,
+    vpc: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,8 +251,14 @@ pub struct Config {
     pub dns_vpc: Option<(String, String)>,
     /// Each region's own jump host (`[regions.<name>] jump-host`), over `[export]`'s.
     pub jump_hosts: std::collections::BTreeMap<Region, String>,
+    /// The VPC hosts launch into, per region (`[regions.<name>] vpc`; a region not
+    /// listed: its default VPC).
+    pub vpcs: std::collections::BTreeMap<Region, String>,
     /// Connection reuse and host keys.
     pub remote: RemoteSettings,
+    /// The release buckets' name, with `{region}` (and `{product}`, `{account}`) in it;
+    /// `None`: `cerveza-<product>-<account>-<region>`.
+    pub release_bucket: Option<String>,
 }
 
 /// A whole number from the environment variable `var`, if set.
@@ -384,6 +405,7 @@ impl Config {
             .map(|p| Product::parse(&p))
             .transpose()?;
         let mut jump_hosts = std::collections::BTreeMap::new();
+        let mut vpcs = std::collections::BTreeMap::new();
         let file_regions = match file.regions {
             None => None,
             Some(RegionsConfig::List(l)) => Some(l),
@@ -395,6 +417,15 @@ impl Config {
                     })?;
                     if let Some(j) = settings.jump_host {
                         jump_hosts.insert(Region::parse(&name)?, checked_jump_host(&name, j)?);
+                    }
+                    if let Some(v) = settings.vpc {
+                        if !cerveza_core::network::is_id(&v, "vpc-") {
+                            bail!(
+                                "[regions.{name}] vpc {v:?} in config file {} is not a VPC id (vpc- and 8 or 17 hex digits)",
+                                path.display()
+                            );
+                        }
+                        vpcs.insert(Region::parse(&name)?, v);
                     }
                     names.push(name);
                 }
@@ -515,8 +546,19 @@ impl Config {
             .collect();
         // `~/…` where it can: the exported file works for the same user anywhere.
         export.known_hosts = remote.known_hosts.as_deref().map(crate::output::tilde);
+        let release_bucket = file.release.bucket;
+        if let Some(b) = &release_bucket {
+            if !b.contains("{region}") {
+                bail!(
+                    "[release] bucket {b:?} in config file {}: one bucket per region, so the name needs {{region}} (and may use {{product}}, {{account}})",
+                    path.display()
+                );
+            }
+        }
         Ok(Self {
+            release_bucket,
             jump_hosts,
+            vpcs,
             remote,
             directory,
             dns,

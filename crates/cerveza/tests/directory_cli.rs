@@ -130,13 +130,15 @@ fn dns_sync_repairs_missing_changed_and_stale_names() {
     ldap("ldapadd", &[], &format!("dn: associatedDomain=gone01.{p}.private,ou=dns,{base}\nobjectClass: dNSDomain2\nobjectClass: domainRelatedObject\ndc: gone01\nassociatedDomain: gone01.{p}.private\naRecord: 192.0.2.1\n"));
 
     let dry = cerveza(&p, &["dns", "sync", "--dry-run"]).ok();
+    // Hosts launch into the default VPC's subnets: 172.31.0.0/16, as in every region.
     assert!(
-        dry.stdout.contains(&format!("+ web01.{p}.private A 10.")),
+        dry.stdout
+            .contains(&format!("+ web01.{p}.private A 172.31.")),
         "{dry:#?}"
     );
     assert!(
         dry.stdout
-            .contains(&format!("~ web02.{p}.private A 192.0.2.99 -> 10.")),
+            .contains(&format!("~ web02.{p}.private A 192.0.2.99 -> 172.31.")),
         "{dry:#?}"
     );
     assert!(
@@ -153,8 +155,8 @@ fn dns_sync_repairs_missing_changed_and_stale_names() {
     let sync = cerveza(&p, &["dns", "sync", "-o", "json"]).ok().json();
     assert_eq!(sync.as_array().unwrap().len(), 3, "{sync}");
     assert_eq!(dig(&format!("gone01.{p}.private")), "");
-    assert!(dig(&format!("web01.{p}.private")).starts_with("10."));
-    assert!(dig(&format!("web02.{p}.private")).starts_with("10."));
+    assert!(dig(&format!("web01.{p}.private")).starts_with("172.31."));
+    assert!(dig(&format!("web02.{p}.private")).starts_with("172.31."));
     let again = cerveza(&p, &["dns", "sync", "-o", "json"]).ok().json();
     assert_eq!(again, serde_json::json!([]), "in sync now");
     let list = cerveza(&p, &["dns", "list"]).ok();
@@ -392,7 +394,7 @@ fn an_unreachable_directory_does_not_stop_hosts_and_the_password_never_shows() {
         .unwrap()
         .into();
     assert_eq!(r.code, 0, "{r:#?}");
-    assert!(dig(&format!("solo01.{p}.private")).starts_with("10."));
+    assert!(dig(&format!("solo01.{p}.private")).starts_with("172.31."));
     for out in [&r.stdout, &r.stderr] {
         assert!(
             !out.contains(password.trim()),

@@ -74,7 +74,7 @@ fn exports_of_a_live_fleet_are_read_by_the_real_tools() {
         String::from_utf8_lossy(&g.stderr)
     );
     let g = String::from_utf8_lossy(&g.stdout).into_owned();
-    assert!(g.contains("hostname 10."), "{g}");
+    assert!(g.contains("hostname 172.31."), "{g}");
     assert!(!ssh.stdout.contains("dev-mysql01"), "the selection applies");
 }
 

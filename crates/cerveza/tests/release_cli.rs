@@ -7,6 +7,13 @@ mod support;
 
 use support::{cerveza, cloud_py, cmd, lab_var, product, Run};
 
+/// The release bucket of product `p` in `region`: its account id in the name (bucket
+/// names are global), as `sts:GetCallerIdentity` gives it for the test's key.
+fn bucket(p: &str, region: &str) -> String {
+    let account = cloud_py(&["account", &format!("AKID-{p}")]);
+    format!("cerveza-{p}-{}-{region}", account.trim())
+}
+
 fn deploy(p: &str, args: &[&str]) -> Run {
     cmd(p)
         .env(
@@ -83,7 +90,7 @@ fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
         let head: serde_json::Value = serde_json::from_str(&cloud_py(&[
             "s3-head",
             region,
-            &format!("cerveza-{p}-{region}"),
+            &bucket(&p, region),
             "releases/v1.2.0/app.tar",
         ]))
         .unwrap();
@@ -123,7 +130,7 @@ fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
     cloud_py(&[
         "s3-corrupt",
         "eu-west-1",
-        &format!("cerveza-{p}-eu-west-1"),
+        &bucket(&p, "eu-west-1"),
         "releases/v1.2.0/app.tar",
     ]);
     let r = deploy(
@@ -161,4 +168,51 @@ fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
         ],
     );
     assert_eq!(r.code, 2, "{r:#?}");
+}
+
+#[test]
+fn a_bucket_another_account_owns_is_refused_and_gets_nothing() {
+    let p = product();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.sh");
+    std::fs::write(&file, "echo hi\n").unwrap();
+    // Someone else made our bucket's name first, open to anyone, as a squatter would.
+    let taken = bucket(&p, "eu-west-1");
+    cloud_py(&["squat", "eu-west-1", &taken]);
+    let r = cerveza(
+        &p,
+        &["release", "push", file.to_str().unwrap(), "--name", "v1"],
+    );
+    assert_eq!(r.code, 5, "the other regions worked: {r:#?}");
+    assert!(
+        r.stderr.contains(&format!("eu-west-1: release bucket {taken}: S3 refused it to this account (403); it belongs to another AWS account than"))
+            && r.stderr.contains("[release] bucket = "),
+        "{r:#?}"
+    );
+    assert_eq!(r.stdout.lines().count(), 2, "{r:#?}");
+    assert_eq!(
+        cloud_py(&["s3-keys", "eu-west-1", &taken]).trim(),
+        "[]",
+        "the release went into their bucket"
+    );
+    // A bucket named in the config instead.
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[release]\nbucket = \"{p}-rel-{{region}}\"\n"),
+    )
+    .unwrap();
+    let r: Run = cmd(&p)
+        .env("CERVEZA_CONFIG", &config)
+        .args(["release", "push", file.to_str().unwrap(), "--name", "v1"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{r:#?}");
+    cloud_py(&[
+        "s3-head",
+        "eu-west-1",
+        &format!("{p}-rel-eu-west-1"),
+        "releases/v1/app.sh",
+    ]);
 }

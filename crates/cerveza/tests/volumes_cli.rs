@@ -207,22 +207,9 @@ fn data_volumes_in_another_region_refuse_a_first_start_there() {
 
 /// The example profiles plus a volume profile encrypted with `key`, in a temp dir.
 fn profiles_with_kms_key(key: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(support::root().join("examples/profiles/."))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::write(
-        dir.path().join("kms.yaml"),
-        format!(
-            "--- !VolumeProfile\nname: KmsData\nvolumes: {{ count: 2, size-gb: 10, type: gp3, encrypted: true, kms-key: {key} }}\nraid: 1\nmount-point: /srv/data\n\n--- !InstanceProfile\nname: KmsDb\nextends: UbuntuBase\nvolume-profiles: [KmsData]\n"
-        ),
-    )
-    .unwrap();
-    dir
+    support::profiles_with(&format!(
+        "--- !VolumeProfile\nname: KmsData\nvolumes: {{ count: 2, size-gb: 10, type: gp3, encrypted: true, kms-key: {key} }}\nraid: 1\nmount-point: /srv/data\n\n--- !InstanceProfile\nname: KmsDb\nextends: UbuntuBase\nvolume-profiles: [KmsData]\n"
+    ))
 }
 
 #[test]

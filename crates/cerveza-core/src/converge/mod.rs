@@ -18,7 +18,7 @@ use crate::lifecycle::storage::VolumeIndex;
 use crate::lifecycle::{Lifecycle, Results};
 use crate::names::{Hostname, Product, Region, Zone};
 use crate::ports::{ComputeRead, RegistryRead};
-use crate::profile::ProfileSet;
+use crate::profile::{InstanceProfile, ProfileSet};
 use crate::selection::Selection;
 pub use file::{DesiredHost, DesiredState, FleetFile};
 pub use plan::{Change, Have, Plan, Row, Survey};
@@ -72,12 +72,14 @@ fn survey_of(listing: fleet::Listing, records: Records) -> Survey {
 /// launches ([`check_targets`]) made while the regions are still being listed: the
 /// registry answers first, and says which hosts of the file may launch or move.
 /// Returns the plan and each host that cannot go where the file puts it, with why.
+#[allow(clippy::too_many_arguments)]
 pub async fn plan(
     compute: &dyn ComputeRead,
     registry: &dyn RegistryRead,
     file: &FleetFile,
     regions: &[Region],
     opts: &plan::Options,
+    launching: &Launching<'_>,
     timeout: Duration,
 ) -> Result<(Plan, Vec<(Hostname, String)>), plan::ReplaceError> {
     let all = Selection::all();
@@ -89,7 +91,27 @@ pub async fn plan(
             // Launches are held while the registry does not answer.
             Err(_) => BTreeMap::new(),
         };
-        let problems = check_targets(compute, product, regions, &moving, timeout).await;
+        let profiles: BTreeMap<Hostname, &InstanceProfile> = file
+            .hosts
+            .iter()
+            .filter(|d| moving.contains_key(&d.host))
+            .filter_map(|d| {
+                Some((
+                    d.host.clone(),
+                    launching.profiles.instance(d.profile.as_str()).ok()?,
+                ))
+            })
+            .collect();
+        let problems = check_targets(
+            compute,
+            product,
+            regions,
+            &moving,
+            &profiles,
+            launching.vpcs,
+            timeout,
+        )
+        .await;
         (records, moving, problems)
     };
     let (listing, (records, moving, problems)) = tokio::join!(
@@ -112,6 +134,14 @@ pub async fn plan(
         })
         .collect();
     Ok((plan, problems))
+}
+
+/// What the checks of where hosts launch need besides the cloud.
+pub struct Launching<'a> {
+    /// The profiles the file's hosts name.
+    pub profiles: &'a ProfileSet,
+    /// The VPC of each region (a region not listed: its default VPC).
+    pub vpcs: &'a BTreeMap<Region, String>,
 }
 
 /// The hosts of `file` that the registry says may launch or move, with where to: those
@@ -155,6 +185,8 @@ pub async fn check_targets(
     product: &Product,
     regions: &[Region],
     moving: &BTreeMap<Hostname, Zone>,
+    profiles: &BTreeMap<Hostname, &InstanceProfile>,
+    vpcs: &BTreeMap<Region, String>,
     timeout: Duration,
 ) -> Vec<(Hostname, String)> {
     if moving.is_empty() {
@@ -168,26 +200,50 @@ pub async fn check_targets(
     // region, all at once.
     let (zones, found) = tokio::join!(
         futures::future::join_all(target_regions.iter().map(|region| async move {
-            let r = tokio::time::timeout(timeout, compute.zones(region)).await;
-            (region, r)
+            let vpc = vpcs.get(region).map(String::as_str);
+            let (zones, network) = tokio::join!(
+                tokio::time::timeout(timeout, compute.zones(region)),
+                tokio::time::timeout(timeout, compute.network(region, vpc)),
+            );
+            (region, vpc, zones, network)
         })),
         VolumeIndex::read(compute, product, hosts, regions, None, timeout),
     );
-    for (region, r) in zones {
-        let Ok(Ok(zones)) = r else {
-            tracing::warn!("the zones of {region} could not be listed; apply checks them again");
-            continue;
+    for (region, vpc, zones, network) in zones {
+        let zones = match zones {
+            Ok(Ok(zones)) => Some(zones),
+            _ => {
+                tracing::warn!(
+                    "the zones of {region} could not be listed; apply checks them again"
+                );
+                None
+            }
+        };
+        let network = match network {
+            Ok(Ok(network)) => Some(network),
+            _ => {
+                tracing::warn!("the subnets and security groups of {region} could not be read; apply checks them again");
+                None
+            }
         };
         for (host, zone) in moving.iter().filter(|(_, z)| z.region() == *region) {
-            if !zones.contains(zone) {
-                let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
-                out.push((
-                    (*host).clone(),
-                    format!(
+            // A zone the region does not have says it all; then where in the VPC.
+            let why = match (&zones, &network, profiles.get(host)) {
+                (Some(zones), _, _) if !zones.contains(zone) => {
+                    let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
+                    Err(format!(
                         "zone {zone} does not exist in region {region}, or is not available (it has: {})",
                         names.join(", ")
-                    ),
-                ));
+                    ))
+                }
+                (_, Some(None), Some(_)) => Err(crate::network::no_such_vpc(region, vpc)),
+                (_, Some(Some(n)), Some(profile)) => {
+                    crate::network::place(profile, zone, n).map(drop)
+                }
+                _ => Ok(()),
+            };
+            if let Err(why) = why {
+                out.push((host.clone(), why));
             }
         }
     }

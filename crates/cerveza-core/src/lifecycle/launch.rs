@@ -175,7 +175,8 @@ impl Lifecycle<'_> {
     async fn launch(&self, rec: &mut HostRecord, resolved: &Resolved) -> Result<Outcome, Error> {
         let host = rec.hostname.clone();
         let token = token::client_token(self.product(), &host, &rec.claim, rec.generation);
-        let spec = self.launch_spec(rec, resolved, &token)?;
+        let placement = self.placement(&host, &rec.zone, &resolved.profile).await?;
+        let spec = self.launch_spec(rec, resolved, placement, &token)?;
         self.progress.step(
             &host,
             &format!("launching {} in {}", resolved.profile.name, rec.zone),
@@ -221,11 +222,13 @@ impl Lifecycle<'_> {
         self.record_state(rec, inst).await
     }
 
-    /// The launch request for a host: the profile, the zone, the token, the tags.
+    /// The launch request for a host: the profile, the zone and where in it, the token,
+    /// the tags.
     pub fn launch_spec(
         &self,
         rec: &HostRecord,
         resolved: &Resolved,
+        placement: crate::network::Placement,
         token: &str,
     ) -> Result<LaunchSpec, Error> {
         let profile = &resolved.profile;
@@ -247,7 +250,7 @@ impl Lifecycle<'_> {
             image_id,
             instance_type: profile.instance_type.clone(),
             key_pair: profile.key_pair.clone(),
-            security_groups: profile.security_groups.clone(),
+            placement,
             client_token: token.to_owned(),
             tags: t,
             user_data: resolved.user_data.clone(),

@@ -29,6 +29,7 @@ mod batch;
 mod dns;
 mod eip;
 mod launch;
+mod network;
 mod plan;
 mod power;
 mod registry;
@@ -85,6 +86,8 @@ pub struct Settings {
     /// How long another region may take to answer before it is left out (with a
     /// warning): no region is a single point of failure for the others.
     pub region_timeout: Duration,
+    /// The VPC hosts launch into, per region (a region not listed: its default VPC).
+    pub vpcs: BTreeMap<Region, String>,
     /// Test-only crash point.
     #[cfg(feature = "test-hooks")]
     pub failpoint: Option<Failpoint>,
@@ -103,6 +106,7 @@ impl Settings {
             operator: "cerveza".into(),
             regions: Vec::new(),
             region_timeout: Duration::from_secs(20),
+            vpcs: BTreeMap::new(),
             #[cfg(feature = "test-hooks")]
             failpoint: None,
         }
@@ -242,6 +246,8 @@ pub struct Lifecycle<'a> {
     /// Every record of the product, read once for a command on many hosts (`None`: the
     /// read failed, and hosts are read one by one).
     prefetched: registry::Known,
+    /// Each region's VPC, subnets and groups, read once by the first launch there.
+    networks: network::Networks,
 }
 
 /// Companions asked within this window share a look-up, start or stop request.
@@ -270,6 +276,7 @@ impl<'a> Lifecycle<'a> {
             starts: batch::Batcher::new(GATHER),
             stops: batch::Batcher::new(GATHER),
             prefetched: std::sync::Mutex::new(None),
+            networks: network::Networks::default(),
         }
     }
 

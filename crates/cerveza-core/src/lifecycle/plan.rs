@@ -194,6 +194,7 @@ impl Lifecycle<'_> {
                     let p = profiles.instance(rec.profile.as_str())?;
                     p.ami_for(&z.region())?;
                     self.check_zone(host, z, shared).await?;
+                    self.placement(host, z, p).await?;
                     z.clone()
                 }
             };
@@ -227,6 +228,7 @@ impl Lifecycle<'_> {
             .resolve(profiles, host, zone, instance_profile)
             .map_err(usage)?;
         self.check_zone(host, zone, shared).await?;
+        self.placement(host, zone, instance_profile).await?;
         if !resolved.volumes.is_empty() {
             let index = shared
                 .volumes

@@ -87,8 +87,12 @@ impl Ctx {
         })
     }
 
-    /// The release buckets (`CERVEZA_RELEASE_PREFIX`, default `cerveza`).
+    /// The release buckets: `[release] bucket`, or `<prefix>-<product>-<account>-<region>`
+    /// (`CERVEZA_RELEASE_PREFIX`, default `cerveza`).
     pub fn releases(&self, backends: &Backends) -> cerveza_aws::Releases {
+        if let Some(name) = &self.config.release_bucket {
+            return cerveza_aws::Releases::named(backends.sdk.clone(), name.clone());
+        }
         let prefix = std::env::var("CERVEZA_RELEASE_PREFIX").unwrap_or_else(|_| "cerveza".into());
         cerveza_aws::Releases::new(backends.sdk.clone(), prefix)
     }
@@ -231,6 +235,7 @@ impl Ctx {
         s.operator = operator();
         s.regions.clone_from(&self.config.regions);
         s.region_timeout = self.config.region_timeout;
+        s.vpcs.clone_from(&self.config.vpcs);
         #[cfg(feature = "test-hooks")]
         {
             s.failpoint = match std::env::var("CERVEZA_FAILPOINT").as_deref() {

@@ -62,7 +62,13 @@ fn load_file(ctx: &Ctx, profiles: &ProfileSet, path: &Path) -> Result<FleetFile>
 }
 
 /// Reads the fleet and makes the plan of `file`, with every check that needs the cloud.
-async fn make(ctx: &Ctx, backends: &Backends, file: &FleetFile, args: &PlanArgs) -> Result<Plan> {
+async fn make(
+    ctx: &Ctx,
+    backends: &Backends,
+    profiles: &ProfileSet,
+    file: &FleetFile,
+    args: &PlanArgs,
+) -> Result<Plan> {
     let replace: Vec<Hostname> = args
         .replace
         .iter()
@@ -78,6 +84,10 @@ async fn make(ctx: &Ctx, backends: &Backends, file: &FleetFile, args: &PlanArgs)
         file,
         &ctx.config.regions,
         &opts,
+        &converge::Launching {
+            profiles,
+            vpcs: &ctx.config.vpcs,
+        },
         ctx.config.region_timeout,
     )
     .await
@@ -131,7 +141,7 @@ pub async fn run_plan(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
     let profiles = ctx.profiles()?;
     let file = load_file(ctx, &profiles, path)?;
     let backends = ctx.backends().await;
-    let plan = make(ctx, &backends, &file, args).await?;
+    let plan = make(ctx, &backends, &profiles, &file, args).await?;
     show(ctx, &plan)?;
     requests(ctx);
     Ok(if differs(&plan) { 2 } else { exit::OK })
@@ -361,7 +371,7 @@ pub async fn run_apply(ctx: &Ctx, args: &PlanArgs, wait: &WaitArgs) -> Result<u8
                 .as_deref()
                 .context("a fleet file or --plan is needed")?;
             let file = load_file(ctx, &profiles, path)?;
-            let plan = make(ctx, &backends, &file, args).await?;
+            let plan = make(ctx, &backends, &profiles, &file, args).await?;
             if ctx.output != Output::Json {
                 show(ctx, &plan)?;
             }

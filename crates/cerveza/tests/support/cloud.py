@@ -16,6 +16,7 @@ cerveza's own code, so integration tests check the real end state.
 """
 import json
 import os
+import random
 import sys
 import time
 
@@ -97,6 +98,15 @@ def state(product, regions):
                         "metadata": {"tokens": i.get("MetadataOptions", {}).get("HttpTokens"),
                                      "hops": i.get("MetadataOptions", {}).get("HttpPutResponseHopLimit")},
                         "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
+                        "vpc": i.get("VpcId"),
+                        "subnet": i.get("SubnetId"),
+                        # EC2 lists the primary interface's groups as the instance's;
+                        # moto only on the interface when it was given one.
+                        "groups": sorted({g["GroupId"] for g in i.get("SecurityGroups", []) + [
+                            g for n in i.get("NetworkInterfaces", [])
+                            if n.get("Attachment", {}).get("DeviceIndex") == 0
+                            for g in n.get("Groups", [])]}),
+                        "public_ip": i.get("PublicIpAddress"),
                     })
     volumes = []
     for region in regions:
@@ -153,6 +163,26 @@ def default_vpc(region):
     print(ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"])
 
 
+def vpc(region):
+    """A VPC of its own, as an organisation sets one up: in zone a a private and a public
+    subnet, in zone b a private one, none in zone c; a `web` group beside the VPC's
+    `default`. Prints the ids as JSON."""
+    ec2 = client("ec2", region_name=region)
+    octet = random.randint(16, 250)
+    vpc_id = ec2.create_vpc(CidrBlock=f"10.{octet}.0.0/16")["Vpc"]["VpcId"]
+    subnets = {}
+    for n, (zone, tier) in enumerate([("a", "private"), ("a", "public"), ("b", "private")]):
+        sid = ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.{octet}.{n}.0/24",
+                                AvailabilityZone=region + zone)["Subnet"]["SubnetId"]
+        ec2.create_tags(Resources=[sid], Tags=[{"Key": "tier", "Value": tier}])
+        subnets[f"{tier}-{zone}"] = sid
+    web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc_id)["GroupId"]
+    default = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
+    print(json.dumps({"vpc": vpc_id, "subnets": subnets, "groups": {"web": web, "default": default}}))
+
+
 def route53(zone):
     """A records of a hosted zone, as JSON {name: [addresses]}, and whether it is private."""
     r53 = boto3.client("route53", region_name="us-east-1")
@@ -194,6 +224,27 @@ def detach(region, volume):
     ec2 = boto3.client("ec2", region_name=region)
     att = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"][0]
     ec2.detach_volume(VolumeId=volume, InstanceId=att["InstanceId"], Device=att["Device"])
+
+
+def account(key):
+    """The account id the lab gives access key `key` (sts:GetCallerIdentity)."""
+    sts = _client("sts", region_name="us-east-1", aws_access_key_id=key,
+                  aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "x"))
+    print(sts.get_caller_identity()["Account"])
+
+
+def squat(region, bucket):
+    """Another account makes `bucket` first (bucket names are global)."""
+    s3 = _client("s3", region_name=region, aws_access_key_id="AKID-SQUATTER",
+                 aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "x"))
+    kwargs = {} if region == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, **kwargs)
+
+
+def s3_keys(region, bucket):
+    s3 = boto3.client("s3", region_name=region)
+    print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]))
 
 
 def s3_head(region, bucket, key):
@@ -312,12 +363,20 @@ if __name__ == "__main__":
         user_data(*args)
     elif cmd == "default-vpc":
         default_vpc(*args)
+    elif cmd == "vpc":
+        vpc(*args)
     elif cmd == "route53":
         route53(*args)
     elif cmd == "blocker":
         blocker(*args)
     elif cmd == "detach":
         detach(*args)
+    elif cmd == "account":
+        account(*args)
+    elif cmd == "squat":
+        squat(*args)
+    elif cmd == "s3-keys":
+        s3_keys(*args)
     elif cmd == "s3-head":
         s3_head(*args)
     elif cmd == "s3-corrupt":

@@ -468,6 +468,20 @@ pub fn assert_converged(state: &Value, product: &str, hosts: &[String], volumes_
     }
 }
 
+/// A profiles directory: the examples' profiles, and `yaml` as `extra.yaml` beside them.
+pub fn profiles_with(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(root().join("examples/profiles/."))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(dir.path().join("extra.yaml"), yaml).unwrap();
+    dir
+}
+
 /// Starts `host` (new, us-east-1a) with a profile that still allows IMDSv1
 /// (`imds-tokens: optional`), from a profiles directory of its own.
 pub fn start_allowing_imdsv1(product: &str, host: &str) -> Run {
