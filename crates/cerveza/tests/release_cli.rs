@@ -125,6 +125,14 @@ fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
         "both hosts fetched and ran: {r:#?}"
     );
     assert_eq!(std::fs::read(dest.join("app.tar")).unwrap(), body);
+    // Both lab hosts share one filesystem, so both deploys went into one directory at
+    // once, as two deploys to one host would: each into a temporary name of its own,
+    // none left behind.
+    let names: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["app.tar"]);
 
     // A tampered object fails the checksum and nothing replaces the good file.
     cloud_py(&[
@@ -153,6 +161,11 @@ fn a_release_is_pushed_once_per_region_and_lands_checked_on_every_host() {
         std::fs::read(dest.join("app.tar")).unwrap(),
         body,
         "the checked file stays"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dest).unwrap().count(),
+        1,
+        "the failed copy is not left behind"
     );
 
     let r = deploy(&p, &["release", "deploy", "nope", "app*"]);

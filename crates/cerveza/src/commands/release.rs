@@ -172,11 +172,14 @@ pub async fn run(ctx: &Ctx, command: &ReleaseCommand) -> Result<u8> {
                     let url = releases
                         .presigned_url(product, &region, name, &f.file, Duration::from_secs(900))
                         .await?;
+                    // A temporary name of its own (mktemp): two deploys into one
+                    // directory at once each check their own copy, and the last `mv`
+                    // (atomic) wins with a whole, checked file.
                     script.push_str(&format!(
-                        "; curl -fsS --retry 2 -o {tmp} {url}; echo {sum} | sha256sum -c --quiet -; mv {tmp} {file}",
-                        tmp = sh_quote(&format!(".{}.part", f.file)),
+                        "; t=$(mktemp {pattern}); trap 'rm -f \"$t\"' EXIT; curl -fsS --retry 2 -o \"$t\" {url}; echo {sum}\"$t\" | sha256sum -c --quiet -; chmod 0644 \"$t\"; mv \"$t\" {file}; trap - EXIT",
+                        pattern = sh_quote(&format!(".{}.XXXXXX", f.file)),
                         url = sh_quote(&url),
-                        sum = sh_quote(&format!("{}  .{}.part", f.sha256, f.file)),
+                        sum = sh_quote(&format!("{}  ", f.sha256)),
                         file = sh_quote(&f.file),
                     ));
                 }
