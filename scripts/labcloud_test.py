@@ -231,10 +231,24 @@ class LabCloud(unittest.TestCase):
         self.assertEqual(self.code(lambda: self.launch(r, MinCount=50, MaxCount=50)), "RequestLimitExceeded")
 
     def test_route53_allows_five_requests_per_second_per_account(self):
+        # A burst at once, not one after the other: on a loaded machine sequential
+        # requests can take as long as the bucket takes to refill (5 a second).
+        import concurrent.futures
         r53 = self.client("route53", account="AKIDROUTE53")
-        for _ in range(5):
-            r53.list_hosted_zones()
-        self.assertEqual(self.code(lambda: r53.list_hosted_zones()), "Throttling")
+
+        def one(_):
+            try:
+                r53.list_hosted_zones()
+                return "ok"
+            except ClientError as e:
+                return e.response["Error"]["Code"]
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
+            answers = list(pool.map(one, range(30)))
+        elapsed = time.monotonic() - started
+        self.assertIn("Throttling", answers)
+        self.assertEqual(set(answers) - {"ok", "Throttling"}, set())
+        self.assertLessEqual(answers.count("ok"), 5 + 5 * elapsed + 1, (answers, elapsed))
 
     def test_a_new_table_is_creating_and_refuses_items_until_active(self):
         ddb = self.client("dynamodb")

@@ -511,11 +511,30 @@ pub async fn close(dir: &Path, ssh: &Path) -> std::io::Result<usize> {
             .is_ok_and(|s| s.success());
         if ended {
             closed += 1;
+            gone_within(&path, CLOSE_WAIT).await;
         } else {
             let _ = std::fs::remove_file(&path);
         }
     }
     Ok(closed)
+}
+
+/// How long `close` waits for an ended master to remove its socket.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until `path` is gone, at most `bound`: `ssh -O exit` answers before the
+/// master has removed its socket, and a run right after `close` must not find it. The
+/// socket is never removed here: a master still exiting would later remove the socket
+/// of a new master at the same path.
+async fn gone_within(path: &Path, bound: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + bound;
+    while path.exists() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
 }
 
 /// The exit code of a run: the highest remote exit code, 255 when a host was
@@ -537,6 +556,22 @@ pub fn exit_code(results: &[HostResult]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn close_waits_for_the_socket_to_go_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m-1");
+        std::fs::write(&path, "").unwrap();
+        let removed = path.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::fs::remove_file(removed).unwrap();
+        });
+        assert!(gone_within(&path, Duration::from_secs(5)).await);
+        std::fs::write(&path, "").unwrap();
+        assert!(!gone_within(&path, Duration::from_millis(30)).await);
+        assert!(path.exists(), "never removed here");
+    }
 
     #[test]
     fn hostile_names_never_reach_ssh_options() {
