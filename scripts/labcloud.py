@@ -260,7 +260,7 @@ class Lab:
         self.seq = itertools.count()
         self.tokens = {}  # (account, region, action, token) -> (params, status, headers, body)
         self.buckets = {}
-        self.stats = {"requests": Counter(), "throttled": Counter()}
+        self.stats = {"requests": Counter(), "throttled": Counter(), "by-account": Counter()}
         self.action = None  # the EC2 action being served (requests are served one at a time)
         self.oracle = False  # the request is a test's check of the truth (x-lab-oracle: 1)
         self.req = None  # the request being served
@@ -299,7 +299,7 @@ class Lab:
         self.tokens.clear()
         self.buckets.clear()
         self.bucket_owners.clear()
-        self.stats = {"requests": Counter(), "throttled": Counter()}
+        self.stats = {"requests": Counter(), "throttled": Counter(), "by-account": Counter()}
 
     # --- KMS ------------------------------------------------------------------------------
     def ebs_settings(self):
@@ -881,6 +881,7 @@ class Lab:
                     return app(environ, start_response)
                 if not lab.oracle:
                     lab.stats["requests"][f"{req.service}:{req.action}"] += 1
+                    lab.stats["by-account"][req.account] += 1
                     if lab.credentials_refused(req):
                         return refused_credentials(req, start_response)
                 if lab.settings["throttle"] and not lab.oracle and not lab.admit(req):

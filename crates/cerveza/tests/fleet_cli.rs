@@ -330,6 +330,8 @@ fn a_broken_fleet_file_is_refused_before_any_call_with_every_problem_located() {
     );
     let r = cerveza(&p, &["apply", s(&bad), "--yes"]);
     assert_eq!(r.code, 2, "{r:#?}");
+    // As said: no request of this account reached the cloud, of any service.
+    assert_eq!(support::requests_of(&p), 0, "plan and apply of a broken file");
     // A zone that does not exist is found by the plan's one zone listing, before anything.
     let nozone = fleet(
         dir.path(),
@@ -343,6 +345,10 @@ fn a_broken_fleet_file_is_refused_before_any_call_with_every_problem_located() {
         r.stderr
             .contains(":6:11: a1: zone us-east-1q does not exist in region us-east-1"),
         "{r:#?}"
+    );
+    assert!(
+        support::requests_of(&p) > 0,
+        "this plan reads the cloud, and the count sees it"
     );
     // A mistyped flag of plan is an error (1), not "differs" (2).
     let r = cerveza(&p, &["plan", s(&nozone), "--prnue"]);

@@ -347,6 +347,13 @@ def unlisted(account, region, instance_id):
           "InvalidInstanceID.NotFound")
 
 
+def requests(account):
+    """How many requests the lab cloud has had from `account` (its access key)."""
+    import urllib.request
+    url = os.environ["AWS_ENDPOINT_URL"].rstrip("/") + "/lab-api/stats"
+    print(json.loads(urllib.request.urlopen(url).read())["by-account"].get(account, 0))
+
+
 def limits(account, region, text):
     import urllib.request
     body = dict(json.loads(text), account=account, region=region)
@@ -407,6 +414,8 @@ if __name__ == "__main__":
         ebs_default(*args)
     elif cmd == "unlisted":
         unlisted(*args)
+    elif cmd == "requests":
+        requests(*args)
     elif cmd == "limits":
         limits(*args)
     else:

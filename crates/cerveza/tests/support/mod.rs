@@ -197,6 +197,14 @@ pub fn cloud_py(args: &[&str]) -> String {
     String::from_utf8_lossy(&cloud_py_bytes(args)).into_owned()
 }
 
+/// How many requests the lab cloud has had from `product`'s account, every service.
+pub fn requests_of(product: &str) -> u64 {
+    cloud_py(&["requests", &format!("AKID-{product}")])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// The cloud's end state for `product`, read with boto3.
 pub fn cloud(product: &str) -> Value {
     cloud_at(&lab_var("AWS_ENDPOINT_URL"), product)
