@@ -165,3 +165,31 @@ fn colour_follows_the_flag_and_no_color() {
     let help = run(cmd(&p).args(["start", "--help"]).env("NO_COLOR", "1"));
     assert!(!help.stdout.contains('\x1b'));
 }
+
+/// What a terminal shows of `cerveza ARGS` (stdout and stderr both on a pty, through
+/// util-linux's `script`), with `NO_COLOR` set or not.
+fn on_a_terminal(p: &str, args: &str, no_color: bool) -> String {
+    let exe = env!("CARGO_BIN_EXE_cerveza");
+    let mut c = support::lab_command("script", p);
+    c.env("TERM", "xterm-256color").env("SHELL", "/bin/sh");
+    if no_color {
+        c.env("NO_COLOR", "1");
+    }
+    let out = c
+        .args(["-qec", &format!("{exe} -m {p} {args}"), "/dev/null"])
+        .output()
+        .expect("run script(1)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_terminal_gets_colour_unless_no_color_is_set() {
+    // On a pipe `auto` gives no colour whatever NO_COLOR says; on a terminal it decides.
+    let p = product();
+    let args = "--regions mars-east-1 list";
+    let shown = on_a_terminal(&p, args, false);
+    assert!(shown.contains("\x1b[1;31merror:"), "{shown:?}");
+    let shown = on_a_terminal(&p, args, true);
+    assert!(shown.contains("error:"), "{shown:?}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+}

@@ -331,7 +331,11 @@ fn a_broken_fleet_file_is_refused_before_any_call_with_every_problem_located() {
     let r = cerveza(&p, &["apply", s(&bad), "--yes"]);
     assert_eq!(r.code, 2, "{r:#?}");
     // As said: no request of this account reached the cloud, of any service.
-    assert_eq!(support::requests_of(&p), 0, "plan and apply of a broken file");
+    assert_eq!(
+        support::requests_of(&p),
+        0,
+        "plan and apply of a broken file"
+    );
     // A zone that does not exist is found by the plan's one zone listing, before anything.
     let nozone = fleet(
         dir.path(),
