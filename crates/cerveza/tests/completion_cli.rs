@@ -14,6 +14,11 @@ use support::{cerveza, cmd, lab_command, product, start_new};
 /// What bash completes for `words` (the last one being completed), with the cache in
 /// `cache`.
 fn bash_complete(p: &str, cache: &Path, words: &[&str]) -> Vec<String> {
+    bash_complete_with(p, cache, words, &[])
+}
+
+/// [`bash_complete`] with `env` set for bash and the cerveza it runs.
+fn bash_complete_with(p: &str, cache: &Path, words: &[&str], env: &[(&str, &str)]) -> Vec<String> {
     let script = cmd(p).args(["completions", "bash"]).output().unwrap();
     assert!(script.status.success());
     let bin = Path::new(env!("CARGO_BIN_EXE_cerveza")).parent().unwrap();
@@ -39,6 +44,7 @@ fn bash_complete(p: &str, cache: &Path, words: &[&str]) -> Vec<String> {
             format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
         )
         .env("XDG_CACHE_HOME", cache)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -149,4 +155,32 @@ fn a_missing_cache_is_filled_in_the_background_from_the_cloud() {
         let r = cerveza(&p, &["completions", shell]).ok();
         assert!(r.stdout.contains("cerveza"), "{shell}: {r:#?}");
     }
+}
+
+#[test]
+fn completion_never_waits_for_a_cloud_that_does_not_answer() {
+    // An endpoint that takes connections and never answers: the refresh the Tab starts
+    // in the background hangs there until its own timeouts (60 s per region here); the
+    // Tab must not wait for it.
+    let p = product();
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", black_hole.local_addr().unwrap());
+    let cache = tempfile::tempdir().unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("CERVEZA_REGION_TIMEOUT", "60s"),
+    ];
+    let started = Instant::now();
+    let got = bash_complete_with(
+        &p,
+        cache.path(),
+        &["cerveza", "-m", &p, "stop", "web"],
+        &env,
+    );
+    let took = started.elapsed();
+    assert_eq!(got, Vec::<String>::new());
+    // Two processes start here (the script, then the completer); a wait on the cloud
+    // would take the 60 s region timeout.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(black_hole);
 }
