@@ -434,3 +434,63 @@ fn data_volumes_are_mounted_from_what_their_assembler_made() {
     // A host with no volume profile has nothing to check, whatever it mounts.
     assert_eq!(volume_problems(&[], Some(&[])), Ok(vec![]));
 }
+
+#[test]
+fn the_real_script_says_unreadable_for_a_file_it_cannot_read_and_judging_never_passes_it() {
+    // A mode-000 file read by a user who is not root (root reads anything): as root,
+    // the script runs as `nobody` (util-linux setpriv).
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let write = |p: &str, t: &str, mode: u32| {
+        let f = r.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, t).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    write("/etc/resolv.conf", GOOD_RESOLV, 0o644);
+    write("/etc/nslcd.conf", "uri ldaps://ldap.noc.private\n", 0o000);
+    for dir in ["", "/etc"] {
+        std::fs::set_permissions(
+            r.join(dir.trim_start_matches('/')),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let line = command(&r.display().to_string(), "@@t2");
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap();
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            &line,
+        ]);
+        c
+    } else {
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", &line]);
+        c
+    };
+    let out = cmd.current_dir("/").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let h = HostFiles::parse(&text, "@@t2");
+    assert!(h.complete(), "{text}");
+    assert_eq!(h.state("/etc/nslcd.conf"), &FileState::Unreadable, "{text}");
+    assert_eq!(h.text("/etc/resolv.conf"), Ok(Some(GOOD_RESOLV)));
+    let Verdict::Unknown(why) = judge(Check::LoginTimeouts, &h) else {
+        panic!("an unreadable nslcd.conf was judged: {text}")
+    };
+    assert_eq!(
+        why,
+        "cannot read /etc/nslcd.conf (log in as root, or give the ssh user passwordless sudo)"
+    );
+}
