@@ -381,6 +381,57 @@ async fn a_saved_plan_is_stale_when_any_host_it_covers_moved() {
 }
 
 #[tokio::test]
+async fn a_saved_plan_is_stale_when_hosts_moved_behind_cerveza_s_back() {
+    // Moves made straight through the cloud, which leave every registry record as it
+    // was: a freshness check that read only the records would miss all of them.
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let grown = FIRST.replace("web[01-03]", "web[01-04]");
+    let plan = w.plan(&grown, &none()).await;
+    let saved: BTreeMap<Hostname, plan::Have> = plan
+        .hosts
+        .iter()
+        .map(|r| (r.host.clone(), r.have.clone()))
+        .collect();
+    let file_hosts: Vec<Hostname> = plan.hosts.iter().map(|r| r.host.clone()).collect();
+    let records = w.registry.list(&w.settings.product).await.unwrap();
+    let instance_of = |host: &str| {
+        w.cloud
+            .all()
+            .into_iter()
+            .find(|i| i.host() == Some(host) && !i.state.is_gone())
+            .unwrap()
+    };
+    // web01 stopped and web02 terminated from the console; db01's host tag removed by
+    // hand, so its instance is no longer db01's.
+    w.cloud
+        .set_state(&instance_of("web01").id, InstanceState::Stopped);
+    w.cloud
+        .set_state(&instance_of("web02").id, InstanceState::Terminated);
+    let mut db = instance_of("db01");
+    db.tags.remove(cerveza_core::tags::HOST);
+    w.cloud.insert(db);
+    assert_eq!(
+        w.registry.list(&w.settings.product).await.unwrap(),
+        records,
+        "the registry saw none of it"
+    );
+    let now = plan::seen(&file_hosts, &w.survey().await);
+    let moved: BTreeMap<String, String> = plan::stale(&saved, &now)
+        .into_iter()
+        .map(|m| (m.split(':').next().unwrap().to_owned(), m))
+        .collect();
+    assert_eq!(
+        moved.keys().collect::<Vec<_>>(),
+        ["db01", "web01", "web02"],
+        "{moved:?}"
+    );
+    assert!(moved["web01"].ends_with(" stopped"), "{moved:?}");
+    assert!(moved["web02"].contains("now no instance"), "{moved:?}");
+    assert!(moved["db01"].contains("now no instance"), "{moved:?}");
+}
+
+#[tokio::test]
 async fn an_unanswering_region_or_registry_holds_only_what_it_hides() {
     let w = World::new();
     w.apply(FIRST, &none()).await;

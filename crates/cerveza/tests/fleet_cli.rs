@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{cerveza, cloud, product, start_new, Run};
+use support::{cerveza, cloud, cloud_py, product, start_new, Run};
 
 /// Writes a fleet file for `p` with these entries (YAML lines under `hosts:`).
 fn fleet(dir: &Path, name: &str, p: &str, entries: &str) -> PathBuf {
@@ -186,11 +186,23 @@ fn plan_apply_and_export_reach_and_keep_the_file_s_fleet() {
         "{table:#?}"
     );
 
-    // A saved plan, then someone stops odd01 (a host the plan would not touch): the
-    // plan is refused, naming it, and nothing is done.
+    // A saved plan, then someone stops odd01 (a host the plan would not touch) at the
+    // console, behind cerveza's back (its registry record is left as it was): the plan
+    // is refused, naming it, and nothing is done.
     let saved = dir.path().join("plan.json");
     std::fs::write(&saved, &r.stdout).unwrap();
-    cerveza(&p, &["stop", "odd01"]).ok();
+    let odd = cloud(&p)["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tags"]["cerveza:host"] == "odd01" && i["state"] == "running")
+        .cloned()
+        .unwrap();
+    cloud_py(&[
+        "stop",
+        odd["region"].as_str().unwrap(),
+        odd["id"].as_str().unwrap(),
+    ]);
     let before = live(&p);
     let r = cerveza(&p, &["apply", "--plan", s(&saved)]);
     assert_eq!(r.code, 4, "{r:#?}");

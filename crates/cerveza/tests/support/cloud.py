@@ -226,6 +226,15 @@ def detach(region, volume):
     ec2.detach_volume(VolumeId=volume, InstanceId=att["InstanceId"], Device=att["Device"])
 
 
+def stop(region, instance_id):
+    """Stops an instance straight through EC2, as someone at the console would, and
+    waits until it is stopped; cerveza's registry hears nothing of it."""
+    ec2 = boto3.client("ec2", region_name=region)
+    ec2.stop_instances(InstanceIds=[instance_id])
+    until(lambda: ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"],
+          "stopped")
+
+
 def account(key):
     """The account id the lab gives access key `key` (sts:GetCallerIdentity)."""
     sts = _client("sts", region_name="us-east-1", aws_access_key_id=key,
@@ -378,6 +387,8 @@ if __name__ == "__main__":
         blocker(*args)
     elif cmd == "detach":
         detach(*args)
+    elif cmd == "stop":
+        stop(*args)
     elif cmd == "account":
         account(*args)
     elif cmd == "squat":
