@@ -63,7 +63,12 @@ fn eu01(proxy: &Proxy, p: &str) -> (Vec<Value>, Value) {
 #[test]
 fn hosts_in_other_regions_do_not_wait_on_the_registry() {
     let p = product();
-    let proxy = Proxy::start(&json!({"rules": [{"fault": "blackhole", "region": "us-east-1"}]}));
+    // RunInstances is held 2 s, so two operators relaunching at once both send it
+    // while the other's is in flight.
+    let proxy = Proxy::start(&json!({"rules": [
+        {"fault": "blackhole", "region": "us-east-1"},
+        {"fault": "delay", "seconds": 2, "service": "ec2", "action": "RunInstances"},
+    ]}));
     proxy.start_direct(&p, &[("eu01", "eu-west-1a")]);
     let (before, _) = eu01(&proxy, &p);
     assert_eq!(before.len(), 1);
@@ -166,9 +171,21 @@ fn hosts_in_other_regions_do_not_wait_on_the_registry() {
     // generation, the same ClientToken, one new instance.
     let (r, _) = timed(&proxy, &p, &["terminate", "eu01"]);
     assert_eq!(r.code, 0, "{r:#?}");
+    let launches = |proxy: &Proxy| {
+        proxy.stats()["requests"]["ec2:RunInstances"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let launched_before = launches(&proxy);
     for run in two_at_once(&proxy, &p, &["start", "eu01"]) {
         assert_eq!(run.code, 0, "{run:#?}");
     }
+    assert_eq!(
+        launches(&proxy) - launched_before,
+        2,
+        "both operators launched: {}",
+        proxy.stats()
+    );
     let (instances, rec) = eu01(&proxy, &p);
     let live: Vec<&Value> = instances
         .iter()
