@@ -519,3 +519,88 @@ fn an_apply_killed_halfway_then_run_again_reaches_the_same_end_state() {
     assert_eq!(r.code, 0, "{r:#?}");
     assert!(r.stdout.contains("No changes: 3 host(s)"), "{r:#?}");
 }
+
+#[test]
+fn interactive_apply_reads_the_fleet_again_after_the_question() {
+    // apply on a terminal (util-linux script gives it a pty): the plan is shown and
+    // asked; meanwhile someone stops a host at the console; the answer "yes" then finds
+    // the plan stale: exit 4, nothing done.
+    use std::io::{Read as _, Write as _};
+    let p = product();
+    let dir = tempfile::tempdir().unwrap();
+    let one = fleet(
+        dir.path(),
+        "one.yaml",
+        &p,
+        "  - name: tty01\n    profile: UbuntuGeneric32Bit\n    zone: us-east-1a\n",
+    );
+    cerveza(&p, &["apply", s(&one), "--yes"]).ok();
+    let two = fleet(
+        dir.path(),
+        "two.yaml",
+        &p,
+        "  - names: tty[01-02]\n    profile: UbuntuGeneric32Bit\n    zone: us-east-1a\n",
+    );
+    let line = format!("{} -m {p} apply {}", env!("CARGO_BIN_EXE_cerveza"), s(&two));
+    let mut child = support::lab_command("script", &p)
+        .env("TERM", "dumb")
+        .env("SHELL", "/bin/sh")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait for the question itself, with a deadline.
+    let mut shown = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !String::from_utf8_lossy(&shown).contains("Only 'yes' goes on:") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => shown.extend(chunk),
+            Err(_) => panic!("no question: {}", String::from_utf8_lossy(&shown)),
+        }
+    }
+    let tty01 = cloud(&p)["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tags"]["cerveza:host"] == "tty01" && i["state"] == "running")
+        .cloned()
+        .unwrap();
+    cloud_py(&[
+        "stop",
+        tty01["region"].as_str().unwrap(),
+        tty01["id"].as_str().unwrap(),
+    ]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"yes\n").unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    shown.extend(rx.try_iter().flatten());
+    let text = String::from_utf8_lossy(&shown);
+    assert_eq!(status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("the plan shown is stale: 1 host(s) changed"),
+        "{text}"
+    );
+    let hosts: Vec<(String, String)> = live(&p)
+        .into_iter()
+        .map(|(h, _, state, _)| (h, state))
+        .collect();
+    assert_eq!(
+        hosts,
+        [("tty01".to_owned(), "stopped".to_owned())],
+        "nothing launched, nothing started again"
+    );
+}
