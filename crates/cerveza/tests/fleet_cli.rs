@@ -378,10 +378,11 @@ fn a_broken_fleet_file_is_refused_before_any_call_with_every_problem_located() {
 fn two_operators_applying_at_once_make_one_instance_per_host() {
     let p = product();
     let dir = tempfile::tempdir().unwrap();
-    // Registry writes are slowed, so both operators plan "launch" for every host and
-    // both try to claim each one: a real race on every host they share.
     let proxy = support::Proxy::start(&serde_json::json!({"rules": [
-        {"fault": "delay", "seconds": 1.0, "service": "dynamodb", "action": "PutItem"},
+        // Each claim (a create) of a hostname is held until the rival's arrives, so
+        // both operators read "no record" and both claim: a real race on every one.
+        {"fault": "pair", "seconds": 10, "service": "dynamodb", "action": "PutItem",
+         "body_contains": "attribute_not_exists", "key": "\"hostname\":\\{\"S\":\"([^\"]+)\"\\}"},
     ]}));
     let a = fleet(
         dir.path(),
@@ -423,6 +424,7 @@ fn two_operators_applying_at_once_make_one_instance_per_host() {
         .filter(|l| l.contains("the hostname was just claimed"))
         .collect();
     assert_eq!(lost.len(), 2, "{ra:#?}\n{rb:#?}");
+    assert_eq!(proxy.stats()["paired"], 2, "race3's and race4's claims met");
     assert!(lost.iter().any(|l| l.contains("race3")) && lost.iter().any(|l| l.contains("race4")));
     for run in [&ra, &rb] {
         assert!([0, 4, 5].contains(&run.code), "{run:#?}");

@@ -239,10 +239,11 @@ fn a_start_that_died_after_run_instances_is_adopted_on_rerun() {
 #[test]
 fn two_operators_starting_the_same_new_hosts_make_one_instance_each() {
     let p = product();
-    // Registry writes are slowed, so both operators read "no record" while planning
-    // and both try to claim each host: a real race on every one of them.
     let proxy = support::Proxy::start(&serde_json::json!({"rules": [
-        {"fault": "delay", "seconds": 1.0, "service": "dynamodb", "action": "PutItem"},
+        // Each claim (a create) of a hostname is held until the rival's arrives, so
+        // both operators read "no record" and both claim: a real race on every one.
+        {"fault": "pair", "seconds": 20, "service": "dynamodb", "action": "PutItem",
+         "body_contains": "attribute_not_exists", "key": "\"hostname\":\\{\"S\":\"([^\"]+)\"\\}"},
     ]}));
     let args = [
         "start",
@@ -279,6 +280,7 @@ fn two_operators_starting_the_same_new_hosts_make_one_instance_each() {
         .map(|r| r.stderr.matches("the hostname was just claimed").count())
         .sum::<usize>();
     assert_eq!(lost, 6, "one lost claim per host\n{a:#?}\n{b:#?}");
+    assert_eq!(proxy.stats()["paired"], 6, "every claim met its rival's");
     for run in [&a, &b] {
         // The loser of a claim gets a clear conflict; everything else succeeds.
         assert!([0, 4, 5].contains(&run.code), "{run:#?}");

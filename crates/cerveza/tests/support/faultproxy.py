@@ -21,6 +21,8 @@ KIND:
     reset      reset the connection (TCP RST)
     delay      wait `seconds`, then forward
     blackhole  accept and never answer
+    pair       hold a request until a rival with the same `key` arrives (see
+               wait_for_rival), at most `seconds`; STATS["paired"] counts the pairs
     hide       new instances are invisible for `seconds` after RunInstances answered:
                requests naming them get InvalidInstanceID.NotFound and DescribeInstances
                leaves them out (EC2's eventual consistency); counted as hide:ec2:ACTION
@@ -64,7 +66,9 @@ STATS = {
     "faults": Counter(),  # "kind:service:Action" -> count
     "retries": 0,  # attempts after the first
     "max_per_second": {},  # region -> most requests in any one second
+    "paired": 0,  # requests a `pair` rule held until their rival arrived
 }
+PAIRS = {}  # (rule index, key) -> Event set when the rival arrives
 WINDOWS = defaultdict(deque)  # region -> arrival times in the last second
 HIDDEN = {}  # instance id -> visible-from (monotonic)
 
@@ -100,10 +104,35 @@ def matches(rule, service, region, action, headers):
         if want is not None and have not in (want if isinstance(want, list) else [want]):
             return False
     n, most = attempt(headers)
-    if rule.get("spare_last", True) and n >= most and rule["fault"] not in ("delay", "hide"):
+    if rule.get("spare_last", True) and n >= most and rule["fault"] not in ("delay", "hide", "pair"):
         return False
     with LOCK:
         return RNG.random() < rule.get("rate", 1.0)
+
+
+def wait_for_rival(index, rule, body):
+    """A `pair` rule: the first request whose body holds `body_contains` and whose
+    `key` (a regex, group 1) is K waits until a second one with key K arrives (or
+    `seconds` pass); the second goes on at once. Two operators' claims of one hostname
+    thus reach the cloud together, however their processes were scheduled."""
+    text = body.decode("utf-8", "replace")
+    if rule.get("body_contains", "") not in text:
+        return
+    m = re.search(rule["key"], text)
+    if not m:
+        return
+    with LOCK:
+        event = PAIRS.get((index, m.group(1)))
+        if event is None:
+            event = PAIRS[(index, m.group(1))] = threading.Event()
+            first = True
+        else:
+            first = False
+            if not event.is_set():
+                event.set()
+                STATS["paired"] += 1
+    if first:
+        event.wait(rule.get("seconds", 10))
 
 
 def error_body(service, code, message):
@@ -232,9 +261,12 @@ class Handler(BaseHTTPRequestHandler):
             STATS["max_per_second"][region] = max(STATS["max_per_second"].get(region, 0), len(win))
 
         after = None
-        for rule in RULES:
+        for index, rule in enumerate(RULES):
             kind = rule["fault"]
             if kind == "hide" or not matches(rule, service, region, action, hdrs):
+                continue
+            if kind == "pair":
+                wait_for_rival(index, rule, body)
                 continue
             with LOCK:
                 STATS["faults"][f"{kind}:{service}:{action}"] += 1
