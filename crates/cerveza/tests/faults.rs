@@ -524,10 +524,13 @@ fn assert_sane_leftovers(state: &Value, hosts: &[String]) {
 #[test]
 fn two_operators_starting_and_stopping_the_same_hosts_at_once() {
     let p = product();
-    // Registry writes are slowed, so both operators read "no record" while planning
-    // and both try to claim every host: a race on each of them, every time.
+    // Registry writes are slowed (record updates race too), and each claim is held
+    // until the rival's arrives: both operators read "no record" and both claim every
+    // host, however their processes were scheduled.
     let proxy = Proxy::start(&json!({"rules": [
         {"fault": "delay", "seconds": 1.0, "service": "dynamodb", "action": "PutItem"},
+        {"fault": "pair", "seconds": 20, "service": "dynamodb", "action": "PutItem",
+         "body_contains": "attribute_not_exists", "key": "\"hostname\":\\{\"S\":\"([^\"]+)\"\\}"},
     ]}));
     let hosts: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
     let first = [
@@ -570,6 +573,7 @@ fn two_operators_starting_and_stopping_the_same_hosts_at_once() {
         claims_lost == 6,
         "a race happened and one operator won each host: {runs:#?}"
     );
+    assert_eq!(proxy.stats()["paired"], 6, "every claim met its rival's");
     for (args, run) in &runs {
         assert!(
             [0, 4, 5].contains(&run.code),
