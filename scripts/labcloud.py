@@ -67,7 +67,9 @@ count}}, "not-offered": {zone: [type]}, "no-ena": [image], "terminated-listed": 
 "require-imdsv2": true (RunInstances without MetadataOptions.HttpTokens=required is
 refused with UnauthorizedOperation, as an SCP on ec2:MetadataHttpTokens refuses it),
 "no-default-vpc": true (the account has deleted the region's default VPC: DescribeVpcs
-no longer shows it, and RunInstances without a subnet is refused with VPCIdNotSpecified)};
+no longer shows it, and RunInstances without a subnet is refused with VPCIdNotSpecified),
+"region-disabled": true (an opt-in region the account has not enabled: every request
+there is refused as if the key were unknown, AuthFailure on EC2)};
 a key given replaces its
 value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
@@ -753,9 +755,12 @@ class Lab:
         return None
 
     def credentials_refused(self, req):
-        """Whether the request's access key is one the lab was told AWS does not know."""
+        """Whether the request's access key is one the lab was told AWS does not know, or
+        the request goes to a region the account has not enabled (an opt-in region: AWS
+        answers there as if the key were unknown)."""
         return any(a == req.account and lim.get("credentials") == "invalid"
-                   for (a, _), lim in self.limits.items())
+                   for (a, _), lim in self.limits.items()) \
+            or bool((self.limits.get((req.account, req.region)) or {}).get("region-disabled"))
 
     def listed_for(self, instance):
         """How long a terminated instance stays in the listings of its account."""
@@ -1072,7 +1077,8 @@ DEFAULT_EBS_KEY = "alias/aws/ebs"
 # Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
 LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
-              "terminated-listed", "credentials", "require-imdsv2", "no-default-vpc"}
+              "terminated-listed", "credentials", "require-imdsv2", "no-default-vpc",
+              "region-disabled"}
 LIMITED_ACTIONS = {"RunInstances", "StartInstances", "CreateVolume", "AllocateAddress"}
 # Instance types that run without ENA (previous generations); every current type needs it.
 ENA_OPTIONAL = ("t1.", "t2.", "m1.", "m2.", "m3.", "m4.", "c1.", "c3.", "c4.", "r3.", "r4.",

@@ -451,6 +451,17 @@ class LabCloud(unittest.TestCase):
         self.limits(account, credentials=None)
         self.ec2(account).describe_instances()
 
+    def test_an_opt_in_region_not_enabled_refuses_the_key_there_only(self):
+        account = "AKIDOPTIN"
+        body = json.dumps({"account": account, "region": "eu-west-1", "region-disabled": True}).encode()
+        urllib.request.urlopen(urllib.request.Request(self.url + "/lab-api/limits", data=body,
+                                                      method="POST")).read()
+        there = self.client("ec2", account=account, region="eu-west-1")
+        code, message, status = self.error(lambda: there.describe_instances())
+        self.assertEqual((code, status), ("AuthFailure", 401))
+        self.assertEqual(message, "AWS was not able to validate the provided access credentials")
+        self.client("ec2", account=account).describe_instances()  # us-east-1 takes the key
+
     def test_a_policy_requiring_imdsv2_refuses_launches_without_it(self):
         account = "AKIDIMDSV2"
         ec2 = self.ec2(account)

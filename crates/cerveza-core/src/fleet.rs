@@ -139,6 +139,26 @@ pub async fn list(
             )),
         }
     }
+    // A region that refuses credentials other regions take is, in all likelihood, an
+    // opt-in region the account has not enabled: AWS answers there as if the key were
+    // unknown (AuthFailure), which would otherwise read as bad credentials.
+    let answered = regions.len() > listing.failed_regions.len();
+    if answered {
+        for (region, message) in &mut listing.failed_regions {
+            let unknown_key = [
+                "AuthFailure",
+                "UnrecognizedClientException",
+                "InvalidClientTokenId",
+            ]
+            .iter()
+            .any(|c| message.starts_with(c));
+            if unknown_key && listing.denied_regions.contains(region) {
+                message.push_str(&format!(
+                    "; the same credentials work in other regions, so {region} is most likely an opt-in region this account has not enabled: enable it (AWS console: Account, AWS Regions) or take it out of `regions`"
+                ));
+            }
+        }
+    }
     listing.failed_regions.sort();
     listing
         .instances

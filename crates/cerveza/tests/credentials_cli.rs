@@ -119,6 +119,35 @@ fn credentials_aws_does_not_know_exit_7_everywhere() {
 }
 
 #[test]
+fn an_opt_in_region_the_account_has_not_enabled_is_named() {
+    // AWS answers in such a region as if the key were unknown (AuthFailure); the other
+    // regions take the same key, so cerveza names the region instead of blaming it.
+    let p = product();
+    support::start_new(&p, "opt01", "us-east-1a", "UbuntuGeneric32Bit");
+    cloud_py(&[
+        "limits",
+        &format!("AKID-{p}"),
+        "eu-west-1",
+        r#"{"region-disabled": true}"#,
+    ]);
+    let r: Run = cmd(&p).args(["list"]).output().unwrap().into();
+    assert_eq!(r.code, 5, "the other regions were listed: {r:#?}");
+    assert!(r.stdout.contains("opt01"), "{r:#?}");
+    assert!(
+        r.stderr.contains("region eu-west-1 left out: AuthFailure: AWS was not able to validate the provided access credentials; the same credentials work in other regions, so eu-west-1 is most likely an opt-in region this account has not enabled"),
+        "{r:#?}"
+    );
+    // Only that region refusing would be the credentials, not the region.
+    let r: Run = cmd(&p)
+        .args(["--regions", "eu-west-1", "list"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 7, "{r:#?}");
+    assert!(!r.stderr.contains("opt-in"), "{r:#?}");
+}
+
+#[test]
 fn hosts_launch_with_imdsv2_which_an_account_policy_may_require() {
     let p = product();
     cloud_py(&[
