@@ -25,7 +25,9 @@ each one, with the test that shows it):
   idempotency   ClientToken of RunInstances and CreateVolume as EC2 documents it: the
                 same token answers the first call's resources; with other parameters,
                 IdempotentParameterMismatch
-  validation    unknown AMIs and key pairs are refused (AMIs exist per region); user-data
+  validation    unknown AMIs and key pairs are refused (AMIs exist per region); an image
+                `resolve:ssm:<public parameter>` launches the AMI it names there (Canonical's
+                Ubuntu LTS parameters), an unknown one is refused; user-data
                 over 16 KB is refused; CreateVolume's sizes, IOPS and throughput per volume
                 type and their ratios, as EC2 refuses them
   KMS           EBS encryption by default and its default key, per account and region; a
@@ -719,6 +721,18 @@ class Lab:
             self.bucket_owners[bucket] = me
         return chunks
 
+    def resolve_ssm(self, req):
+        """The AMI a `resolve:ssm:<parameter>` image names in the request's region, or
+        (status, code, message) when the parameter does not exist there."""
+        name = req.form["ImageId"][len("resolve:ssm:"):]
+        ami = PUBLIC_PARAMETERS.get(name, {}).get(req.region)
+        if ami is None:
+            return (400, "InvalidParameterValue",
+                    f"Invalid value '{req.form['ImageId']}' for parameter imageId: the Systems "
+                    f"Manager parameter {name} does not exist in {req.region}, or is not of "
+                    "data type aws:ec2:image.")
+        return ami
+
     def no_default_vpc(self, account, region):
         return bool((self.limits.get((account, region)) or {}).get("no-default-vpc"))
 
@@ -898,6 +912,16 @@ class Lab:
                     return caller_identity(req, start_response)
                 if req.service == "s3" and not lab.oracle:
                     return lab.s3_owned(req, environ, app, start_response)
+                if req.service == "ec2" and req.action == "RunInstances" \
+                        and req.form.get("ImageId", "").startswith("resolve:ssm:"):
+                    resolved = lab.resolve_ssm(req)
+                    if isinstance(resolved, tuple):
+                        return ec2_error(*resolved)(start_response)
+                    # EC2 launches the image the parameter names, and shows its id.
+                    req.form["ImageId"] = resolved
+                    body = urllib.parse.urlencode(req.form).encode()
+                    environ["wsgi.input"] = io.BytesIO(body)
+                    environ["CONTENT_LENGTH"] = str(len(body))
                 if req.service == "ec2":
                     early = lab.ec2_checks(req)
                     if early:
@@ -1073,6 +1097,16 @@ class Request:
 
 
 DEFAULT_EBS_KEY = "alias/aws/ebs"
+
+# Public Systems Manager parameters EC2 resolves at launch (`resolve:ssm:`), per region:
+# Canonical's current Ubuntu LTS, as the lab's UbuntuBase AMIs (examples/profiles/web.yaml).
+_UBUNTU = {"us-east-1": "ami-0c7217cdde317cfec", "us-west-1": "ami-0ce2cb35386fc22e9",
+           "eu-west-1": "ami-0905a3c97561e0b69", "ap-southeast-1": "ami-078c1149d8ad719a7",
+           "ap-northeast-1": "ami-07c589821f2b353aa"}
+PUBLIC_PARAMETERS = {
+    f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id": _UBUNTU
+    for release in ("24.04", "22.04")
+}
 
 # Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).

@@ -451,6 +451,15 @@ class LabCloud(unittest.TestCase):
         self.limits(account, credentials=None)
         self.ec2(account).describe_instances()
 
+    def test_an_image_may_be_a_public_ssm_parameter(self):
+        ec2 = self.ec2()
+        name = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+        made = self.launch(ec2, ImageId=f"resolve:ssm:{name}", InstanceType="t3.small")
+        self.assertEqual(made["ImageId"], "ami-0c7217cdde317cfec")
+        code, message, _ = self.error(lambda: self.launch(ec2, ImageId="resolve:ssm:/nope/ami-id"))
+        self.assertEqual(code, "InvalidParameterValue")
+        self.assertIn("/nope/ami-id does not exist in us-east-1", message)
+
     def test_an_opt_in_region_not_enabled_refuses_the_key_there_only(self):
         account = "AKIDOPTIN"
         body = json.dumps({"account": account, "region": "eu-west-1", "region-disabled": True}).encode()

@@ -222,7 +222,9 @@ enum AwsSection {
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawInstanceAws {
-    /// AMI id per region: `us-east-1: ami-…`.
+    /// AMI per region: `us-east-1: ami-…`, or `resolve:ssm:<parameter>` (a public
+    /// parameter such as `/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id`);
+    /// `default:` for every region not listed.
     ami: Option<BTreeMap<String, String>>,
     /// EC2 instance type (`t3.small`).
     instance_type: Option<String>,
@@ -273,8 +275,12 @@ pub struct InstanceProfile {
     /// A base for others, not launchable.
     #[serde(rename = "abstract")]
     pub is_abstract: bool,
-    /// AMI id per region.
+    /// AMI per region: an id, or `resolve:ssm:<parameter>` that EC2 resolves at launch.
     pub ami: BTreeMap<Region, String>,
+    /// The AMI of regions `ami:` does not list (its `default:` key), as a public SSM
+    /// parameter is the same name in every region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ami_default: Option<String>,
     /// EC2 instance type.
     pub instance_type: String,
     /// SSH key pair name.
@@ -317,6 +323,7 @@ impl InstanceProfile {
         }
         self.ami
             .get(region)
+            .or(self.ami_default.as_ref())
             .map(String::as_str)
             .ok_or_else(|| ProfileError::NoAmi {
                 location: self.ami_location.clone(),
@@ -949,18 +956,19 @@ fn resolve_instance(
     let is_abstract = p.raw.is_abstract.unwrap_or(false);
 
     let mut amis = BTreeMap::new();
+    let mut ami_default = None;
     let had_ami = !ami.is_empty();
     for (r, (id, layer)) in ami {
         let loc = || layer.locate(&r, Some(&id));
+        if let Some(why) = ami_problem(&id) {
+            errors.push(at(&loc(), format!("{id:?} is not an AMI id ({why})")));
+        }
+        if r == "default" {
+            ami_default = Some(id);
+            continue;
+        }
         match Region::parse(&r) {
             Ok(region) => {
-                let hex = id.strip_prefix("ami-").unwrap_or("");
-                if hex.len() < 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    errors.push(at(
-                        &loc(),
-                        format!("{id:?} is not an AMI id (ami- and 8 or 17 hex digits)"),
-                    ));
-                }
                 amis.insert(region, id);
             }
             Err(e) => errors.push(at(
@@ -1153,6 +1161,7 @@ fn resolve_instance(
         extends: p.raw.extends.clone(),
         is_abstract,
         ami: amis,
+        ami_default,
         instance_type: aws.instance_type.unwrap_or_default(),
         key_pair: aws.key_pair,
         security_groups: aws.security_groups.unwrap_or_default(),
@@ -1168,6 +1177,25 @@ fn resolve_instance(
         source: name_loc,
         ami_location,
     })
+}
+
+/// What RunInstances would refuse as an image: an AMI id (`ami-` and 8 or 17 hex
+/// digits), or `resolve:ssm:<parameter>[:version]`, a Systems Manager parameter EC2
+/// resolves at launch (`/aws/service/canonical/ubuntu/…/ami-id`).
+pub fn ami_problem(id: &str) -> Option<&'static str> {
+    if let Some(name) = id.strip_prefix("resolve:ssm:") {
+        let ok = !name.is_empty()
+            && name.len() <= 2048
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-/:".contains(&b));
+        return (!ok).then_some(
+            "a parameter name after resolve:ssm: has letters, digits and _ . - / : only",
+        );
+    }
+    let hex = id.strip_prefix("ami-").unwrap_or("");
+    let ok = matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    (!ok).then_some("ami- and 8 or 17 hex digits, or resolve:ssm:<parameter>")
 }
 
 /// What EC2's CreateVolume would refuse in a volume spec, each in words that name the

@@ -428,3 +428,32 @@ fn hosts_launch_with_imdsv2_unless_a_profile_says_otherwise() {
     )]);
     assert!(e.contains("p.yaml:") && e.contains("sometimes"), "{e}");
 }
+
+#[test]
+fn an_ami_may_be_a_public_ssm_parameter_with_a_default_for_every_region() {
+    let set = ProfileSet::from_sources(&[(
+        "p.yaml".into(),
+        "--- !InstanceProfile\nname: Lts\naws: !InstanceAws\n  ami:\n    default: resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id\n    eu-west-1: ami-0905a3c97561e0b69\n  instance-type: t3.small\n".into(),
+    )])
+    .unwrap();
+    let p = set.instance("Lts").unwrap();
+    assert_eq!(
+        p.ami_for(&Region::parse("ap-south-1").unwrap()).unwrap(),
+        "resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+    );
+    assert_eq!(
+        p.ami_for(&Region::parse("eu-west-1").unwrap()).unwrap(),
+        "ami-0905a3c97561e0b69"
+    );
+    let bad = ProfileSet::from_sources(&[(
+        "p.yaml".into(),
+        "--- !InstanceProfile\nname: Bad\naws: !InstanceAws\n  ami: { default: \"resolve:ssm:\", us-east-1: \"resolve:ssm:/x;rm\" }\n  instance-type: t3.small\n".into(),
+    )])
+    .unwrap_err();
+    let text: Vec<String> = bad.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(
+        text.iter().all(|t| t.contains("is not an AMI id")),
+        "{text:?}"
+    );
+}

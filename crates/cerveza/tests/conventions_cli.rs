@@ -54,11 +54,36 @@ fn init_writes_a_config_that_works_and_never_overwrites() {
     assert!(
         checked
             .stdout
-            .contains("1 instance profile(s) and 1 volume profile(s)"),
+            .contains("2 instance profile(s) and 1 volume profile(s)"),
         "{checked:#?}"
     );
     let listed = own(&["profiles", "list"]);
     assert!(listed.stdout.contains("UbuntuGeneric32Bit") && listed.stdout.contains("MysqlRaid10"));
+    assert!(
+        listed.stdout.contains("UbuntuLts") && listed.stdout.contains("(any)"),
+        "{listed:#?}"
+    );
+    // UbuntuLts starts in the lab, which resolves Canonical's public parameter to the
+    // region's Ubuntu AMI, as EC2 does at launch.
+    let started = own(&[
+        "start",
+        "lts01",
+        "--zone",
+        "eu-west-1a",
+        "--profile",
+        "UbuntuLts",
+    ]);
+    assert_eq!(started.code, 0, "{started:#?}");
+    let state = support::cloud("ops"); // the product the written config names
+    let lts = state["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tags"]["cerveza:host"] == "lts01")
+        .cloned()
+        .unwrap();
+    assert_eq!(lts["image"], "ami-0905a3c97561e0b69", "{lts:#}");
+    assert_eq!(lts["type"], "t3.small");
     let userdata = own(&[
         "userdata",
         "demo01",

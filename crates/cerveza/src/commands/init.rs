@@ -27,6 +27,22 @@ mount-point: /var/lib/mysql
 mount-options: [noatime]
 ";
 
+const UBUNTU_LTS: &str = "\
+# Canonical's current Ubuntu LTS in any region: EC2 resolves the image at each launch
+# from its public Systems Manager parameter (the same name in every region; the
+# launching credentials need ssm:GetParameters), on an instance type offered today.
+--- !InstanceProfile
+name: UbuntuLts
+desc: Ubuntu 24.04 LTS (amd64), the image of the day
+aws: !InstanceAws
+  ami: { default: \"resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id\" }
+  instance-type: t3.small
+  security-groups: [default]
+  # key-pair: ops              # a key pair of yours, in every region, for ssh
+user-data:
+  - userdata/cloud-config-puppet.txt
+";
+
 fn config_text(product: &Product, regions: &[Region]) -> String {
     let regions = regions
         .iter()
@@ -151,6 +167,7 @@ pub fn run(dir: Option<&Path>, product: Option<&str>, regions: Option<&[String]>
     create(&profiles.join("ubuntu-generic.yaml"), UBUNTU)?;
     create(&profiles.join("userdata/cloud-config-puppet.txt"), PUPPET)?;
     create(&profiles.join("mysql-raid10.yaml"), VOLUMES)?;
+    create(&profiles.join("ubuntu-lts.yaml"), UBUNTU_LTS)?;
     let flag = if dir == default_config_path().parent().unwrap_or(Path::new(".")) {
         String::new()
     } else {
@@ -159,7 +176,7 @@ pub fn run(dir: Option<&Path>, product: Option<&str>, regions: Option<&[String]>
     let zone = format!("{}a", regions[0]);
     crate::output::emit(&format!(
         "wrote {} and {}\n\
-         The profile's AMI ids are the paper's: put your own under `ami:` first.\n\
+         UbuntuGeneric32Bit's AMI ids are the paper's: put your own under `ami:` first, or start UbuntuLts (today's Ubuntu LTS in any region).\n\
          Next:\n  cerveza{flag} profiles check\n  cerveza{flag} list\n  cerveza{flag} start demo01 --zone {zone} --profile UbuntuGeneric32Bit\n",
         config.display(),
         profiles.display(),

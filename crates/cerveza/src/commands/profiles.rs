@@ -44,7 +44,10 @@ pub fn run(ctx: &Ctx, command: &ProfilesCommand) -> Result<u8> {
                 } else {
                     "instance"
                 };
-                let regions: Vec<&str> = p.ami.keys().map(|r| r.as_str()).collect();
+                let mut regions: Vec<&str> = p.ami.keys().map(|r| r.as_str()).collect();
+                if p.ami_default.is_some() {
+                    regions.push("(any)");
+                }
                 t.row(vec![
                     p.name.to_string(),
                     kind.into(),
