@@ -45,6 +45,7 @@ each one, with the test that shows it):
                 GiB per volume type, Elastic IPs), per account and region, set through
                 POST /lab-api/limits: RunInstances, StartInstances, CreateVolume and
                 AllocateAddress are refused with EC2's codes and messages beyond them
+  route53       a change is PENDING, then INSYNC `route53-insync` seconds later (GetChange)
   accounts      STS GetCallerIdentity answers an account id per access key; an S3 bucket
                 belongs to the account that created it: CreateBucket of its name by another
                 is BucketAlreadyExists, a request with another ExpectedBucketOwner is
@@ -57,7 +58,7 @@ Timings come from CERVEZA_LAB_CLOUD, a comma-separated list of key=seconds (a ra
 "20-40" draws uniformly) or a preset name ("test", the default; "realistic"):
 
   pending stopping shutting-down volume-creating volume-attaching volume-deleting
-  table-creating visibility console terminated-listed throttle(on|off)
+  table-creating visibility console terminated-listed route53-insync throttle(on|off)
 
 A request with the header `x-lab-oracle: 1` sees the truth at once and is never throttled:
 that is how the tests read the end state. GET /lab-api/config shows the settings; GET /lab-api/stats counts requests and throttled
@@ -71,7 +72,8 @@ refused with UnauthorizedOperation, as an SCP on ec2:MetadataHttpTokens refuses 
 "no-default-vpc": true (the account has deleted the region's default VPC: DescribeVpcs
 no longer shows it, and RunInstances without a subnet is refused with VPCIdNotSpecified),
 "region-disabled": true (an opt-in region the account has not enabled: every request
-there is refused as if the key were unknown, AuthFailure on EC2)};
+there is refused as if the key were unknown, AuthFailure on EC2), "route53-insync":
+seconds (how long the account's Route53 changes stay PENDING)};
 a key given replaces its
 value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
@@ -98,16 +100,18 @@ from collections import Counter
 
 PRESETS = {
     "test": "pending=1-2,stopping=1,shutting-down=1,volume-creating=1,volume-attaching=0.5,"
-    "volume-deleting=1,table-creating=2,visibility=1,console=1-2,terminated-listed=600,throttle=on",
+    "volume-deleting=1,table-creating=2,visibility=1,console=1-2,terminated-listed=600,"
+    "route53-insync=1,throttle=on",
     "realistic": "pending=20-40,stopping=15-30,shutting-down=10-20,volume-creating=2-5,"
     "volume-attaching=2-5,volume-deleting=2-5,table-creating=5-10,visibility=2-4,console=60-180,"
-    "terminated-listed=3600,throttle=on",
+    "terminated-listed=3600,route53-insync=20-60,throttle=on",
     "instant": "pending=0,stopping=0,shutting-down=0,volume-creating=0,volume-attaching=0,"
-    "volume-deleting=0,table-creating=0,visibility=0,console=0,terminated-listed=600,throttle=off",
+    "volume-deleting=0,table-creating=0,visibility=0,console=0,terminated-listed=600,"
+    "route53-insync=0,throttle=off",
 }
 KEYS = {
     "pending", "stopping", "shutting-down", "volume-creating", "volume-attaching",
-    "volume-deleting", "table-creating", "visibility", "console", "terminated-listed", "throttle",
+    "volume-deleting", "table-creating", "visibility", "console", "terminated-listed", "route53-insync", "throttle",
 }
 
 
@@ -272,6 +276,7 @@ class Lab:
         self.limits = {}  # (account, region) -> {limit: value}, see POST /lab-api/limits
         self.dropped = set()  # volume ids EBS dropped (their tokens are spent)
         self.bucket_owners = {}  # S3 bucket -> the account id that created it
+        self.changes = {}  # Route53 change id -> when it is INSYNC (monotonic)
 
     def describe(self):
         return {k: (v if isinstance(v, bool) else "-".join(dict.fromkeys(f"{x:g}" for x in v)))
@@ -303,6 +308,7 @@ class Lab:
         self.tokens.clear()
         self.buckets.clear()
         self.bucket_owners.clear()
+        self.changes.clear()
         self.stats = {"requests": Counter(), "throttled": Counter(), "by-account": Counter()}
 
     # --- KMS ------------------------------------------------------------------------------
@@ -733,6 +739,38 @@ class Lab:
                     "data type aws:ec2:image.")
         return ami
 
+    def route53_change(self, req, environ, app, start_response):
+        """Route53 changes are PENDING until the authoritative servers have them, then
+        INSYNC (GetChange): each ChangeResourceRecordSets answers a change id of its own
+        and PENDING; GetChange of it says INSYNC `route53-insync` seconds later. None for
+        the other Route53 requests (moto answers them)."""
+        path = req.path
+        change = re.fullmatch(r"/2013-04-01/change/([A-Z0-9]+)", path)
+        if req.method == "GET" and change and change.group(1) in self.changes:
+            done = time.monotonic() >= self.changes[change.group(1)]
+            body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<GetChangeResponse '
+                    f'xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><ChangeInfo>'
+                    f"<Id>/change/{change.group(1)}</Id><Status>{'INSYNC' if done else 'PENDING'}</Status>"
+                    f"<SubmittedAt>2026-01-01T00:00:00Z</SubmittedAt></ChangeInfo></GetChangeResponse>").encode()
+            start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        if not (req.method == "POST" and re.fullmatch(r"/2013-04-01/hostedzone/[^/]+/rrset/?", path)):
+            return None
+        answered = {}
+
+        def capture(status, headers, exc_info=None):
+            answered["status"], answered["headers"] = status, headers
+        body = b"".join(app(environ, capture))
+        if answered.get("status", "").startswith("200"):
+            cid = "C" + "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(13))
+            self.changes[cid] = time.monotonic() + self.insync_after(req.account)
+            body = re.sub(rb"<Id>/change/[^<]*</Id>", f"<Id>/change/{cid}</Id>".encode(), body)
+            body = body.replace(b"<Status>INSYNC</Status>", b"<Status>PENDING</Status>")
+        headers = [(k, v) for k, v in answered.get("headers", []) if k.lower() != "content-length"]
+        start_response(answered.get("status", "500 Internal Server Error"),
+                       headers + [("Content-Length", str(len(body)))])
+        return [body]
+
     def no_default_vpc(self, account, region):
         return bool((self.limits.get((account, region)) or {}).get("no-default-vpc"))
 
@@ -775,6 +813,13 @@ class Lab:
         return any(a == req.account and lim.get("credentials") == "invalid"
                    for (a, _), lim in self.limits.items()) \
             or bool((self.limits.get((req.account, req.region)) or {}).get("region-disabled"))
+
+    def insync_after(self, account):
+        """How long a Route53 change of `account` stays PENDING."""
+        for (a, _), lim in self.limits.items():
+            if a == account and "route53-insync" in lim:
+                return float(lim["route53-insync"])
+        return self.seconds("route53-insync")
 
     def listed_for(self, instance):
         """How long a terminated instance stays in the listings of its account."""
@@ -912,6 +957,10 @@ class Lab:
                     return caller_identity(req, start_response)
                 if req.service == "s3" and not lab.oracle:
                     return lab.s3_owned(req, environ, app, start_response)
+                if req.service == "route53" and not lab.oracle:
+                    answered = lab.route53_change(req, environ, app, start_response)
+                    if answered is not None:
+                        return answered
                 if req.service == "ec2" and req.action == "RunInstances" \
                         and req.form.get("ImageId", "").startswith("resolve:ssm:"):
                     resolved = lab.resolve_ssm(req)
@@ -1112,7 +1161,7 @@ PUBLIC_PARAMETERS = {
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
 LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
               "terminated-listed", "credentials", "require-imdsv2", "no-default-vpc",
-              "region-disabled"}
+              "region-disabled", "route53-insync"}
 LIMITED_ACTIONS = {"RunInstances", "StartInstances", "CreateVolume", "AllocateAddress"}
 # Instance types that run without ENA (previous generations); every current type needs it.
 ENA_OPTIONAL = ("t1.", "t2.", "m1.", "m2.", "m3.", "m4.", "c1.", "c3.", "c4.", "r3.", "r4.",

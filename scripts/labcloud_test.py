@@ -451,6 +451,23 @@ class LabCloud(unittest.TestCase):
         self.limits(account, credentials=None)
         self.ec2(account).describe_instances()
 
+    def test_route53_changes_are_pending_then_insync(self):
+        r53 = self.client("route53", account="AKIDROUTE53SYNC", retries=4)
+        zone = r53.create_hosted_zone(Name="sync.lab.", CallerReference="lab-sync-1")["HostedZone"]["Id"]
+
+        def upsert(ip):
+            return r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
+                "Action": "UPSERT", "ResourceRecordSet": {
+                    "Name": "a.sync.lab.", "Type": "A", "TTL": 60,
+                    "ResourceRecords": [{"Value": ip}]}}]})["ChangeInfo"]
+        first, second = upsert("192.0.2.1"), upsert("192.0.2.2")
+        self.assertEqual((first["Status"], second["Status"]), ("PENDING", "PENDING"))
+        self.assertNotEqual(first["Id"], second["Id"])
+        change = first["Id"].split("/")[-1]
+        self.assertEqual(r53.get_change(Id=change)["ChangeInfo"]["Status"], "PENDING")
+        self.assertEqual(self.until(lambda: r53.get_change(Id=change)["ChangeInfo"]["Status"], "INSYNC"),
+                         "INSYNC")
+
     def test_an_image_may_be_a_public_ssm_parameter(self):
         ec2 = self.ec2()
         name = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"

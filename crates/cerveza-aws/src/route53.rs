@@ -26,6 +26,8 @@ pub struct Route53Dns {
     client: Client,
     vpc: Option<(String, String)>,
     zones: Mutex<std::collections::HashMap<String, String>>,
+    /// The changes this process submitted that were not yet seen `INSYNC`.
+    pending: Mutex<Vec<String>>,
 }
 
 /// Route53 allows five requests a second per account (all actions together).
@@ -42,6 +44,7 @@ impl Route53Dns {
             client: Client::new(config),
             vpc,
             zones: Mutex::new(Default::default()),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -52,22 +55,8 @@ impl Route53Dns {
             return Ok(Some(id.clone()));
         }
         let fqdn = format!("{name}.");
-        let found = self
-            .client
-            .list_hosted_zones_by_name()
-            .dns_name(&fqdn)
-            .max_items(1)
-            .send()
-            .await
-            .map_err(provider_error)?;
         let private = name.ends_with(".private");
-        let existing = found
-            .hosted_zones()
-            .iter()
-            .find(|z| {
-                z.name() == fqdn && z.config().map(|c| c.private_zone()).unwrap_or(false) == private
-            })
-            .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned());
+        let existing = self.find_zone(&fqdn, private).await?;
         let id = match existing {
             Some(id) => id,
             None if !create => return Ok(None),
@@ -76,7 +65,10 @@ impl Route53Dns {
                     .client
                     .create_hosted_zone()
                     .name(&fqdn)
-                    .caller_reference(format!("cerveza-{name}"))
+                    // Unique per creation (Route53 refuses a reference used before,
+                    // even for a zone since deleted); the SDK's retries of this one
+                    // request keep it, so a retry cannot make a second zone.
+                    .caller_reference(caller_reference(name))
                     .hosted_zone_config(
                         HostedZoneConfig::builder()
                             .comment("managed by cerveza")
@@ -99,18 +91,52 @@ impl Route53Dns {
                 }
                 let out = req.send().await.map_err(provider_error)?;
                 tracing::info!(zone = name, "created Route53 hosted zone");
-                out.hosted_zone()
+                let made = out
+                    .hosted_zone()
                     .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
                     .ok_or_else(|| {
                         ProviderError::new(
                             ProviderErrorKind::Other,
                             "CreateHostedZone answered without a zone",
                         )
-                    })?
+                    })?;
+                // Another operator may have made one at the same time: everyone uses
+                // the same one (the lowest id), and the other is named for deletion.
+                pace().await;
+                match self.find_zone(&fqdn, private).await? {
+                    Some(first) if first != made => {
+                        tracing::warn!(
+                            "another hosted zone {name} ({first}) was made at the same time as {made}; using {first}: delete {made}"
+                        );
+                        first
+                    }
+                    _ => made,
+                }
             }
         };
         self.zones.lock().await.insert(name.to_owned(), id.clone());
         Ok(Some(id))
+    }
+
+    /// The hosted zone of `fqdn` (private or public), the lowest id when there are
+    /// several (two operators made one at once).
+    async fn find_zone(&self, fqdn: &str, private: bool) -> ProviderResult<Option<String>> {
+        let found = self
+            .client
+            .list_hosted_zones_by_name()
+            .dns_name(fqdn)
+            .max_items(100)
+            .send()
+            .await
+            .map_err(provider_error)?;
+        Ok(found
+            .hosted_zones()
+            .iter()
+            .filter(|z| {
+                z.name() == fqdn && z.config().map(|c| c.private_zone()).unwrap_or(false) == private
+            })
+            .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
+            .min())
     }
 
     fn zone_of(product: &Product, name: &str) -> String {
@@ -185,7 +211,8 @@ impl Route53Dns {
             .resource_record_set(set)
             .build()
             .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?;
-        self.client
+        let out = self
+            .client
             .change_resource_record_sets()
             .hosted_zone_id(zone_id)
             .change_batch(
@@ -196,9 +223,21 @@ impl Route53Dns {
             )
             .send()
             .await
-            .map(drop)
-            .map_err(provider_error)
+            .map_err(provider_error)?;
+        if let Some(id) = out.change_info().map(|c| c.id().to_owned()) {
+            self.pending.lock().await.push(id);
+        }
+        Ok(())
     }
+}
+
+/// A CallerReference of its own for each zone creation.
+fn caller_reference(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("cerveza-{name}-{nanos:x}-{:x}", std::process::id())
 }
 
 #[async_trait]
@@ -246,5 +285,48 @@ impl Dns for Route53Dns {
                 .await?;
         }
         Ok(())
+    }
+    async fn wait_synced(&self, limit: std::time::Duration) -> ProviderResult<usize> {
+        let ids: Vec<String> = std::mem::take(&mut *self.pending.lock().await);
+        let total = ids.len();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut waiting = ids;
+        let mut pause = std::time::Duration::from_millis(500);
+        while !waiting.is_empty() {
+            let mut still = Vec::new();
+            for id in waiting {
+                pace().await;
+                let out = self
+                    .client
+                    .get_change()
+                    .id(id.trim_start_matches("/change/"))
+                    .send()
+                    .await
+                    .map_err(provider_error)?;
+                let synced = out
+                    .change_info()
+                    .is_some_and(|c| c.status() == &aws_sdk_route53::types::ChangeStatus::Insync);
+                if !synced {
+                    still.push(id);
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(ProviderError::new(
+                    ProviderErrorKind::Unavailable,
+                    format!(
+                        "{} of {total} Route53 change(s) still PENDING after {}s: the records are written, and the name servers serve them once Route53 has applied them",
+                        waiting.len(),
+                        limit.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+        }
+        Ok(total)
     }
 }

@@ -194,6 +194,13 @@ pub trait Dns: DnsRead {
     async fn upsert(&self, product: &Product, record: &DnsRecord) -> ProviderResult<()>;
     /// Removes one name; removing a missing name is not an error.
     async fn remove(&self, product: &Product, name: &str) -> ProviderResult<()>;
+    /// Waits, at most `limit`, until every change this backend made is served by its
+    /// name servers (Route53: `INSYNC`); returns how many changes it waited for. A
+    /// backend whose changes are live once written (LDAP) waits for none.
+    async fn wait_synced(&self, limit: std::time::Duration) -> ProviderResult<usize> {
+        let _ = limit;
+        Ok(0)
+    }
 }
 
 /// The names a host publishes.

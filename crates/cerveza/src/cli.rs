@@ -1079,6 +1079,14 @@ pub enum DnsCommand {
         /// Print the changes, make none.
         #[arg(long)]
         dry_run: bool,
+        /// Wait until the DNS servers serve the changes (Route53: each change INSYNC),
+        /// at most --wait-timeout; exit 6 if they do not by then. LDAP changes are live
+        /// once written.
+        #[arg(long, conflicts_with = "dry_run")]
+        wait: bool,
+        /// Longest wait with --wait, e.g. 2m [default: the config's wait-timeout, 10m].
+        #[arg(long, env = "CERVEZA_WAIT_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+        wait_timeout: Option<Duration>,
     },
 }
 

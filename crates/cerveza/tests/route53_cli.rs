@@ -71,3 +71,58 @@ fn route53_zones_follow_the_fleet() {
         serde_json::json!({})
     );
 }
+
+#[test]
+fn dns_sync_wait_returns_once_route53_serves_the_changes() {
+    // The lab's Route53 answers each change PENDING, and INSYNC a second later
+    // (GetChange), as Route53 does once its name servers have it.
+    let p = product();
+    r53(
+        &p,
+        &[
+            "start",
+            "sync01",
+            "--zone",
+            "us-east-1b",
+            "--profile",
+            "Web",
+        ],
+    )
+    .ok();
+    // The names are removed behind cerveza's back (dns sync's job is to put them back).
+    cloud_py(&["route53-clear", &format!("{p}.private")]);
+    let r = r53(&p, &["dns", "sync", "--wait"]).ok();
+    assert!(
+        r.stdout.contains(&format!("+ sync01.{p}.private A ")),
+        "{r:#?}"
+    );
+    assert!(
+        r.stderr
+            .contains("1 change(s) in sync: the DNS servers serve them"),
+        "{r:#?}"
+    );
+    // Route53 slow to apply (an hour, for this account): the wait ends at its limit
+    // with exit 6, saying what is still pending.
+    cloud_py(&[
+        "limits",
+        &format!("AKID-{p}"),
+        "us-east-1",
+        r#"{"route53-insync": 3600}"#,
+    ]);
+    cloud_py(&["route53-clear", &format!("{p}.private")]);
+    let vpc = cloud_py(&["default-vpc", "us-east-1"]).trim().to_owned();
+    let r: Run = cmd(&p)
+        .env("CERVEZA_DNS_BACKEND", "route53")
+        .env("CERVEZA_DNS_VPC_ID", vpc)
+        .env("CERVEZA_DNS_VPC_REGION", "us-east-1")
+        .env("CERVEZA_WAIT_TIMEOUT", "2s")
+        .args(["dns", "sync", "--wait"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 6, "{r:#?}");
+    assert!(
+        r.stderr.contains("1 of 1 Route53 change(s) still PENDING"),
+        "{r:#?}"
+    );
+}

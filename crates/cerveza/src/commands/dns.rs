@@ -57,7 +57,11 @@ pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        DnsCommand::Sync { dry_run } => {
+        DnsCommand::Sync {
+            dry_run,
+            wait,
+            wait_timeout,
+        } => {
             let instances = ctx
                 .whole_fleet(
                     &backends,
@@ -149,6 +153,13 @@ pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
                     want.len(),
                     instances.len()
                 );
+            }
+            if *wait {
+                let limit = wait_timeout.unwrap_or(ctx.config.wait_timeout);
+                let n = dir.wait_synced(limit).await?;
+                if !ctx.quiet && n > 0 {
+                    eprintln!("{n} change(s) in sync: the DNS servers serve them");
+                }
             }
             Ok(exit::OK)
         }

@@ -195,6 +195,17 @@ def route53(zone):
     print(json.dumps(out))
 
 
+def route53_clear(zone):
+    """Deletes every A record of a hosted zone (someone cleaned it by hand)."""
+    r53 = boto3.client("route53", region_name="us-east-1")
+    for z in [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == zone + "."]:
+        changes = [{"Action": "DELETE", "ResourceRecordSet": rs}
+                   for rs in r53.list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]
+                   if rs["Type"] == "A"]
+        if changes:
+            r53.change_resource_record_sets(HostedZoneId=z["Id"], ChangeBatch={"Changes": changes})
+
+
 def state_of(region, instance_id):
     ec2 = boto3.client("ec2", region_name=region)
     print(ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"])
@@ -381,6 +392,8 @@ if __name__ == "__main__":
         default_vpc(*args)
     elif cmd == "vpc":
         vpc(*args)
+    elif cmd == "route53-clear":
+        route53_clear(*args)
     elif cmd == "route53":
         route53(*args)
     elif cmd == "blocker":
