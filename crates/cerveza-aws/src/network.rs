@@ -16,6 +16,26 @@ impl Ec2 {
         region: &Region,
         vpc: Option<&str>,
     ) -> ProviderResult<Option<Network>> {
+        let Some((vpc_id, is_default)) = self.find_vpc(region, vpc).await? else {
+            return Ok(None);
+        };
+        let (subnets, groups) =
+            futures::try_join!(self.subnets(region, &vpc_id), self.groups(region, &vpc_id))?;
+        Ok(Some(Network {
+            vpc_id,
+            is_default,
+            subnets,
+            groups,
+        }))
+    }
+
+    /// VPC `vpc` of `region`, or its default VPC: (id, whether default); `None` when
+    /// there is no such VPC.
+    pub(crate) async fn find_vpc(
+        &self,
+        region: &Region,
+        vpc: Option<&str>,
+    ) -> ProviderResult<Option<(String, bool)>> {
         self.pace(region, "DescribeVpcs", false, 1).await;
         let req = self.client(region).describe_vpcs();
         let req = match vpc {
@@ -28,21 +48,9 @@ impl Ec2 {
             Err(e) if e.kind == ProviderErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        let Some(found) = vpcs
+        Ok(vpcs
             .first()
-            .and_then(|v| Some((v.vpc_id()?.to_owned(), v.is_default().unwrap_or(false))))
-        else {
-            return Ok(None);
-        };
-        let (vpc_id, is_default) = found;
-        let (subnets, groups) =
-            futures::try_join!(self.subnets(region, &vpc_id), self.groups(region, &vpc_id))?;
-        Ok(Some(Network {
-            vpc_id,
-            is_default,
-            subnets,
-            groups,
-        }))
+            .and_then(|v| Some((v.vpc_id()?.to_owned(), v.is_default().unwrap_or(false)))))
     }
 
     async fn subnets(&self, region: &Region, vpc: &str) -> ProviderResult<Vec<Subnet>> {

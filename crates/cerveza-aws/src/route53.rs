@@ -10,7 +10,7 @@ use aws_sdk_route53::types::{
     Vpc, VpcRegion,
 };
 use aws_sdk_route53::Client;
-use cerveza_core::names::Product;
+use cerveza_core::names::{Product, Region};
 use cerveza_core::ports::{
     Dns, DnsRead, DnsRecord, ProviderError, ProviderErrorKind, ProviderResult,
 };
@@ -28,6 +28,13 @@ pub struct Route53Dns {
     zones: Mutex<std::collections::HashMap<String, String>>,
     /// The changes this process submitted that were not yet seen `INSYNC`.
     pending: Mutex<Vec<String>>,
+    /// Every region whose hosts resolve the private zone, with its configured VPC
+    /// (`None`: the region's default VPC).
+    regions: Vec<(Region, Option<String>)>,
+    /// EC2, to find those VPCs.
+    ec2: crate::Ec2,
+    /// Whether the private zone's VPC associations were checked in this process.
+    associated: tokio::sync::OnceCell<()>,
 }
 
 /// Route53 allows five requests a second per account (all actions together).
@@ -45,7 +52,96 @@ impl Route53Dns {
             vpc,
             zones: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
+            regions: Vec::new(),
+            ec2: crate::Ec2::new(config.clone()),
+            associated: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Associates the private zone with the VPC of each of `regions` too (its
+    /// configured VPC, or the region's default VPC), so hosts in every region resolve
+    /// each other; the first region's VPC makes the zone when `[dns] vpc-id` is unset.
+    pub fn with_regions(mut self, regions: Vec<(Region, Option<String>)>) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// The VPC (id, region) a new private zone is made with: `[dns] vpc-id`, else the
+    /// first region's.
+    async fn creation_vpc(&self) -> ProviderResult<Option<(String, String)>> {
+        if self.vpc.is_some() {
+            return Ok(self.vpc.clone());
+        }
+        for (region, vpc) in &self.regions {
+            if let Some((id, _)) = self.ec2.find_vpc(region, vpc.as_deref()).await? {
+                return Ok(Some((id, region.to_string())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Associates the private zone `zone_id` with every region's VPC it lacks (once
+    /// per process). A region without a VPC, or an association refused, is a warning:
+    /// the names are published all the same, and that region's hosts do not resolve
+    /// them.
+    async fn associate_regions(&self, zone_id: &str) {
+        self.associated
+            .get_or_init(|| async {
+                pace().await;
+                let have: Vec<String> =
+                    match self.client.get_hosted_zone().id(zone_id).send().await {
+                        Ok(z) => z
+                            .vpcs()
+                            .iter()
+                            .filter_map(|v| v.vpc_id().map(str::to_owned))
+                            .collect(),
+                        Err(e) => {
+                            tracing::warn!("reading hosted zone {zone_id}: {}", provider_error(e));
+                            return;
+                        }
+                    };
+                for (region, vpc) in &self.regions {
+                    let id = match self.ec2.find_vpc(region, vpc.as_deref()).await {
+                        Ok(Some((id, _))) => id,
+                        Ok(None) => {
+                            tracing::warn!("{region} has no VPC to associate the private zone with: its hosts will not resolve the fleet's names ([regions.{region}] vpc)");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!("finding the VPC of {region}: {e}");
+                            continue;
+                        }
+                    };
+                    if have.contains(&id) {
+                        continue;
+                    }
+                    pace().await;
+                    let done = self
+                        .client
+                        .associate_vpc_with_hosted_zone()
+                        .hosted_zone_id(zone_id)
+                        .vpc(
+                            Vpc::builder()
+                                .vpc_id(&id)
+                                .vpc_region(VpcRegion::from(region.as_str()))
+                                .build(),
+                        )
+                        .send()
+                        .await;
+                    match done {
+                        Ok(out) => {
+                            if let Some(c) = out.change_info() {
+                                self.pending.lock().await.push(c.id().to_owned());
+                            }
+                        }
+                        Err(e) => tracing::warn!(
+                            "associating the private zone with {id} ({region}): {}",
+                            provider_error(e)
+                        ),
+                    }
+                }
+            })
+            .await;
     }
 
     /// The hosted zone id of `name` (`noc.private`), created when missing.
@@ -76,10 +172,10 @@ impl Route53Dns {
                             .build(),
                     );
                 if private {
-                    let (vpc, region) = self.vpc.clone().ok_or_else(|| {
+                    let (vpc, region) = self.creation_vpc().await?.ok_or_else(|| {
                         ProviderError::new(
                             ProviderErrorKind::Invalid,
-                            format!("Route53 private zone {name} needs a VPC: set [dns] vpc-id and vpc-region"),
+                            format!("Route53 private zone {name} needs a VPC: set [dns] vpc-id and vpc-region, or a region's VPC"),
                         )
                     })?;
                     req = req.vpc(
@@ -115,6 +211,9 @@ impl Route53Dns {
             }
         };
         self.zones.lock().await.insert(name.to_owned(), id.clone());
+        if private && create {
+            self.associate_regions(&id).await;
+        }
         Ok(Some(id))
     }
 

@@ -39,6 +39,21 @@ fn route53_zones_follow_the_fleet() {
         z["records"][format!("web01.{p}.private")],
         serde_json::json!([private])
     );
+    // The private zone is associated with the VPC of every configured region, so
+    // hosts in each of them resolve the others.
+    let vpcs: serde_json::Value =
+        serde_json::from_str(&cloud_py(&["route53-vpcs", &format!("{p}.private")])).unwrap();
+    let mut want: Vec<(String, String)> = support::REGIONS
+        .split(',')
+        .map(|r| {
+            (
+                r.to_owned(),
+                cloud_py(&["default-vpc", r]).trim().to_owned(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(vpcs, serde_json::json!(want), "{vpcs}");
     let z = zone(&format!("{p}.public"));
     assert_eq!(z["zones"], serde_json::json!([{"private": false}]), "{z}");
     assert_eq!(

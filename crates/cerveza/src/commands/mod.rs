@@ -183,10 +183,16 @@ impl Ctx {
         Ok(match self.config.dns {
             DnsBackend::None => None,
             DnsBackend::Ldap => Some(Box::new(self.directory().await?)),
-            DnsBackend::Route53 => Some(Box::new(cerveza_aws::Route53Dns::new(
-                &backends.sdk,
-                self.config.dns_vpc.clone(),
-            ))),
+            DnsBackend::Route53 => Some(Box::new(
+                cerveza_aws::Route53Dns::new(&backends.sdk, self.config.dns_vpc.clone())
+                    .with_regions(
+                        self.config
+                            .regions
+                            .iter()
+                            .map(|r| (r.clone(), self.config.vpcs.get(r).cloned()))
+                            .collect(),
+                    ),
+            )),
         })
     }
 

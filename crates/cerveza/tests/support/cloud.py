@@ -195,6 +195,15 @@ def route53(zone):
     print(json.dumps(out))
 
 
+def route53_vpcs(zone):
+    """The VPCs (region, id) a private hosted zone is associated with, as JSON."""
+    r53 = boto3.client("route53", region_name="us-east-1")
+    out = []
+    for z in [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == zone + "."]:
+        out += [[v["VPCRegion"], v["VPCId"]] for v in r53.get_hosted_zone(Id=z["Id"]).get("VPCs", [])]
+    print(json.dumps(sorted(out)))
+
+
 def route53_clear(zone):
     """Deletes every A record of a hosted zone (someone cleaned it by hand)."""
     r53 = boto3.client("route53", region_name="us-east-1")
@@ -392,6 +401,8 @@ if __name__ == "__main__":
         default_vpc(*args)
     elif cmd == "vpc":
         vpc(*args)
+    elif cmd == "route53-vpcs":
+        route53_vpcs(*args)
     elif cmd == "route53-clear":
         route53_clear(*args)
     elif cmd == "route53":
