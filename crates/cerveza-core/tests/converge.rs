@@ -101,6 +101,18 @@ impl World {
         plan
     }
 
+    /// A plan of FIRST grown by web04, as saved: what it saw of each host, and its hosts.
+    async fn saved_plan(&self) -> (BTreeMap<Hostname, plan::Have>, Vec<Hostname>) {
+        let grown = FIRST.replace("web[01-03]", "web[01-04]");
+        let plan = self.plan(&grown, &none()).await;
+        let saved = plan
+            .hosts
+            .iter()
+            .map(|r| (r.host.clone(), r.have.clone()))
+            .collect();
+        (saved, plan.hosts.iter().map(|r| r.host.clone()).collect())
+    }
+
     fn lc(&self) -> Lifecycle<'_> {
         Lifecycle::new(&self.cloud, &self.registry, &self.settings, &Quiet)
     }
@@ -345,14 +357,7 @@ async fn a_zone_change_is_a_replace_and_growing_a_range_moves_nobody() {
 async fn a_saved_plan_is_stale_when_any_host_it_covers_moved() {
     let w = World::new();
     w.apply(FIRST, &none()).await;
-    let grown = FIRST.replace("web[01-03]", "web[01-04]");
-    let plan = w.plan(&grown, &none()).await;
-    let saved: BTreeMap<Hostname, plan::Have> = plan
-        .hosts
-        .iter()
-        .map(|r| (r.host.clone(), r.have.clone()))
-        .collect();
-    let file_hosts: Vec<Hostname> = plan.hosts.iter().map(|r| r.host.clone()).collect();
+    let (saved, file_hosts) = w.saved_plan().await;
     let now = plan::seen(&file_hosts, &w.survey().await);
     assert!(plan::stale(&saved, &now).is_empty(), "nothing moved yet");
     // web01 is not touched by the plan; it is stopped by someone else.
@@ -386,14 +391,7 @@ async fn a_saved_plan_is_stale_when_hosts_moved_behind_cerveza_s_back() {
     // was: a freshness check that read only the records would miss all of them.
     let w = World::new();
     w.apply(FIRST, &none()).await;
-    let grown = FIRST.replace("web[01-03]", "web[01-04]");
-    let plan = w.plan(&grown, &none()).await;
-    let saved: BTreeMap<Hostname, plan::Have> = plan
-        .hosts
-        .iter()
-        .map(|r| (r.host.clone(), r.have.clone()))
-        .collect();
-    let file_hosts: Vec<Hostname> = plan.hosts.iter().map(|r| r.host.clone()).collect();
+    let (saved, file_hosts) = w.saved_plan().await;
     let records = w.registry.list(&w.settings.product).await.unwrap();
     let instance_of = |host: &str| {
         w.cloud
