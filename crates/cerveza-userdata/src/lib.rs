@@ -287,7 +287,7 @@ fn variables(ctx: &HostContext<'_>) -> BTreeMap<&'static str, minijinja::Value> 
         ("instance_type", v(&p.instance_type)),
         (
             "ami",
-            v(p.ami.get(&region).map(String::as_str).unwrap_or("")),
+            v(p.ami_for(&region).unwrap_or("")),
         ),
         (
             "security_groups",
