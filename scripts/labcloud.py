@@ -861,11 +861,14 @@ class Lab:
             return None
         if req.action == "RunInstances" and lim.get("require-imdsv2") \
                 and form.get("MetadataOptions.HttpTokens") != "required":
-            # What an SCP or IAM condition on ec2:MetadataHttpTokens answers.
+            # What an SCP or IAM condition on ec2:MetadataHttpTokens answers, with the
+            # encoded message sts:DecodeAuthorizationMessage turns into the reason.
             return (403, "UnauthorizedOperation",
                     "You are not authorized to perform this operation. User: lab is not authorized "
                     "to perform: ec2:RunInstances because no service control policy allows it "
-                    "(ec2:MetadataHttpTokens is not \"required\").")
+                    "(ec2:MetadataHttpTokens is not \"required\"). Encoded authorization failure "
+                    "message: " + encode_denial(req, "ec2:RunInstances", {
+                        "ec2:metadatahttptokens": form.get("MetadataOptions.HttpTokens", "")}))
         if req.action == "RunInstances":
             itype = form.get("InstanceType", "m1.small")
             zone = form.get("Placement.AvailabilityZone") or req.region + "a"
@@ -955,6 +958,8 @@ class Lab:
                 lab.req = req
                 if req.service == "sts" and req.action == "GetCallerIdentity":
                     return caller_identity(req, start_response)
+                if req.service == "sts" and req.action == "DecodeAuthorizationMessage":
+                    return decode_denial(req, start_response)
                 if req.service == "s3" and not lab.oracle:
                     return lab.s3_owned(req, environ, app, start_response)
                 if req.service == "route53" and not lab.oracle:
@@ -1278,6 +1283,42 @@ def caller_identity(req, start_response):
             f"<UserId>{req.account}</UserId><Account>{acct}</Account></GetCallerIdentityResult>"
             f"<ResponseMetadata><RequestId>lab</RequestId></ResponseMetadata>"
             f"</GetCallerIdentityResponse>").encode()
+    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def encode_denial(req, action, conditions):
+    """An "encoded authorization failure message": opaque to the caller, readable
+    through sts:DecodeAuthorizationMessage (here: base64 of the decoded JSON, with a
+    marker so only the lab's own messages decode)."""
+    acct = account_id(req.account)
+    decoded = {"allowed": False, "explicitDeny": False, "matchedStatements": {"items": []},
+               "failures": {"items": []},
+               "context": {"principal": {"id": req.account, "arn": f"arn:aws:iam::{acct}:user/lab"},
+                           "action": action,
+                           "resource": f"arn:aws:ec2:{req.region}:{acct}:instance/*",
+                           "conditions": {"items": [{"key": k, "values": {"items": [{"value": v}]}}
+                                                    for k, v in conditions.items()]}}}
+    return "lab-" + base64.urlsafe_b64encode(json.dumps(decoded).encode()).decode()
+
+
+def decode_denial(req, start_response):
+    """STS DecodeAuthorizationMessage of a message the lab encoded."""
+    from xml.sax.saxutils import escape
+    encoded = req.form.get("EncodedMessage", "")
+    try:
+        assert encoded.startswith("lab-")
+        decoded = base64.urlsafe_b64decode(encoded[4:].encode()).decode()
+    except Exception:  # noqa: BLE001 - not one of ours: what STS says
+        body = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+                b"<Code>InvalidAuthorizationMessageException</Code><Message>The message is not valid.</Message>"
+                b"</Error><RequestId>lab</RequestId></ErrorResponse>")
+        start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+    body = (f'<DecodeAuthorizationMessageResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<DecodeAuthorizationMessageResult><DecodedMessage>{escape(decoded)}</DecodedMessage>"
+            f"</DecodeAuthorizationMessageResult><ResponseMetadata><RequestId>lab</RequestId>"
+            f"</ResponseMetadata></DecodeAuthorizationMessageResponse>").encode()
     start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
     return [body]
 

@@ -495,6 +495,10 @@ class LabCloud(unittest.TestCase):
         code, message, status = self.error(lambda: self.launch(ec2))
         self.assertEqual((code, status), ("UnauthorizedOperation", 403))
         self.assertIn("ec2:MetadataHttpTokens", message)
+        encoded = message.split("Encoded authorization failure message: ")[1]
+        decoded = json.loads(self.client("sts", account=account).decode_authorization_message(
+            EncodedMessage=encoded)["DecodedMessage"])
+        self.assertEqual((decoded["allowed"], decoded["context"]["action"]), (False, "ec2:RunInstances"))
         self.assertEqual(self.error(lambda: self.launch(ec2, MetadataOptions={"HttpTokens": "optional"}))[0],
                          "UnauthorizedOperation")
         iid = self.launch(ec2, MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 2})["InstanceId"]

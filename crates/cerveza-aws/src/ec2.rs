@@ -60,6 +60,9 @@ impl Ec2 {
             self.pace(region, action, true, instances).await;
             match call().await {
                 Err(e) if e.kind == ProviderErrorKind::Throttled && rounds < 3 => rounds += 1,
+                Err(e) if e.has_code("UnauthorizedOperation") => {
+                    return Err(crate::denial::explained(&self.base, e).await)
+                }
                 done => return done,
             }
         }

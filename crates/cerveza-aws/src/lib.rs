@@ -10,6 +10,7 @@
 //! * [`Route53Dns`]: host names in Route53 hosted zones, the alternative to LDAP.
 
 mod audit;
+mod denial;
 mod ec2;
 mod errors;
 mod network;

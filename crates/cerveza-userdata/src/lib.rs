@@ -285,10 +285,7 @@ fn variables(ctx: &HostContext<'_>) -> BTreeMap<&'static str, minijinja::Value> 
         ("public_domain", v(&format!("{}.public", ctx.product))),
         ("profile", v(p.name.as_str())),
         ("instance_type", v(&p.instance_type)),
-        (
-            "ami",
-            v(p.ami_for(&region).unwrap_or("")),
-        ),
+        ("ami", v(p.ami_for(&region).unwrap_or(""))),
         (
             "security_groups",
             minijinja::Value::from_serialize(&p.security_groups),

@@ -165,5 +165,17 @@ fn hosts_launch_with_imdsv2_which_an_account_policy_may_require() {
     let r = support::start_allowing_imdsv1(&p, "imds02");
     refused_for_credentials(&r, "UnauthorizedOperation");
     assert!(r.stderr.contains("lack a permission"), "{r:#?}");
+    // EC2's encoded reason, decoded through sts:DecodeAuthorizationMessage.
+    assert!(
+        r.stderr
+            .contains("Decoded: ec2:RunInstances on arn:aws:ec2:us-east-1:")
+            && r.stderr
+                .contains(": no policy allows it (judged on ec2:metadatahttptokens=optional)"),
+        "{r:#?}"
+    );
+    assert!(
+        !r.stderr.contains("Encoded authorization failure message"),
+        "{r:#?}"
+    );
     assert_eq!(live(&p).len(), 1, "nothing more launched");
 }
