@@ -752,8 +752,7 @@ class Lab:
                     f'xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><ChangeInfo>'
                     f"<Id>/change/{change.group(1)}</Id><Status>{'INSYNC' if done else 'PENDING'}</Status>"
                     f"<SubmittedAt>2026-01-01T00:00:00Z</SubmittedAt></ChangeInfo></GetChangeResponse>").encode()
-            start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
-            return [body]
+            return xml_answer(start_response, "200 OK", body)
         if not (req.method == "POST" and re.fullmatch(r"/2013-04-01/hostedzone/[^/]+/rrset/?", path)):
             return None
         answered = {}
@@ -1283,8 +1282,7 @@ def caller_identity(req, start_response):
             f"<UserId>{req.account}</UserId><Account>{acct}</Account></GetCallerIdentityResult>"
             f"<ResponseMetadata><RequestId>lab</RequestId></ResponseMetadata>"
             f"</GetCallerIdentityResponse>").encode()
-    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
-    return [body]
+    return xml_answer(start_response, "200 OK", body)
 
 
 def encode_denial(req, action, conditions):
@@ -1313,13 +1311,16 @@ def decode_denial(req, start_response):
         body = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
                 b"<Code>InvalidAuthorizationMessageException</Code><Message>The message is not valid.</Message>"
                 b"</Error><RequestId>lab</RequestId></ErrorResponse>")
-        start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
-        return [body]
+        return xml_answer(start_response, "400 Bad Request", body)
     body = (f'<DecodeAuthorizationMessageResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
             f"<DecodeAuthorizationMessageResult><DecodedMessage>{escape(decoded)}</DecodedMessage>"
             f"</DecodeAuthorizationMessageResult><ResponseMetadata><RequestId>lab</RequestId>"
             f"</ResponseMetadata></DecodeAuthorizationMessageResponse>").encode()
-    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return xml_answer(start_response, "200 OK", body)
+
+
+def xml_answer(start_response, status, body):
+    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -1345,8 +1346,7 @@ def throttled(req, start_response):
         body = (b'<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
                 b"<Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
                 b"</Error><RequestId>lab</RequestId></ErrorResponse>")
-        start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
-        return [body]
+        return xml_answer(start_response, "400 Bad Request", body)
     body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
             b"<Message>Please reduce your request rate.</Message></Error>")
     start_response("503 Slow Down", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
