@@ -7,11 +7,11 @@
 mod support;
 
 use serde_json::Value;
-use support::{cerveza, cloud, cloud_py, live, product};
+use support::{cerveza, cloud, live, product};
 
 /// Sets the lab's limits for the test's account in us-east-1.
 fn limits(p: &str, json: &str) {
-    cloud_py(&["limits", &format!("AKID-{p}"), "us-east-1", json]);
+    support::limits(p, "us-east-1", json);
 }
 
 fn record(p: &str, host: &str) -> Value {

@@ -74,14 +74,8 @@ fn init_writes_a_config_that_works_and_never_overwrites() {
         "UbuntuLts",
     ]);
     assert_eq!(started.code, 0, "{started:#?}");
-    let state = support::cloud("ops"); // the product the written config names
-    let lts = state["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["tags"]["cerveza:host"] == "lts01")
-        .cloned()
-        .unwrap();
+    // The product is the one the written config names.
+    let lts = support::live_instance("ops", "lts01");
     assert_eq!(lts["image"], "ami-0905a3c97561e0b69", "{lts:#}");
     assert_eq!(lts["type"], "t3.small");
     let userdata = own(&[

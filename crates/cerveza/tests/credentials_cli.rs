@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{cloud_py, cmd, live, product, Run};
+use support::{cmd, live, product, Run};
 
 /// cerveza with credentials from `profile` of the AWS config file `config` only.
 fn with_profile(p: &str, config: &Path, profile: &str, args: &[&str]) -> Run {
@@ -95,12 +95,7 @@ fn credentials_from_a_process_or_sso_work_and_their_failures_are_not_outages() {
 fn credentials_aws_does_not_know_exit_7_everywhere() {
     let p = product();
     support::start_new(&p, "key01", "us-east-1a", "UbuntuGeneric32Bit");
-    cloud_py(&[
-        "limits",
-        &format!("AKID-{p}"),
-        "us-east-1",
-        r#"{"credentials": "invalid"}"#,
-    ]);
+    support::limits(&p, "us-east-1", r#"{"credentials": "invalid"}"#);
     let r: Run = cmd(&p).args(["stop", "key01"]).output().unwrap().into();
     refused_for_credentials(&r, "UnrecognizedClientException");
     assert!(r.stderr.contains("aws sts get-caller-identity"), "{r:#?}");
@@ -110,12 +105,7 @@ fn credentials_aws_does_not_know_exit_7_everywhere() {
     let r: Run = cmd(&p).args(["list"]).output().unwrap().into();
     assert_eq!(r.code, 7, "{r:#?}");
     assert!(r.stderr.contains("AuthFailure"), "{r:#?}");
-    cloud_py(&[
-        "limits",
-        &format!("AKID-{p}"),
-        "us-east-1",
-        r#"{"credentials": null}"#,
-    ]);
+    support::limits(&p, "us-east-1", r#"{"credentials": null}"#);
 }
 
 #[test]
@@ -124,12 +114,7 @@ fn an_opt_in_region_the_account_has_not_enabled_is_named() {
     // regions take the same key, so cerveza names the region instead of blaming it.
     let p = product();
     support::start_new(&p, "opt01", "us-east-1a", "UbuntuGeneric32Bit");
-    cloud_py(&[
-        "limits",
-        &format!("AKID-{p}"),
-        "eu-west-1",
-        r#"{"region-disabled": true}"#,
-    ]);
+    support::limits(&p, "eu-west-1", r#"{"region-disabled": true}"#);
     let r: Run = cmd(&p).args(["list"]).output().unwrap().into();
     assert_eq!(r.code, 5, "the other regions were listed: {r:#?}");
     assert!(r.stdout.contains("opt01"), "{r:#?}");
@@ -150,12 +135,7 @@ fn an_opt_in_region_the_account_has_not_enabled_is_named() {
 #[test]
 fn hosts_launch_with_imdsv2_which_an_account_policy_may_require() {
     let p = product();
-    cloud_py(&[
-        "limits",
-        &format!("AKID-{p}"),
-        "us-east-1",
-        r#"{"require-imdsv2": true}"#,
-    ]);
+    support::limits(&p, "us-east-1", r#"{"require-imdsv2": true}"#);
     // The profiles say nothing: IMDSv2 only, two hops, and the policy lets it launch.
     support::start_new(&p, "imds01", "us-east-1a", "UbuntuGeneric32Bit");
     let hosts = live(&p);

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{cerveza, cloud, cloud_py, product, start_new, Run};
+use support::{cerveza, cloud, product, start_new, Run};
 
 /// Writes a fleet file for `p` with these entries (YAML lines under `hosts:`).
 fn fleet(dir: &Path, name: &str, p: &str, entries: &str) -> PathBuf {
@@ -191,18 +191,7 @@ fn plan_apply_and_export_reach_and_keep_the_file_s_fleet() {
     // is refused, naming it, and nothing is done.
     let saved = dir.path().join("plan.json");
     std::fs::write(&saved, &r.stdout).unwrap();
-    let odd = cloud(&p)["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["tags"]["cerveza:host"] == "odd01" && i["state"] == "running")
-        .cloned()
-        .unwrap();
-    cloud_py(&[
-        "stop",
-        odd["region"].as_str().unwrap(),
-        odd["id"].as_str().unwrap(),
-    ]);
+    support::stop_at_console(&p, "odd01");
     let before = live(&p);
     let r = cerveza(&p, &["apply", "--plan", s(&saved)]);
     assert_eq!(r.code, 4, "{r:#?}");
@@ -566,18 +555,7 @@ fn interactive_apply_reads_the_fleet_again_after_the_question() {
             Err(_) => panic!("no question: {}", String::from_utf8_lossy(&shown)),
         }
     }
-    let tty01 = cloud(&p)["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["tags"]["cerveza:host"] == "tty01" && i["state"] == "running")
-        .cloned()
-        .unwrap();
-    cloud_py(&[
-        "stop",
-        tty01["region"].as_str().unwrap(),
-        tty01["id"].as_str().unwrap(),
-    ]);
+    support::stop_at_console(&p, "tty01");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"yes\n").unwrap();
     let status = child.wait().unwrap();

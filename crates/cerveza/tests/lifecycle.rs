@@ -565,12 +565,7 @@ fn a_host_forgotten_and_started_again_after_ec2_dropped_its_instance_gets_a_new_
     let account = format!("AKID-{p}");
     // EC2 lists a terminated instance for about an hour and keeps its ClientToken for a
     // day; here the listing ends after a second.
-    support::cloud_py(&[
-        "limits",
-        &account,
-        "us-east-1",
-        r#"{"terminated-listed": 1}"#,
-    ]);
+    support::limits(&p, "us-east-1", r#"{"terminated-listed": 1}"#);
     support::start_new(&p, "again01", "us-east-1a", "UbuntuGeneric32Bit");
     let first = live(&p)[0]["id"].as_str().unwrap().to_owned();
     cerveza(&p, &["terminate", "again01", "--forget"]).ok();

@@ -39,12 +39,7 @@ aws: !InstanceAws
 
 /// The lab account of product `p` has no default VPC in us-east-1.
 fn without_default_vpc(p: &str) {
-    cloud_py(&[
-        "limits",
-        &format!("AKID-{p}"),
-        "us-east-1",
-        r#"{"no-default-vpc": true}"#,
-    ]);
+    support::limits(p, "us-east-1", r#"{"no-default-vpc": true}"#);
 }
 
 struct Account {
@@ -126,13 +121,6 @@ fn refused_before_claiming(p: &str, r: &Run, host: &str, words: &[&str]) {
     );
 }
 
-fn instance_of(p: &str, host: &str) -> Value {
-    live(p)
-        .into_iter()
-        .find(|i| i["tags"]["cerveza:host"] == host)
-        .unwrap_or_else(|| panic!("{host} has no instance"))
-}
-
 #[test]
 fn an_account_without_a_default_vpc_launches_into_the_configured_vpc() {
     let p = product();
@@ -155,7 +143,7 @@ fn an_account_without_a_default_vpc_launches_into_the_configured_vpc() {
     let acct = Account::new(true);
     let r = acct.start(&p, "net01", "us-east-1a", "Private");
     assert_eq!(r.code, 0, "{r:#?}");
-    let i = instance_of(&p, "net01");
+    let i = support::live_instance(&p, "net01");
     assert_eq!(i["vpc"], acct.net["vpc"]);
     assert_eq!(i["subnet"], acct.id(&["subnets", "private-a"]));
     let mut groups = vec![acct.id(&["groups", "default"]), acct.id(&["groups", "web"])];
@@ -167,7 +155,7 @@ fn an_account_without_a_default_vpc_launches_into_the_configured_vpc() {
     // Zone b has one private subnet; zone c none: named with what exists.
     acct.start(&p, "net02", "us-east-1b", "Private").ok();
     assert_eq!(
-        instance_of(&p, "net02")["subnet"],
+        support::live_instance(&p, "net02")["subnet"],
         acct.id(&["subnets", "private-b"])
     );
     let vpc = acct.id(&["vpc"]);
@@ -203,7 +191,7 @@ fn an_account_without_a_default_vpc_launches_into_the_configured_vpc() {
 
     // A subnet named for the zone, a group by id, and a public address asked for.
     acct.start(&p, "net06", "us-east-1a", "Public").ok();
-    let i = instance_of(&p, "net06");
+    let i = support::live_instance(&p, "net06");
     assert_eq!(i["subnet"], acct.id(&["subnets", "public-a"]));
     assert_eq!(
         i["groups"],

@@ -7,11 +7,17 @@ mod support;
 use support::{cloud_py, cmd, product, Run};
 
 fn r53(p: &str, args: &[&str]) -> Run {
+    r53_with(p, &[], args)
+}
+
+/// [`r53`] with more environment.
+fn r53_with(p: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
     let vpc = cloud_py(&["default-vpc", "us-east-1"]).trim().to_owned();
     cmd(p)
         .env("CERVEZA_DNS_BACKEND", "route53")
         .env("CERVEZA_DNS_VPC_ID", vpc)
         .env("CERVEZA_DNS_VPC_REGION", "us-east-1")
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .unwrap()
@@ -118,23 +124,13 @@ fn dns_sync_wait_returns_once_route53_serves_the_changes() {
     );
     // Route53 slow to apply (an hour, for this account): the wait ends at its limit
     // with exit 6, saying what is still pending.
-    cloud_py(&[
-        "limits",
-        &format!("AKID-{p}"),
-        "us-east-1",
-        r#"{"route53-insync": 3600}"#,
-    ]);
+    support::limits(&p, "us-east-1", r#"{"route53-insync": 3600}"#);
     cloud_py(&["route53-clear", &format!("{p}.private")]);
-    let vpc = cloud_py(&["default-vpc", "us-east-1"]).trim().to_owned();
-    let r: Run = cmd(&p)
-        .env("CERVEZA_DNS_BACKEND", "route53")
-        .env("CERVEZA_DNS_VPC_ID", vpc)
-        .env("CERVEZA_DNS_VPC_REGION", "us-east-1")
-        .env("CERVEZA_WAIT_TIMEOUT", "2s")
-        .args(["dns", "sync", "--wait"])
-        .output()
-        .unwrap()
-        .into();
+    let r = r53_with(
+        &p,
+        &[("CERVEZA_WAIT_TIMEOUT", "2s")],
+        &["dns", "sync", "--wait"],
+    );
     assert_eq!(r.code, 6, "{r:#?}");
     assert!(
         r.stderr.contains("1 of 1 Route53 change(s) still PENDING"),

@@ -205,6 +205,31 @@ pub fn requests_of(product: &str) -> u64 {
         .unwrap()
 }
 
+/// Sets the lab's limits (POST /lab-api/limits, JSON) for `product`'s account in `region`.
+pub fn limits(product: &str, region: &str, json: &str) {
+    cloud_py(&["limits", &format!("AKID-{product}"), region, json]);
+}
+
+/// The instance of `host` (of `product`) that is not terminated.
+#[track_caller]
+pub fn live_instance(product: &str, host: &str) -> Value {
+    live(product)
+        .into_iter()
+        .find(|i| i["tags"]["cerveza:host"] == host)
+        .unwrap_or_else(|| panic!("{host} has no live instance"))
+}
+
+/// Stops `host`'s instance straight through EC2 (boto3), as someone at the console
+/// would: cerveza's registry hears nothing of it.
+pub fn stop_at_console(product: &str, host: &str) {
+    let i = live_instance(product, host);
+    cloud_py(&[
+        "stop",
+        i["region"].as_str().unwrap(),
+        i["id"].as_str().unwrap(),
+    ]);
+}
+
 /// The cloud's end state for `product`, read with boto3.
 pub fn cloud(product: &str) -> Value {
     cloud_at(&lab_var("AWS_ENDPOINT_URL"), product)
