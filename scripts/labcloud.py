@@ -259,6 +259,13 @@ class Bucket:
         return False
 
 
+def new_stats():
+    """What GET /lab-api/stats answers: requests and throttled answers per service:action,
+    requests per account, and both per "account service:action" (a test's own account)."""
+    return {"requests": Counter(), "throttled": Counter(), "by-account": Counter(),
+            "requests-by-account": Counter(), "throttled-by-account": Counter()}
+
+
 class Lab:
     def __init__(self, settings, keys):
         self.settings = settings
@@ -268,7 +275,7 @@ class Lab:
         self.seq = itertools.count()
         self.tokens = {}  # (account, region, action, token) -> (params, status, headers, body)
         self.buckets = {}
-        self.stats = {"requests": Counter(), "throttled": Counter(), "by-account": Counter()}
+        self.stats = new_stats()
         self.action = None  # the EC2 action being served (requests are served one at a time)
         self.oracle = False  # the request is a test's check of the truth (x-lab-oracle: 1)
         self.req = None  # the request being served
@@ -309,7 +316,7 @@ class Lab:
         self.buckets.clear()
         self.bucket_owners.clear()
         self.changes.clear()
-        self.stats = {"requests": Counter(), "throttled": Counter(), "by-account": Counter()}
+        self.stats = new_stats()
 
     # --- KMS ------------------------------------------------------------------------------
     def ebs_settings(self):
@@ -948,10 +955,12 @@ class Lab:
                 if not lab.oracle:
                     lab.stats["requests"][f"{req.service}:{req.action}"] += 1
                     lab.stats["by-account"][req.account] += 1
+                    lab.stats["requests-by-account"][f"{req.account} {req.service}:{req.action}"] += 1
                     if lab.credentials_refused(req):
                         return refused_credentials(req, start_response)
                 if lab.settings["throttle"] and not lab.oracle and not lab.admit(req):
                     lab.stats["throttled"][f"{req.service}:{req.action}"] += 1
+                    lab.stats["throttled-by-account"][f"{req.account} {req.service}:{req.action}"] += 1
                     return throttled(req, start_response)
                 lab.action = req.action if req.service == "ec2" else None
                 lab.req = req
