@@ -293,6 +293,31 @@ class LabCloud(unittest.TestCase):
         block = text.split("-----BEGIN SSH HOST KEY KEYS-----\r\n")[1].split("-----END SSH HOST KEY KEYS-----")[0]
         self.assertEqual(block, f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILabHostKey root@{iid}\r\n")
 
+    def test_an_account_s_consoles_can_come_late_without_keys_or_with_keys_of_their_own(self):
+        def block(ec2, iid):
+            text = ec2.get_console_output(InstanceId=iid).get("Output", "")
+            if "-----BEGIN SSH HOST KEY KEYS-----" not in text:
+                return None
+            return text.split("-----BEGIN SSH HOST KEY KEYS-----\r\n")[1].split("-----END")[0]
+        account = "AKIDCONSOLES"
+        ec2 = self.ec2(account=account)
+        self.limits(account, **{"console-keys": "none"})
+        bare = self.launch(ec2)["InstanceId"]
+        self.until(lambda: "Output" in ec2.get_console_output(InstanceId=bare), True)
+        self.assertIsNone(block(ec2, bare))
+        self.limits(account, **{"console-keys": "per-instance", "console-delay": 0})
+        a, b = (self.launch(ec2)["InstanceId"] for _ in range(2))
+        for i in (a, b):
+            self.until(lambda i=i: "Output" in ec2.get_console_output(InstanceId=i), True)
+        ka, kb = block(ec2, a), block(ec2, b)
+        self.assertTrue(ka.startswith("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5") and ka.endswith(f" root@{a}\r\n"), ka)
+        self.assertNotEqual(ka.split()[1], kb.split()[1])
+        self.assertNotIn("ILabHostKey", ka + kb)
+        self.limits(account, **{"console-keys": None, "console-delay": 30})
+        late = self.launch(ec2)["InstanceId"]
+        time.sleep(SEEN + 3)
+        self.assertNotIn("Output", ec2.get_console_output(InstanceId=late))
+
     def test_create_volume_is_refused_as_ec2_refuses_it(self):
         ec2 = self.ec2()
         cases = [

@@ -1,5 +1,8 @@
 //! Host keys from the console output (the lab's consoles carry its sshd's real key),
 //! checked strictly by hostname: a swapped key is refused, a relaunch replaces keys.
+//! The lab can also refuse the console, post it without keys or late, or show keys of
+//! each instance's own (per account: `console-keys`, `console-delay`), and ssh itself
+//! shows what is checked: a command that ran leaves a file behind.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,7 +10,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{cerveza, cmd, lab_var, product, Run};
+use serde_json::json;
+use support::{cerveza, cmd, lab_var, limits, product, Proxy, Run};
 
 struct Keys {
     state: tempfile::TempDir,
@@ -24,18 +28,58 @@ impl Keys {
         self.state.path().join("cerveza/known_hosts")
     }
 
+    fn command(&self, p: &str) -> std::process::Command {
+        let mut c = cmd(p);
+        c.env(
+            "CERVEZA_TEST_ADDRESSES",
+            lab_var("CERVEZA_LAB_SSH_ADDRESSES"),
+        )
+        .env("XDG_STATE_HOME", self.state.path());
+        c
+    }
+
     fn run(&self, p: &str, args: &[&str]) -> Run {
-        cmd(p)
-            .env(
-                "CERVEZA_TEST_ADDRESSES",
-                lab_var("CERVEZA_LAB_SSH_ADDRESSES"),
-            )
-            .env("XDG_STATE_HOME", self.state.path())
+        self.command(p).args(args).output().unwrap().into()
+    }
+
+    /// Runs cerveza through `proxy`.
+    fn via(&self, proxy: &Proxy, p: &str, args: &[&str]) -> Run {
+        self.command(p)
+            .env("AWS_ENDPOINT_URL", proxy.url())
             .args(args)
             .output()
             .unwrap()
             .into()
     }
+
+    /// The known_hosts lines cerveza keeps (none when it has no file).
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.file())
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// `remote HOST -- touch FILE` (with `extra` options first): whether ssh let the
+    /// command run is whether FILE exists afterwards (the lab's hosts share this
+    /// machine's file system).
+    fn touch(&self, p: &str, host: &str, extra: &[&str]) -> (Run, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ran");
+        let mut args = vec!["remote", "--no-reuse"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[host, "--", "touch", file.to_str().unwrap()]);
+        let r = self.run(p, &args);
+        (r, file.exists())
+    }
+}
+
+/// The key of a known_hosts line (`alias type base64 comment`).
+fn key_of(line: &str) -> String {
+    line.split_whitespace()
+        .skip(1)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The lab sshd's public host key, `type base64`.
@@ -154,4 +198,172 @@ fn host_keys_can_be_left_to_the_users_ssh_config() {
         r.stderr.contains("host keys are left to your ssh config"),
         "{r:#?}"
     );
+}
+
+#[test]
+fn a_console_that_cannot_be_read_keeps_the_host_unreached_and_names_the_permission() {
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": [
+        {"fault": "refuse", "service": "ec2", "action": "GetConsoleOutput"}
+    ]}));
+    proxy
+        .direct(
+            &p,
+            &["start", "hr01", "--zone", "us-east-1b", "--profile", "Web"],
+        )
+        .ok();
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ran");
+    let r = keys.via(
+        &proxy,
+        &p,
+        &["remote", "hr01", "--", "touch", file.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 255, "{r:#?}");
+    assert!(!file.exists(), "the command ran: {r:#?}");
+    for says in [
+        "UnauthorizedOperation",
+        "ec2:GetConsoleOutput",
+        "host-keys = \"ssh\"",
+    ] {
+        assert!(r.stderr.contains(says), "{says}: {r:#?}");
+    }
+    assert_eq!(keys.lines(), Vec::<String>::new());
+    let r = keys.via(&proxy, &p, &["hostkeys", "sync", "-o", "json"]);
+    assert_eq!(r.code, 5, "{r:#?}");
+    let row = &r.json()[0];
+    assert_eq!(row["keys"], 0, "{r:#?}");
+    assert!(
+        row["change"]
+            .as_str()
+            .unwrap()
+            .contains("ec2:GetConsoleOutput"),
+        "{r:#?}"
+    );
+    assert_eq!(keys.lines(), Vec::<String>::new());
+    // Both commands asked, and were refused (not a console that merely had no keys).
+    assert_eq!(
+        proxy.stats()["faults"]["refuse:ec2:GetConsoleOutput"],
+        2,
+        "{}",
+        proxy.stats()
+    );
+}
+
+#[test]
+fn a_console_without_keys_or_with_keys_that_come_late_is_no_key_to_trust() {
+    let p = product();
+    // An image whose cloud-init prints no keys to the console.
+    limits(
+        &p,
+        "us-east-1",
+        &json!({"console-keys": "none"}).to_string(),
+    );
+    cerveza(
+        &p,
+        &["start", "hn01", "--zone", "us-east-1b", "--profile", "Web"],
+    )
+    .ok();
+    let keys = Keys::new();
+    let r = keys.run(&p, &["hostkeys", "sync", "--no-wait", "-o", "json"]);
+    assert_eq!(r.code, 5, "{r:#?}");
+    assert_eq!(
+        r.json()[0]["change"],
+        "none in its console output yet",
+        "{r:#?}"
+    );
+    let (r, ran) = keys.touch(&p, "hn01", &["--timeout", "3s"]);
+    assert_eq!(r.code, 255, "{r:#?}");
+    assert!(!ran, "{r:#?}");
+    assert!(r.stderr.contains("its console output has none"), "{r:#?}");
+    assert_eq!(keys.lines(), Vec::<String>::new());
+
+    // A young instance whose keys appear after the connection gave up waiting: refused
+    // then, trusted once they are there.
+    limits(
+        &p,
+        "us-east-1",
+        &json!({"console-keys": null, "console-delay": 20}).to_string(),
+    );
+    cerveza(
+        &p,
+        &["start", "hl01", "--zone", "us-east-1b", "--profile", "Web"],
+    )
+    .ok();
+    let (r, ran) = keys.touch(&p, "hl01", &["--timeout", "3s"]);
+    assert_eq!(r.code, 255, "{r:#?}");
+    assert!(!ran, "{r:#?}");
+    assert!(r.stderr.contains("no host keys for hl01"), "{r:#?}");
+    assert_eq!(keys.lines(), Vec::<String>::new());
+    // sync waits for a young instance's keys (up to 3 minutes).
+    let r = keys.run(&p, &["hostkeys", "sync", "hl01", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(r.json()[0]["change"], "added", "{r:#?}");
+    let (r, ran) = keys.touch(&p, "hl01", &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(ran, "{r:#?}");
+}
+
+#[test]
+fn each_instance_s_own_keys_are_read_and_ssh_refuses_a_server_without_them() {
+    let p = product();
+    // Every instance shows a key of its own, which the lab's sshd does not hold: the
+    // console is the truth, and whoever answers at the address is not that host.
+    limits(
+        &p,
+        "us-east-1",
+        &json!({"console-keys": "per-instance"}).to_string(),
+    );
+    cerveza(
+        &p,
+        &[
+            "start",
+            "hd[01-02]",
+            "--zone",
+            "us-east-1b",
+            "--profile",
+            "Web",
+        ],
+    )
+    .ok();
+    let keys = Keys::new();
+    let r = keys.run(&p, &["hostkeys", "sync"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let mut lines = keys.lines();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let (one, two) = (key_of(&lines[0]), key_of(&lines[1]));
+    assert_ne!(one, two);
+    assert!(one.starts_with("ssh-ed25519 ") && one != lab_key(), "{one}");
+    let id = instance(&p, "hd01");
+    assert_eq!(lines[0], format!("hd01.{p}.private {one} cerveza:{id}"));
+
+    // StrictHostKeyChecking, as ssh behaves: the server's key is not the recorded one.
+    let (r, ran) = keys.touch(&p, "hd01", &[]);
+    assert_eq!(r.code, 255, "{r:#?}");
+    assert!(!ran, "{r:#?}");
+    assert!(
+        r.stderr.contains("Host key verification failed")
+            || r.stderr.contains("IDENTIFICATION HAS CHANGED"),
+        "{r:#?}"
+    );
+
+    // A relaunch's keys are read from the new console, not the old ones relabelled.
+    cerveza(&p, &["terminate", "hd01"]).ok();
+    cerveza(&p, &["start", "hd01"]).ok();
+    let new_id = instance(&p, "hd01");
+    let r = keys.run(&p, &["hostkeys", "sync", "hd01", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(
+        r.json()[0]["change"],
+        format!("replaced the keys of {id}"),
+        "{r:#?}"
+    );
+    let mut lines = keys.lines();
+    lines.sort();
+    let new = key_of(&lines[0]);
+    assert_ne!(new, one, "the old instance's key, relabelled");
+    assert_eq!(lines[0], format!("hd01.{p}.private {new} cerveza:{new_id}"));
+    assert_eq!(key_of(&lines[1]), two);
 }

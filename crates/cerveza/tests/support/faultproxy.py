@@ -21,6 +21,8 @@ KIND:
     reset      reset the connection (TCP RST)
     delay      wait `seconds`, then forward
     blackhole  accept and never answer
+    refuse     answer `status` (403) with error `code` (UnauthorizedOperation) and
+               `message`: a permission the caller lacks
     pair       hold a request until a rival with the same `key` arrives (see
                wait_for_rival), at most `seconds`; STATS["paired"] counts the pairs
     hide       new instances are invisible for `seconds` after RunInstances answered:
@@ -104,7 +106,7 @@ def matches(rule, service, region, action, headers):
         if want is not None and have not in (want if isinstance(want, list) else [want]):
             return False
     n, most = attempt(headers)
-    if rule.get("spare_last", True) and n >= most and rule["fault"] not in ("delay", "hide", "pair"):
+    if rule.get("spare_last", True) and n >= most and rule["fault"] not in ("delay", "hide", "pair", "refuse"):
         return False
     with LOCK:
         return RNG.random() < rule.get("rate", 1.0)
@@ -284,6 +286,10 @@ class Handler(BaseHTTPRequestHandler):
             if kind == "status":
                 ctype, b = error_body(service, "InternalError", "injected by faultproxy")
                 return self.reply(rule.get("status", 500), [("Content-Type", ctype)], b)
+            if kind == "refuse":
+                ctype, b = error_body(service, rule.get("code", "UnauthorizedOperation"),
+                                      rule.get("message", "You are not authorized to perform this operation."))
+                return self.reply(rule.get("status", 403), [("Content-Type", ctype)], b)
             if kind == "throttle":
                 status, code = THROTTLE.get(service, (503, "Throttling"))
                 ctype, b = error_body(service, code, "Rate exceeded (faultproxy)")
