@@ -435,10 +435,9 @@ fn data_volumes_are_mounted_from_what_their_assembler_made() {
     assert_eq!(volume_problems(&[], Some(&[])), Ok(vec![]));
 }
 
-#[test]
-fn the_real_script_says_unreadable_for_a_file_it_cannot_read_and_judging_never_passes_it() {
-    // A mode-000 file read by a user who is not root (root reads anything): as root,
-    // the script runs as `nobody` (util-linux setpriv).
+/// A tree with a readable resolv.conf and a mode-000 nslcd.conf, for the script run
+/// as a user who is not root.
+fn tree_with_an_unreadable_file() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt as _;
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
@@ -449,7 +448,7 @@ fn the_real_script_says_unreadable_for_a_file_it_cannot_read_and_judging_never_p
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
     };
     write("/etc/resolv.conf", GOOD_RESOLV, 0o644);
-    write("/etc/nslcd.conf", "uri ldaps://ldap.noc.private\n", 0o000);
+    write("/etc/nslcd.conf", NSLCD_UNREADABLE, 0o000);
     for dir in ["", "/etc"] {
         std::fs::set_permissions(
             r.join(dir.trim_start_matches('/')),
@@ -457,32 +456,68 @@ fn the_real_script_says_unreadable_for_a_file_it_cannot_read_and_judging_never_p
         )
         .unwrap();
     }
-    let line = command(&r.display().to_string(), "@@t2");
-    let is_root = std::process::Command::new("id")
+    root
+}
+
+const NSLCD_UNREADABLE: &str = "uri ldaps://ldap.noc.private\n";
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
         .arg("-u")
         .output()
         .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap();
-    let mut cmd = if is_root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            &line,
-        ]);
-        c
-    } else {
-        let mut c = std::process::Command::new("sh");
-        c.args(["-c", &line]);
-        c
+        .unwrap()
+}
+
+/// Runs the real script over `root` as a user who is not root (as root: `nobody`,
+/// through util-linux setpriv) and parses what it printed.
+fn run_script(root: &std::path::Path, sudoers: Option<&std::path::Path>) -> (HostFiles, String) {
+    let line = command(&root.display().to_string(), "@@t2");
+    let mut cmd = match (is_root(), sudoers) {
+        (true, None) => {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                &line,
+            ]);
+            c
+        }
+        // The real sudo, with a sudoers file of the test's own bound over /etc/sudoers in
+        // a private mount namespace: the machine's own configuration is never touched.
+        (true, Some(sudoers)) => {
+            let mut c = std::process::Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(
+                    "mount --bind \"$1\" /etc/sudoers && exec setpriv --reuid=65534 \
+                     --regid=65534 --clear-groups sh -c \"$2\"",
+                )
+                .args(["sh"])
+                .arg(sudoers)
+                .arg(&line);
+            c
+        }
+        (false, _) => {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &line]);
+            c
+        }
     };
     let out = cmd.current_dir("/").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
-    let h = HostFiles::parse(&text, "@@t2");
+    (HostFiles::parse(&text, "@@t2"), text)
+}
+
+#[test]
+fn the_real_script_says_unreadable_for_a_file_it_cannot_read_and_judging_never_passes_it() {
+    // A mode-000 file read by a user who is not root (root reads anything), and for whom
+    // `sudo -n` needs a password (or there is no sudo).
+    let root = tree_with_an_unreadable_file();
+    let (h, text) = run_script(root.path(), None);
     assert!(h.complete(), "{text}");
     assert_eq!(h.state("/etc/nslcd.conf"), &FileState::Unreadable, "{text}");
     assert_eq!(h.text("/etc/resolv.conf"), Ok(Some(GOOD_RESOLV)));
@@ -492,5 +527,43 @@ fn the_real_script_says_unreadable_for_a_file_it_cannot_read_and_judging_never_p
     assert_eq!(
         why,
         "cannot read /etc/nslcd.conf (log in as root, or give the ssh user passwordless sudo)"
+    );
+}
+
+#[test]
+fn the_real_script_reads_what_the_user_cannot_through_passwordless_sudo() {
+    // Needs root (to be `nobody` with a sudoers of the test's own), sudo and unshare:
+    // scripts/bootstrap installs sudo, and CI runs as root.
+    let have = |p: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {p}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(is_root() && have("sudo") && have("unshare")) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test: it needs root, sudo and unshare"
+        );
+        eprintln!("skipped: needs root, sudo and unshare");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tree_with_an_unreadable_file();
+    let dir = tempfile::tempdir().unwrap();
+    let sudoers = dir.path().join("sudoers");
+    std::fs::write(&sudoers, "nobody ALL=(root) NOPASSWD: ALL\n").unwrap();
+    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let (h, text) = run_script(root.path(), Some(&sudoers));
+    assert!(h.complete(), "{text}");
+    assert_eq!(
+        h.text("/etc/nslcd.conf"),
+        Ok(Some(NSLCD_UNREADABLE)),
+        "{text}"
+    );
+    // Read, so judged: no "could not check".
+    assert!(
+        !matches!(judge(Check::LoginTimeouts, &h), Verdict::Unknown(_)),
+        "{text}"
     );
 }
