@@ -9,19 +9,29 @@ stderr together). HTML comments right before a block steer it:
     <!-- check-setup: shell commands -->   run first, silently (must succeed)
     <!-- check-skip: reason -->            the block is not run (say why)
 
-Output is compared after masking what differs from run to run: resource ids
-(i-0abc…, vol-…), launch tokens and claim ids, IPv4 addresses, and digits; runs of blanks count as one (table
-columns widen with the data). Lines may come in any order where stdout and stderr
-interleave (progress of hosts handled together), but stdout's own lines must keep their
-order, and every line must be there: a missing row, a changed message or an extra line
-fails. A `...` line stands for output left out: then the lines shown must be there and
-others may follow. `--bless` writes the real output into the README instead (keeping a
-block's excerpt as long as it was).
+A command that exits with another status than 0 shows it as its last line, `[exit N]`;
+the check compares every command's status. Which stream each line comes on (stdout or
+stderr) is recorded beside the README, in scripts/readme-streams.json (one string of
+`o`/`e` per command, in order), and compared too: a message that moves to stdout breaks
+`-o json | jq`, and a table that moves to stderr breaks a pipe.
+
+Output is compared after masking only what differs from run to run: resource ids
+(i-0abc…, vol-…), launch tokens and claim ids, IPv4 addresses, clock times, durations
+and ages, and what a lifecycle command spent polling ("17 AWS requests (17.0 per
+host)"); runs of blanks count as one (table columns widen with the data). Every other
+digit must match: hostnames (web02 is not web03), regions, zones, counts. Lines may come
+in any order where stdout and stderr interleave (progress of hosts handled together),
+but stdout's own lines must keep their order, and every line must be there: a missing
+row, a changed message or an extra line fails. A `...` line stands for output left out:
+then the lines shown must be there and others may follow. `--bless` writes the real
+output (and streams, and statuses) into the README instead (keeping a block's excerpt
+as long as it was).
 
     readme_check.py README.md WORKDIR [--bless]
 """
 
 import collections
+import json
 import os
 import re
 import selectors
@@ -29,12 +39,20 @@ import subprocess
 import sys
 
 FENCE = re.compile(r"^```")
+EXIT = re.compile(r"^\[exit (\d+)\]$")
+STREAMS = os.environ.get("README_CHECK_STREAMS") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "readme-streams.json")
 ELLIPSIS = "..."
 
 DIRECTIVE = re.compile(r"^<!--\s*check-(setup|skip):\s*(.*?)\s*-->\s*$", re.S)
 ID = re.compile(r"\b(i|vol|eipalloc|eni|snap|ami|r)-[0-9a-f]{8,17}\b")
 IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b")
-DIGITS = re.compile(r"\d+")
+# Clock times, durations and what polling costs: they vary from run to run; every other
+# digit (host numbers, regions, counts, exit codes) must be what the README shows.
+STAMP = re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
+SECONDS = re.compile(r"\b\d+(\.\d+)?\s?(ms|s)\b")
+# A lifecycle command's requests depend on how often it polled the cloud while waiting.
+PER_HOST = re.compile(r"\b\d+ AWS requests \(\d+(\.\d+)? per host\)")
 # The request summary may mention retries when the lab throttled a burst.
 RETRIES = re.compile(r", \d+ (retried|throttled or failed)")
 TIMEOUT = int(os.environ.get("README_CHECK_TIMEOUT", "300"))
@@ -52,9 +70,11 @@ def normalize(line):
     line = TOKEN.sub("cz-TOKEN", line)
     line = CLAIM.sub("cerveza:claim=CLAIM", line)
     line = ID.sub(r"\1-ID", line)
+    line = STAMP.sub("TIME", line)
+    line = PER_HOST.sub("N AWS requests (N per host)", line)
+    line = SECONDS.sub("SECONDS", line)
     line = AGE.sub("AGE", line)
     line = IPV4.sub("IP", line)
-    line = DIGITS.sub("0", line)
     return " ".join(line.split())
 
 
@@ -68,8 +88,13 @@ class Block:
                 self.commands.append((line[2:], []))
             elif self.commands:
                 self.commands[-1][1].append(line)
+        self.codes = []  # the exit code each command shows (`[exit N]`; 0 when none)
         for _, out in self.commands:
             while out and not out[-1].strip():
+                out.pop()
+            m = EXIT.match(out[-1]) if out else None
+            self.codes.append(int(m.group(1)) if m else 0)
+            if m:
                 out.pop()
 
 
@@ -138,32 +163,39 @@ def run(command, workdir):
     return lines, p.returncode
 
 
-def compare(expected, actual):
-    """None when the output matches, else a description of the difference. A `...`
-    line in the README stands for lines left out: then only what is shown must be there."""
+def compare(expected, streams, actual):
+    """None when the output matches, else a description of the difference. `streams`
+    says which stream each expected line comes on ("o" stdout, "e" stderr). A `...` line
+    in the README stands for lines left out: then only what is shown must be there."""
     partial = ELLIPSIS in expected
-    want = [normalize(line) for line in expected if line != ELLIPSIS]
-    got = [normalize(line) for _, line in actual]
+    want = [(st, normalize(line)) for st, line in zip(streams, (x for x in expected if x != ELLIPSIS))]
+    got = [(stream[0], normalize(line)) for stream, line in actual]
     missing = collections.Counter(want) - collections.Counter(got)
     extra = collections.Counter() if partial else collections.Counter(got) - collections.Counter(want)
     if missing or extra:
+        name = {"o": "stdout", "e": "stderr"}
         text = []
-        text += [f"  - {line}" for line in missing.elements()]
-        text += [f"  + {line}" for line in extra.elements()]
+        text += [f"  - ({name[st]}) {line}" for st, line in missing.elements()]
+        text += [f"  + ({name[st]}) {line}" for st, line in extra.elements()]
         return "\n".join(text)
     if partial:
         return None
     # stdout's lines in the README keep the program's order.
-    out = [normalize(line) for stream, line in actual if stream == "out"]
-    remaining = collections.Counter(out)
-    ordered = []
-    for w in want:
-        if remaining[w] > 0:
-            remaining[w] -= 1
-            ordered.append(w)
+    out = [line for st, line in got if st == "o"]
+    ordered = [line for st, line in want if st == "o"]
     if ordered != out:
         return "  stdout's lines are in another order:\n" + "\n".join(f"    {line}" for line in out)
     return None
+
+
+def load_streams():
+    """The recorded stream of each line each command shows, in the order commands run:
+    [{"command": "...", "streams": "oe…"}] (written by --bless)."""
+    try:
+        with open(STREAMS, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return []
 
 
 def main():
@@ -173,6 +205,7 @@ def main():
     text = open(readme, encoding="utf-8").read()
     lines = text.split("\n")
     failures, checked, replacements = [], 0, []
+    streams, blessed = load_streams(), []
     for b in blocks(text):
         kinds = dict(b.directives)
         if "skip" in kinds:
@@ -184,25 +217,41 @@ def main():
                 if r.returncode != 0:
                     raise SystemExit(f"readme-check: line {b.start + 1}: setup failed:\n{script}\n{r.stdout}{r.stderr}")
         body = []
-        for command, expected in b.commands:
+        for (command, expected), want_code in zip(b.commands, b.codes):
             actual, code = run(command, workdir)
+            recorded = streams[checked] if checked < len(streams) else None
             checked += 1
-            diff = compare(expected, actual)
+            shown_lines = [x for x in expected if x != ELLIPSIS]
+            where = f"README line {b.start + 1}: $ {command}  (exit {code})"
+            if not recorded or recorded["command"] != command or len(recorded["streams"]) != len(shown_lines):
+                failures.append(f"{where}\n  which stream each line comes on is not recorded in {STREAMS}")
+                recorded = {"streams": "o" * len(shown_lines)}
+            diff = compare(expected, recorded["streams"], actual)
             if diff:
-                failures.append(f"README line {b.start + 1}: $ {command}  (exit {code})\n{diff}")
+                failures.append(f"{where}\n{diff}")
+            if code != want_code:
+                failures.append(f"{where}\n  exits {code}, the README says {want_code}")
             if body:
                 body.append("")
             body.append(f"$ {command}")
-            shown = [line.rstrip() for _, line in actual]
+            got = [(stream[0], line.rstrip()) for stream, line in actual]
             if ELLIPSIS in expected:
                 # Keep the README's excerpt: as many lines as it showed, then `...`.
-                shown = shown[: expected.index(ELLIPSIS)] + [ELLIPSIS]
-            body.extend(shown)
+                got = got[: expected.index(ELLIPSIS)]
+            body.extend(line for _, line in got)
+            if ELLIPSIS in expected:
+                body.append(ELLIPSIS)
+            if code != 0:
+                body.append(f"[exit {code}]")
+            blessed.append({"command": command, "streams": "".join(st for st, _ in got)})
         replacements.append((b.start + 1, b.end, body))
     if bless:
         for start, end, body in reversed(replacements):
             lines[start:end] = body
         open(readme, "w", encoding="utf-8").write("\n".join(lines))
+        with open(STREAMS, "w", encoding="utf-8") as f:
+            json.dump(blessed, f, indent=0, ensure_ascii=False)
+            f.write("\n")
         print(f"readme-check: {checked} command(s) run, output written into {readme}")
         return 0
     for f in failures:
