@@ -189,7 +189,12 @@ def main():
         "public": True, "virtualization_type": "hvm", "architecture": "x86_64",
         "state": "available", "platform": None, "root_device_type": "ebs",
         "root_device_name": "/dev/sda1", "sriov": "simple", "hypervisor": "xen",
-    } for region, ami in amis], ami_file)
+    } for region, ami in amis] + [{
+        "ami_id": ami, "region": region, "name": name, "description": name,
+        "owner_id": "099720109477", "public": True, "virtualization_type": "hvm",
+        "architecture": arch, "state": "available", "platform": None, "root_device_type": "ebs",
+        "root_device_name": "/dev/sda1", "sriov": "simple", "hypervisor": "xen",
+    } for ami, (region, arch, name) in LAB_IMAGES.items()], ami_file)
     ami_file.close()
     os.environ["MOTO_AMIS_PATH"] = ami_file.name
     os.environ["MOTO_ENABLE_AMI_VALIDATION"] = "true"
@@ -422,6 +427,15 @@ class Lab:
                 move(inst, "shutting-down", "terminated", "shutting-down")
             lab.later("pending", die)
         Instance.__init__ = init
+
+        # Images their owner deprecated show when (DescribeImages' DeprecationTime).
+        from moto.ec2.models.amis import Ami
+        orig_ami_init = Ami.__init__
+
+        def ami_init(self, *a, **k):
+            orig_ami_init(self, *a, **k)
+            self.deprecation_time = DEPRECATED_IMAGES.get(self.id)
+        Ami.__init__ = ami_init
 
         # The console output: nothing until EC2 posts it, a while after boot; then the
         # boot log with cloud-init's host key block (cc_keys_to_console), carrying the
@@ -797,6 +811,46 @@ class Lab:
     def no_default_vpc(self, account, region):
         return bool((self.limits.get((account, region)) or {}).get("no-default-vpc"))
 
+    def launch_refusal(self, req):
+        """(status, code, message) EC2 answers a launch of an instance type the zone does
+        not offer, or of an image of another architecture than the type; None otherwise."""
+        if req.action != "RunInstances":
+            return None
+        form, backend = req.form, self.ec2_backend(req.region)
+        itype = form.get("InstanceType", "m1.small")
+        zone = form.get("Placement.AvailabilityZone")
+        subnet_id = form.get("SubnetId") or form.get("NetworkInterface.1.SubnetId")
+        if not zone and subnet_id:
+            try:
+                zone = backend.get_subnet(subnet_id).availability_zone
+            except Exception:  # noqa: BLE001 - moto answers InvalidSubnetID.NotFound itself
+                return None
+        try:
+            types = backend.describe_instance_types([itype])
+        except Exception:  # noqa: BLE001 - moto answers InvalidInstanceType itself
+            return None
+        if zone:
+            offered = sorted(o["Location"] for o in backend.describe_instance_type_offerings(
+                "availability-zone", {"instance-type": [itype]}))
+            if zone not in offered:
+                return (400, "Unsupported",
+                        f"Your requested instance type ({itype}) is not supported in your requested "
+                        f"Availability Zone ({zone}). Please retry your request by not specifying an "
+                        f"Availability Zone or choosing {', '.join(offered)}.")
+        try:
+            image = backend.describe_images(ami_ids=[form.get("ImageId", "")])[0]
+        except Exception:  # noqa: BLE001 - moto answers InvalidAMIID.NotFound itself
+            return None
+        archs = types[0]["ProcessorInfo"]["SupportedArchitectures"]
+        if image.architecture and image.architecture not in archs:
+            return (400, "InvalidParameterValue",
+                    f"The architecture '{archs[0]}' of the specified instance type does not match "
+                    f"the architecture '{image.architecture}' of the specified AMI. Specify an "
+                    "instance type and an AMI that have matching architectures, and try again. You "
+                    "can use 'describe-instance-types' or 'describe-images' to discover the "
+                    "architecture of the instance type or AMI.")
+        return None
+
     def network_refusal(self, req):
         """(status, code, message) EC2 answers a launch whose network it cannot use; None
         when the network is fine (or for moto's own errors, such as an unknown subnet)."""
@@ -912,7 +966,9 @@ class Lab:
         zones = [z.name for z in backend.describe_availability_zones()]
 
         def elsewhere(itype, zone):
-            ok = [z for z in zones if z != zone
+            offered = {o["Location"] for o in backend.describe_instance_type_offerings(
+                "availability-zone", {"instance-type": [itype]})}
+            ok = [z for z in zones if z != zone and z in offered
                   and itype not in (lim.get("not-offered") or {}).get(z, [])
                   and (lim.get("capacity") or {}).get(z, {}).get(itype) != 0]
             return ", ".join(ok)
@@ -1102,7 +1158,7 @@ class Lab:
             refused = volume_refusal(req.form)
             if refused:
                 return ec2_error(400, *refused)
-        refused = self.limit_refusal(req) or self.network_refusal(req)
+        refused = self.limit_refusal(req) or self.network_refusal(req) or self.launch_refusal(req)
         if refused:
             return ec2_error(*refused)
         if req.action == "RunInstances" and "UserData" in req.form:
@@ -1186,6 +1242,15 @@ PUBLIC_PARAMETERS = {
     f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id": _UBUNTU
     for release in ("24.04", "22.04")
 }
+
+# Images of the lab's own beside the profiles': one for Graviton (arm64) types, and one
+# its owner deprecated (EC2 User Guide, "Deprecate an AMI": DescribeImages shows
+# DeprecationTime; a launch by id still works).
+LAB_IMAGES = {
+    "ami-0a0b0c0d0e0f0a064": ("us-east-1", "arm64", "lab ubuntu 24.04 arm64"),
+    "ami-0de9eca7ed0de9eca": ("us-east-1", "x86_64", "lab ubuntu 20.04 (deprecated)"),
+}
+DEPRECATED_IMAGES = {"ami-0de9eca7ed0de9eca": "2025-06-30T00:00:00.000Z"}
 
 # Capacity and quotas (EC2 API Reference, "Error codes"; EC2 User Guide, "On-Demand
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).

@@ -318,6 +318,28 @@ class LabCloud(unittest.TestCase):
         time.sleep(SEEN + 3)
         self.assertNotIn("Output", ec2.get_console_output(InstanceId=late))
 
+    def test_types_a_zone_does_not_offer_and_images_of_another_architecture_are_refused(self):
+        ec2 = self.ec2(account="AKIDOFFERINGS")
+        code, message, _ = self.error(lambda: ec2.run_instances(
+            ImageId=AMI, InstanceType="c5.large", MinCount=1, MaxCount=1,
+            Placement={"AvailabilityZone": "us-east-1e"}))
+        self.assertEqual(code, "Unsupported")
+        self.assertIn("choosing us-east-1a, us-east-1b, us-east-1c, us-east-1d, us-east-1f.", message)
+        offered = ec2.describe_instance_type_offerings(
+            LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": ["c5.large"]}])
+        self.assertNotIn("us-east-1e", [o["Location"] for o in offered["InstanceTypeOfferings"]])
+        arm = "ami-0a0b0c0d0e0f0a064"
+        code, message, _ = self.error(lambda: ec2.run_instances(
+            ImageId=arm, InstanceType="t3.small", MinCount=1, MaxCount=1))
+        self.assertEqual(code, "InvalidParameterValue")
+        self.assertIn("architecture 'arm64' of the specified AMI", message)
+        ec2.run_instances(ImageId=arm, InstanceType="t4g.small", MinCount=1, MaxCount=1)
+        # A deprecated image says so, and still launches by id.
+        old = "ami-0de9eca7ed0de9eca"
+        image = ec2.describe_images(ImageIds=[old])["Images"][0]
+        self.assertEqual(image["DeprecationTime"], "2025-06-30T00:00:00.000Z")
+        ec2.run_instances(ImageId=old, InstanceType="t3.small", MinCount=1, MaxCount=1)
+
     def test_create_volume_is_refused_as_ec2_refuses_it(self):
         ec2 = self.ec2()
         cases = [

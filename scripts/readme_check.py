@@ -16,12 +16,13 @@ stderr) is recorded beside the README, in scripts/readme-streams.json (one strin
 `-o json | jq`, and a table that moves to stderr breaks a pipe.
 
 Output is compared after masking only what differs from run to run: resource ids
-(i-0abc…, vol-…), launch tokens and claim ids, IPv4 addresses, clock times, durations
+(i-0abc…, vol-…), launch tokens and claim ids, IPv4 addresses and ports, clock times, durations
 and ages, and what a lifecycle command spent polling ("17 AWS requests (17.0 per
 host)"); runs of blanks count as one (table columns widen with the data). Every other
 digit must match: hostnames (web02 is not web03), regions, zones, counts. Lines may come
 in any order where stdout and stderr interleave (progress of hosts handled together),
-but stdout's own lines must keep their order, and every line must be there: a missing
+but stdout's own lines must keep their order (except lines a host or region prefixes,
+`web01: …`, which come as the hosts answer), and every line must be there: a missing
 row, a changed message or an extra line fails. A `...` line stands for output left out:
 then the lines shown must be there and others may follow. `--bless` writes the real
 output (and streams, and statuses) into the README instead (keeping a block's excerpt
@@ -51,6 +52,10 @@ IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b")
 # digit (host numbers, regions, counts, exit codes) must be what the README shows.
 STAMP = re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
 SECONDS = re.compile(r"\b\d+(\.\d+)?\s?(ms|s)\b")
+# The lab's ports are the machine's choice (CERVEZA_LAB_README_PORT and the ones after it).
+PORT = re.compile(r"\b(IP|localhost):\d{2,5}\b")
+# A line a host (or region) prefixes comes when that host answers: in any order.
+ANSWER = re.compile(r"^[a-z][a-z0-9.-]*: ")
 # A lifecycle command's requests depend on how often it polled the cloud while waiting.
 PER_HOST = re.compile(r"\b\d+ AWS requests \(\d+(\.\d+)? per host\)")
 # The request summary may mention retries when the lab throttled a burst.
@@ -75,6 +80,7 @@ def normalize(line):
     line = SECONDS.sub("SECONDS", line)
     line = AGE.sub("AGE", line)
     line = IPV4.sub("IP", line)
+    line = PORT.sub(r"\1:PORT", line)
     return " ".join(line.split())
 
 
@@ -180,9 +186,9 @@ def compare(expected, streams, actual):
         return "\n".join(text)
     if partial:
         return None
-    # stdout's lines in the README keep the program's order.
-    out = [line for st, line in got if st == "o"]
-    ordered = [line for st, line in want if st == "o"]
+    # stdout's lines in the README keep the program's order, except each host's answer.
+    out = [line for st, line in got if st == "o" and not ANSWER.match(line)]
+    ordered = [line for st, line in want if st == "o" and not ANSWER.match(line)]
     if ordered != out:
         return "  stdout's lines are in another order:\n" + "\n".join(f"    {line}" for line in out)
     return None

@@ -66,6 +66,12 @@ class ReadmeCheck(unittest.TestCase):
             code, out = self.check(wrong)
             self.assertEqual(code, 1, out)
 
+    def test_rows_of_a_table_keep_their_order(self):
+        rows = "HOST   ZONE        STATE\nweb02  us-east-1b  running\n"
+        code, out = self.check(README.replace(rows, "web02  us-east-1b  running\nHOST   ZONE        STATE\n"))
+        self.assertEqual(code, 1, out)
+        self.assertIn("another order", out)
+
     def test_another_exit_status_fails(self):
         for wrong in (README.replace("[exit 5]", "[exit 4]"), README.replace("[exit 5]\n", "")):
             code, out = self.check(wrong)

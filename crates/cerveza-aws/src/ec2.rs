@@ -208,6 +208,15 @@ impl ComputeRead for Ec2 {
         self.read_network(region, vpc).await
     }
 
+    async fn offering(
+        &self,
+        region: &Region,
+        image: Option<&str>,
+        instance_type: &str,
+    ) -> ProviderResult<cerveza_core::offering::Offering> {
+        self.read_offering(region, image, instance_type).await
+    }
+
     async fn zones(&self, region: &Region) -> ProviderResult<Vec<Zone>> {
         let out = self
             .client(region)

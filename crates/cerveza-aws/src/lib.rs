@@ -14,6 +14,7 @@ mod denial;
 mod ec2;
 mod errors;
 mod network;
+mod offering;
 mod registry;
 mod releases;
 mod route53;

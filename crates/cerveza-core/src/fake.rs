@@ -95,6 +95,9 @@ pub struct FakeCloud {
     /// region not listed has a default VPC with a default subnet in each zone and a
     /// `default` security group.
     pub networks: Mutex<BTreeMap<Region, Option<crate::network::Network>>>,
+    /// What a region offers an instance type (a pair not listed: every image exists,
+    /// runs x86_64, and the type is offered in every zone).
+    pub offerings: Mutex<BTreeMap<(Region, String), crate::offering::Offering>>,
 }
 
 impl Default for FakeCloud {
@@ -107,6 +110,7 @@ impl Default for FakeCloud {
             timing: None,
             full_zones: Mutex::new(BTreeSet::new()),
             networks: Mutex::new(BTreeMap::new()),
+            offerings: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -352,6 +356,29 @@ impl ComputeRead for FakeCloud {
         Ok(self
             .network_of(region)
             .filter(|n| vpc.map_or(n.is_default, |v| v == n.vpc_id)))
+    }
+
+    async fn offering(
+        &self,
+        region: &Region,
+        image: Option<&str>,
+        instance_type: &str,
+    ) -> ProviderResult<crate::offering::Offering> {
+        self.count("offering");
+        if let Some(o) = lock(&self.offerings).get(&(region.clone(), instance_type.to_owned())) {
+            return Ok(o.clone());
+        }
+        // Every image exists and is current; every type runs x86_64 in every zone.
+        Ok(crate::offering::Offering {
+            image: image.map(|id| crate::offering::Image {
+                id: id.to_owned(),
+                name: "fake image".into(),
+                architecture: "x86_64".into(),
+                deprecated_at: None,
+            }),
+            architectures: vec!["x86_64".into()],
+            zones: self.zones(region).await?,
+        })
     }
 
     async fn instances(

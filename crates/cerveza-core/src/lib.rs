@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod names;
 pub mod network;
+pub mod offering;
 pub mod ports;
 pub mod profile;
 pub mod selection;

@@ -117,6 +117,15 @@ pub trait ComputeRead: Send + Sync {
         region: &Region,
         vpc: Option<&str>,
     ) -> ProviderResult<Option<crate::network::Network>>;
+    /// What `region` offers a launch of `instance_type` with image `image` (`None`: the
+    /// image is not read, as for `resolve:ssm:`): the image, the type's architectures and
+    /// the zones that offer the type.
+    async fn offering(
+        &self,
+        region: &Region,
+        image: Option<&str>,
+        instance_type: &str,
+    ) -> ProviderResult<crate::offering::Offering>;
 }
 
 /// Changing the compute fleet.

@@ -1636,3 +1636,71 @@ async fn a_region_without_a_default_vpc_refuses_before_claiming_and_a_known_host
     assert_eq!(r[0].1.as_ref().unwrap().action, Action::Launched);
     assert_eq!(w.cloud.calls("network"), 3);
 }
+
+#[tokio::test]
+async fn a_type_the_zone_does_not_offer_or_an_image_of_another_architecture_is_refused_before_claiming(
+) {
+    use cerveza_core::offering::{Image, Offering};
+    let w = World::new();
+    let region = zone().region();
+    let b = Zone::parse("ap-southeast-1b").unwrap();
+    let offer = |arch: &str, zones: Vec<Zone>| Offering {
+        image: Some(Image {
+            id: "ami-0123456789abcdef0".into(),
+            name: "img".into(),
+            architecture: arch.into(),
+            deprecated_at: None,
+        }),
+        architectures: vec!["x86_64".into()],
+        zones,
+    };
+    w.cloud.offerings.lock().unwrap().insert(
+        (region.clone(), "t3.micro".into()),
+        offer("x86_64", vec![b.clone()]),
+    );
+    let refused = |errors: Vec<(Hostname, cerveza_core::Error)>| {
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|(_, e)| e.kind() == ErrorKind::Usage));
+        errors[0].1.to_string()
+    };
+    let wants = |hosts: &[&str]| -> Vec<_> {
+        hosts
+            .iter()
+            .map(|n| (h(n), Some(zone()), Some(ProfileName::parse("Dev").unwrap())))
+            .collect()
+    };
+    let why = refused(
+        w.lc()
+            .lc
+            .start_each(&w.profiles, wants(&["web01", "web02"]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        why.contains("web01: profile Dev: instance type t3.micro is not offered in ap-southeast-1a; it is in ap-southeast-1b (--zone ap-southeast-1b)"),
+        "{why}"
+    );
+    // Read once for both hosts; nothing claimed, nothing made.
+    assert_eq!(w.cloud.calls("offering"), 1);
+    assert_eq!(w.registry.calls(), 2, "a read per host, no claim");
+    assert!(w.cloud.all().is_empty());
+
+    w.cloud.offerings.lock().unwrap().insert(
+        (region.clone(), "t3.micro".into()),
+        offer("arm64", vec![zone(), b]),
+    );
+    let why = refused(
+        w.lc()
+            .lc
+            .start_each(&w.profiles, wants(&["web01", "web02"]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        why.contains(
+            "is arm64, and t3.micro runs x86_64: choose an arm64 instance type such as t4g.micro"
+        ),
+        "{why}"
+    );
+    assert!(w.cloud.all().is_empty());
+}

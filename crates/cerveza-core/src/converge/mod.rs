@@ -196,19 +196,56 @@ pub async fn check_targets(
     let target_regions: BTreeSet<Region> = moving.values().map(|z| z.region()).collect();
     let hosts: Vec<Hostname> = moving.keys().map(|h| (*h).clone()).collect();
     let hosts = &hosts;
+    // What each region offers each (image, instance type) of the hosts launching there.
+    let asked: BTreeSet<(Region, String, String)> = moving
+        .iter()
+        .filter_map(|(h, z)| {
+            let p = profiles.get(h)?;
+            let ami = p.ami_for(&z.region()).ok()?;
+            Some((z.region(), ami.to_owned(), p.instance_type.clone()))
+        })
+        .collect();
+    let offers = async {
+        futures::future::join_all(asked.iter().map(|(region, ami, itype)| async move {
+            let read = tokio::time::timeout(
+                timeout,
+                compute.offering(region, crate::offering::image_to_read(ami), itype),
+            )
+            .await;
+            ((region.clone(), ami.clone(), itype.clone()), read)
+        }))
+        .await
+        .into_iter()
+        .filter_map(|(key, read)| match read {
+            Ok(Ok(o)) => Some((key, o)),
+            _ => {
+                tracing::warn!(
+                    "image {} and instance type {} could not be read in {}; apply checks them again",
+                    key.1,
+                    key.2,
+                    key.0
+                );
+                None
+            }
+        })
+        .collect::<BTreeMap<_, _>>()
+    };
     // The zones of the regions it launches in and the volumes of those hosts in every
     // region, all at once.
-    let (zones, found) = tokio::join!(
-        futures::future::join_all(target_regions.iter().map(|region| async move {
-            let vpc = vpcs.get(region).map(String::as_str);
-            let (zones, network) = tokio::join!(
-                tokio::time::timeout(timeout, compute.zones(region)),
-                tokio::time::timeout(timeout, compute.network(region, vpc)),
-            );
-            (region, vpc, zones, network)
-        })),
-        VolumeIndex::read(compute, product, hosts, regions, None, timeout),
-    );
+    let (offers, (zones, found)) = tokio::join!(offers, async {
+        tokio::join!(
+            futures::future::join_all(target_regions.iter().map(|region| async move {
+                let vpc = vpcs.get(region).map(String::as_str);
+                let (zones, network) = tokio::join!(
+                    tokio::time::timeout(timeout, compute.zones(region)),
+                    tokio::time::timeout(timeout, compute.network(region, vpc)),
+                );
+                (region, vpc, zones, network)
+            })),
+            VolumeIndex::read(compute, product, hosts, regions, None, timeout),
+        )
+    });
+    let now = crate::lifecycle::now();
     for (region, vpc, zones, network) in zones {
         let zones = match zones {
             Ok(Ok(zones)) => Some(zones),
@@ -242,6 +279,23 @@ pub async fn check_targets(
                 }
                 _ => Ok(()),
             };
+            // Then whether the zone offers the type, and the image fits it.
+            let why = why.and_then(|()| {
+                let Some(p) = profiles.get(host) else {
+                    return Ok(());
+                };
+                let Ok(ami) = p.ami_for(region) else {
+                    return Ok(());
+                };
+                let key = (region.clone(), ami.to_owned(), p.instance_type.clone());
+                match offers
+                    .get(&key)
+                    .and_then(|o| crate::offering::problem(o, zone, ami, &p.instance_type, now))
+                {
+                    Some(why) => Err(format!("profile {}: {why}", p.name)),
+                    None => Ok(()),
+                }
+            });
             if let Err(why) = why {
                 out.push((host.clone(), why));
             }

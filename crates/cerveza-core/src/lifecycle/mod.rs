@@ -248,6 +248,7 @@ pub struct Lifecycle<'a> {
     prefetched: registry::Known,
     /// Each region's VPC, subnets and groups, read once by the first launch there.
     networks: network::Networks,
+    offerings: network::Offerings,
 }
 
 /// Companions asked within this window share a look-up, start or stop request.
@@ -277,6 +278,7 @@ impl<'a> Lifecycle<'a> {
             stops: batch::Batcher::new(GATHER),
             prefetched: std::sync::Mutex::new(None),
             networks: network::Networks::default(),
+            offerings: network::Offerings::default(),
         }
     }
 

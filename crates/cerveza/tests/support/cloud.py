@@ -11,6 +11,7 @@ cerveza's own code, so integration tests check the real end state.
     cloud.py volume REGION ZONE PRODUCT HOST        a data volume tagged for HOST; prints its id
     cloud.py eip REGION PRODUCT HOST        an Elastic IP tagged for HOST, associated with nothing
     cloud.py unlisted ACCOUNT REGION ID     waits until ACCOUNT's reads no longer show instance ID
+    cloud.py requests ACCOUNT [ACTION]      requests the lab had from ACCOUNT (of one service:action)
     cloud.py limits ACCOUNT REGION JSON     sets the lab's capacity and quotas for ACCOUNT (an access
                                             key id) in REGION (scripts/labcloud.py, POST /lab-api/limits)
 """
@@ -376,11 +377,16 @@ def unlisted(account, region, instance_id):
           "InvalidInstanceID.NotFound")
 
 
-def requests(account):
-    """How many requests the lab cloud has had from `account` (its access key)."""
+def requests(account, action=None):
+    """How many requests the lab cloud has had from `account` (its access key), in all
+    or of one "service:action" (ec2:RunInstances)."""
     import urllib.request
     url = os.environ["AWS_ENDPOINT_URL"].rstrip("/") + "/lab-api/stats"
-    print(json.loads(urllib.request.urlopen(url).read())["by-account"].get(account, 0))
+    stats = json.loads(urllib.request.urlopen(url).read())
+    if action:
+        print(stats["requests-by-account"].get(f"{account} {action}", 0))
+    else:
+        print(stats["by-account"].get(account, 0))
 
 
 def limits(account, region, text):

@@ -205,6 +205,15 @@ pub fn requests_of(product: &str) -> u64 {
         .unwrap()
 }
 
+/// How many `action` requests ("ec2:RunInstances") the lab cloud has had from
+/// `product`'s account.
+pub fn requests_of_action(product: &str, action: &str) -> u64 {
+    cloud_py(&["requests", &format!("AKID-{product}"), action])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Sets the lab's limits (POST /lab-api/limits, JSON) for `product`'s account in `region`.
 pub fn limits(product: &str, region: &str, json: &str) {
     cloud_py(&["limits", &format!("AKID-{product}"), region, json]);
