@@ -189,11 +189,22 @@ pub struct DnsRecord {
 }
 
 /// Reading where hosts' names are published: `<host>.<product>.private` → private
-/// address, `<host>.<product>.public` → public address.
+/// address, `<host>.<product>.public` (or `<host>.<public zone>`) → public address.
 #[async_trait]
 pub trait DnsRead: Send + Sync {
     /// The records of a product's two domains.
     async fn records(&self, product: &Product) -> ProviderResult<Vec<DnsRecord>>;
+    /// The product's two domains, private then public: `<product>.private` and
+    /// `<product>.public`, unless the backend publishes the public names in a domain of
+    /// the user's (Route53's `[dns] public-zone`).
+    async fn domains(&self, product: &Product) -> ProviderResult<[String; 2]> {
+        Ok(default_domains(product))
+    }
+}
+
+/// `<product>.private` and `<product>.public`.
+pub fn default_domains(product: &Product) -> [String; 2] {
+    [format!("{product}.private"), format!("{product}.public")]
 }
 
 /// Publishing hosts' names.
@@ -212,11 +223,12 @@ pub trait Dns: DnsRead {
     }
 }
 
-/// The names a host publishes.
-pub fn dns_names(product: &Product, host: &Hostname) -> [String; 2] {
+/// The names a host publishes in `domains` (see [`DnsRead::domains`]), private then
+/// public.
+pub fn dns_names(domains: &[String; 2], host: &Hostname) -> [String; 2] {
     [
-        format!("{host}.{product}.private"),
-        format!("{host}.{product}.public"),
+        format!("{host}.{}", domains[0]),
+        format!("{host}.{}", domains[1]),
     ]
 }
 

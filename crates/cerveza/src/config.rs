@@ -42,6 +42,8 @@
 //! backend = "ldap"                 # default when [directory] is set; "route53"; "none"
 //! vpc-id = "vpc-0abc"              # route53: the VPC of the private zone
 //! vpc-region = "us-east-1"
+//! public-zone = "noc.example.com"  # route53: public names in your delegated zone (or its Z… id)
+//! wait = "2m"                      # lifecycle commands wait until the name servers serve their changes
 //!
 //! [release]                        # release push/list/deploy
 //! bucket = "acme-releases-{region}"  # default: cerveza-<product>-<account id>-<region>
@@ -174,6 +176,8 @@ struct DnsConfig {
     backend: Option<DnsBackend>,
     vpc_id: Option<String>,
     vpc_region: Option<String>,
+    public_zone: Option<String>,
+    wait: Option<String>,
 }
 
 /// Where host names are published.
@@ -249,6 +253,12 @@ pub struct Config {
     pub dns: DnsBackend,
     /// The VPC (id, region) Route53 private zones are associated with.
     pub dns_vpc: Option<(String, String)>,
+    /// Route53: the user's hosted zone (name or `Z…` id) for the public names, instead
+    /// of `<product>.public`.
+    pub dns_public_zone: Option<String>,
+    /// How long lifecycle commands wait for their DNS changes to be served; `None`:
+    /// they do not wait (`cerveza dns sync --wait` does).
+    pub dns_wait: Option<Duration>,
     /// Each region's own jump host (`[regions.<name>] jump-host`), over `[export]`'s.
     pub jump_hosts: std::collections::BTreeMap<Region, String>,
     /// The VPC hosts launch into, per region (`[regions.<name>] vpc`; a region not
@@ -271,6 +281,30 @@ fn env_number(var: &str) -> Result<Option<u32>> {
                 .with_context(|| format!("{var}={v:?} is not a whole number"))
         })
         .transpose()
+}
+
+/// `[dns] public-zone`: a hosted zone id (`Z…`) or a domain name of lowercase labels.
+fn check_public_zone(zone: &str) -> Result<()> {
+    let id = zone.len() >= 5
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let name = zone.trim_end_matches('.');
+    let domain = name.len() <= 253
+        && name.split('.').count() >= 2
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if id || domain {
+        Ok(())
+    } else {
+        bail!("[dns] public-zone {zone:?} is neither a hosted zone id (Z0123456789ABCDEFGHIJ) nor a domain name (noc.example.com, lowercase)")
+    }
 }
 
 /// Parses `20s`, `10m`, `1h 30m`.
@@ -492,6 +526,23 @@ impl Config {
             (None, Some(_)) => DnsBackend::Ldap,
             (None, None) => DnsBackend::None,
         };
+        let dns_public_zone = std::env::var("CERVEZA_DNS_PUBLIC_ZONE")
+            .ok()
+            .filter(|z| !z.is_empty())
+            .or(file.dns.public_zone);
+        if let Some(zone) = &dns_public_zone {
+            if dns != DnsBackend::Route53 {
+                bail!("[dns] public-zone = {zone:?} is for backend = \"route53\" (LDAP-served names live under <product>.public)");
+            }
+            check_public_zone(zone)?;
+        }
+        let dns_wait = match std::env::var("CERVEZA_DNS_WAIT").ok().or(file.dns.wait) {
+            None => None,
+            Some(text) => match duration("[dns] wait", Some(text), 0)? {
+                d if d.is_zero() => None,
+                d => Some(d),
+            },
+        };
         let ud = file.userdata;
         let userdata = cerveza_userdata::Settings {
             hostname: ud.hostname.unwrap_or(true),
@@ -563,6 +614,8 @@ impl Config {
             directory,
             dns,
             dns_vpc,
+            dns_public_zone,
+            dns_wait,
             export,
             userdata,
             product,
@@ -705,5 +758,26 @@ mod tests {
             .is_some_and(|k| k.ends_with("keys/known") && k.is_absolute()));
         assert!(load("[remote]\nhost-keys = \"tofu\"\n").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn a_public_zone_is_a_zone_id_or_a_lowercase_domain() {
+        for ok in [
+            "noc.example.com",
+            "noc.example.com.",
+            "Z0123456789ABCDEFGHIJ",
+        ] {
+            assert!(check_public_zone(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "Noc.Example.com",
+            "example",
+            "-a.example.com",
+            "a..b",
+            "noc example.com",
+        ] {
+            let e = check_public_zone(bad).unwrap_err().to_string();
+            assert!(e.contains("neither a hosted zone id"), "{bad}: {e}");
+        }
     }
 }

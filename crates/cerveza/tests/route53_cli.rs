@@ -137,3 +137,110 @@ fn dns_sync_wait_returns_once_route53_serves_the_changes() {
         "{r:#?}"
     );
 }
+
+#[test]
+fn public_names_go_into_the_users_zone_and_names_cerveza_does_not_own_are_never_touched() {
+    let p = product();
+    let domain = format!("{p}.example.com");
+    let id = cloud_py(&["public-zone", &domain]).trim().to_owned();
+    let env = [
+        ("CERVEZA_DNS_PUBLIC_ZONE", domain.as_str()),
+        ("CERVEZA_DNS_WAIT", "60s"),
+    ];
+    let r = r53_with(
+        &p,
+        &env,
+        &["start", "pz01", "--zone", "us-east-1b", "--profile", "Web"],
+    )
+    .ok();
+    // [dns] wait: the start returns once Route53 serves its changes.
+    assert!(
+        r.stderr.contains("change(s) served by the name servers"),
+        "{r:#?}"
+    );
+    let show = r53_with(&p, &env, &["show", "pz01", "-o", "json"])
+        .ok()
+        .json();
+    let public = show["instance"]["public_ip"].as_str().unwrap().to_owned();
+    let z = zone(&domain);
+    let name = format!("pz01.{domain}");
+    assert_eq!(z["records"][&name], serde_json::json!([public]), "{z}");
+    assert_eq!(
+        z["txt"][&name],
+        serde_json::json!([format!("\"cerveza product={p}\"")]),
+        "{z}"
+    );
+    assert_eq!(
+        z["records"][format!("www.{domain}")],
+        serde_json::json!(["192.0.2.10"])
+    );
+    // No zone of cerveza's own for the public names.
+    assert_eq!(zone(&format!("{p}.public"))["zones"], serde_json::json!([]));
+    let list = r53_with(&p, &env, &["dns", "list", "-o", "json"])
+        .ok()
+        .json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [name.as_str(), &format!("pz01.{p}.private")],
+        "{list}"
+    );
+
+    // A host whose public name someone else has there: refused, their record kept.
+    let r = r53_with(
+        &p,
+        &env,
+        &[
+            "start",
+            "clash01",
+            "--zone",
+            "us-east-1b",
+            "--profile",
+            "Web",
+        ],
+    );
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "clash01.{domain} already has A record(s) in hosted zone {domain} that cerveza did not make"
+        )),
+        "{r:#?}"
+    );
+    let z = zone(&domain);
+    assert_eq!(
+        z["records"][format!("clash01.{domain}")],
+        serde_json::json!(["192.0.2.11"])
+    );
+    assert!(z["txt"].get(format!("clash01.{domain}")).is_none(), "{z}");
+
+    // The same zone named by its id; terminating removes only what cerveza owns.
+    let by_id = [("CERVEZA_DNS_PUBLIC_ZONE", id.as_str())];
+    r53_with(&p, &by_id, &["terminate", "pz01", "clash01"]).ok();
+    let z = zone(&domain);
+    assert!(z["records"].get(&name).is_none(), "{z}");
+    assert!(z["txt"].get(&name).is_none(), "{z}");
+    assert_eq!(
+        z["records"][format!("clash01.{domain}")],
+        serde_json::json!(["192.0.2.11"]),
+        "someone else's name stays"
+    );
+    assert_eq!(
+        z["records"][format!("www.{domain}")],
+        serde_json::json!(["192.0.2.10"])
+    );
+
+    // A zone that does not exist is never made.
+    let r = r53_with(
+        &p,
+        &[("CERVEZA_DNS_PUBLIC_ZONE", "nowhere.example.org")],
+        &["dns", "sync"],
+    );
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(r.stderr.contains("cerveza does not create it"), "{r:#?}");
+    assert_eq!(zone("nowhere.example.org")["zones"], serde_json::json!([]));
+}

@@ -1,5 +1,9 @@
 //! Route53 as the DNS backend: a public hosted zone `<product>.public` and a private
-//! one `<product>.private` associated with a VPC, A records with a short TTL.
+//! one `<product>.private` associated with a VPC, A records with a short TTL. The
+//! public names may go into a delegated zone of the user's instead (`[dns]
+//! public-zone`), where cerveza marks what it owns (see [`owned`]).
+
+mod owned;
 
 use std::net::IpAddr;
 
@@ -35,6 +39,10 @@ pub struct Route53Dns {
     ec2: crate::Ec2,
     /// Whether the private zone's VPC associations were checked in this process.
     associated: tokio::sync::OnceCell<()>,
+    /// The user's public zone (a name or a `Z…` id) for the public names, if any.
+    public_zone: Option<String>,
+    /// That zone's (id, name), once found.
+    public: tokio::sync::OnceCell<(String, String)>,
 }
 
 /// Route53 allows five requests a second per account (all actions together).
@@ -55,7 +63,18 @@ impl Route53Dns {
             regions: Vec::new(),
             ec2: crate::Ec2::new(config.clone()),
             associated: tokio::sync::OnceCell::new(),
+            public_zone: None,
+            public: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Publishes the public names in the user's hosted zone `zone` (a domain name, or a
+    /// zone id `Z…`) as `<host>.<zone>`, instead of a zone `<product>.public` of
+    /// cerveza's own. The zone is never created, and only names cerveza owns there
+    /// are changed.
+    pub fn with_public_zone(mut self, zone: Option<String>) -> Self {
+        self.public_zone = zone;
+        self
     }
 
     /// Associates the private zone with the VPC of each of `regions` too (its
@@ -247,38 +266,36 @@ impl Route53Dns {
     }
 
     async fn zone_records(&self, zone_id: &str) -> ProviderResult<Vec<DnsRecord>> {
-        pace().await;
+        Ok(a_records(&self.record_sets(zone_id, None).await?))
+    }
+
+    /// The record sets of `zone_id`, every page; from `name` on when given (Route53
+    /// lists in name order), one page of them.
+    async fn record_sets(
+        &self,
+        zone_id: &str,
+        name: Option<&str>,
+    ) -> ProviderResult<Vec<ResourceRecordSet>> {
         let mut out = Vec::new();
-        let mut start: Option<(String, RrType)> = None;
+        let mut start: Option<(String, Option<RrType>)> = name.map(|n| (format!("{n}."), None));
         loop {
+            pace().await;
             let mut req = self
                 .client
                 .list_resource_record_sets()
                 .hosted_zone_id(zone_id);
             if let Some((name, kind)) = start.take() {
-                req = req.start_record_name(name).start_record_type(kind);
+                req = req.start_record_name(name).set_start_record_type(kind);
             }
             let page = req.send().await.map_err(provider_error)?;
-            for set in page.resource_record_sets() {
-                if set.r#type() != &RrType::A {
-                    continue;
-                }
-                let name = set.name().trim_end_matches('.').to_owned();
-                for r in set.resource_records() {
-                    if let Ok(address) = r.value().parse::<IpAddr>() {
-                        out.push(DnsRecord {
-                            name: name.clone(),
-                            address,
-                        });
-                    }
-                }
-            }
+            out.extend(page.resource_record_sets().iter().cloned());
             match (
+                name,
                 page.is_truncated(),
                 page.next_record_name(),
                 page.next_record_type(),
             ) {
-                (true, Some(n), Some(t)) => start = Some((n.to_owned(), t.clone())),
+                (None, true, Some(n), Some(t)) => start = Some((n.to_owned(), Some(t.clone()))),
                 _ => break,
             }
         }
@@ -292,34 +309,36 @@ impl Route53Dns {
         name: &str,
         address: &str,
     ) -> ProviderResult<()> {
+        let set = record_set(name, RrType::A, address)?;
+        self.change_batch(zone_id, vec![(action, set)]).await
+    }
+
+    /// Sends `changes` to `zone_id` as one batch (Route53 applies it whole or not at
+    /// all) and keeps the change id for [`Dns::wait_synced`].
+    async fn change_batch(
+        &self,
+        zone_id: &str,
+        changes: Vec<(ChangeAction, ResourceRecordSet)>,
+    ) -> ProviderResult<()> {
         pace().await;
-        let set = ResourceRecordSet::builder()
-            .name(format!("{name}."))
-            .r#type(RrType::A)
-            .ttl(TTL)
-            .resource_records(
-                ResourceRecord::builder()
-                    .value(address)
+        let invalid = |e: aws_sdk_route53::error::BuildError| {
+            ProviderError::new(ProviderErrorKind::Invalid, e.to_string())
+        };
+        let mut batch = ChangeBatch::builder();
+        for (action, set) in changes {
+            batch = batch.changes(
+                Change::builder()
+                    .action(action)
+                    .resource_record_set(set)
                     .build()
-                    .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?,
-            )
-            .build()
-            .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?;
-        let change = Change::builder()
-            .action(action)
-            .resource_record_set(set)
-            .build()
-            .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?;
+                    .map_err(invalid)?,
+            );
+        }
         let out = self
             .client
             .change_resource_record_sets()
             .hosted_zone_id(zone_id)
-            .change_batch(
-                ChangeBatch::builder()
-                    .changes(change)
-                    .build()
-                    .map_err(|e| ProviderError::new(ProviderErrorKind::Invalid, e.to_string()))?,
-            )
+            .change_batch(batch.build().map_err(invalid)?)
             .send()
             .await
             .map_err(provider_error)?;
@@ -328,6 +347,41 @@ impl Route53Dns {
         }
         Ok(())
     }
+}
+
+/// The A records among `sets`, names without the trailing dot.
+fn a_records(sets: &[ResourceRecordSet]) -> Vec<DnsRecord> {
+    sets.iter()
+        .filter(|set| set.r#type() == &RrType::A)
+        .flat_map(|set| {
+            let name = set.name().trim_end_matches('.').to_owned();
+            set.resource_records().iter().filter_map(move |r| {
+                Some(DnsRecord {
+                    name: name.clone(),
+                    address: r.value().parse::<IpAddr>().ok()?,
+                })
+            })
+        })
+        .collect()
+}
+
+/// A record set of one value, with cerveza's TTL.
+fn record_set(name: &str, kind: RrType, value: &str) -> ProviderResult<ResourceRecordSet> {
+    let invalid = |e: aws_sdk_route53::error::BuildError| {
+        ProviderError::new(ProviderErrorKind::Invalid, e.to_string())
+    };
+    ResourceRecordSet::builder()
+        .name(format!("{name}."))
+        .r#type(kind)
+        .ttl(TTL)
+        .resource_records(
+            ResourceRecord::builder()
+                .value(value)
+                .build()
+                .map_err(invalid)?,
+        )
+        .build()
+        .map_err(invalid)
 }
 
 /// A CallerReference of its own for each zone creation.
@@ -343,7 +397,13 @@ fn caller_reference(name: &str) -> String {
 impl DnsRead for Route53Dns {
     async fn records(&self, product: &Product) -> ProviderResult<Vec<DnsRecord>> {
         let mut out = Vec::new();
-        for zone in [format!("{product}.private"), format!("{product}.public")] {
+        let mut zones = vec![format!("{product}.private")];
+        if self.public_zone.is_some() {
+            out.extend(self.owned_records(product).await?);
+        } else {
+            zones.push(format!("{product}.public"));
+        }
+        for zone in zones {
             if let Some(id) = self.zone(&zone, false).await? {
                 out.extend(
                     self.zone_records(&id)
@@ -356,11 +416,22 @@ impl DnsRead for Route53Dns {
         out.sort();
         Ok(out)
     }
+
+    async fn domains(&self, product: &Product) -> ProviderResult<[String; 2]> {
+        let [private, public] = cerveza_core::ports::default_domains(product);
+        Ok(match self.public().await? {
+            Some((_, name)) => [private, name.clone()],
+            None => [private, public],
+        })
+    }
 }
 
 #[async_trait]
 impl Dns for Route53Dns {
     async fn upsert(&self, product: &Product, record: &DnsRecord) -> ProviderResult<()> {
+        if self.public_zone.is_some() && !record.name.ends_with(".private") {
+            return self.owned_upsert(product, record).await;
+        }
         let zone = Self::zone_of(product, &record.name);
         let id = self.zone(&zone, true).await?.unwrap_or_default();
         self.change(
@@ -373,6 +444,9 @@ impl Dns for Route53Dns {
     }
 
     async fn remove(&self, product: &Product, name: &str) -> ProviderResult<()> {
+        if self.public_zone.is_some() && !name.ends_with(".private") {
+            return self.owned_remove(product, name).await;
+        }
         let zone = Self::zone_of(product, name);
         let Some(id) = self.zone(&zone, false).await? else {
             return Ok(());

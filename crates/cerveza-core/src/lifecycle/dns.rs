@@ -1,4 +1,5 @@
-//! Publishing a host's names: `<host>.<product>.private` and `.public`.
+//! Publishing a host's names: `<host>.<product>.private` and `.public` (or the public
+//! zone the backend was given).
 
 use super::Lifecycle;
 use crate::error::{Context, Error};
@@ -14,11 +15,15 @@ impl Lifecycle<'_> {
             return Ok(());
         };
         self.progress.step(host, "publishing its DNS names");
+        let domains = dns
+            .domains(self.product())
+            .await
+            .context(|| format!("{host}: finding its DNS domains (`cerveza dns sync` retries)"))?;
         let ip = |a: &Option<String>| {
             a.as_deref()
                 .and_then(|a| a.parse::<std::net::IpAddr>().ok())
         };
-        let [private, public] = dns_names(self.product(), host);
+        let [private, public] = dns_names(&domains, host);
         for (name, addr) in [
             (private, ip(&inst.private_ip)),
             (public, ip(&inst.public_ip)),
@@ -50,7 +55,11 @@ impl Lifecycle<'_> {
         let Some(dns) = self.dns else {
             return Ok(());
         };
-        for name in dns_names(self.product(), host) {
+        let domains = dns
+            .domains(self.product())
+            .await
+            .context(|| format!("{host}: finding its DNS domains (`cerveza dns sync` retries)"))?;
+        for name in dns_names(&domains, host) {
             dns.remove(self.product(), &name)
                 .await
                 .context(|| format!("{host}: removing {name} (`cerveza dns sync` retries)"))?;

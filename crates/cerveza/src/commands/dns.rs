@@ -69,12 +69,13 @@ pub async fn run(ctx: &Ctx, command: &DnsCommand) -> Result<u8> {
                     "not syncing DNS from a partial fleet (the names of a missing region would be removed)",
                 )
                 .await?;
+            let domains = dir.domains(product).await?;
             let mut want: BTreeMap<String, IpAddr> = BTreeMap::new();
             for i in &instances {
                 let Some(host) = i.host().and_then(|h| Hostname::parse(h).ok()) else {
                     continue;
                 };
-                let [private, public] = dns_names(product, &host);
+                let [private, public] = dns_names(&domains, &host);
                 let ip = |a: &Option<String>| a.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
                 if let Some(a) = ip(&i.private_ip) {
                     want.insert(private, a);

@@ -46,6 +46,6 @@ pub async fn run(ctx: &Ctx, verb: Verb, hosts: &[String], wait: &WaitArgs) -> Re
         Verb::EipDetach => lc.eip_detach(hosts).await,
     };
     drop(lc);
-    wiring.done();
+    wiring.done().await;
     report(ctx, &results)
 }

@@ -185,6 +185,7 @@ impl Ctx {
             DnsBackend::Ldap => Some(Box::new(self.directory().await?)),
             DnsBackend::Route53 => Some(Box::new(
                 cerveza_aws::Route53Dns::new(&backends.sdk, self.config.dns_vpc.clone())
+                    .with_public_zone(self.config.dns_public_zone.clone())
                     .with_regions(
                         self.config
                             .regions
@@ -326,6 +327,8 @@ pub struct Wiring {
     progress: Box<dyn cerveza_core::ports::Progress>,
     dns: Option<Box<dyn Dns>>,
     cloud_init: Option<cerveza_userdata::CloudInit>,
+    /// How long to wait for the DNS changes to be served (`[dns] wait`).
+    dns_wait: Option<std::time::Duration>,
 }
 
 impl Wiring {
@@ -346,9 +349,20 @@ impl Wiring {
         lc
     }
 
-    /// Ends the progress display (before the results are printed).
-    pub fn done(self) {
+    /// Ends the progress display (before the results are printed); with `[dns] wait`,
+    /// first waits (at most that long) until the DNS changes made are served (Route53:
+    /// `INSYNC`). A wait that runs out is a warning: the hosts are done, and the names
+    /// follow once Route53 has applied them.
+    pub async fn done(self) {
         drop(self.progress);
+        let (Some(limit), Some(dns)) = (self.dns_wait, &self.dns) else {
+            return;
+        };
+        match dns.wait_synced(limit).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!("DNS: {n} change(s) served by the name servers"),
+            Err(e) => eprintln!("{} {e}", crate::colour::warning_label()),
+        }
     }
 }
 
@@ -375,6 +389,7 @@ impl Ctx {
             settings,
             dns,
             cloud_init,
+            dns_wait: self.config.dns_wait,
         })
     }
 }

@@ -402,7 +402,7 @@ pub async fn run_apply(ctx: &Ctx, args: &PlanArgs, wait: &WaitArgs) -> Result<u8
     let settings = ctx.settings_for(&plan.product, wait)?;
     let wiring = ctx.wiring(backends, settings, true).await?;
     let results = converge::apply(&wiring.lifecycle(), &profiles, &plan).await;
-    wiring.done();
+    wiring.done().await;
     report(ctx, &results)
 }
 

@@ -23,7 +23,7 @@ pub async fn run(
         .lifecycle()
         .start(&profiles, hosts, zone, profile)
         .await;
-    wiring.done();
+    wiring.done().await;
     match results {
         Ok(results) => report(ctx, &results),
         Err(errors) => Ok(report_plan_errors(&errors)),

@@ -188,12 +188,26 @@ def route53(zone):
     """A records of a hosted zone, as JSON {name: [addresses]}, and whether it is private."""
     r53 = boto3.client("route53", region_name="us-east-1")
     zones = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == zone + "."]
-    out = {"zones": [{"private": z["Config"]["PrivateZone"]} for z in zones], "records": {}}
+    out = {"zones": [{"private": z["Config"]["PrivateZone"]} for z in zones], "records": {}, "txt": {}}
     for z in zones:
         for rs in r53.list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]:
-            if rs["Type"] == "A":
-                out["records"][rs["Name"].rstrip(".")] = [r["Value"] for r in rs["ResourceRecords"]]
+            kind = {"A": "records", "TXT": "txt"}.get(rs["Type"])
+            if kind:
+                out[kind][rs["Name"].rstrip(".")] = [r["Value"] for r in rs["ResourceRecords"]]
     print(json.dumps(out))
+
+
+def public_zone(name):
+    """A public hosted zone NAME of the user's (a delegated domain), holding names that
+    are not cerveza's: www.NAME and clash01.NAME (A records). Prints the zone id."""
+    r53 = boto3.client("route53", region_name="us-east-1")
+    zid = r53.create_hosted_zone(Name=name, CallerReference=f"user-{name}-{time.time()}",
+                                 HostedZoneConfig={"Comment": "the user's", "PrivateZone": False})["HostedZone"]["Id"]
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": f"{h}.{name}.", "Type": "A", "TTL": 300,
+                                                     "ResourceRecords": [{"Value": ip}]}}
+        for h, ip in (("www", "192.0.2.10"), ("clash01", "192.0.2.11"))]})
+    print(zid.split("/")[-1])
 
 
 def route53_vpcs(zone):
@@ -407,6 +421,8 @@ if __name__ == "__main__":
         default_vpc(*args)
     elif cmd == "vpc":
         vpc(*args)
+    elif cmd == "public-zone":
+        public_zone(*args)
     elif cmd == "route53-vpcs":
         route53_vpcs(*args)
     elif cmd == "route53-clear":
