@@ -268,7 +268,8 @@ def new_stats():
     """What GET /lab-api/stats answers: requests and throttled answers per service:action,
     requests per account, and both per "account service:action" (a test's own account)."""
     return {"requests": Counter(), "throttled": Counter(), "by-account": Counter(),
-            "requests-by-account": Counter(), "throttled-by-account": Counter()}
+            "requests-by-account": Counter(), "throttled-by-account": Counter(),
+            "iam-by-account": Counter()}
 
 
 class Lab:
@@ -427,6 +428,29 @@ class Lab:
                 move(inst, "shutting-down", "terminated", "shutting-down")
             lab.later("pending", die)
         Instance.__init__ = init
+
+        # IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT, moto's own): moto names no resource
+        # for most actions ("*") and a bare "bucket/key" for S3, so a policy scoped to
+        # resources would never match. The lab enforces actions: "*" matches any
+        # Resource, and S3's resources get their ARN prefix.
+        from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
+        orig_matches = IAMPolicyStatement._check_element_matches
+        # The key must be one IAM made (moto looks it up); the signature is the SDK's
+        # business, and moto computes Route53's differently from the Rust SDK.
+        IAMRequestBase.check_signature = lambda self: None
+        # HeadBucket needs s3:ListBucket (there is no s3:HeadBucket permission: S3 API
+        # Reference, HeadBucket); moto asks for the latter.
+        from moto.s3.responses import ACTION_MAP
+        ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+
+        def matches(self, element, value):
+            if element == "Resource":
+                if value == "*":
+                    return True
+                if not value.startswith("arn:"):
+                    value = "arn:aws:s3:::" + value
+            return orig_matches(self, element, value)
+        IAMPolicyStatement._check_element_matches = matches
 
         # Images their owner deprecated show when (DescribeImages' DeprecationTime).
         from moto.ec2.models.amis import Ami
@@ -1029,6 +1053,7 @@ class Lab:
                     lab.stats["requests"][f"{req.service}:{req.action}"] += 1
                     lab.stats["by-account"][req.account] += 1
                     lab.stats["requests-by-account"][f"{req.account} {req.service}:{req.action}"] += 1
+                    lab.stats["iam-by-account"][f"{req.account} {req.iam_action()}"] += 1
                     if lab.credentials_refused(req):
                         return refused_credentials(req, start_response)
                 if lab.settings["throttle"] and not lab.oracle and not lab.admit(req):
@@ -1218,7 +1243,28 @@ class Request:
             self.action = f"{self.method} {re.sub(r'/[A-Z0-9]{8,}', '/ID', self.path)}"
         elif self.service == "s3":
             self.action = self.method
+        self.query = environ.get("QUERY_STRING", "")
         del ctype
+
+    def iam_action(self):
+        """The IAM action this request needs ("s3:PutObject"), as a policy names it."""
+        if self.service == "route53":
+            method, path = self.action.split(" ", 1)
+            path = path.removeprefix("/2013-04-01")
+            for (m, pattern), name in ROUTE53_IAM.items():
+                if m == method and re.fullmatch(pattern, path):
+                    return f"route53:{name}"
+            return f"route53:{self.action}"
+        if self.service == "s3":
+            key = "/" in self.path.strip("/")
+            q = urllib.parse.parse_qs(self.query, keep_blank_values=True)
+            if self.method == "DELETE" and "uploadId" in q:
+                return "s3:AbortMultipartUpload"
+            if key:
+                return "s3:PutObject" if self.method in ("PUT", "POST") else \
+                    "s3:DeleteObject" if self.method == "DELETE" else "s3:GetObject"
+            return {"PUT": "s3:CreateBucket", "DELETE": "s3:DeleteBucket"}.get(self.method, "s3:ListBucket")
+        return f"{self.service}:{self.action}"
 
     def token_key(self):
         token = self.form.get("ClientToken")
@@ -1232,6 +1278,19 @@ class Request:
 
 
 DEFAULT_EBS_KEY = "alias/aws/ebs"
+
+# Route53's REST calls and the IAM actions they need (Route53 API Reference).
+ROUTE53_IAM = {
+    ("GET", r"/hostedzonesbyname"): "ListHostedZonesByName",
+    ("GET", r"/hostedzone"): "ListHostedZones",
+    ("POST", r"/hostedzone"): "CreateHostedZone",
+    ("GET", r"/hostedzone/[^/]+"): "GetHostedZone",
+    ("DELETE", r"/hostedzone/[^/]+"): "DeleteHostedZone",
+    ("POST", r"/hostedzone/[^/]+/associatevpc"): "AssociateVPCWithHostedZone",
+    ("GET", r"/hostedzone/[^/]+/rrset"): "ListResourceRecordSets",
+    ("POST", r"/hostedzone/[^/]+/rrset"): "ChangeResourceRecordSets",
+    ("GET", r"/change/[^/]+"): "GetChange",
+}
 
 # Public Systems Manager parameters EC2 resolves at launch (`resolve:ssm:`), per region:
 # Canonical's current Ubuntu LTS, as the lab's UbuntuBase AMIs (examples/profiles/web.yaml).

@@ -361,6 +361,13 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "iam-policy",
+        &[
+            "cerveza iam-policy > cerveza-policy.json",
+            "cerveza iam-policy list show export     # a read-only policy",
+        ],
+    ),
+    (
         "man",
         &[
             "cerveza man --out ~/.local/share/man/man1 && man cerveza-start",
@@ -952,6 +959,19 @@ pub enum Command {
         /// The shell.
         #[arg(value_enum)]
         shell: Shell,
+    },
+    /// Print the least-privilege IAM policy (JSON) that the given commands need, or all.
+    ///
+    /// Actions are per command (`cerveza iam-policy list show` is a read-only policy);
+    /// Route53's are included when `[dns] backend = "route53"`. The registry statement
+    /// names the configured table, the release statement the configured buckets, and
+    /// tags go on with each resource (ec2:CreateTags only for RunInstances, CreateVolume
+    /// and AllocateAddress). Attach it to the role or user cerveza runs as:
+    /// `cerveza iam-policy > cerveza-policy.json`.
+    IamPolicy {
+        /// Commands the policy is for (start, stop, list, release, …) [default: all].
+        #[arg(value_name = "COMMAND")]
+        commands: Vec<String>,
     },
     /// Write the manual pages: cerveza(1) and one page per command (cerveza-start(1), …).
     Man {

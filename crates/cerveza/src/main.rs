@@ -138,6 +138,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
             return Ok(exit::OK);
         }
         Command::Man { out } => return commands::man::run(out.as_deref()),
+        Command::IamPolicy { commands } => return iam_policy(&cli, commands),
         Command::Fleet {
             command: cli::FleetCommand::Schema { kind },
         } => return commands::plan::run_schema(*kind),
@@ -160,11 +161,46 @@ async fn run(mut cli: Cli) -> Result<u8> {
     outcome
 }
 
+/// `iam-policy`: scoped by the config when there is one (the DNS backend, the registry
+/// table, the release buckets), by the defaults otherwise.
+fn iam_policy(cli: &Cli, commands: &[String]) -> Result<u8> {
+    use commands::iam_policy::{run, Scope};
+    let scope = match Ctx::new(&cli.global) {
+        Ok(ctx) => {
+            let product = ctx
+                .config
+                .product()
+                .map_or_else(|_| "*".to_owned(), ToString::to_string);
+            Scope {
+                route53: ctx.config.dns == config::DnsBackend::Route53,
+                table: ctx.config.registry_table.clone(),
+                buckets: match &ctx.config.release_bucket {
+                    Some(b) => b
+                        .replace("{region}", "*")
+                        .replace("{account}", "*")
+                        .replace("{product}", &product),
+                    None => format!("cerveza-{product}-*"),
+                },
+            }
+        }
+        Err(e) => {
+            eprintln!("note: no configuration ({e:#}): the policy assumes the defaults (no Route53, table cerveza-hosts, buckets cerveza-*)");
+            Scope {
+                route53: false,
+                table: "cerveza-hosts".into(),
+                buckets: "cerveza-*".into(),
+            }
+        }
+    };
+    run(commands, &scope)
+}
+
 async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     match command {
         Command::Init { .. }
         | Command::Completions { .. }
         | Command::Man { .. }
+        | Command::IamPolicy { .. }
         | Command::Fleet {
             command: cli::FleetCommand::Schema { .. },
         } => {

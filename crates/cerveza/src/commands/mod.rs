@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod existing;
 pub mod export;
 pub mod hostkeys;
+pub mod iam_policy;
 pub mod init;
 pub mod list;
 pub mod man;

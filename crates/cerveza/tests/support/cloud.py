@@ -11,6 +11,8 @@ cerveza's own code, so integration tests check the real end state.
     cloud.py volume REGION ZONE PRODUCT HOST        a data volume tagged for HOST; prints its id
     cloud.py eip REGION PRODUCT HOST        an Elastic IP tagged for HOST, associated with nothing
     cloud.py unlisted ACCOUNT REGION ID     waits until ACCOUNT's reads no longer show instance ID
+    cloud.py iam-users NAME=POLICY_FILE...  IAM users with keys and policies (a lab that enforces IAM)
+    cloud.py iam-actions ACCOUNT            the IAM actions ACCOUNT's requests needed, JSON
     cloud.py requests ACCOUNT [ACTION]      requests the lab had from ACCOUNT (of one service:action)
     cloud.py limits ACCOUNT REGION JSON     sets the lab's capacity and quotas for ACCOUNT (an access
                                             key id) in REGION (scripts/labcloud.py, POST /lab-api/limits)
@@ -403,6 +405,31 @@ def requests(account, action=None):
         print(stats["by-account"].get(account, 0))
 
 
+def iam_users(*specs):
+    """Users NAME=POLICY_FILE (an IAM policy document; "*" for everything), each with an
+    access key, on a lab cloud that enforces IAM (INITIAL_NO_AUTH_ACTION_COUNT: these are
+    its first requests). Prints {name: {"id": …, "secret": …}}."""
+    iam = boto3.client("iam", region_name="us-east-1")
+    out = {}
+    for spec in specs:
+        name, path = spec.split("=", 1)
+        doc = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"}]}) if path == "*" else open(path).read()
+        iam.create_user(UserName=name)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        iam.put_user_policy(UserName=name, PolicyName="cerveza", PolicyDocument=doc)
+        out[name] = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    print(json.dumps(out))
+
+
+def iam_actions(account):
+    """The IAM actions the lab cloud's requests from `account` needed, as JSON {action: n}."""
+    import urllib.request
+    url = os.environ["AWS_ENDPOINT_URL"].rstrip("/") + "/lab-api/stats"
+    stats = json.loads(urllib.request.urlopen(url).read())["iam-by-account"]
+    print(json.dumps({k.split(" ", 1)[1]: n for k, n in stats.items() if k.startswith(account + " ")}))
+
+
 def limits(account, region, text):
     import urllib.request
     body = dict(json.loads(text), account=account, region=region)
@@ -421,6 +448,10 @@ if __name__ == "__main__":
         default_vpc(*args)
     elif cmd == "vpc":
         vpc(*args)
+    elif cmd == "iam-users":
+        iam_users(*args)
+    elif cmd == "iam-actions":
+        iam_actions(*args)
     elif cmd == "public-zone":
         public_zone(*args)
     elif cmd == "route53-vpcs":

@@ -177,11 +177,26 @@ fn cloud_py_bytes(args: &[&str]) -> Vec<u8> {
 
 /// Runs support/cloud.py against the moto at `endpoint`.
 fn cloud_py_at(endpoint: &str, args: &[&str]) -> Vec<u8> {
+    cloud_py_with(endpoint, &[], args)
+}
+
+/// Runs support/cloud.py against the moto at `endpoint` with the access key `key`
+/// (`(id, secret)`: a lab cloud that enforces IAM knows only the keys it made).
+pub fn cloud_py_as(endpoint: &str, key: (&str, &str), args: &[&str]) -> String {
+    let env = [
+        ("AWS_ACCESS_KEY_ID", key.0),
+        ("AWS_SECRET_ACCESS_KEY", key.1),
+    ];
+    String::from_utf8_lossy(&cloud_py_with(endpoint, &env, args)).into_owned()
+}
+
+fn cloud_py_with(endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Vec<u8> {
     let out = Command::new(lab_var("CERVEZA_LAB_PYTHON"))
         .arg(root().join("crates/cerveza/tests/support/cloud.py"))
         .args(args)
         .envs(lab_env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("AWS_ENDPOINT_URL", endpoint)
+        .envs(env.iter().copied())
         .output()
         .expect("run cloud.py");
     assert!(
@@ -291,32 +306,39 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A lab cloud of its own (scripts/labcloud.py on a free port, with `env`), started and
+/// answering: the process and its URL.
+pub fn labcloud(env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = free_port();
+    let moto = Command::new(lab_var("CERVEZA_LAB_PYTHON"))
+        .arg(root().join("scripts/labcloud.py"))
+        .args(["--port", &port.to_string(), "--profiles"])
+        .arg(root().join("examples/profiles"))
+        // Its consoles show the lab sshd's host key, as the lab's own cloud does.
+        .arg("--host-keys")
+        .arg(Path::new(&lab_var("CERVEZA_LAB_DIR")).join("ssh/host_ed25519.pub"))
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start scripts/labcloud.py");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scripts/labcloud.py did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (moto, format!("http://127.0.0.1:{port}"))
+}
+
 impl Proxy {
     /// Starts a moto and a proxy in front of it with `rules` (see faultproxy.py).
     pub fn start(rules: &Value) -> Self {
         use std::io::BufRead as _;
-        let moto_port = free_port();
+        let (moto, moto_url) = labcloud(&[]);
         let python = PathBuf::from(lab_var("CERVEZA_LAB_PYTHON"));
-        let moto = Command::new(&python)
-            .arg(root().join("scripts/labcloud.py"))
-            .args(["--port", &moto_port.to_string(), "--profiles"])
-            .arg(root().join("examples/profiles"))
-            // Its consoles show the lab sshd's host key, as the lab's own cloud does.
-            .arg("--host-keys")
-            .arg(Path::new(&lab_var("CERVEZA_LAB_DIR")).join("ssh/host_ed25519.pub"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start scripts/labcloud.py");
-        let moto_url = format!("http://127.0.0.1:{moto_port}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "scripts/labcloud.py did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
         let mut child = Command::new(python)
             .arg(root().join("crates/cerveza/tests/support/faultproxy.py"))
             .arg(&moto_url)
