@@ -59,6 +59,7 @@ Timings come from CERVEZA_LAB_CLOUD, a comma-separated list of key=seconds (a ra
 
   pending stopping shutting-down volume-creating volume-attaching volume-deleting
   table-creating visibility console terminated-listed route53-insync throttle(on|off)
+  snapshot snapshot-copy (seconds per GiB a snapshot, or a copy, stays pending)
 
 A request with the header `x-lab-oracle: 1` sees the truth at once and is never throttled:
 that is how the tests read the end state. GET /lab-api/config shows the settings; GET /lab-api/stats counts requests and throttled
@@ -101,17 +102,18 @@ from collections import Counter
 PRESETS = {
     "test": "pending=1-2,stopping=1,shutting-down=1,volume-creating=1,volume-attaching=0.5,"
     "volume-deleting=1,table-creating=2,visibility=1,console=1-2,terminated-listed=600,"
-    "route53-insync=1,throttle=on",
+    "route53-insync=1,snapshot=0.01,snapshot-copy=0.02,throttle=on",
     "realistic": "pending=20-40,stopping=15-30,shutting-down=10-20,volume-creating=2-5,"
     "volume-attaching=2-5,volume-deleting=2-5,table-creating=5-10,visibility=2-4,console=60-180,"
-    "terminated-listed=3600,route53-insync=20-60,throttle=on",
+    "terminated-listed=3600,route53-insync=20-60,snapshot=0.5-1.5,snapshot-copy=1-3,throttle=on",
     "instant": "pending=0,stopping=0,shutting-down=0,volume-creating=0,volume-attaching=0,"
     "volume-deleting=0,table-creating=0,visibility=0,console=0,terminated-listed=600,"
-    "route53-insync=0,throttle=off",
+    "route53-insync=0,snapshot=0,snapshot-copy=0,throttle=off",
 }
 KEYS = {
     "pending", "stopping", "shutting-down", "volume-creating", "volume-attaching",
-    "volume-deleting", "table-creating", "visibility", "console", "terminated-listed", "route53-insync", "throttle",
+    "volume-deleting", "table-creating", "visibility", "console", "terminated-listed", "route53-insync",
+    "snapshot", "snapshot-copy", "throttle",
 }
 
 
@@ -592,6 +594,51 @@ class Lab:
             return v
         EBSBackend.create_volume = create_volume
 
+        # Snapshots: pending for `snapshot` seconds per GiB (a copy: `snapshot-copy`),
+        # then completed; at most 5 pending per volume; a copy per destination region at
+        # most 20 at once (EBS quotas); CreateSnapshots copies each volume's tags when
+        # asked (CopyTagsFromSource=volume) and leaves out ExcludeDataVolumeIds.
+        from moto.ec2.models.elastic_block_store import Snapshot
+        orig_snapshot_init = Snapshot.__init__
+
+        def snapshot_init(self, *a, **k):
+            orig_snapshot_init(self, *a, **k)
+            if lab.action not in ("CreateSnapshot", "CreateSnapshots", "CopySnapshot") \
+                    or getattr(self, "from_ami", None):
+                return  # moto's own: an AMI's (made when a region's backend first answers)
+            self.status = "pending"
+            self._lab_account = lab.req.account
+            self._lab_copy = lab.action == "CopySnapshot"
+            size = float(getattr(self.volume, "size", 1) or 1)
+            key = "snapshot-copy" if self._lab_copy else "snapshot"
+            snap = self
+
+            def done():
+                snap.status = "completed"
+            heapq.heappush(lab.due, (time.monotonic() + lab.seconds(key) * size,
+                                     next(lab.seq), done))
+        Snapshot.__init__ = snapshot_init
+        Snapshot.progress = property(lambda self: "100%" if self.status == "completed" else "0%")
+
+        def create_snapshots(self, instance_spec, description, tags):
+            form = lab.req.form
+            instance = self.get_instance(instance_spec["InstanceId"])
+            exclude = {v for k, v in form.items()
+                       if k.startswith("InstanceSpecification.ExcludeDataVolumeIds.")}
+            no_boot = str(instance_spec.get("ExcludeBootVolume", False)).lower() == "true"
+            volumes = [m.volume_id for name, m in instance.get_block_device_mapping
+                       if not (no_boot and name == instance.root_device_name)
+                       and m.volume_id not in exclude]
+            out = []
+            for v in volumes:
+                snap = self.create_snapshot(v, description=description)
+                if form.get("CopyTagsFromSource") == "volume":
+                    snap.add_tags({t["key"]: t["value"] for t in self.get_volume(v).get_tags()})
+                snap.add_tags(tags)
+                out.append(snap)
+            return out
+        EBSBackend.create_snapshots = create_snapshots
+
         def volume_status(self):
             if getattr(self, "_lab_deleting", False):
                 return "deleting"
@@ -834,6 +881,40 @@ class Lab:
 
     def no_default_vpc(self, account, region):
         return bool((self.limits.get((account, region)) or {}).get("no-default-vpc"))
+
+    def snapshot_refusal(self, req):
+        """(status, code, message) EBS answers a snapshot beyond its limits, or a volume
+        made from a snapshot that is not completed yet; None otherwise."""
+        form, backend = req.form, self.ec2_backend(req.region)
+        pending = [s for s in backend.snapshots.values() if s.status == "pending"]
+        if req.action in ("CreateSnapshot", "CreateSnapshots"):
+            if req.action == "CreateSnapshot":
+                volumes = [form.get("VolumeId", "")]
+            else:
+                try:
+                    inst = backend.get_instance(form.get("InstanceSpecification.InstanceId", ""))
+                except Exception:  # noqa: BLE001 - moto answers InvalidInstanceID itself
+                    return None
+                volumes = [m.volume_id for _, m in inst.get_block_device_mapping]
+            for v in volumes:
+                if sum(1 for s in pending if getattr(s.volume, "id", None) == v) >= 5:
+                    return (400, "ConcurrentSnapshotLimitExceeded",
+                            "You've reached the limit on the number of concurrent snapshots you can "
+                            f"create on the specified volume ({v}). Wait until the 'CreateSnapshot' "
+                            "requests that are in progress finish, and then try again.")
+        if req.action == "CopySnapshot":
+            lim = (self.limits.get((req.account, req.region)) or {}).get("snapshot-copies", 20)
+            copying = sum(1 for s in pending if getattr(s, "_lab_copy", False)
+                          and getattr(s, "_lab_account", None) == req.account)
+            if copying >= lim:
+                return (400, "ResourceLimitExceeded",
+                        f"You have exceeded an Amazon EC2 resource limit: {copying} snapshot copies "
+                        f"are in progress in {req.region} (at most {lim} at once).")
+        if req.action == "CreateVolume" and form.get("SnapshotId"):
+            snap = backend.snapshots.get(form["SnapshotId"])
+            if snap is not None and snap.status != "completed":
+                return (400, "IncorrectState", f"Snapshot is in invalid state - {snap.status}")
+        return None
 
     def launch_refusal(self, req):
         """(status, code, message) EC2 answers a launch of an instance type the zone does
@@ -1183,7 +1264,8 @@ class Lab:
             refused = volume_refusal(req.form)
             if refused:
                 return ec2_error(400, *refused)
-        refused = self.limit_refusal(req) or self.network_refusal(req) or self.launch_refusal(req)
+        refused = self.limit_refusal(req) or self.network_refusal(req) or self.launch_refusal(req) \
+            or self.snapshot_refusal(req)
         if refused:
             return ec2_error(*refused)
         if req.action == "RunInstances" and "UserData" in req.form:
@@ -1315,7 +1397,7 @@ DEPRECATED_IMAGES = {"ami-0de9eca7ed0de9eca": "2025-06-30T00:00:00.000Z"}
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
 LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
               "terminated-listed", "credentials", "require-imdsv2", "no-default-vpc",
-              "region-disabled", "route53-insync", "console-delay", "console-keys"}
+              "region-disabled", "route53-insync", "console-delay", "console-keys", "snapshot-copies"}
 # console-delay: seconds after launch the console output appears (instead of `console`);
 # console-keys: "lab" (the lab sshd's key, default), "none" (no key block), or
 # "per-instance" (a key of each instance's own, which the lab's sshd does not have).
@@ -1346,6 +1428,8 @@ def volume_refusal(form):
     if kind not in VOLUME_SIZES:
         return ("InvalidParameterValue", f"Value ({kind}) for parameter volumeType is invalid.")
     lo, hi = VOLUME_SIZES[kind]
+    if not form.get("Size") and form.get("SnapshotId"):
+        return None  # the snapshot's size (moto's own checks follow)
     if size < lo:
         return ("InvalidParameterValue", f"Volume of {size}GiB is too small; minimum is {lo}GiB.")
     if size > hi:

@@ -340,6 +340,46 @@ class LabCloud(unittest.TestCase):
         self.assertEqual(image["DeprecationTime"], "2025-06-30T00:00:00.000Z")
         ec2.run_instances(ImageId=old, InstanceType="t3.small", MinCount=1, MaxCount=1)
 
+    def test_snapshots_are_pending_for_a_while_limited_per_volume_and_copies_per_region(self):
+        account = "AKIDSNAPSHOTS"
+        ec2 = self.ec2(account=account)
+        iid = self.launch(ec2)["InstanceId"]
+        self.until(lambda: self.state(ec2, iid), "running")
+        vol = ec2.create_volume(AvailabilityZone=ZONE, Size=100, VolumeType="gp3", TagSpecifications=[
+            {"ResourceType": "volume", "Tags": [{"Key": "cerveza:device", "Value": "/dev/sdf"}]}])["VolumeId"]
+        self.until(lambda: ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["State"], "available")
+        ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+        # One crash-consistent set of the instance's data volumes, each with its volume's tags.
+        snaps = ec2.create_snapshots(
+            InstanceSpecification={"InstanceId": iid, "ExcludeBootVolume": True},
+            CopyTagsFromSource="volume",
+            TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "set", "Value": "s1"}]}])["Snapshots"]
+        self.assertEqual([x["VolumeId"] for x in snaps], [vol])
+        snap = snaps[0]["SnapshotId"]
+        info = ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]
+        self.assertEqual(info["State"], "pending")
+        self.assertEqual({t["Key"]: t["Value"] for t in info["Tags"]}, {"cerveza:device": "/dev/sdf", "set": "s1"})
+        # No volume from a snapshot still pending (velero#1799: "Snapshot is in invalid state - pending").
+        code, message, _ = self.error(lambda: ec2.create_volume(AvailabilityZone=ZONE, SnapshotId=snap))
+        self.assertEqual((code, message), ("IncorrectState", "Snapshot is in invalid state - pending"))
+        # At most five pending per volume.
+        for _ in range(4):
+            ec2.create_snapshot(VolumeId=vol)
+        code, _, _ = self.error(lambda: ec2.create_snapshot(VolumeId=vol))
+        self.assertEqual(code, "ConcurrentSnapshotLimitExceeded")
+        # 100 GiB at the lab's test pace (0.01 s per GiB): completed in about a second.
+        self.assertEqual(self.until(lambda: ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["State"],
+                                    "completed"), "completed")
+        made = ec2.create_volume(AvailabilityZone="us-east-1b", SnapshotId=snap)
+        self.assertEqual((made["State"], made["SnapshotId"], made["Size"]), ("creating", snap, 100))
+        # Copies to a region: at most `snapshot-copies` at once per account there.
+        self.limits(account, region="eu-west-1", **{"snapshot-copies": 1})
+        eu = self.client("ec2", account=account, region="eu-west-1")
+        copy = eu.copy_snapshot(SourceSnapshotId=snap, SourceRegion="us-east-1")["SnapshotId"]
+        self.assertEqual(eu.describe_snapshots(SnapshotIds=[copy])["Snapshots"][0]["State"], "pending")
+        code, _, _ = self.error(lambda: eu.copy_snapshot(SourceSnapshotId=snap, SourceRegion="us-east-1"))
+        self.assertEqual(code, "ResourceLimitExceeded")
+
     def test_create_volume_is_refused_as_ec2_refuses_it(self):
         ec2 = self.ec2()
         cases = [
@@ -393,8 +433,8 @@ class LabCloud(unittest.TestCase):
         iid = self.launch(ec2)["InstanceId"]
         self.assertEqual(self.until(lambda: self.state(ec2, iid), "running"), "running")
 
-    def limits(self, account, **limits):
-        body = json.dumps(dict(account=account, region="us-east-1", **limits)).encode()
+    def limits(self, account, region="us-east-1", **limits):
+        body = json.dumps(dict(account=account, region=region, **limits)).encode()
         req = urllib.request.Request(self.url + "/lab-api/limits", data=body, method="POST")
         urllib.request.urlopen(req).read()
 
