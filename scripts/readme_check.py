@@ -50,6 +50,8 @@ ID = re.compile(r"\b(i|vol|eipalloc|eni|snap|ami|r)-[0-9a-f]{8,17}\b")
 IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b")
 # Clock times, durations and what polling costs: they vary from run to run; every other
 # digit (host numbers, regions, counts, exit codes) must be what the README shows.
+# A backup set's id carries the UTC time it was taken (db01-20261204T213316Z).
+COMPACT_STAMP = re.compile(r"\b\d{8}T\d{6}Z\b")
 STAMP = re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
 SECONDS = re.compile(r"\b\d+(\.\d+)?\s?(ms|s)\b")
 # The lab's ports are the machine's choice (CERVEZA_LAB_README_PORT and the ones after it).
@@ -76,6 +78,7 @@ def normalize(line):
     line = CLAIM.sub("cerveza:claim=CLAIM", line)
     line = ID.sub(r"\1-ID", line)
     line = STAMP.sub("TIME", line)
+    line = COMPACT_STAMP.sub("TIME", line)
     line = PER_HOST.sub("N AWS requests (N per host)", line)
     line = SECONDS.sub("SECONDS", line)
     line = AGE.sub("AGE", line)

@@ -217,6 +217,14 @@ impl ComputeRead for Ec2 {
         self.read_offering(region, image, instance_type).await
     }
 
+    async fn snapshots(
+        &self,
+        region: &Region,
+        product: &Product,
+    ) -> ProviderResult<Vec<cerveza_core::backup::Snapshot>> {
+        self.read_snapshots(region, product).await
+    }
+
     async fn zones(&self, region: &Region) -> ProviderResult<Vec<Zone>> {
         let out = self
             .client(region)
@@ -417,7 +425,7 @@ impl Ec2 {
     }
 }
 
-fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+pub(crate) fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(kind)
         .set_tags(Some(
@@ -596,6 +604,16 @@ impl Compute for Ec2 {
                 .map_err(provider_error)
         })
         .await
+    }
+
+    async fn create_snapshots(
+        &self,
+        region: &Region,
+        instance: &InstanceId,
+        volumes: &[VolumeId],
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<Vec<cerveza_core::backup::Snapshot>> {
+        self.snapshot_set(region, instance, volumes, tags).await
     }
 
     async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()> {

@@ -18,6 +18,7 @@ mod offering;
 mod registry;
 mod releases;
 mod route53;
+mod snapshots;
 #[cfg(test)]
 mod test_server;
 mod transport;

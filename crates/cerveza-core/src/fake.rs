@@ -98,6 +98,8 @@ pub struct FakeCloud {
     /// What a region offers an instance type (a pair not listed: every image exists,
     /// runs x86_64, and the type is offered in every zone).
     pub offerings: Mutex<BTreeMap<(Region, String), crate::offering::Offering>>,
+    /// Snapshots (completed when made).
+    pub snapshots: Mutex<Vec<crate::backup::Snapshot>>,
 }
 
 impl Default for FakeCloud {
@@ -111,6 +113,7 @@ impl Default for FakeCloud {
             full_zones: Mutex::new(BTreeSet::new()),
             networks: Mutex::new(BTreeMap::new()),
             offerings: Mutex::new(BTreeMap::new()),
+            snapshots: Mutex::new(Vec::new()),
         }
     }
 }
@@ -379,6 +382,22 @@ impl ComputeRead for FakeCloud {
             architectures: vec!["x86_64".into()],
             zones: self.zones(region).await?,
         })
+    }
+
+    async fn snapshots(
+        &self,
+        region: &Region,
+        product: &Product,
+    ) -> ProviderResult<Vec<crate::backup::Snapshot>> {
+        self.count("snapshots");
+        Ok(lock(&self.snapshots)
+            .iter()
+            .filter(|s| &s.region == region)
+            .filter(|s| {
+                s.tags.get(crate::tags::PRODUCT).map(String::as_str) == Some(product.as_str())
+            })
+            .cloned()
+            .collect())
     }
 
     async fn instances(
@@ -766,6 +785,44 @@ impl Compute for FakeCloud {
             return Err(lost_answer("AttachVolume"));
         }
         Ok(())
+    }
+
+    async fn create_snapshots(
+        &self,
+        region: &Region,
+        instance: &InstanceId,
+        volumes: &[VolumeId],
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<Vec<crate::backup::Snapshot>> {
+        self.count("create_snapshots");
+        let mut s = lock(&self.state);
+        let mut made = Vec::new();
+        for id in volumes {
+            let v = s.volumes.get(id).cloned().ok_or_else(|| {
+                ProviderError::new(ProviderErrorKind::NotFound, format!("no volume {id}"))
+            })?;
+            if v.attached_to.as_ref() != Some(instance) {
+                return Err(ProviderError::new(
+                    ProviderErrorKind::Invalid,
+                    format!("{id} is not attached to {instance}"),
+                ));
+            }
+            s.next_id += 1;
+            let mut all = v.tags.clone();
+            all.extend(tags.clone());
+            made.push(crate::backup::Snapshot {
+                id: format!("snap-{:017x}", s.next_id),
+                region: region.clone(),
+                volume_id: Some(id.to_string()),
+                size_gb: v.size_gb,
+                state: crate::backup::SnapshotState::Completed,
+                started: Some(crate::lifecycle::now()),
+                tags: all,
+            });
+        }
+        drop(s);
+        lock(&self.snapshots).extend(made.clone());
+        Ok(made)
     }
 
     async fn delete_volume(&self, _region: &Region, volume: &VolumeId) -> ProviderResult<()> {

@@ -2,6 +2,7 @@
 //! lifecycle workflows, which speak to the outside world only through [`ports`].
 
 pub mod access;
+pub mod backup;
 pub mod converge;
 pub mod error;
 #[cfg(feature = "test-hooks")]

@@ -1,6 +1,8 @@
 //! Traits for the outside world. Read and write sides are separate traits, so that
 //! `list` and `show` can run with read-only credentials and fakes stay small.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use crate::model::{
@@ -126,6 +128,12 @@ pub trait ComputeRead: Send + Sync {
         image: Option<&str>,
         instance_type: &str,
     ) -> ProviderResult<crate::offering::Offering>;
+    /// The product's snapshots in `region` (those tagged with it).
+    async fn snapshots(
+        &self,
+        region: &Region,
+        product: &Product,
+    ) -> ProviderResult<Vec<crate::backup::Snapshot>>;
 }
 
 /// Changing the compute fleet.
@@ -157,6 +165,15 @@ pub trait Compute: ComputeRead {
     ) -> ProviderResult<()>;
     /// Deletes a volume.
     async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()>;
+    /// Snapshots exactly `volumes` of `instance` at one instant (a crash-consistent
+    /// set), each snapshot with its volume's tags and `tags`.
+    async fn create_snapshots(
+        &self,
+        region: &Region,
+        instance: &InstanceId,
+        volumes: &[VolumeId],
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<Vec<crate::backup::Snapshot>>;
     /// Allocates an Elastic IP tagged for `host`.
     async fn allocate_address(
         &self,

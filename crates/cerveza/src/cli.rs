@@ -361,6 +361,18 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "backup",
+        &[
+            "cerveza -m noc backup db01 --wait",
+            "cerveza -m noc backup 'profile:Mysql'",
+            "cerveza -m noc backup list db01",
+        ],
+    ),
+    (
+        "backup list",
+        &["cerveza -m noc backup list", "cerveza -m noc backup list 'db*' -o json"],
+    ),
+    (
         "iam-policy",
         &[
             "cerveza iam-policy > cerveza-policy.json",
@@ -912,6 +924,27 @@ pub enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Back up hosts' data: one crash-consistent snapshot set of each host's data volumes.
+    ///
+    /// Each host's set is one EC2 CreateSnapshots of its instance: the data volumes of
+    /// its volume profiles, at one instant, the root left out. Every snapshot carries its
+    /// volume's tags (host, device, volume profile, member index) and the set's (its id,
+    /// `<host>-<UTC time>`, and how many members it has), so a set is complete only when
+    /// every member is there and completed. A stopped host's volumes are snapshotted as
+    /// they are. Snapshots are taken in the background by EBS (minutes per 100 GiB);
+    /// --wait waits for them (up to --wait-timeout, exit 6 after). `backup list` shows
+    /// the sets. (A host named `list` is selected as 'list*'.)
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+        /// Which hosts (hostnames, globs like 'db*', profile:NAME, zone:…, region:…).
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        selection: Vec<String>,
+        /// Wait until every snapshot is completed.
+        #[arg(long)]
+        wait: bool,
+    },
     /// EBS volumes of the fleet, including orphans (volumes whose host has no instance).
     Volumes {
         #[command(subcommand)]
@@ -1059,6 +1092,18 @@ pub enum RegistryCommand {
     /// the registry does not know gets a record made from its tags. Every write is
     /// conditional. A region that does not answer leaves its hosts as they are (exit 5).
     Sync,
+}
+
+/// `cerveza backup …`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// The snapshot sets of the selected hosts (or all), newest first: members, state
+    /// (complete, pending, incomplete), size and age, in every configured region.
+    List {
+        /// Which hosts [default: all].
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        selection: Vec<String>,
+    },
 }
 
 /// `cerveza volumes …`

@@ -274,6 +274,15 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             commands::existing::run(ctx, verb, hosts, wait).await
         }
         Command::Volumes { command } => commands::volumes::run(ctx, command).await,
+        Command::Backup {
+            command: Some(cli::BackupCommand::List { selection }),
+            ..
+        } => commands::backup::list(ctx, selection).await,
+        Command::Backup {
+            command: None,
+            selection,
+            wait,
+        } => commands::backup::run(ctx, selection, *wait).await,
         Command::Registry { command } => commands::registry::run(ctx, command).await,
         Command::Release { command } => commands::release::run(ctx, command).await,
         Command::Remote { close: true, .. } => commands::remote::close(ctx).await,

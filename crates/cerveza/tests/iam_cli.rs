@@ -170,6 +170,8 @@ fn the_printed_policy_is_enough_for_every_command_and_every_action_in_it_is_need
         (&["eip", "detach", "vpn01"], true),
         (&["eip", "attach", "vpn01"], true),
         (&["volumes", "list"], true),
+        (&["backup", "db01", "--wait"], true),
+        (&["backup", "list"], true),
         (&["registry", "sync"], true),
         (&["fleet", "export"], true),
         (&["export", "hosts"], true),

@@ -242,6 +242,18 @@ const COMMANDS: &[Needs] = &[
         publishes: true,
     },
     Needs {
+        command: "backup",
+        groups: &[
+            FLEET,
+            &[
+                "ec2:DescribeVolumes",
+                "ec2:CreateSnapshots",
+                "ec2:DescribeSnapshots",
+            ],
+        ],
+        publishes: false,
+    },
+    Needs {
         command: "completions",
         groups: &[FLEET],
         publishes: false,
@@ -303,10 +315,15 @@ pub fn policy(actions: &BTreeSet<&'static str>, scope: &Scope) -> Value {
         statements.push(json!({"Sid": "Fleet", "Effect": "Allow", "Action": ec2, "Resource": "*"}));
         // Tags go on with the resource (TagSpecifications), which needs ec2:CreateTags
         // for that creating action only.
-        let creating: Vec<&str> = ["RunInstances", "CreateVolume", "AllocateAddress"]
-            .into_iter()
-            .filter(|a| actions.contains(format!("ec2:{a}").as_str()))
-            .collect();
+        let creating: Vec<&str> = [
+            "RunInstances",
+            "CreateVolume",
+            "AllocateAddress",
+            "CreateSnapshots",
+        ]
+        .into_iter()
+        .filter(|a| actions.contains(format!("ec2:{a}").as_str()))
+        .collect();
         if !creating.is_empty() {
             statements.push(json!({
                 "Sid": "TagOnCreate", "Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": "*",

@@ -2,6 +2,7 @@
 //! set, the lifecycle settings and how per-host results are reported.
 
 pub mod access;
+pub mod backup;
 pub mod copy;
 pub mod dns;
 pub mod doctor;

@@ -11,6 +11,7 @@ cerveza's own code, so integration tests check the real end state.
     cloud.py volume REGION ZONE PRODUCT HOST        a data volume tagged for HOST; prints its id
     cloud.py eip REGION PRODUCT HOST        an Elastic IP tagged for HOST, associated with nothing
     cloud.py unlisted ACCOUNT REGION ID     waits until ACCOUNT's reads no longer show instance ID
+    cloud.py snapshots PRODUCT REGION       JSON: the product's snapshots (state, volume, tags)
     cloud.py iam-users NAME=POLICY_FILE...  IAM users with keys and policies (a lab that enforces IAM)
     cloud.py iam-actions ACCOUNT            the IAM actions ACCOUNT's requests needed, JSON
     cloud.py requests ACCOUNT [ACTION]      requests the lab had from ACCOUNT (of one service:action)
@@ -197,6 +198,17 @@ def route53(zone):
             if kind:
                 out[kind][rs["Name"].rstrip(".")] = [r["Value"] for r in rs["ResourceRecords"]]
     print(json.dumps(out))
+
+
+def snapshots(product, region):
+    """The product's snapshots in REGION, as JSON: id, volume, state, size and tags."""
+    ec2 = boto3.client("ec2", region_name=region)
+    out = []
+    for s in ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+            {"Name": "tag:cerveza:product", "Values": [product]}])["Snapshots"]:
+        out.append({"id": s["SnapshotId"], "volume": s.get("VolumeId"), "state": s["State"],
+                    "size": s["VolumeSize"], "tags": {t["Key"]: t["Value"] for t in s.get("Tags", [])}})
+    print(json.dumps(sorted(out, key=lambda s: s["tags"].get("cerveza:device", ""))))
 
 
 def public_zone(name):
@@ -452,6 +464,8 @@ if __name__ == "__main__":
         iam_users(*args)
     elif cmd == "iam-actions":
         iam_actions(*args)
+    elif cmd == "snapshots":
+        snapshots(*args)
     elif cmd == "public-zone":
         public_zone(*args)
     elif cmd == "route53-vpcs":

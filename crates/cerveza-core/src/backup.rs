@@ -1,0 +1,224 @@
+//! Backups of a host's data: one crash-consistent snapshot set per host (EC2's
+//! CreateSnapshots on the instance, the data volumes of its volume profiles only, the
+//! root excluded), each snapshot carrying its volume's tags (host, device, volume
+//! profile, member index) and the set's: its id and how many members it has, so a set
+//! is complete when every member is there and completed, wherever it is listed.
+
+use std::collections::BTreeMap;
+
+use crate::names::{Hostname, Region};
+
+/// The set a snapshot belongs to.
+pub const SET: &str = "cerveza:backup-set";
+/// How many snapshots the set has.
+pub const MEMBERS: &str = "cerveza:backup-members";
+
+/// A snapshot's state, as EBS reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotState {
+    /// Still being taken (or copied).
+    Pending,
+    /// Done: volumes can be made from it.
+    Completed,
+    /// Failed.
+    Error,
+}
+
+/// One EBS snapshot of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// `snap-…`.
+    pub id: String,
+    /// Its region.
+    pub region: Region,
+    /// The volume it was taken of.
+    pub volume_id: Option<String>,
+    /// Size in GiB (the volume's).
+    pub size_gb: i32,
+    /// Its state.
+    pub state: SnapshotState,
+    /// When it was started, seconds since the epoch.
+    pub started: Option<i64>,
+    /// All tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What a set is, from its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetState {
+    /// Every member is there and completed: it can be restored.
+    Complete,
+    /// Members are still being taken.
+    Pending,
+    /// A member is missing or failed: it can never be restored.
+    Incomplete,
+}
+
+/// One host's snapshot set in one region.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackupSet {
+    /// The set's id (`<host>-<UTC time>`).
+    pub id: String,
+    /// The host whose data it holds.
+    pub host: String,
+    /// Its region.
+    pub region: Region,
+    /// How many members it should have.
+    pub expected: usize,
+    /// Its members, by device.
+    pub members: Vec<Snapshot>,
+}
+
+impl BackupSet {
+    /// Complete, pending or incomplete.
+    pub fn state(&self) -> SetState {
+        let failed = self.members.iter().any(|s| s.state == SnapshotState::Error);
+        if failed || self.members.len() < self.expected {
+            // Members still being listed (a copy half made) look the same as lost
+            // ones; both cannot be restored now.
+            return SetState::Incomplete;
+        }
+        if self
+            .members
+            .iter()
+            .any(|s| s.state == SnapshotState::Pending)
+        {
+            SetState::Pending
+        } else {
+            SetState::Complete
+        }
+    }
+
+    /// The data it holds, GiB.
+    pub fn size_gb(&self) -> i64 {
+        self.members.iter().map(|s| i64::from(s.size_gb)).sum()
+    }
+
+    /// When it was taken (its first member's start).
+    pub fn started(&self) -> Option<i64> {
+        self.members.iter().filter_map(|s| s.started).min()
+    }
+}
+
+/// The sets `snapshots` form (snapshots without a set tag are not cerveza's backups),
+/// by host, then newest first.
+pub fn sets(snapshots: Vec<Snapshot>) -> Vec<BackupSet> {
+    let mut by: BTreeMap<(Region, String), BackupSet> = BTreeMap::new();
+    for s in snapshots {
+        let Some(id) = s.tags.get(SET).cloned() else {
+            continue;
+        };
+        let expected = s
+            .tags
+            .get(MEMBERS)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let host = s.tags.get(crate::tags::HOST).cloned().unwrap_or_default();
+        let set = by
+            .entry((s.region.clone(), id.clone()))
+            .or_insert_with(|| BackupSet {
+                id,
+                host,
+                region: s.region.clone(),
+                expected,
+                members: Vec::new(),
+            });
+        set.expected = set.expected.max(expected);
+        set.members.push(s);
+    }
+    let mut out: Vec<BackupSet> = by.into_values().collect();
+    for set in &mut out {
+        set.members.sort_by(|a, b| {
+            let key = |s: &Snapshot| s.tags.get(crate::tags::DEVICE).cloned();
+            key(a).cmp(&key(b)).then(a.id.cmp(&b.id))
+        });
+    }
+    out.sort_by(|a, b| {
+        a.host
+            .cmp(&b.host)
+            .then(b.started().cmp(&a.started()))
+            .then(a.id.cmp(&b.id))
+    });
+    out
+}
+
+/// A new set's id: the host and the UTC time to the second, so ids sort by time.
+pub fn set_id(host: &Hostname, now: i64) -> String {
+    let (days, secs) = (now.div_euclid(86_400), now.rem_euclid(86_400));
+    let (y, m, d) = civil(days);
+    format!(
+        "{host}-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// (year, month, day) of days since the epoch (Howard Hinnant's civil_from_days).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, set: &str, members: usize, device: &str, state: SnapshotState) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            region: Region::parse("us-east-1").unwrap(),
+            volume_id: None,
+            size_gb: 100,
+            state,
+            started: Some(1_780_000_000),
+            tags: [
+                (SET.to_owned(), set.to_owned()),
+                (MEMBERS.to_owned(), members.to_string()),
+                (crate::tags::HOST.to_owned(), "db01".to_owned()),
+                (crate::tags::DEVICE.to_owned(), device.to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_set_is_complete_only_with_every_member_completed() {
+        use SnapshotState::*;
+        let all = sets(vec![
+            snap("snap-2", "a", 2, "/dev/sdg", Completed),
+            snap("snap-1", "a", 2, "/dev/sdf", Completed),
+            snap("snap-3", "b", 2, "/dev/sdf", Pending),
+            snap("snap-4", "b", 2, "/dev/sdg", Completed),
+            snap("snap-5", "c", 2, "/dev/sdf", Completed),
+            snap("snap-6", "d", 1, "/dev/sdf", Error),
+        ]);
+        let state: Vec<(&str, SetState)> = all.iter().map(|s| (s.id.as_str(), s.state())).collect();
+        assert_eq!(
+            state,
+            [
+                ("a", SetState::Complete),
+                ("b", SetState::Pending),
+                ("c", SetState::Incomplete),
+                ("d", SetState::Incomplete)
+            ]
+        );
+        assert_eq!(all[0].members[0].id, "snap-1", "members by device");
+        assert_eq!(all[0].size_gb(), 200);
+    }
+
+    #[test]
+    fn set_ids_name_the_host_and_the_utc_time() {
+        let h = Hostname::parse("db01").unwrap();
+        assert_eq!(set_id(&h, 1_751_241_600 + 3_723), "db01-20250630T010203Z");
+    }
+}

@@ -1,0 +1,322 @@
+//! `cerveza backup SELECTION` (one crash-consistent snapshot set of each host's data
+//! volumes) and `cerveza backup list` (the sets, their state, size and age). See
+//! `cerveza_core::backup` for what a set is.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use cerveza_core::backup::{self, BackupSet, SetState, Snapshot, SnapshotState};
+use cerveza_core::model::{Instance, InstanceState, VolumeId};
+use cerveza_core::ports::{Compute as _, ComputeRead as _};
+use cerveza_core::selection::{Candidate, Selection};
+use cerveza_core::{tags, Hostname};
+use futures::stream::{self, StreamExt as _};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::Output;
+use crate::exit;
+use crate::output::{self, Table};
+
+/// Hosts snapshotted at once (CreateSnapshots is paced on EC2's bucket anyway).
+const AT_ONCE: usize = 16;
+
+/// One host's row of `backup`.
+#[derive(Debug, Serialize)]
+struct Row {
+    host: String,
+    set: Option<String>,
+    region: String,
+    snapshots: Vec<String>,
+    size_gb: i64,
+    state: String,
+}
+
+/// Runs `backup SELECTION [--wait]`.
+pub async fn run(ctx: &Ctx, selection: &[String], wait: bool) -> Result<u8> {
+    if selection.is_empty() {
+        anyhow::bail!(exit::Coded::new(
+            exit::USAGE,
+            "which hosts? `cerveza backup SELECTION` (e.g. db01, 'db*', profile:Mysql); `cerveza backup list` lists the sets"
+        ));
+    }
+    let sel = Selection::parse_all(selection)?;
+    ctx.config.product()?;
+    let backends = ctx.backends().await;
+    let listing = ctx.live_fleet(&backends).await?;
+    let chosen = super::remote::select(&listing.instances, &sel, "host", |i| {
+        matches!(i.state, InstanceState::Running | InstanceState::Stopped)
+    })?;
+    let now = cerveza_core::lifecycle::now();
+    let rows: Vec<Result<Row, (String, String)>> = stream::iter(chosen)
+        .map(|i| {
+            let backends = &backends;
+            async move { one(ctx, backends, i, now).await }
+        })
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
+    let mut failed = 0;
+    let mut done: Vec<Row> = Vec::new();
+    for r in rows {
+        match r {
+            Ok(row) => done.push(row),
+            Err((host, why)) => {
+                failed += 1;
+                eprintln!("{} {host}: {why}", crate::colour::error_label());
+            }
+        }
+    }
+    if wait {
+        wait_completed(ctx, &backends, &mut done).await?;
+    }
+    done.sort_by(|a, b| a.host.cmp(&b.host));
+    if ctx.output == Output::Json {
+        output::print_json(&done)?;
+    } else {
+        let mut t = Table::new(&["HOST", "SET", "REGION", "SNAPSHOTS", "SIZE", "STATE"]);
+        for r in &done {
+            t.row(vec![
+                r.host.clone(),
+                r.set.clone().unwrap_or_else(|| "-".into()),
+                r.region.clone(),
+                r.snapshots.len().to_string(),
+                format!("{} GiB", r.size_gb),
+                r.state.clone(),
+            ]);
+        }
+        output::emit(&t.render());
+    }
+    Ok(if failed == 0 {
+        exit::OK
+    } else if done.is_empty() {
+        exit::FAILURE
+    } else {
+        exit::PARTIAL
+    })
+}
+
+/// Snapshots one host's data volumes as one set.
+async fn one(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    i: &Instance,
+    now: i64,
+) -> Result<Row, (String, String)> {
+    let host_name = i.host().unwrap_or("?").to_owned();
+    let fail = |why: String| (host_name.clone(), why);
+    let host = Hostname::parse(&host_name).map_err(|e| fail(e.to_string()))?;
+    let product = ctx.config.product().map_err(|e| fail(e.to_string()))?;
+    let volumes = backends
+        .ec2
+        .volumes(&i.region, product, std::slice::from_ref(&host))
+        .await
+        .map_err(|e| fail(format!("listing its volumes: {e}")))?;
+    // Its data volumes: those of its volume profiles, attached to its instance.
+    let data: Vec<VolumeId> = volumes
+        .iter()
+        .filter(|v| v.device().is_some() && v.attached_to.as_ref() == Some(&i.id))
+        .map(|v| v.id.clone())
+        .collect();
+    if data.is_empty() {
+        return Ok(Row {
+            host: host_name,
+            set: None,
+            region: i.region.to_string(),
+            snapshots: Vec::new(),
+            size_gb: 0,
+            state: "no data volumes".into(),
+        });
+    }
+    let set = backup::set_id(&host, now);
+    // The host's own tags (its profile's), then cerveza's.
+    let mut set_tags: BTreeMap<String, String> = i
+        .tags
+        .iter()
+        .filter(|(k, _)| !tags::is_reserved(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    set_tags.insert(tags::NAME.into(), format!("{host} backup {set}"));
+    set_tags.insert(tags::PRODUCT.into(), product.to_string());
+    set_tags.insert(tags::HOST.into(), host.to_string());
+    if let Some(p) = i.profile() {
+        set_tags.insert(tags::PROFILE.into(), p.to_owned());
+    }
+    set_tags.insert(backup::SET.into(), set.clone());
+    set_tags.insert(backup::MEMBERS.into(), data.len().to_string());
+    if !ctx.quiet {
+        eprintln!(
+            "{host}: snapshotting {} data volume(s) of {} as set {set}",
+            data.len(),
+            i.id
+        );
+    }
+    let made = backends
+        .ec2
+        .create_snapshots(&i.region, &i.id, &data, &set_tags)
+        .await
+        .map_err(|e| fail(format!("snapshotting {}: {e}", i.id)))?;
+    Ok(Row {
+        host: host_name,
+        set: Some(set),
+        region: i.region.to_string(),
+        size_gb: made.iter().map(|s| i64::from(s.size_gb)).sum(),
+        state: state_of(&made),
+        snapshots: made.into_iter().map(|s| s.id).collect(),
+    })
+}
+
+fn state_of(snapshots: &[Snapshot]) -> String {
+    if snapshots.iter().any(|s| s.state == SnapshotState::Error) {
+        "error".into()
+    } else if snapshots
+        .iter()
+        .all(|s| s.state == SnapshotState::Completed)
+    {
+        "completed".into()
+    } else {
+        "pending".into()
+    }
+}
+
+/// Waits (at most the wait timeout) until every snapshot of `rows` is completed, and
+/// updates their state.
+async fn wait_completed(ctx: &Ctx, backends: &super::Backends, rows: &mut [Row]) -> Result<()> {
+    let product = ctx.config.product()?;
+    let deadline = Instant::now() + ctx.config.wait_timeout;
+    let mut pause = ctx.config.poll_interval;
+    loop {
+        let regions: std::collections::BTreeSet<String> = rows
+            .iter()
+            .filter(|r| r.state == "pending")
+            .map(|r| r.region.clone())
+            .collect();
+        if regions.is_empty() {
+            return Ok(());
+        }
+        for region in regions {
+            let region = cerveza_core::Region::parse(&region)?;
+            let all = backends.ec2.snapshots(&region, product).await?;
+            let by_id: BTreeMap<&str, &Snapshot> = all.iter().map(|s| (s.id.as_str(), s)).collect();
+            for r in rows
+                .iter_mut()
+                .filter(|r| r.region == region.as_str() && r.state == "pending")
+            {
+                let now: Vec<Snapshot> = r
+                    .snapshots
+                    .iter()
+                    .filter_map(|id| by_id.get(id.as_str()).map(|s| (*s).clone()))
+                    .collect();
+                if now.len() == r.snapshots.len() {
+                    r.state = state_of(&now);
+                }
+            }
+        }
+        if Instant::now() + pause > deadline {
+            anyhow::bail!(exit::Coded::new(
+                exit::UNAVAILABLE,
+                format!(
+                    "snapshots still pending after {}: they go on in EBS; `cerveza backup list` shows when they are completed",
+                    humantime::format_duration(ctx.config.wait_timeout)
+                )
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// One row of `backup list`.
+#[derive(Debug, Serialize)]
+struct ListRow<'a> {
+    host: &'a str,
+    set: &'a str,
+    region: &'a str,
+    members: usize,
+    expected: usize,
+    state: SetState,
+    size_gb: i64,
+    started: Option<i64>,
+    snapshots: Vec<&'a str>,
+}
+
+/// Runs `backup list [SELECTION]`.
+pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
+    let sel = Selection::parse_all(selection)?;
+    let product = ctx.config.product()?;
+    let backends = ctx.backends().await;
+    let reads = futures::future::join_all(ctx.config.regions.iter().map(|r| {
+        let backends = &backends;
+        async move { (r, backends.ec2.snapshots(r, product).await) }
+    }))
+    .await;
+    let mut snapshots = Vec::new();
+    let mut failed = Vec::new();
+    for (region, read) in reads {
+        match read {
+            Ok(s) => snapshots.extend(s),
+            Err(e) => {
+                eprintln!("{} {region}: {e}", crate::colour::warning_label());
+                failed.push(region.to_string());
+            }
+        }
+    }
+    let sets: Vec<BackupSet> = backup::sets(snapshots)
+        .into_iter()
+        .filter(|s| {
+            sel.is_all()
+                || sel.matches(&Candidate {
+                    host: &s.host,
+                    zone: None,
+                    region: s.region.as_str(),
+                    profile: s
+                        .members
+                        .first()
+                        .and_then(|m| m.tags.get(tags::PROFILE))
+                        .map(String::as_str),
+                })
+        })
+        .collect();
+    let rows: Vec<ListRow<'_>> = sets
+        .iter()
+        .map(|s| ListRow {
+            host: &s.host,
+            set: &s.id,
+            region: s.region.as_str(),
+            members: s.members.len(),
+            expected: s.expected,
+            state: s.state(),
+            size_gb: s.size_gb(),
+            started: s.started(),
+            snapshots: s.members.iter().map(|m| m.id.as_str()).collect(),
+        })
+        .collect();
+    if ctx.output == Output::Json {
+        output::print_json(&rows)?;
+    } else {
+        let now = cerveza_core::lifecycle::now();
+        let mut t = Table::new(&["HOST", "SET", "REGION", "MEMBERS", "STATE", "SIZE", "AGE"]);
+        for r in &rows {
+            t.row(vec![
+                r.host.to_owned(),
+                r.set.to_owned(),
+                r.region.to_owned(),
+                format!("{}/{}", r.members, r.expected),
+                serde_json::to_value(r.state)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                format!("{} GiB", r.size_gb),
+                r.started
+                    .map_or_else(|| "-".into(), |t| output::age(now - t)),
+            ]);
+        }
+        output::emit(&t.render());
+    }
+    Ok(if failed.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    })
+}
