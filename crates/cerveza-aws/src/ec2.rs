@@ -42,8 +42,10 @@ impl Ec2 {
 
     /// Sends `call` once EC2's buckets of `action` allow it; a call EC2 throttles even so
     /// (after the SDK's own retries: someone else in the account spends the same
-    /// buckets) waits for its tokens again and is sent again, a few times. Every call
-    /// paced this way is idempotent (a `ClientToken`, or a state EC2 accepts twice).
+    /// buckets), or that fails on the way (a 500, a reset: the SDK stops retrying once
+    /// its retry quota is spent, as in a brownout), backs off, waits for its tokens
+    /// again and is sent again, a few times. Every call paced this way is idempotent
+    /// (a `ClientToken`, or a state EC2 accepts twice).
     async fn paced<T, F, Fut>(
         &self,
         region: &Region,
@@ -55,11 +57,18 @@ impl Ec2 {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = ProviderResult<T>>,
     {
-        let mut rounds = 0;
+        let mut rounds = 0u32;
         loop {
             self.pace(region, action, true, instances).await;
             match call().await {
-                Err(e) if e.kind == ProviderErrorKind::Throttled && rounds < 3 => rounds += 1,
+                // An answer that says "again" (throttled, 500, 503), not silence: a
+                // call that timed out is not sent again here (its region may be down).
+                Err(e) if answered_again(&e) && rounds < 4 => {
+                    // The bucket EC2 emptied refills at a few tokens a second.
+                    rounds += 1;
+                    let pause = std::time::Duration::from_millis(250 << rounds);
+                    tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                }
                 Err(e) if e.has_code("UnauthorizedOperation") => {
                     return Err(crate::denial::explained(&self.base, e).await)
                 }
@@ -120,6 +129,21 @@ impl Ec2 {
             })
             .clone()
     }
+}
+
+/// Whether EC2 answered `e` and the answer means "ask again": throttled, or a 5xx with
+/// its code (`InternalError`, `ServiceUnavailable`, `Unavailable`).
+fn answered_again(e: &ProviderError) -> bool {
+    e.kind == ProviderErrorKind::Throttled
+        || (e.kind == ProviderErrorKind::Unavailable
+            && [
+                "InternalError",
+                "InternalFailure",
+                "ServiceUnavailable",
+                "Unavailable",
+            ]
+            .iter()
+            .any(|c| e.has_code(c)))
 }
 
 pub(crate) fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
@@ -719,6 +743,28 @@ impl Compute for Ec2 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_an_answer_that_says_again_is_sent_again() {
+        use cerveza_core::ports::{ProviderError, ProviderErrorKind::*};
+        assert!(super::answered_again(&ProviderError::new(
+            Throttled,
+            "RequestLimitExceeded: slow down"
+        )));
+        assert!(super::answered_again(&ProviderError::new(
+            Unavailable,
+            "InternalError: oops"
+        )));
+        assert!(!super::answered_again(&ProviderError::new(
+            Unavailable,
+            "cannot reach the endpoint: timed out"
+        )));
+        assert!(!super::answered_again(&ProviderError::new(
+            Capacity,
+            "InsufficientInstanceCapacity: none"
+        )));
+    }
+
     use super::*;
     use crate::test_server::{Answer, Canned};
 
