@@ -74,7 +74,9 @@ refused with UnauthorizedOperation, as an SCP on ec2:MetadataHttpTokens refuses 
 no longer shows it, and RunInstances without a subnet is refused with VPCIdNotSpecified),
 "region-disabled": true (an opt-in region the account has not enabled: every request
 there is refused as if the key were unknown, AuthFailure on EC2), "route53-insync":
-seconds (how long the account's Route53 changes stay PENDING)};
+seconds (how long the account's Route53 changes stay PENDING), "snapshot" and
+"snapshot-copy": seconds per GiB (how long the account's snapshots, and copies made into
+the region, stay pending), "snapshot-copies": copies pending at once into the region};
 a key given replaces its
 value, null removes it); /moto-api/reset also resets the lab's state.
 The AMIs and key pairs that exist are read from the instance profiles in --profiles
@@ -611,11 +613,13 @@ class Lab:
             self._lab_copy = lab.action == "CopySnapshot"
             size = float(getattr(self.volume, "size", 1) or 1)
             key = "snapshot-copy" if self._lab_copy else "snapshot"
+            lim = lab.limits.get((lab.req.account, lab.req.region)) or {}
+            per_gib = float(lim[key]) if key in lim else lab.seconds(key)
             snap = self
 
             def done():
                 snap.status = "completed"
-            heapq.heappush(lab.due, (time.monotonic() + lab.seconds(key) * size,
+            heapq.heappush(lab.due, (time.monotonic() + per_gib * size,
                                      next(lab.seq), done))
         Snapshot.__init__ = snapshot_init
         Snapshot.progress = property(lambda self: "100%" if self.status == "completed" else "0%")
@@ -1397,7 +1401,8 @@ DEPRECATED_IMAGES = {"ami-0de9eca7ed0de9eca": "2025-06-30T00:00:00.000Z"}
 # Instance quotas"; EBS quotas; Elastic IP quota; enhanced networking with ENA).
 LIMIT_KEYS = {"vcpus", "instances", "addresses", "volume-gib", "capacity", "not-offered", "no-ena",
               "terminated-listed", "credentials", "require-imdsv2", "no-default-vpc",
-              "region-disabled", "route53-insync", "console-delay", "console-keys", "snapshot-copies"}
+              "region-disabled", "route53-insync", "console-delay", "console-keys", "snapshot-copies",
+              "snapshot", "snapshot-copy"}
 # console-delay: seconds after launch the console output appears (instead of `console`);
 # console-keys: "lab" (the lab sshd's key, default), "none" (no key block), or
 # "per-instance" (a key of each instance's own, which the lab's sshd does not have).

@@ -640,6 +640,22 @@ impl Compute for Ec2 {
         self.snapshot_set(region, instance, volumes, tags).await
     }
 
+    async fn delete_snapshot(&self, region: &Region, snapshot: &str) -> ProviderResult<()> {
+        self.pace(region, "DeleteSnapshot", true, 1).await;
+        match self
+            .client(region)
+            .delete_snapshot()
+            .snapshot_id(snapshot)
+            .send()
+            .await
+            .map_err(provider_error)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ProviderErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()> {
         self.pace(region, "DeleteVolume", true, 1).await;
         self.client(region)

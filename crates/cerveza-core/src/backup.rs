@@ -75,9 +75,15 @@ impl BackupSet {
     /// Complete, pending or incomplete.
     pub fn state(&self) -> SetState {
         let failed = self.members.iter().any(|s| s.state == SnapshotState::Error);
-        if failed || self.members.len() < self.expected {
-            // Members still being listed (a copy half made) look the same as lost
-            // ones; both cannot be restored now.
+        let devices: std::collections::BTreeSet<Option<&String>> = self
+            .members
+            .iter()
+            .map(|s| s.tags.get(crate::tags::DEVICE))
+            .collect();
+        // Members still being listed (a copy half made) look the same as lost ones;
+        // both cannot be restored now. Nor can a set with a device twice or more
+        // members than it says (tags set by hand): which member is the data?
+        if failed || self.members.len() != self.expected || devices.len() != self.expected {
             return SetState::Incomplete;
         }
         if self
@@ -144,12 +150,78 @@ pub fn sets(snapshots: Vec<Snapshot>) -> Vec<BackupSet> {
     out
 }
 
-/// A new set's id: the host and the UTC time to the second, so ids sort by time.
-pub fn set_id(host: &Hostname, now: i64) -> String {
+/// What `backup prune` does with a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prune {
+    /// Deleted (beyond `--keep`, or older than `--older-than`).
+    Delete,
+    /// Kept: within what was asked to keep.
+    Keep,
+    /// Kept whatever was asked: the host's newest complete set.
+    KeepLastComplete,
+    /// Kept: still being taken (it may become the newest complete set).
+    KeepPending,
+}
+
+/// What to do with each of `sets` (any hosts, any regions): per host, the newest `keep`
+/// sets stay, and with `older_than` (seconds) only sets older than that go. Never the
+/// host's newest complete set, wherever it is, and never a set still pending.
+pub fn prune(
+    sets: &[BackupSet],
+    keep: Option<usize>,
+    older_than: Option<i64>,
+    now: i64,
+) -> Vec<Prune> {
+    let mut newest_complete: BTreeMap<&str, (Option<i64>, &str)> = BTreeMap::new();
+    for s in sets.iter().filter(|s| s.state() == SetState::Complete) {
+        let e = newest_complete
+            .entry(&s.host)
+            .or_insert((s.started(), &s.id));
+        if (s.started(), s.id.as_str()) > (e.0, e.1) {
+            *e = (s.started(), &s.id);
+        }
+    }
+    // Each host's sets, newest first, to count `keep`.
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&sets[a], &sets[b]);
+        a.host
+            .cmp(&b.host)
+            .then((b.started(), &b.id).cmp(&(a.started(), &a.id)))
+    });
+    let mut out = vec![Prune::Keep; sets.len()];
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in order {
+        let s = &sets[i];
+        let rank = seen.entry(&s.host).or_default();
+        *rank += 1;
+        out[i] = if newest_complete.get(s.host.as_str()).map(|e| e.1) == Some(s.id.as_str()) {
+            Prune::KeepLastComplete
+        } else if s.state() == SetState::Pending {
+            Prune::KeepPending
+        } else {
+            let beyond = keep.is_some_and(|k| *rank > k);
+            let old = older_than.is_some_and(|age| s.started().is_some_and(|t| now - t > age));
+            match (keep, older_than) {
+                (Some(_), Some(_)) if beyond && old => Prune::Delete,
+                (Some(_), None) if beyond => Prune::Delete,
+                (None, Some(_)) if old => Prune::Delete,
+                _ => Prune::Keep,
+            }
+        };
+    }
+    out
+}
+
+/// A new set's id: the host, the UTC time to the second (so a host's ids sort by
+/// time) and `nonce` (random), so two backups of a host in one second (two operators,
+/// a rerun) are two sets, never one set with twice its members.
+pub fn set_id(host: &Hostname, now: i64, nonce: u16) -> String {
     let (days, secs) = (now.div_euclid(86_400), now.rem_euclid(86_400));
     let (y, m, d) = civil(days);
     format!(
-        "{host}-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        "{host}-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{nonce:04x}",
         secs / 3600,
         secs % 3600 / 60,
         secs % 60
@@ -201,6 +273,11 @@ mod tests {
             snap("snap-4", "b", 2, "/dev/sdg", Completed),
             snap("snap-5", "c", 2, "/dev/sdf", Completed),
             snap("snap-6", "d", 1, "/dev/sdf", Error),
+            // One device twice, and more members than the set says.
+            snap("snap-7", "e", 2, "/dev/sdf", Completed),
+            snap("snap-8", "e", 2, "/dev/sdf", Completed),
+            snap("snap-9", "f", 1, "/dev/sdf", Completed),
+            snap("snap-10", "f", 1, "/dev/sdg", Completed),
         ]);
         let state: Vec<(&str, SetState)> = all.iter().map(|s| (s.id.as_str(), s.state())).collect();
         assert_eq!(
@@ -209,7 +286,9 @@ mod tests {
                 ("a", SetState::Complete),
                 ("b", SetState::Pending),
                 ("c", SetState::Incomplete),
-                ("d", SetState::Incomplete)
+                ("d", SetState::Incomplete),
+                ("e", SetState::Incomplete),
+                ("f", SetState::Incomplete)
             ]
         );
         assert_eq!(all[0].members[0].id, "snap-1", "members by device");
@@ -217,8 +296,53 @@ mod tests {
     }
 
     #[test]
+    fn prune_never_takes_the_newest_complete_set_or_a_pending_one() {
+        use SnapshotState::*;
+        let mut all = Vec::new();
+        // Four sets of db01, newest last: complete, complete, incomplete, pending.
+        for (n, (id, state, members)) in [
+            ("a", Completed, 1),
+            ("b", Completed, 1),
+            ("c", Completed, 2),
+            ("d", Pending, 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = snap(&format!("snap-{id}"), id, members, "/dev/sdf", state);
+            s.started = Some(1_000 + 100 * n as i64);
+            all.push(s);
+        }
+        let sets = sets(all);
+        let ids: Vec<&str> = sets.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["d", "c", "b", "a"], "newest first");
+        use Prune::*;
+        assert_eq!(
+            prune(&sets, Some(1), None, 2_000),
+            [KeepPending, Delete, KeepLastComplete, Delete],
+            "keep 1: the pending set counts, the newest complete one stays"
+        );
+        assert_eq!(
+            prune(&sets, Some(0), None, 2_000),
+            [KeepPending, Delete, KeepLastComplete, Delete]
+        );
+        assert_eq!(
+            prune(&sets, None, Some(250), 1_300),
+            [KeepPending, Keep, KeepLastComplete, Delete],
+            "older than 250 s at 1300: only a (1000)"
+        );
+        assert_eq!(
+            prune(&sets, Some(3), None, 2_000),
+            [KeepPending, Keep, KeepLastComplete, Delete]
+        );
+    }
+
+    #[test]
     fn set_ids_name_the_host_and_the_utc_time() {
         let h = Hostname::parse("db01").unwrap();
-        assert_eq!(set_id(&h, 1_751_241_600 + 3_723), "db01-20250630T010203Z");
+        assert_eq!(
+            set_id(&h, 1_751_241_600 + 3_723, 0xbeef),
+            "db01-20250630T010203Z-beef"
+        );
     }
 }

@@ -825,6 +825,12 @@ impl Compute for FakeCloud {
         Ok(made)
     }
 
+    async fn delete_snapshot(&self, region: &Region, snapshot: &str) -> ProviderResult<()> {
+        self.count("delete_snapshot");
+        lock(&self.snapshots).retain(|s| !(&s.region == region && s.id == snapshot));
+        Ok(())
+    }
+
     async fn delete_volume(&self, _region: &Region, volume: &VolumeId) -> ProviderResult<()> {
         self.count("delete_volume");
         let mut s = lock(&self.state);

@@ -174,6 +174,8 @@ pub trait Compute: ComputeRead {
         volumes: &[VolumeId],
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<crate::backup::Snapshot>>;
+    /// Deletes a snapshot; a snapshot already gone is not an error.
+    async fn delete_snapshot(&self, region: &Region, snapshot: &str) -> ProviderResult<()>;
     /// Allocates an Elastic IP tagged for `host`.
     async fn allocate_address(
         &self,

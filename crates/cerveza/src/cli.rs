@@ -373,6 +373,13 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         &["cerveza -m noc backup list", "cerveza -m noc backup list 'db*' -o json"],
     ),
     (
+        "backup prune",
+        &[
+            "cerveza -m noc backup prune --keep 7 --dry-run",
+            "cerveza -m noc backup prune 'db*' --older-than 30d",
+        ],
+    ),
+    (
         "iam-policy",
         &[
             "cerveza iam-policy > cerveza-policy.json",
@@ -1103,6 +1110,26 @@ pub enum BackupCommand {
         /// Which hosts [default: all].
         #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         selection: Vec<String>,
+    },
+    /// Delete old snapshot sets: beyond the newest N of each host, or older than a duration.
+    ///
+    /// Never a host's newest complete set (wherever it is), and never a set still being
+    /// taken. With both --keep and --older-than, a set goes only when it is both beyond
+    /// the N newest and older. --dry-run says what would go.
+    #[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["keep", "older_than"]))]
+    Prune {
+        /// Which hosts [default: all].
+        #[arg(value_name = "SELECTION", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        selection: Vec<String>,
+        /// Keep the newest N sets of each host.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Delete sets older than this (e.g. 30d, 12h).
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        older_than: Option<Duration>,
+        /// Say what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -279,6 +279,16 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             ..
         } => commands::backup::list(ctx, selection).await,
         Command::Backup {
+            command:
+                Some(cli::BackupCommand::Prune {
+                    selection,
+                    keep,
+                    older_than,
+                    dry_run,
+                }),
+            ..
+        } => commands::backup::prune(ctx, selection, *keep, *older_than, *dry_run).await,
+        Command::Backup {
             command: None,
             selection,
             wait,

@@ -90,3 +90,68 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     assert_eq!(snapshots(&p).len(), 8);
 }
+
+#[test]
+fn prune_deletes_old_sets_but_never_the_newest_complete_one() {
+    let p = product();
+    cerveza(
+        &p,
+        &[
+            "start",
+            "db01",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "Mysql",
+        ],
+    )
+    .ok();
+    let set = |r: &support::Run| r.json()[0]["set"].as_str().unwrap().to_owned();
+    let first = set(&cerveza(&p, &["backup", "db01", "--wait", "-o", "json"]).ok());
+    let second = set(&cerveza(&p, &["backup", "db01", "--wait", "-o", "json"]).ok());
+    // The newest set still pending (its snapshots slowed to an hour): it counts in
+    // --keep but may yet fail, so the newest complete one is kept whatever --keep says.
+    support::limits(&p, "us-east-1", r#"{"snapshot": 36}"#);
+    let third = set(&cerveza(&p, &["backup", "db01", "-o", "json"]).ok());
+    assert_eq!(snapshots(&p).len(), 12);
+
+    let action = |r: &support::Run, set: &str| {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["set"] == set)
+            .map(|row| row["action"].as_str().unwrap().to_owned())
+    };
+    let dry = cerveza(
+        &p,
+        &["backup", "prune", "--keep", "0", "--dry-run", "-o", "json"],
+    )
+    .ok();
+    assert_eq!(action(&dry, &first).as_deref(), Some("delete"), "{dry:#?}");
+    assert_eq!(action(&dry, &second).as_deref(), Some("keep-last-complete"));
+    assert_eq!(action(&dry, &third).as_deref(), Some("keep-pending"));
+    assert_eq!(snapshots(&p).len(), 12, "--dry-run deletes nothing");
+
+    cerveza(&p, &["backup", "prune", "--keep", "0", "-o", "json"]).ok();
+    // Read straight from EC2: the first set's four snapshots are gone, no other.
+    let left = snapshots(&p);
+    let sets: std::collections::BTreeSet<&str> = left
+        .iter()
+        .map(|s| s["tags"]["cerveza:backup-set"].as_str().unwrap())
+        .collect();
+    assert_eq!(left.len(), 8, "{left:?}");
+    assert_eq!(sets, [second.as_str(), third.as_str()].into(), "{left:?}");
+
+    // A rerun with nothing to delete deletes nothing; --older-than a day spares all.
+    let r = cerveza(&p, &["backup", "prune", "--older-than", "1d", "-o", "json"]).ok();
+    assert!(
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|row| row["action"] != "delete"),
+        "{r:#?}"
+    );
+    assert_eq!(snapshots(&p).len(), 8);
+}

@@ -129,7 +129,7 @@ async fn one(
             state: "no data volumes".into(),
         });
     }
-    let set = backup::set_id(&host, now);
+    let set = backup::set_id(&host, now, fastrand::u16(..));
     // The host's own tags (its profile's), then cerveza's.
     let mut set_tags: BTreeMap<String, String> = i
         .tags
@@ -241,15 +241,21 @@ struct ListRow<'a> {
     snapshots: Vec<&'a str>,
 }
 
-/// Runs `backup list [SELECTION]`.
-pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
+/// The product's snapshot sets of the hosts `selection` names, in every configured
+/// region, and the regions that could not be read.
+async fn read_sets(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    selection: &[String],
+) -> Result<(Vec<BackupSet>, Vec<String>)> {
     let sel = Selection::parse_all(selection)?;
     let product = ctx.config.product()?;
-    let backends = ctx.backends().await;
-    let reads = futures::future::join_all(ctx.config.regions.iter().map(|r| {
-        let backends = &backends;
-        async move { (r, backends.ec2.snapshots(r, product).await) }
-    }))
+    let reads = futures::future::join_all(
+        ctx.config
+            .regions
+            .iter()
+            .map(|r| async move { (r, backends.ec2.snapshots(r, product).await) }),
+    )
     .await;
     let mut snapshots = Vec::new();
     let mut failed = Vec::new();
@@ -262,7 +268,7 @@ pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
             }
         }
     }
-    let sets: Vec<BackupSet> = backup::sets(snapshots)
+    let sets = backup::sets(snapshots)
         .into_iter()
         .filter(|s| {
             sel.is_all()
@@ -278,6 +284,13 @@ pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
                 })
         })
         .collect();
+    Ok((sets, failed))
+}
+
+/// Runs `backup list [SELECTION]`.
+pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
+    let backends = ctx.backends().await;
+    let (sets, failed) = read_sets(ctx, &backends, selection).await?;
     let rows: Vec<ListRow<'_>> = sets
         .iter()
         .map(|s| ListRow {
@@ -303,10 +316,7 @@ pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
                 r.set.to_owned(),
                 r.region.to_owned(),
                 format!("{}/{}", r.members, r.expected),
-                serde_json::to_value(r.state)?
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                state_name(r.state).to_owned(),
                 format!("{} GiB", r.size_gb),
                 r.started
                     .map_or_else(|| "-".into(), |t| output::age(now - t)),
@@ -319,4 +329,107 @@ pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
     } else {
         exit::PARTIAL
     })
+}
+
+/// One row of `backup prune`.
+#[derive(Debug, Serialize)]
+struct PruneRow<'a> {
+    host: &'a str,
+    set: &'a str,
+    region: &'a str,
+    state: SetState,
+    action: backup::Prune,
+}
+
+/// Runs `backup prune [SELECTION] (--keep N | --older-than D) [--dry-run]`.
+pub async fn prune(
+    ctx: &Ctx,
+    selection: &[String],
+    keep: Option<usize>,
+    older_than: Option<Duration>,
+    dry_run: bool,
+) -> Result<u8> {
+    let backends = ctx.backends().await;
+    let (sets, failed) = read_sets(ctx, &backends, selection).await?;
+    if !failed.is_empty() {
+        // A host's newest complete set may be in a region that did not answer.
+        anyhow::bail!(exit::Coded::new(
+            exit::PARTIAL,
+            format!(
+                "not pruning while {} cannot be read: a host's newest complete set may be there",
+                failed.join(", ")
+            )
+        ));
+    }
+    let now = cerveza_core::lifecycle::now();
+    let older = older_than.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let actions = backup::prune(&sets, keep, older, now);
+    let mut errors = 0;
+    for (set, action) in sets.iter().zip(&actions) {
+        if *action != backup::Prune::Delete || dry_run {
+            continue;
+        }
+        if !ctx.quiet {
+            eprintln!(
+                "{}: deleting set {} ({} snapshot(s))",
+                set.host,
+                set.id,
+                set.members.len()
+            );
+        }
+        for m in &set.members {
+            if let Err(e) = backends.ec2.delete_snapshot(&set.region, &m.id).await {
+                errors += 1;
+                eprintln!(
+                    "{} {}: deleting {} of set {}: {e}",
+                    crate::colour::error_label(),
+                    set.host,
+                    m.id,
+                    set.id
+                );
+            }
+        }
+    }
+    let rows: Vec<PruneRow<'_>> = sets
+        .iter()
+        .zip(&actions)
+        .map(|(s, a)| PruneRow {
+            host: &s.host,
+            set: &s.id,
+            region: s.region.as_str(),
+            state: s.state(),
+            action: *a,
+        })
+        .collect();
+    if ctx.output == Output::Json {
+        output::print_json(&rows)?;
+    } else {
+        let mut t = Table::new(&["HOST", "SET", "REGION", "STATE", "ACTION"]);
+        for r in &rows {
+            let action = match (r.action, dry_run) {
+                (backup::Prune::Delete, true) => "would delete",
+                (backup::Prune::Delete, false) => "deleted",
+                (backup::Prune::Keep, _) => "kept",
+                (backup::Prune::KeepLastComplete, _) => "kept: its newest complete set",
+                (backup::Prune::KeepPending, _) => "kept: still being taken",
+            };
+            t.row(vec![
+                r.host.to_owned(),
+                r.set.to_owned(),
+                r.region.to_owned(),
+                state_name(r.state).to_owned(),
+                action.to_owned(),
+            ]);
+        }
+        output::emit(&t.render());
+    }
+    Ok(if errors == 0 { exit::OK } else { exit::PARTIAL })
+}
+
+fn state_name(s: SetState) -> &'static str {
+    match s {
+        SetState::Complete => "complete",
+        SetState::Pending => "pending",
+        SetState::Incomplete => "incomplete",
+    }
 }

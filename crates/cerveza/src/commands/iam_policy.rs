@@ -249,6 +249,7 @@ const COMMANDS: &[Needs] = &[
                 "ec2:DescribeVolumes",
                 "ec2:CreateSnapshots",
                 "ec2:DescribeSnapshots",
+                "ec2:DeleteSnapshot",
             ],
         ],
         publishes: false,
