@@ -689,6 +689,9 @@ class Lab:
 
             def done():
                 self.volumes.pop(volume_id, None)
+                # Its ClientToken now answers IdempotentParameterMismatch ("associated
+                # with a resource that is already deleted"), as it does for a dropped one.
+                lab.dropped.add(volume_id)
             lab.later("volume-deleting", done)
             return v
         EBSBackend.delete_volume = delete_volume

@@ -92,6 +92,7 @@ impl Ec2 {
             .encrypted(r.encrypted)
             .set_kms_key_id(r.kms_key.clone())
             .client_token(&r.client_token)
+            .set_snapshot_id(r.snapshot_id.clone())
             .tag_specifications(tag_spec(ResourceType::Volume, &r.tags))
             .send()
             .await
@@ -638,6 +639,75 @@ impl Compute for Ec2 {
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<cerveza_core::backup::Snapshot>> {
         self.snapshot_set(region, instance, volumes, tags).await
+    }
+
+    async fn detach_volume(
+        &self,
+        region: &Region,
+        volume: &VolumeId,
+        instance: &InstanceId,
+    ) -> ProviderResult<()> {
+        let sent = self
+            .paced(region, "DetachVolume", 1, || async {
+                self.client(region)
+                    .detach_volume()
+                    .volume_id(volume.as_str())
+                    .instance_id(instance.as_str())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(provider_error)
+            })
+            .await;
+        match sent {
+            // Not attached (any more): what was wanted.
+            Err(e) if e.has_code("IncorrectState") => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn retag(
+        &self,
+        region: &Region,
+        resource: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[&str],
+    ) -> ProviderResult<()> {
+        if !add.is_empty() {
+            let tags: Vec<Tag> = add
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect();
+            self.paced(region, "CreateTags", 1, || async {
+                self.client(region)
+                    .create_tags()
+                    .resources(resource)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(provider_error)
+            })
+            .await?;
+        }
+        if !remove.is_empty() {
+            let tags: Vec<Tag> = remove
+                .iter()
+                .map(|k| Tag::builder().key(*k).build())
+                .collect();
+            self.paced(region, "DeleteTags", 1, || async {
+                self.client(region)
+                    .delete_tags()
+                    .resources(resource)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(provider_error)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn delete_snapshot(&self, region: &Region, snapshot: &str) -> ProviderResult<()> {

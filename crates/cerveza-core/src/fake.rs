@@ -825,6 +825,51 @@ impl Compute for FakeCloud {
         Ok(made)
     }
 
+    async fn detach_volume(
+        &self,
+        _region: &Region,
+        volume: &VolumeId,
+        _instance: &InstanceId,
+    ) -> ProviderResult<()> {
+        self.count("detach_volume");
+        let mut s = lock(&self.state);
+        let v = s.volumes.get_mut(volume).ok_or_else(|| {
+            ProviderError::new(
+                ProviderErrorKind::NotFound,
+                format!("InvalidVolume.NotFound: {volume}"),
+            )
+        })?;
+        v.attached_to = None;
+        v.attached_as = None;
+        v.state = VolumeState::Available;
+        Ok(())
+    }
+
+    async fn retag(
+        &self,
+        _region: &Region,
+        resource: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[&str],
+    ) -> ProviderResult<()> {
+        self.count("retag");
+        let mut s = lock(&self.state);
+        if let Some(v) = s.volumes.get_mut(&VolumeId::new(resource)) {
+            v.tags.extend(add.clone());
+            v.tags.retain(|k, _| !remove.contains(&k.as_str()));
+            return Ok(());
+        }
+        drop(s);
+        for snap in lock(&self.snapshots)
+            .iter_mut()
+            .filter(|x| x.id == resource)
+        {
+            snap.tags.extend(add.clone());
+            snap.tags.retain(|k, _| !remove.contains(&k.as_str()));
+        }
+        Ok(())
+    }
+
     async fn delete_snapshot(&self, region: &Region, snapshot: &str) -> ProviderResult<()> {
         self.count("delete_snapshot");
         lock(&self.snapshots).retain(|s| !(&s.region == region && s.id == snapshot));

@@ -431,6 +431,8 @@ pub struct VolumeRequest {
     pub tags: BTreeMap<String, String>,
     /// Idempotency token, sent as `ClientToken`.
     pub client_token: String,
+    /// The snapshot to make it from (its data; its size is the snapshot's).
+    pub snapshot_id: Option<String>,
 }
 
 /// An Elastic IP.

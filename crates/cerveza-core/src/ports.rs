@@ -174,6 +174,22 @@ pub trait Compute: ComputeRead {
         volumes: &[VolumeId],
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<crate::backup::Snapshot>>;
+    /// Detaches a volume from `instance`; one that is not attached is not an error.
+    async fn detach_volume(
+        &self,
+        region: &Region,
+        volume: &VolumeId,
+        instance: &InstanceId,
+    ) -> ProviderResult<()>;
+    /// Sets the tags `add` on a resource (volume, snapshot, instance) and removes the
+    /// keys `remove`.
+    async fn retag(
+        &self,
+        region: &Region,
+        resource: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[&str],
+    ) -> ProviderResult<()>;
     /// Deletes a snapshot; a snapshot already gone is not an error.
     async fn delete_snapshot(&self, region: &Region, snapshot: &str) -> ProviderResult<()>;
     /// Allocates an Elastic IP tagged for `host`.

@@ -25,6 +25,16 @@ pub const DEVICE: &str = "cerveza:device";
 pub const VOLUME_PROFILE: &str = "cerveza:volume-profile";
 /// The volume's index in its RAID set or volume group (0, 1, …).
 pub const MEMBER: &str = "cerveza:member";
+/// On a volume made by a restore: the backup set it was made from (kept for good).
+pub const RESTORED_FROM: &str = "cerveza:restored-from";
+/// On a volume made by a restore that is not finished: the device it will take. Until
+/// the restore ends it has no [`DEVICE`], so no start attaches it (nor a half set).
+pub const RESTORE_DEVICE: &str = "cerveza:restore-device";
+/// On a volume a restore replaced: the device it had (it has no [`DEVICE`] any more,
+/// so no start attaches it again; it is kept until deleted by hand).
+pub const REPLACED_DEVICE: &str = "cerveza:replaced-device";
+/// On a volume a restore replaced: the set that replaced it.
+pub const REPLACED_BY: &str = "cerveza:replaced-by";
 /// Marks an Elastic IP as the host's.
 pub const EIP: &str = "cerveza:eip";
 
@@ -40,6 +50,10 @@ pub const RESERVED: &[&str] = &[
     DEVICE,
     VOLUME_PROFILE,
     MEMBER,
+    RESTORED_FROM,
+    RESTORE_DEVICE,
+    REPLACED_DEVICE,
+    REPLACED_BY,
     EIP,
 ];
 

@@ -78,6 +78,32 @@ pub fn volume_token_attempt(
     token(b"cerveza-volume\0", &parts)
 }
 
+/// The `ClientToken` of the volume a restore of `set` makes for `device` in `zone`: a
+/// rerun (or a second operator restoring the same set there) gets the same volume.
+/// `attempt` counts this device's volumes already gone (a restore that stepped back
+/// deleted them): a spent token answers IdempotentParameterMismatch.
+pub fn restore_token(
+    product: &Product,
+    host: &Hostname,
+    set: &str,
+    zone: &str,
+    device: &str,
+    attempt: u32,
+) -> String {
+    let attempt = attempt.to_be_bytes();
+    token(
+        b"cerveza-restore\0",
+        &[
+            product.as_str().as_bytes(),
+            host.as_str().as_bytes(),
+            set.as_bytes(),
+            zone.as_bytes(),
+            device.as_bytes(),
+            &attempt,
+        ],
+    )
+}
+
 /// `cz-` and the first 16 bytes, in hex, of SHA-256 over `kind` and the NUL-separated
 /// `parts`.
 fn token(kind: &[u8], parts: &[&[u8]]) -> String {

@@ -1704,3 +1704,175 @@ async fn a_type_the_zone_does_not_offer_or_an_image_of_another_architecture_is_r
     );
     assert!(w.cloud.all().is_empty());
 }
+
+/// db01 (4 data volumes) started in ap-southeast-1a, with one complete backup set.
+async fn db01_backed_up(w: &World) -> cerveza_core::backup::BackupSet {
+    use cerveza_core::ports::{Compute as _, ComputeRead as _};
+    w.start_db01(Some(&zone()), Some("Db")).await;
+    let inst = w.live().remove(0);
+    let data: Vec<_> = w.cloud.all_volumes().into_iter().map(|v| v.id).collect();
+    let region = Region::parse("ap-southeast-1").unwrap();
+    let set_tags = BTreeMap::from([
+        (cerveza_core::backup::SET.to_owned(), "db01-s1".to_owned()),
+        (cerveza_core::backup::MEMBERS.to_owned(), "4".to_owned()),
+    ]);
+    w.cloud
+        .create_snapshots(&region, &inst.id, &data, &set_tags)
+        .await
+        .unwrap();
+    let snaps = w
+        .cloud
+        .snapshots(&region, &w.settings.product)
+        .await
+        .unwrap();
+    cerveza_core::backup::sets(snaps).remove(0)
+}
+
+#[tokio::test]
+async fn a_restore_into_another_zone_makes_the_set_there_and_keeps_the_old_volumes_replaced() {
+    let mut w = World::new();
+    w.settings.regions = vec![Region::parse("ap-southeast-1").unwrap()];
+    let set = db01_backed_up(&w).await;
+    let old: Vec<_> = w.cloud.all_volumes().into_iter().map(|v| v.id).collect();
+    let other = Zone::parse("ap-southeast-1b").unwrap();
+
+    // Never under a running instance; nothing made.
+    let e = w
+        .lc()
+        .restore(&w.profiles, &set, &other, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Failed, "{e}");
+    assert!(e.to_string().contains("cerveza stop db01"), "{e}");
+    assert_eq!(w.cloud.all_volumes().len(), 4);
+
+    w.lc().stop(vec![h("db01")]).await[0].1.as_ref().unwrap();
+    let first = w.live().remove(0);
+    let r = w
+        .lc()
+        .restore(&w.profiles, &set, &other, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.terminated.as_ref(),
+        Some(&first.id),
+        "the stopped instance in 1a goes"
+    );
+    assert_eq!(r.replaced.len(), 4);
+    let vols = w.cloud.all_volumes();
+    assert_eq!(vols.len(), 8, "the old set is kept");
+    for v in &vols {
+        if old.contains(&v.id) {
+            assert!(v.device().is_none(), "replaced: {v:?}");
+            assert_eq!(v.tags[tags::REPLACED_BY], "db01-s1");
+            assert!(v.tags.contains_key(tags::REPLACED_DEVICE));
+        } else {
+            assert_eq!(v.zone.as_ref(), Some(&other));
+            assert_eq!(v.tags[tags::RESTORED_FROM], "db01-s1");
+            assert!(
+                !v.tags.contains_key(tags::RESTORE_DEVICE),
+                "promoted: {v:?}"
+            );
+            assert_eq!(r.volumes[v.device().unwrap()], v.id);
+        }
+    }
+    let rec = w.record("db01").await;
+    assert_eq!(
+        (rec.zone.as_str(), rec.instance_id.as_ref()),
+        ("ap-southeast-1b", None)
+    );
+
+    // A rerun changes nothing; the start attaches the restored set in 1b.
+    let again = w
+        .lc()
+        .restore(&w.profiles, &set, &other, false)
+        .await
+        .unwrap();
+    assert!(again.already, "{again:?}");
+    assert_eq!(w.cloud.calls("create_volume"), 8);
+    w.start_db01(None, None).await;
+    let live = w.live();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].zone.as_ref(), Some(&other));
+    let attached: Vec<_> = w
+        .cloud
+        .all_volumes()
+        .into_iter()
+        .filter(|v| v.attached_to.as_ref() == Some(&live[0].id))
+        .collect();
+    assert_eq!(attached.len(), 4);
+    assert!(attached.iter().all(
+        |v| v.tags[tags::RESTORED_FROM] == "db01-s1" && v.attached_as.as_deref() == v.device()
+    ));
+    assert_eq!(
+        w.cloud.calls("create_volume"),
+        8,
+        "no blank volume was made"
+    );
+}
+
+#[tokio::test]
+async fn a_restore_that_has_not_ended_stops_starts_and_a_rerun_finishes_it() {
+    use cerveza_core::ports::Compute as _;
+    let mut w = World::new();
+    w.settings.regions = vec![Region::parse("ap-southeast-1").unwrap()];
+    let set = db01_backed_up(&w).await;
+    w.lc().stop(vec![h("db01")]).await[0].1.as_ref().unwrap();
+    let r = w
+        .lc()
+        .restore(&w.profiles, &set, &zone(), false)
+        .await
+        .unwrap();
+    assert_eq!(r.terminated, None, "same zone: the stopped instance stays");
+    // As if killed between making the new set and promoting it: one member is still
+    // marked as being restored.
+    let (dev, id) = r.volumes.iter().next().unwrap();
+    let region = Region::parse("ap-southeast-1").unwrap();
+    w.cloud
+        .retag(
+            &region,
+            id.as_str(),
+            &BTreeMap::from([(tags::RESTORE_DEVICE.to_owned(), dev.clone())]),
+            &[tags::DEVICE],
+        )
+        .await
+        .unwrap();
+    // Refused while planning: the instance is not even started.
+    let e = w.lc().start(vec![h("db01")], None, None).await.unwrap_err();
+    assert!(
+        e[0].1
+            .to_string()
+            .contains("cerveza restore db01 --from db01-s1"),
+        "{e:?}"
+    );
+    assert!(
+        w.cloud
+            .all_volumes()
+            .iter()
+            .all(|v| v.attached_to.is_none()),
+        "nothing attached"
+    );
+    assert_eq!(w.live()[0].state, InstanceState::Stopped);
+    let again = w
+        .lc()
+        .restore(&w.profiles, &set, &zone(), false)
+        .await
+        .unwrap();
+    assert!(!again.already);
+    assert_eq!(&again.volumes, &r.volumes, "the same volumes (ClientToken)");
+    w.start_db01(None, None).await;
+    let inst = w.live().remove(0);
+    let attached = w
+        .cloud
+        .all_volumes()
+        .into_iter()
+        .filter(|v| v.attached_to.as_ref() == Some(&inst.id))
+        .filter(|v| v.tags.get(tags::RESTORED_FROM).map(String::as_str) == Some("db01-s1"))
+        .count();
+    assert_eq!(attached, 4);
+    assert_eq!(
+        w.cloud.calls("launch"),
+        1,
+        "the same instance, started again"
+    );
+}

@@ -369,6 +369,17 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "restore",
+        &[
+            "cerveza -m noc restore db01                    # its newest complete set, its zone",
+            "cerveza -m noc restore db01 --zone us-east-1b --from db01-20261204T101500Z-3f2a",
+        ],
+    ),
+    (
+        "move",
+        &["cerveza -m noc move db01 --zone us-east-1b"],
+    ),
+    (
         "backup list",
         &["cerveza -m noc backup list", "cerveza -m noc backup list 'db*' -o json"],
     ),
@@ -951,6 +962,48 @@ pub enum Command {
         /// Wait until every snapshot is completed.
         #[arg(long)]
         wait: bool,
+    },
+    /// Restore a host's data from a backup set, in its zone or another, and start it there.
+    ///
+    /// Makes one volume per member of a complete set (the host's newest by default) in
+    /// ZONE (the host's own zone by default; any zone of the set's region), then makes
+    /// them the host's data volumes and starts it: its RAID is assembled from them,
+    /// never formatted. The host must be stopped (or have no instance): a stopped
+    /// instance in another zone is terminated, its root volume only. Its earlier data
+    /// volumes are kept, tagged cerveza:replaced-by=SET, unless --delete-replaced.
+    /// Killed at any point, a rerun finishes it; until then, starts of the host refuse.
+    Restore {
+        /// The host whose data to restore.
+        #[arg(value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        host: String,
+        /// The set to restore (`cerveza backup list HOST`) [default: its newest complete set].
+        #[arg(long, value_name = "SET")]
+        from: Option<String>,
+        /// Where the restored volumes and the host go [default: where it lives].
+        #[arg(long, value_name = "ZONE", value_parser = Zone::parse, add = ArgValueCompleter::new(crate::complete::complete_zone))]
+        zone: Option<Zone>,
+        /// Delete the host's earlier data volumes instead of keeping them marked replaced.
+        #[arg(long)]
+        delete_replaced: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Move a host with its data to another zone: stop, back up, restore there, start.
+    ///
+    /// The host is stopped, its data volumes are snapshotted as one set (waiting for it
+    /// to complete), the set is restored in ZONE and the host starts there with its
+    /// profile, names and access, as a start does. Its old volumes are kept, marked
+    /// replaced. Killed at any point, a rerun finishes the move; the host never has two
+    /// live instances or two attached sets.
+    Move {
+        /// The host to move.
+        #[arg(value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
+        host: String,
+        /// The zone to move it to (in its own region).
+        #[arg(long, required = true, value_name = "ZONE", value_parser = Zone::parse, add = ArgValueCompleter::new(crate::complete::complete_zone))]
+        zone: Zone,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// EBS volumes of the fleet, including orphans (volumes whose host has no instance).
     Volumes {

@@ -293,6 +293,23 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             selection,
             wait,
         } => commands::backup::run(ctx, selection, *wait).await,
+        Command::Restore {
+            host,
+            from,
+            zone,
+            delete_replaced,
+            wait,
+        } => {
+            let args = commands::restore::RestoreArgs {
+                from: from.as_deref(),
+                zone: zone.as_ref(),
+                delete_replaced: *delete_replaced,
+            };
+            commands::restore::restore(ctx, host, &args, wait).await
+        }
+        Command::Move { host, zone, wait } => {
+            commands::restore::move_host(ctx, host, zone, wait).await
+        }
         Command::Registry { command } => commands::registry::run(ctx, command).await,
         Command::Release { command } => commands::release::run(ctx, command).await,
         Command::Remote { close: true, .. } => commands::remote::close(ctx).await,

@@ -185,6 +185,10 @@ fn the_printed_policy_is_enough_for_every_command_and_every_action_in_it_is_need
         (&["doctor"], false),
         (&["plan", "fleet.yaml"], false),
         (&["apply", "fleet.yaml", "--yes"], true),
+        (&["move", "db01", "--zone", "us-east-1b"], true),
+        (&["stop", "db01"], true),
+        (&["backup", "db01", "--wait"], true),
+        (&["restore", "db01"], true),
         (
             &[
                 "terminate",

@@ -199,13 +199,10 @@ impl Lifecycle<'_> {
             Err(source) => return Err(source).context(context),
         };
         #[cfg(feature = "test-hooks")]
-        if self.settings.failpoint == Some(super::Failpoint::AfterLaunch) {
-            eprintln!(
-                "cerveza: failpoint after-launch: aborting after launching {}",
-                inst.id
-            );
-            std::process::abort();
-        }
+        self.settings.failpoint(
+            super::Failpoint::AfterLaunch,
+            &format!("after launching {}", inst.id),
+        );
         self.record_early(rec, &inst).await?;
         self.finish_running(rec, inst, Action::Launched, Storage::Ensure(resolved))
             .await

@@ -33,6 +33,7 @@ mod network;
 mod plan;
 mod power;
 mod registry;
+mod restore;
 pub(crate) mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -54,6 +55,7 @@ use crate::wait::{self, Backoff, Clock, Gave, SystemClock};
 pub use plan::Resolved;
 use registry::Lookup;
 pub use registry::{SyncChange, SyncRow};
+pub use restore::Restored;
 
 /// Where a test may make cerveza die on purpose, to prove re-runs converge.
 #[cfg(feature = "test-hooks")]
@@ -61,6 +63,24 @@ pub use registry::{SyncChange, SyncRow};
 pub enum Failpoint {
     /// Abort the process right after `RunInstances` returned, before recording.
     AfterLaunch,
+    /// Abort a restore once its new volumes are made, before anything else changed.
+    AfterRestoreVolumes,
+    /// Abort a restore once the old volumes are marked replaced, before the new ones
+    /// are promoted (the host then has no data volumes that a start would attach).
+    AfterReplace,
+    /// Abort a restore once it has ended, before the host is started.
+    AfterRestore,
+}
+
+#[cfg(feature = "test-hooks")]
+impl Settings {
+    /// Aborts the process when the test asked to die at `at`.
+    pub(crate) fn failpoint(&self, at: Failpoint, what: &str) {
+        if self.failpoint == Some(at) {
+            eprintln!("cerveza: failpoint {at:?}: aborting {what}");
+            std::process::abort();
+        }
+    }
 }
 
 /// Knobs of the workflows.

@@ -202,6 +202,16 @@ impl Lifecycle<'_> {
                 .instance(rec.profile.as_str())
                 .map_err(|e| e.to_string())
                 .and_then(|p| self.resolve(profiles, host, &target, p));
+            // Its data volumes where they must be, and no restore of them half done,
+            // before its instance is started or launched.
+            if resolved.as_ref().is_ok_and(|r| !r.volumes.is_empty()) {
+                let home = rec.region();
+                let index = shared
+                    .volumes
+                    .get_or_init(|| self.volume_index(&shared.hosts, &home))
+                    .await;
+                super::storage::check_volume_zones(host, &target, &index.of(host, &home)?)?;
+            }
             return Ok(StartPlan {
                 host: host.clone(),
                 zone: target,
@@ -357,7 +367,7 @@ impl Lifecycle<'_> {
     }
 
     /// Resolves a profile for one host: its volume profiles and its user-data.
-    fn resolve(
+    pub(super) fn resolve(
         &self,
         profiles: &ProfileSet,
         host: &Hostname,

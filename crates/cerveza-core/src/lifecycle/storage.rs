@@ -197,20 +197,8 @@ impl Lifecycle<'_> {
         device: &str,
     ) -> Result<VolumeId, Error> {
         let host = &rec.hostname;
-        let mut t = BTreeMap::from([
-            (tags::NAME.to_owned(), host.to_string()),
-            (tags::PRODUCT.to_owned(), self.product().to_string()),
-            (tags::HOST.to_owned(), host.to_string()),
-            (tags::ZONE.to_owned(), rec.zone.to_string()),
-            (tags::DEVICE.to_owned(), device.to_owned()),
-            (tags::VOLUME_PROFILE.to_owned(), vp.name.clone()),
-            // Where the host lived and how it was made, for a relaunch from tags.
-            (tags::PROFILE.to_owned(), resolved.profile.name.to_string()),
-            (tags::MEMBER.to_owned(), member.to_string()),
-        ]);
-        for (k, v) in &resolved.profile.tags {
-            t.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+        let mut t = self.volume_tags(host, &rec.zone, resolved, vp, member);
+        t.insert(tags::DEVICE.to_owned(), device.to_owned());
         let mut request = VolumeRequest {
             region: rec.region(),
             zone: rec.zone.clone(),
@@ -222,6 +210,7 @@ impl Lifecycle<'_> {
             kms_key: vp.volumes.kms_key.clone(),
             tags: t,
             client_token: String::new(),
+            snapshot_id: None,
         };
         let mut attempt = 0;
         let v = loop {
@@ -248,6 +237,31 @@ impl Lifecycle<'_> {
         };
         self.wait_volume(rec, &v.id, vp).await?;
         Ok(v.id)
+    }
+
+    /// The tags of a data volume of `host` in `zone` (all but its device).
+    pub(super) fn volume_tags(
+        &self,
+        host: &Hostname,
+        zone: &Zone,
+        resolved: &Resolved,
+        vp: &VolumeProfile,
+        member: u32,
+    ) -> BTreeMap<String, String> {
+        let mut t = BTreeMap::from([
+            (tags::NAME.to_owned(), host.to_string()),
+            (tags::PRODUCT.to_owned(), self.product().to_string()),
+            (tags::HOST.to_owned(), host.to_string()),
+            (tags::ZONE.to_owned(), zone.to_string()),
+            (tags::VOLUME_PROFILE.to_owned(), vp.name.clone()),
+            // Where the host lived and how it was made, for a relaunch from tags.
+            (tags::PROFILE.to_owned(), resolved.profile.name.to_string()),
+            (tags::MEMBER.to_owned(), member.to_string()),
+        ]);
+        for (k, v) in &resolved.profile.tags {
+            t.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        t
     }
 
     /// Waits until a new volume is `available`. One that goes to `error`, or that
@@ -392,12 +406,27 @@ impl VolumeIndex {
     }
 }
 
-/// Refuses volumes of `host` that live in another zone than `zone`.
+/// Refuses volumes of `host` that live in another zone than `zone`, and a restore of
+/// its data that has not ended (its new volumes are not its set yet, nor its old ones).
 pub(super) fn check_volume_zones(
     host: &Hostname,
     zone: &Zone,
     volumes: &[Volume],
 ) -> Result<(), Error> {
+    if let Some(v) = volumes
+        .iter()
+        .find(|v| v.tags.contains_key(tags::RESTORE_DEVICE))
+    {
+        let set = v.tags.get(tags::RESTORED_FROM).map_or("?", String::as_str);
+        return Err(Error::Conflict {
+            host: host.to_string(),
+            message: format!(
+                "a restore of its data from set {set} has not ended (volume {} is still marked {}); `cerveza restore {host} --from {set}` finishes it",
+                v.id,
+                tags::RESTORE_DEVICE
+            ),
+        });
+    }
     // Data volumes only: root volumes carry the host's tags too, and go with their instance.
     if let Some(v) = volumes.iter().find(|v| {
         v.device().is_some() && v.zone.as_ref() != Some(zone) && v.state != VolumeState::Deleting

@@ -24,13 +24,15 @@ const AT_ONCE: usize = 16;
 
 /// One host's row of `backup`.
 #[derive(Debug, Serialize)]
-struct Row {
+pub(super) struct Row {
     host: String,
-    set: Option<String>,
+    /// The set made (none: the host has no data volumes).
+    pub(super) set: Option<String>,
     region: String,
     snapshots: Vec<String>,
     size_gb: i64,
-    state: String,
+    /// completed, pending, error, or "no data volumes".
+    pub(super) state: String,
 }
 
 /// Runs `backup SELECTION [--wait]`.
@@ -98,7 +100,7 @@ pub async fn run(ctx: &Ctx, selection: &[String], wait: bool) -> Result<u8> {
 }
 
 /// Snapshots one host's data volumes as one set.
-async fn one(
+pub(super) async fn one(
     ctx: &Ctx,
     backends: &super::Backends,
     i: &Instance,
@@ -182,7 +184,11 @@ fn state_of(snapshots: &[Snapshot]) -> String {
 
 /// Waits (at most the wait timeout) until every snapshot of `rows` is completed, and
 /// updates their state.
-async fn wait_completed(ctx: &Ctx, backends: &super::Backends, rows: &mut [Row]) -> Result<()> {
+pub(super) async fn wait_completed(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    rows: &mut [Row],
+) -> Result<()> {
     let product = ctx.config.product()?;
     let deadline = Instant::now() + ctx.config.wait_timeout;
     let mut pause = ctx.config.poll_interval;
@@ -243,7 +249,7 @@ struct ListRow<'a> {
 
 /// The product's snapshot sets of the hosts `selection` names, in every configured
 /// region, and the regions that could not be read.
-async fn read_sets(
+pub(super) async fn read_sets(
     ctx: &Ctx,
     backends: &super::Backends,
     selection: &[String],

@@ -68,6 +68,16 @@ struct Needs {
     publishes: bool,
 }
 
+/// What a restore does beyond a start: read the sets, make volumes from them (in
+/// LAUNCH), detach or terminate what held the old set, retag both sets.
+const RESTORE: &[&str] = &[
+    "ec2:DescribeSnapshots",
+    "ec2:DetachVolume",
+    "ec2:TerminateInstances",
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+];
+
 const COMMANDS: &[Needs] = &[
     Needs {
         command: "start",
@@ -253,6 +263,22 @@ const COMMANDS: &[Needs] = &[
             ],
         ],
         publishes: false,
+    },
+    Needs {
+        command: "restore",
+        groups: &[FLEET, RECORD, LAUNCH, RESTORE],
+        publishes: true,
+    },
+    Needs {
+        command: "move",
+        groups: &[
+            FLEET,
+            RECORD,
+            LAUNCH,
+            RESTORE,
+            &["ec2:StopInstances", "ec2:CreateSnapshots"],
+        ],
+        publishes: true,
     },
     Needs {
         command: "completions",

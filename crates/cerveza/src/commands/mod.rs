@@ -18,6 +18,7 @@ pub mod profiles;
 pub mod registry;
 pub mod release;
 pub mod remote;
+pub mod restore;
 pub mod show;
 pub mod start;
 pub mod userdata;
@@ -249,6 +250,9 @@ impl Ctx {
         {
             s.failpoint = match std::env::var("CERVEZA_FAILPOINT").as_deref() {
                 Ok("after-launch") => Some(lifecycle::Failpoint::AfterLaunch),
+                Ok("after-restore-volumes") => Some(lifecycle::Failpoint::AfterRestoreVolumes),
+                Ok("after-replace") => Some(lifecycle::Failpoint::AfterReplace),
+                Ok("after-restore") => Some(lifecycle::Failpoint::AfterRestore),
                 _ => None,
             };
         }

@@ -12,6 +12,7 @@ cerveza's own code, so integration tests check the real end state.
     cloud.py eip REGION PRODUCT HOST        an Elastic IP tagged for HOST, associated with nothing
     cloud.py unlisted ACCOUNT REGION ID     waits until ACCOUNT's reads no longer show instance ID
     cloud.py snapshots PRODUCT REGION       JSON: the product's snapshots (state, volume, tags)
+    cloud.py delete-snapshot REGION ID      deletes a snapshot (a set member lost)
     cloud.py iam-users NAME=POLICY_FILE...  IAM users with keys and policies (a lab that enforces IAM)
     cloud.py iam-actions ACCOUNT            the IAM actions ACCOUNT's requests needed, JSON
     cloud.py requests ACCOUNT [ACTION]      requests the lab had from ACCOUNT (of one service:action)
@@ -123,6 +124,7 @@ def state(product, regions):
                 "zone": v["AvailabilityZone"],
                 "state": v["State"],
                 "attached_to": [a["InstanceId"] for a in v.get("Attachments", [])],
+                "snapshot": v.get("SnapshotId") or None,
                 "tags": {t["Key"]: t["Value"] for t in v.get("Tags", [])},
             })
     addresses = []
@@ -466,6 +468,8 @@ if __name__ == "__main__":
         iam_actions(*args)
     elif cmd == "snapshots":
         snapshots(*args)
+    elif cmd == "delete-snapshot":
+        client("ec2", region_name=args[0]).delete_snapshot(SnapshotId=args[1])
     elif cmd == "public-zone":
         public_zone(*args)
     elif cmd == "route53-vpcs":

@@ -1,0 +1,345 @@
+//! `cerveza restore HOST` (a backup set's data made the host's, in any zone of the
+//! set's region, and the host started there) and `cerveza move HOST --zone ZONE` (stop,
+//! back up, restore there, start). The workflow and what it guarantees when killed are
+//! in `cerveza_core::lifecycle::restore`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use cerveza_core::backup::{BackupSet, SetState};
+use cerveza_core::lifecycle::Restored;
+use cerveza_core::model::InstanceState;
+use cerveza_core::ports::{ComputeRead as _, RegistryRead as _};
+use cerveza_core::profile::ProfileSet;
+use cerveza_core::{tags, ErrorKind, Hostname, ProfileName, Zone};
+
+use super::{report, report_plan_errors, Ctx, Wiring};
+use crate::cli::WaitArgs;
+use crate::exit;
+
+/// What `restore` was asked.
+pub struct RestoreArgs<'a> {
+    /// `--from SET`.
+    pub from: Option<&'a str>,
+    /// `--zone ZONE`.
+    pub zone: Option<&'a Zone>,
+    /// `--delete-replaced`.
+    pub delete_replaced: bool,
+}
+
+/// Runs `restore HOST [--from SET] [--zone ZONE] [--delete-replaced]`.
+pub async fn restore(ctx: &Ctx, host: &str, args: &RestoreArgs<'_>, wait: &WaitArgs) -> Result<u8> {
+    let host = Hostname::parse(host)?;
+    let profiles = ctx.profiles()?;
+    let wiring = ctx
+        .wiring(ctx.backends().await, ctx.settings(wait)?, true)
+        .await?;
+    let set = choose_set(ctx, &wiring, &host, args.from, args.zone).await?;
+    let zone = match args.zone {
+        Some(z) => z.clone(),
+        None => home_zone(ctx, &wiring, &host, &set).await?,
+    };
+    restore_and_start(ctx, wiring, &profiles, &set, &zone, args.delete_replaced).await
+}
+
+/// Runs `move HOST --zone ZONE`.
+pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> Result<u8> {
+    let host = Hostname::parse(host)?;
+    let product = ctx.config.product()?.clone();
+    let profiles = ctx.profiles()?;
+    let wiring = ctx
+        .wiring(ctx.backends().await, ctx.settings(wait)?, true)
+        .await?;
+    let rec = wiring
+        .backends
+        .registry
+        .get(&product, &host)
+        .await
+        .map_err(|e| {
+            exit::Coded::new(
+                exit::UNAVAILABLE,
+                format!("{host}: a move reads and writes its registry record, which cannot be read: {e}"),
+            )
+        })?
+        .ok_or_else(|| {
+            exit::Coded::new(
+                exit::NOT_FOUND,
+                format!("{host}: not in the registry of product {product} (`cerveza list` shows the fleet)"),
+            )
+        })?;
+    if zone.region() != rec.region() {
+        anyhow::bail!(exit::Coded::new(
+            exit::USAGE,
+            format!(
+                "{host} lives in region {}; a move goes to another zone of its region (to another region, its set must be copied there first, which cerveza does not do yet)",
+                rec.region()
+            )
+        ));
+    }
+    let say = |what: String| {
+        if !ctx.quiet {
+            eprintln!("{host}: {what}");
+        }
+    };
+    // A move (or restore) killed after making the new set: finish that one.
+    let region = zone.region();
+    let vols = wiring
+        .backends
+        .ec2
+        .volumes(&region, &product, std::slice::from_ref(&host))
+        .await?;
+    if let Some(set_id) = vols
+        .iter()
+        .find(|v| v.tags.contains_key(tags::RESTORE_DEVICE))
+        .and_then(|v| v.tags.get(tags::RESTORED_FROM))
+    {
+        let restore_zone = vols
+            .iter()
+            .find(|v| v.tags.get(tags::RESTORED_FROM) == Some(set_id))
+            .and_then(|v| v.zone.clone())
+            .unwrap_or_else(|| zone.clone());
+        say(format!(
+            "finishing the restore of set {set_id} in {restore_zone}, which had not ended"
+        ));
+        let set = choose_set(ctx, &wiring, &host, Some(set_id), Some(&restore_zone)).await?;
+        return restore_and_start(ctx, wiring, &profiles, &set, &restore_zone, false).await;
+    }
+    if rec.zone == *zone {
+        // Moved already (a rerun after the restore ended): make sure it runs there.
+        say(format!(
+            "its data lives in {zone} already; starting it there"
+        ));
+        return start_there(ctx, wiring, &profiles, &host, zone, None).await;
+    }
+    // 1. Stopped, so the set holds all it wrote.
+    say("stopping it".into());
+    let stopped = wiring.lifecycle().stop(vec![host.clone()]).await;
+    let inst = match stopped.into_iter().next().map(|(_, r)| r) {
+        Some(Ok(o)) => o.instance,
+        Some(Err(e)) if e.kind() == ErrorKind::Failed && rec.state.is_gone() => {
+            anyhow::bail!(exit::Coded::new(
+                exit::FAILURE,
+                format!("{host} has no instance (last state {}): a move snapshots its data through its instance; `cerveza start {host}` first, or `cerveza restore {host} --zone {zone}` from a set it has", rec.state)
+            ))
+        }
+        Some(Err(e)) => return Err(e.into()),
+        None => None,
+    };
+    let Some(inst) = inst.filter(|i| i.state == InstanceState::Stopped) else {
+        anyhow::bail!(exit::Coded::new(
+            exit::UNAVAILABLE,
+            format!("{host}: its instance did not reach stopped; run the move again")
+        ));
+    };
+    // 2. One set of its data, completed.
+    let mut row = super::backup::one(ctx, &wiring.backends, &inst, cerveza_core::lifecycle::now())
+        .await
+        .map_err(|(h, why)| anyhow::anyhow!("{h}: backing up: {why}"))?;
+    let Some(set_id) = row.set.clone() else {
+        anyhow::bail!(exit::Coded::new(
+            exit::USAGE,
+            format!("{host} has no data volumes: a move of a host without data is `cerveza terminate {host} --forget` and a start in {zone}")
+        ));
+    };
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("CERVEZA_FAILPOINT").as_deref() == Ok("after-snapshot") {
+        eprintln!("cerveza: failpoint after-snapshot: aborting after CreateSnapshots");
+        std::process::abort();
+    }
+    say(format!("waiting for set {set_id} to complete"));
+    super::backup::wait_completed(ctx, &wiring.backends, std::slice::from_mut(&mut row)).await?;
+    if row.state != "completed" {
+        anyhow::bail!(exit::Coded::new(
+            exit::FAILURE,
+            format!("{host}: set {set_id} is {}; nothing was moved (the host is stopped in {}); `cerveza move {host} --zone {zone}` tries again", row.state, rec.zone)
+        ));
+    }
+    // 3. Restored there, and started: another operator's move at the same instant
+    // makes one of them step back; it looks again after a pause.
+    // Another operator's restore under way: wait (at most the wait timeout) until it
+    // ends or steps back, then look again.
+    let deadline = std::time::Instant::now() + ctx.config.wait_timeout;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let set = choose_set(ctx, &wiring, &host, Some(&set_id), Some(zone)).await?;
+        match wiring
+            .lifecycle()
+            .restore(&profiles, &set, zone, false)
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Conflict && std::time::Instant::now() < deadline => {
+                if !ctx.quiet {
+                    eprintln!("{e}; looking again");
+                }
+                tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+                let now = wiring
+                    .backends
+                    .registry
+                    .get(&product, &host)
+                    .await
+                    .ok()
+                    .flatten();
+                if now.is_some_and(|r| r.zone == *zone) {
+                    say(format!(
+                        "another operator moved it to {zone}; starting it there"
+                    ));
+                    break;
+                }
+            }
+            Err(e) => return Err(e.into()),
+            Ok(r) => {
+                say_restored(ctx, &r);
+                break;
+            }
+        }
+    }
+    start_there(ctx, wiring, &profiles, &host, zone, None).await
+}
+
+/// The set to restore: `from` (in `zone`'s region when given), or the host's newest
+/// complete one (in `zone`'s region when given).
+async fn choose_set(
+    ctx: &Ctx,
+    wiring: &Wiring,
+    host: &Hostname,
+    from: Option<&str>,
+    zone: Option<&Zone>,
+) -> Result<BackupSet> {
+    let (sets, failed) =
+        super::backup::read_sets(ctx, &wiring.backends, &[host.to_string()]).await?;
+    for r in &failed {
+        eprintln!("{} {r}", crate::colour::warning_label());
+    }
+    let mine = sets
+        .into_iter()
+        .filter(|s| s.host == host.as_str())
+        .filter(|s| zone.is_none_or(|z| z.region() == s.region));
+    let within = zone.map_or_else(String::new, |z| format!(" in {}", z.region()));
+    let chosen = match from {
+        Some(id) => mine.into_iter().find(|s| s.id == id).ok_or_else(|| {
+            exit::Coded::new(
+                exit::NOT_FOUND,
+                format!(
+                    "{host} has no set {id}{within} (`cerveza backup list {host}` shows its sets)"
+                ),
+            )
+        })?,
+        None => {
+            let all: Vec<BackupSet> = mine.collect();
+            match all.iter().find(|s| s.state() == SetState::Complete) {
+                Some(s) => s.clone(),
+                None => anyhow::bail!(exit::Coded::new(
+                    exit::NOT_FOUND,
+                    match all.first() {
+                        None => format!("{host} has no backup set{within} (`cerveza backup {host}` takes one)"),
+                        Some(s) => format!(
+                            "{host} has no complete backup set{within}: its newest, {}, is {} (`cerveza backup list {host}`)",
+                            s.id,
+                            match s.state() {
+                                SetState::Pending => "still being taken",
+                                _ => "incomplete",
+                            }
+                        ),
+                    }
+                )),
+            }
+        }
+    };
+    Ok(chosen)
+}
+
+/// Where a restore goes without --zone: the host's zone (registry) when the set is in
+/// its region, else the zone its volumes were in when the set was taken.
+async fn home_zone(ctx: &Ctx, wiring: &Wiring, host: &Hostname, set: &BackupSet) -> Result<Zone> {
+    let product = ctx.config.product()?;
+    if let Ok(Some(rec)) = wiring.backends.registry.get(product, host).await {
+        if rec.region() == set.region {
+            return Ok(rec.zone);
+        }
+    }
+    set.members
+        .first()
+        .and_then(|m| m.tags.get(tags::ZONE))
+        .and_then(|z| Zone::parse(z).ok())
+        .filter(|z| z.region() == set.region)
+        .ok_or_else(|| {
+            exit::Coded::new(
+                exit::USAGE,
+                format!("{host}: which zone of {}? `--zone`", set.region),
+            )
+            .into()
+        })
+}
+
+/// Restores `set` in `zone` and starts the host there.
+async fn restore_and_start(
+    ctx: &Ctx,
+    wiring: Wiring,
+    profiles: &ProfileSet,
+    set: &BackupSet,
+    zone: &Zone,
+    delete_replaced: bool,
+) -> Result<u8> {
+    let r = wiring
+        .lifecycle()
+        .restore(profiles, set, zone, delete_replaced)
+        .await?;
+    say_restored(ctx, &r);
+    start_there(ctx, wiring, profiles, &r.host, zone, Some(&r.profile)).await
+}
+
+fn say_restored(ctx: &Ctx, r: &Restored) {
+    if ctx.quiet {
+        return;
+    }
+    if r.already {
+        eprintln!(
+            "{}: its data is set {} in {} already",
+            r.host, r.set, r.zone
+        );
+        return;
+    }
+    let volumes: Vec<&str> = r.volumes.values().map(|v| v.as_str()).collect();
+    eprintln!(
+        "{}: set {} restored in {} as {}",
+        r.host,
+        r.set,
+        r.zone,
+        volumes.join(" ")
+    );
+    if !r.replaced.is_empty() {
+        let old: Vec<&str> = r.replaced.iter().map(|v| v.as_str()).collect();
+        eprintln!(
+            "{}: {} {}",
+            r.host,
+            if r.deleted {
+                "deleted its earlier volumes"
+            } else {
+                "kept its earlier volumes, marked replaced:"
+            },
+            old.join(" ")
+        );
+    }
+}
+
+/// Starts the host in `zone` (its record says so now; without a record, as a new host
+/// with `profile`, the one its set names) and reports as `start` does.
+async fn start_there(
+    ctx: &Ctx,
+    wiring: Wiring,
+    profiles: &ProfileSet,
+    host: &Hostname,
+    zone: &Zone,
+    profile: Option<&ProfileName>,
+) -> Result<u8> {
+    let results = wiring
+        .lifecycle()
+        .start(profiles, vec![host.clone()], Some(zone), profile)
+        .await;
+    wiring.done().await;
+    match results {
+        Ok(results) => report(ctx, &results),
+        Err(errors) => Ok(report_plan_errors(&errors)),
+    }
+}

@@ -1,0 +1,297 @@
+//! `cerveza restore` and `cerveza move` against the lab cloud (snapshots pending a while,
+//! volumes `creating` a while, as EBS has them): a Mysql host's 4-volume set restored
+//! into another zone; a move killed after each step and rerun; two operators moving the
+//! same host. The end state is read with boto3: one live instance, in the new zone, with
+//! one set attached, made from the set's snapshots; the old set kept, marked replaced.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Stdio;
+
+use serde_json::Value;
+use support::{cerveza, cloud, cloud_py, cmd, product};
+
+fn snapshots(p: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(&cloud_py(&["snapshots", p, "us-east-1"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The data volumes (those of a volume profile) of the product.
+fn data_volumes(state: &Value) -> Vec<Value> {
+    state["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["tags"]["cerveza:volume-profile"].is_string())
+        .cloned()
+        .collect()
+}
+
+/// Asserts, from boto3's reading: db01 has one live instance, running in `zone`, with
+/// four data volumes in `zone` attached at their devices, made from `set`'s snapshots;
+/// every other data volume of it is detached, has no device and is marked replaced; the
+/// registry says `zone` and that instance. Returns the instance id.
+#[track_caller]
+fn assert_in(p: &str, zone: &str, set: &str) -> String {
+    let state = cloud(p);
+    let live: Vec<&Value> = state["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "terminated" && i["state"] != "shutting-down")
+        .collect();
+    assert_eq!(live.len(), 1, "one live instance: {state}");
+    let inst = live[0];
+    assert_eq!(
+        (inst["zone"].as_str(), inst["state"].as_str()),
+        (Some(zone), Some("running")),
+        "{inst}"
+    );
+    let id = inst["id"].as_str().unwrap().to_owned();
+    let set_snaps: Vec<String> = snapshots(p)
+        .iter()
+        .filter(|s| s["tags"]["cerveza:backup-set"] == set)
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set_snaps.len(), 4, "{set}");
+    let (attached, rest): (Vec<Value>, Vec<Value>) = data_volumes(&state)
+        .into_iter()
+        .partition(|v| v["attached_to"] == serde_json::json!([id]));
+    assert_eq!(attached.len(), 4, "one set attached: {state}");
+    for v in &attached {
+        assert_eq!(v["zone"], zone, "{v}");
+        assert!(v["tags"]["cerveza:device"].is_string(), "{v}");
+        assert_eq!(v["tags"]["cerveza:restored-from"], set, "{v}");
+        assert!(v["tags"]["cerveza:restore-device"].is_null(), "{v}");
+        let snap = v["snapshot"].as_str().unwrap_or_default();
+        assert!(
+            set_snaps.iter().any(|s| s == snap),
+            "made from the set: {v}"
+        );
+    }
+    for v in &rest {
+        assert_eq!(v["attached_to"], serde_json::json!([]), "{v}");
+        assert!(v["tags"]["cerveza:device"].is_null(), "no second set: {v}");
+        assert!(v["tags"]["cerveza:replaced-by"].is_string(), "{v}");
+    }
+    let rec = state["registry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hostname"] == "db01")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (rec["zone"].as_str(), rec["instance_id"].as_str()),
+        (Some(zone), Some(id.as_str())),
+        "{rec}"
+    );
+    id
+}
+
+fn start_db01(p: &str) {
+    cerveza(
+        p,
+        &[
+            "start",
+            "db01",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "Mysql",
+        ],
+    )
+    .ok();
+}
+
+fn backup(p: &str) -> String {
+    let r = cerveza(p, &["backup", "db01", "--wait", "-o", "json"]).ok();
+    r.json()[0]["set"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_set_is_restored_into_another_zone_and_the_host_starts_there_with_it() {
+    let p = product();
+    start_db01(&p);
+    let set = backup(&p);
+    let before = data_volumes(&cloud(&p)).len();
+
+    // Never under a running host; nothing is made.
+    let r = cerveza(&p, &["restore", "db01", "--zone", "us-east-1b"]);
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(r.stderr.contains("cerveza stop db01"), "{r:#?}");
+    assert_eq!(data_volumes(&cloud(&p)).len(), before);
+
+    // A set with a member lost is incomplete and refused; so is a set that is not there.
+    let broken = backup(&p);
+    let lost = snapshots(&p)
+        .into_iter()
+        .find(|s| s["tags"]["cerveza:backup-set"] == broken.as_str())
+        .unwrap();
+    cloud_py(&["delete-snapshot", "us-east-1", lost["id"].as_str().unwrap()]);
+    cerveza(&p, &["stop", "db01"]).ok();
+    let r = cerveza(
+        &p,
+        &["restore", "db01", "--from", &broken, "--zone", "us-east-1b"],
+    );
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(r.stderr.contains("incomplete"), "{r:#?}");
+    let r = cerveza(&p, &["restore", "db01", "--from", "db01-nope"]);
+    assert_eq!(r.code, 3, "not found: {r:#?}");
+    assert_eq!(data_volumes(&cloud(&p)).len(), before, "nothing made");
+
+    // The newest complete set (not the broken one), into us-east-1b.
+    let r = cerveza(
+        &p,
+        &["restore", "db01", "--zone", "us-east-1b", "-o", "json"],
+    )
+    .ok();
+    assert!(
+        r.stderr
+            .contains(&format!("set {set} restored in us-east-1b")),
+        "{r:#?}"
+    );
+    assert_eq!(r.json()[0]["action"], "launched", "{r:#?}");
+    assert_in(&p, "us-east-1b", &set);
+    assert_eq!(data_volumes(&cloud(&p)).len(), 8, "the old set is kept");
+
+    // In its own zone: the stopped instance stays, its set is detached and replaced.
+    cerveza(&p, &["stop", "db01"]).ok();
+    let instance = assert_in_stopped(&p);
+    let newer = backup(&p);
+    let r = cerveza(&p, &["restore", "db01", "-o", "json"]).ok();
+    assert_eq!(r.json()[0]["action"], "started", "{r:#?}");
+    assert_eq!(
+        assert_in(&p, "us-east-1b", &newer),
+        instance,
+        "the same instance"
+    );
+    assert_eq!(data_volumes(&cloud(&p)).len(), 12);
+}
+
+/// The id of db01's one live instance, which is stopped.
+fn assert_in_stopped(p: &str) -> String {
+    let state = cloud(p);
+    let live: Vec<&Value> = state["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "terminated")
+        .collect();
+    assert_eq!(live.len(), 1, "{state}");
+    assert_eq!(live[0]["state"], "stopped");
+    live[0]["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_move_killed_after_each_step_is_finished_by_a_rerun() {
+    let p = product();
+    start_db01(&p);
+    let mut zone = "us-east-1a";
+    for (failpoint, to) in [
+        ("after-snapshot", "us-east-1b"),
+        ("after-restore-volumes", "us-east-1c"),
+        ("after-replace", "us-east-1a"),
+        ("after-restore", "us-east-1b"),
+    ] {
+        let killed = cmd(&p)
+            .args(["move", "db01", "--zone", to])
+            .env("CERVEZA_FAILPOINT", failpoint)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            !killed.status.success(),
+            "{failpoint}: the failpoint aborts"
+        );
+        let stderr = String::from_utf8_lossy(&killed.stderr);
+        assert!(stderr.contains("failpoint"), "{failpoint}: {stderr}");
+        if failpoint == "after-replace" {
+            // The host now has no set a start would attach: starts refuse, untouched.
+            let r = cerveza(&p, &["start", "db01"]);
+            assert_eq!(r.code, 4, "{r:#?}");
+            assert!(r.stderr.contains("has not ended"), "{r:#?}");
+            let state = cloud(&p);
+            assert!(
+                state["instances"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|i| i["state"] != "running"),
+                "not started: {state}"
+            );
+        }
+        let r = cerveza(&p, &["move", "db01", "--zone", to]).ok();
+        let set = snapshots(&p)
+            .iter()
+            .filter_map(|s| s["tags"]["cerveza:backup-set"].as_str())
+            .max()
+            .map(str::to_owned)
+            .unwrap();
+        // After a kill once the snapshot was made, the rerun took a set of its own;
+        // either way the host runs in `to` with the set it restored.
+        let restored = cloud(&p)["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["zone"] == to && v["tags"]["cerveza:device"].is_string())
+            .map(|v| {
+                v["tags"]["cerveza:restored-from"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .unwrap_or(set);
+        assert_in(&p, to, &restored);
+        assert!(!r.stderr.is_empty(), "{r:#?}");
+        zone = to;
+    }
+    assert_eq!(zone, "us-east-1b");
+    // A move to where it lives changes nothing.
+    let before = snapshots(&p).len();
+    cerveza(&p, &["move", "db01", "--zone", "us-east-1b"]).ok();
+    assert_eq!(snapshots(&p).len(), before, "no new set");
+}
+
+#[test]
+fn two_operators_moving_one_host_leave_one_instance_with_one_set() {
+    let p = product();
+    start_db01(&p);
+    let spawn = |who: &str| {
+        cmd(&p)
+            .args(["move", "db01", "--zone", "us-east-1c"])
+            .env("USER", who)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("alice"), spawn("bob"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    // One goes on, the other steps back and waits until the move has ended (or both
+    // step back, and look again): both end well.
+    for (who, o) in [("alice", &a), ("bob", &b)] {
+        assert!(
+            o.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let state = cloud(&p);
+    let set = data_volumes(&state)
+        .iter()
+        .find(|v| v["tags"]["cerveza:device"].is_string())
+        .map(|v| {
+            v["tags"]["cerveza:restored-from"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .unwrap();
+    assert_in(&p, "us-east-1c", &set);
+}
