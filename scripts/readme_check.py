@@ -50,8 +50,9 @@ ID = re.compile(r"\b(i|vol|eipalloc|eni|snap|ami|r)-[0-9a-f]{8,17}\b")
 IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b")
 # Clock times, durations and what polling costs: they vary from run to run; every other
 # digit (host numbers, regions, counts, exit codes) must be what the README shows.
-# A backup set's id carries the UTC time it was taken (db01-20261204T213316Z).
-COMPACT_STAMP = re.compile(r"\b\d{8}T\d{6}Z\b")
+# A backup set's id carries the UTC time it was taken and a random suffix
+# (db01-20261204T213316Z-3f2a).
+COMPACT_STAMP = re.compile(r"\b\d{8}T\d{6}Z(-[0-9a-f]{4})?\b")
 STAMP = re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
 SECONDS = re.compile(r"\b\d+(\.\d+)?\s?(ms|s)\b")
 # The lab's ports are the machine's choice (CERVEZA_LAB_README_PORT and the ones after it).
