@@ -8,15 +8,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{cerveza, cloud, cloud_py, product};
-
-fn snapshots(p: &str) -> Vec<Value> {
-    serde_json::from_str::<Value>(&cloud_py(&["snapshots", p, "us-east-1"]))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+use support::{cerveza, cloud, product, snapshots};
 
 #[test]
 fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
@@ -55,7 +47,7 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
         .filter(|v| v["tags"]["cerveza:host"] == "db01" && v["tags"]["cerveza:device"].is_string())
         .collect();
     assert_eq!(data.len(), 4, "{state}");
-    let snaps = snapshots(&p);
+    let snaps = snapshots(&p, "us-east-1");
     assert_eq!(snaps.len(), 4, "{snaps:?}");
     for (i, s) in snaps.iter().enumerate() {
         let vol = data
@@ -88,7 +80,7 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
         .ok()
         .json();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
-    assert_eq!(snapshots(&p).len(), 8);
+    assert_eq!(snapshots(&p, "us-east-1").len(), 8);
 }
 
 #[test]
@@ -113,7 +105,7 @@ fn prune_deletes_old_sets_but_never_the_newest_complete_one() {
     // --keep but may yet fail, so the newest complete one is kept whatever --keep says.
     support::limits(&p, "us-east-1", r#"{"snapshot": 36}"#);
     let third = set(&cerveza(&p, &["backup", "db01", "-o", "json"]).ok());
-    assert_eq!(snapshots(&p).len(), 12);
+    assert_eq!(snapshots(&p, "us-east-1").len(), 12);
 
     let action = |r: &support::Run, set: &str| {
         r.json()
@@ -131,11 +123,15 @@ fn prune_deletes_old_sets_but_never_the_newest_complete_one() {
     assert_eq!(action(&dry, &first).as_deref(), Some("delete"), "{dry:#?}");
     assert_eq!(action(&dry, &second).as_deref(), Some("keep-last-complete"));
     assert_eq!(action(&dry, &third).as_deref(), Some("keep-pending"));
-    assert_eq!(snapshots(&p).len(), 12, "--dry-run deletes nothing");
+    assert_eq!(
+        snapshots(&p, "us-east-1").len(),
+        12,
+        "--dry-run deletes nothing"
+    );
 
     cerveza(&p, &["backup", "prune", "--keep", "0", "-o", "json"]).ok();
     // Read straight from EC2: the first set's four snapshots are gone, no other.
-    let left = snapshots(&p);
+    let left = snapshots(&p, "us-east-1");
     let sets: std::collections::BTreeSet<&str> = left
         .iter()
         .map(|s| s["tags"]["cerveza:backup-set"].as_str().unwrap())
@@ -153,5 +149,5 @@ fn prune_deletes_old_sets_but_never_the_newest_complete_one() {
             .all(|row| row["action"] != "delete"),
         "{r:#?}"
     );
-    assert_eq!(snapshots(&p).len(), 8);
+    assert_eq!(snapshots(&p, "us-east-1").len(), 8);
 }

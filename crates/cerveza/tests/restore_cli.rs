@@ -11,15 +11,7 @@ mod support;
 use std::process::Stdio;
 
 use serde_json::Value;
-use support::{cerveza, cloud, cloud_py, cmd, product};
-
-fn snapshots(p: &str) -> Vec<Value> {
-    serde_json::from_str::<Value>(&cloud_py(&["snapshots", p, "us-east-1"]))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+use support::{cerveza, cloud, cloud_py, cmd, product, snapshots};
 
 /// The data volumes (those of a volume profile) of the product.
 fn data_volumes(state: &Value) -> Vec<Value> {
@@ -53,7 +45,7 @@ fn assert_in(p: &str, zone: &str, set: &str) -> String {
         "{inst}"
     );
     let id = inst["id"].as_str().unwrap().to_owned();
-    let set_snaps: Vec<String> = snapshots(p)
+    let set_snaps: Vec<String> = snapshots(p, "us-east-1")
         .iter()
         .filter(|s| s["tags"]["cerveza:backup-set"] == set)
         .map(|s| s["id"].as_str().unwrap().to_owned())
@@ -61,6 +53,8 @@ fn assert_in(p: &str, zone: &str, set: &str) -> String {
     assert_eq!(set_snaps.len(), 4, "{set}");
     let (attached, rest): (Vec<Value>, Vec<Value>) = data_volumes(&state)
         .into_iter()
+        // Deleted by --delete-replaced (EBS takes a while).
+        .filter(|v| v["state"] != "deleting")
         .partition(|v| v["attached_to"] == serde_json::json!([id]));
     assert_eq!(attached.len(), 4, "one set attached: {state}");
     for v in &attached {
@@ -129,7 +123,7 @@ fn a_set_is_restored_into_another_zone_and_the_host_starts_there_with_it() {
 
     // A set with a member lost is incomplete and refused; so is a set that is not there.
     let broken = backup(&p);
-    let lost = snapshots(&p)
+    let lost = snapshots(&p, "us-east-1")
         .into_iter()
         .find(|s| s["tags"]["cerveza:backup-set"] == broken.as_str())
         .unwrap();
@@ -160,18 +154,34 @@ fn a_set_is_restored_into_another_zone_and_the_host_starts_there_with_it() {
     assert_in(&p, "us-east-1b", &set);
     assert_eq!(data_volumes(&cloud(&p)).len(), 8, "the old set is kept");
 
-    // In its own zone: the stopped instance stays, its set is detached and replaced.
+    // In its own zone: the stopped instance stays, its set is detached and, asked to,
+    // deleted; the set replaced earlier (in us-east-1a) stays.
     cerveza(&p, &["stop", "db01"]).ok();
     let instance = assert_in_stopped(&p);
+    let attached: Vec<String> = data_volumes(&cloud(&p))
+        .iter()
+        .filter(|v| v["attached_to"] == serde_json::json!([instance]))
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(attached.len(), 4);
     let newer = backup(&p);
-    let r = cerveza(&p, &["restore", "db01", "-o", "json"]).ok();
+    let r = cerveza(&p, &["restore", "db01", "--delete-replaced", "-o", "json"]).ok();
     assert_eq!(r.json()[0]["action"], "started", "{r:#?}");
     assert_eq!(
         assert_in(&p, "us-east-1b", &newer),
         instance,
         "the same instance"
     );
-    assert_eq!(data_volumes(&cloud(&p)).len(), 12);
+    let left = data_volumes(&cloud(&p));
+    for id in &attached {
+        assert!(
+            left.iter()
+                .all(|v| v["id"] != id.as_str() || v["state"] == "deleting"),
+            "{id} deleted: {left:?}"
+        );
+    }
+    let kept = left.iter().filter(|v| v["zone"] == "us-east-1a").count();
+    assert_eq!(kept, 4, "the first replaced set is kept: {left:?}");
 }
 
 /// The id of db01's one live instance, which is stopped.
@@ -227,7 +237,7 @@ fn a_move_killed_after_each_step_is_finished_by_a_rerun() {
             );
         }
         let r = cerveza(&p, &["move", "db01", "--zone", to]).ok();
-        let set = snapshots(&p)
+        let set = snapshots(&p, "us-east-1")
             .iter()
             .filter_map(|s| s["tags"]["cerveza:backup-set"].as_str())
             .max()
@@ -253,9 +263,9 @@ fn a_move_killed_after_each_step_is_finished_by_a_rerun() {
     }
     assert_eq!(zone, "us-east-1b");
     // A move to where it lives changes nothing.
-    let before = snapshots(&p).len();
+    let before = snapshots(&p, "us-east-1").len();
     cerveza(&p, &["move", "db01", "--zone", "us-east-1b"]).ok();
-    assert_eq!(snapshots(&p).len(), before, "no new set");
+    assert_eq!(snapshots(&p, "us-east-1").len(), before, "no new set");
 }
 
 #[test]

@@ -26,7 +26,7 @@ use super::registry::Lookup;
 use super::Lifecycle;
 use crate::backup::{BackupSet, SetState};
 use crate::error::{Context, Error};
-use crate::model::{InstanceState, Volume, VolumeId, VolumeRequest, VolumeState};
+use crate::model::{InstanceState, Volume, VolumeId, VolumeState};
 use crate::names::{Hostname, ProfileName, Region, Zone};
 use crate::profile::ProfileSet;
 use crate::{tags, token, wait};
@@ -254,45 +254,28 @@ impl Lifecycle<'_> {
                 let mut t = self.volume_tags(host, zone, resolved, vp, member);
                 t.insert(tags::RESTORED_FROM.to_owned(), set.id.clone());
                 t.insert(tags::RESTORE_DEVICE.to_owned(), device.to_owned());
-                let mut request = VolumeRequest {
-                    region: region.clone(),
-                    zone: zone.clone(),
-                    size_gb: u32::try_from(snap.size_gb).unwrap_or(vp.volumes.size_gb),
-                    volume_type: vp.volumes.volume_type.clone(),
-                    iops: vp.volumes.iops,
-                    throughput: vp.volumes.throughput,
-                    encrypted: vp.volumes.encrypted,
-                    kms_key: vp.volumes.kms_key.clone(),
-                    tags: t,
-                    client_token: String::new(),
-                    snapshot_id: Some(snap.id.clone()),
-                };
-                let mut attempt = 0;
-                let v = loop {
-                    request.client_token = token::restore_token(
-                        self.product(),
-                        host,
-                        &set.id,
-                        zone.as_str(),
-                        device,
-                        attempt,
-                    );
-                    match self.compute.create_volume(&request).await {
-                        // This token's volume is gone (deleted by a restore that
-                        // stepped back): the next token.
-                        Err(e) if e.has_code("IdempotentParameterMismatch") && attempt < 8 => {
-                            attempt += 1;
-                        }
-                        other => {
-                            break other.context(|| {
-                                format!(
-                                    "{host}: making its {device} volume from {} in {zone}",
-                                    snap.id
-                                )
-                            })?
-                        }
-                    }
-                };
+                let mut request = super::storage::volume_request(zone, vp, t);
+                request.size_gb = u32::try_from(snap.size_gb).unwrap_or(vp.volumes.size_gb);
+                request.snapshot_id = Some(snap.id.clone());
+                // A token whose volume a restore that stepped back deleted gives way.
+                let v = self
+                    .create_with_tokens(request, |attempt| {
+                        token::restore_token(
+                            self.product(),
+                            host,
+                            &set.id,
+                            zone.as_str(),
+                            device,
+                            attempt,
+                        )
+                    })
+                    .await
+                    .context(|| {
+                        format!(
+                            "{host}: making its {device} volume from {} in {zone}",
+                            snap.id
+                        )
+                    })?;
                 self.wait_restored(host, region, &v.id).await?;
                 Ok((device.to_owned(), v.id))
             }

@@ -50,7 +50,7 @@ impl Lifecycle<'_> {
         }
         let host = &rec.hostname;
         let have = self
-            .host_volumes(rec)
+            .host_volumes_steady(rec)
             .await
             .context(|| format!("{host}: looking for its volumes"))?;
         check_volume_zones(host, &rec.zone, &have)?;
@@ -142,6 +142,28 @@ impl Lifecycle<'_> {
             .await
     }
 
+    /// [`Self::host_volumes`], read again after a pause (a few times, doubling) while
+    /// EC2 answers throttled or unavailable: when many hosts attach at once, the SDK's
+    /// retry quota runs out, and one throttled read must not fail a host (or make an
+    /// attach that landed look like one that did not).
+    async fn host_volumes_steady(&self, rec: &HostRecord) -> ProviderResult<Vec<Volume>> {
+        let mut pause = self
+            .settings
+            .poll_initial
+            .max(std::time::Duration::from_millis(200));
+        for _ in 0..STEADY_READS {
+            match self.host_volumes(rec).await {
+                Err(e) if e.kind.is_transient() => {
+                    tracing::debug!(host = %rec.hostname, error = %e, "reading its volumes again");
+                    self.clock.sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                    pause *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.host_volumes(rec).await
+    }
+
     /// The volumes tagged with `hosts` (all of the product's when empty) in every
     /// configured region and in `home`, one lookup per region, each bounded by the
     /// region timeout.
@@ -180,7 +202,7 @@ impl Lifecycle<'_> {
         instance: &InstanceId,
         device: &str,
     ) -> bool {
-        let vols = self.host_volumes(rec).await.unwrap_or_default();
+        let vols = self.host_volumes_steady(rec).await.unwrap_or_default();
         vols.iter().any(|v| {
             &v.id == id
                 && v.attached_to.as_ref() == Some(instance)
@@ -199,44 +221,43 @@ impl Lifecycle<'_> {
         let host = &rec.hostname;
         let mut t = self.volume_tags(host, &rec.zone, resolved, vp, member);
         t.insert(tags::DEVICE.to_owned(), device.to_owned());
-        let mut request = VolumeRequest {
-            region: rec.region(),
-            zone: rec.zone.clone(),
-            size_gb: vp.volumes.size_gb,
-            volume_type: vp.volumes.volume_type.clone(),
-            iops: vp.volumes.iops,
-            throughput: vp.volumes.throughput,
-            encrypted: vp.volumes.encrypted,
-            kms_key: vp.volumes.kms_key.clone(),
-            tags: t,
-            client_token: String::new(),
-            snapshot_id: None,
-        };
+        let request = volume_request(&rec.zone, vp, t);
+        let v = self
+            .create_with_tokens(request, |attempt| {
+                token::volume_token_attempt(self.product(), host, device, rec.generation, attempt)
+            })
+            .await
+            .context(|| {
+                format!(
+                    "{host}: creating its {device} volume ({} GiB {})",
+                    vp.volumes.size_gb, vp.volumes.volume_type
+                )
+            })?;
+        self.wait_volume(rec, &v.id, vp).await?;
+        Ok(v.id)
+    }
+
+    /// CreateVolume with the token `token(0)`; a token whose volume is gone (its answer
+    /// is IdempotentParameterMismatch: EBS dropped it, or it was deleted, and no live
+    /// volume of it was found, or it would have been used) gives way to the next.
+    pub(super) async fn create_with_tokens(
+        &self,
+        mut request: VolumeRequest,
+        token: impl Fn(u32) -> String,
+    ) -> ProviderResult<Volume> {
         let mut attempt = 0;
-        let v = loop {
-            request.client_token =
-                token::volume_token_attempt(self.product(), host, device, rec.generation, attempt);
+        loop {
+            request.client_token = token(attempt);
             match self.compute.create_volume(&request).await {
-                // This token's volume is gone (no live volume of this device exists,
-                // or it would have been found and attached): the next token.
                 Err(e)
                     if e.has_code("IdempotentParameterMismatch")
                         && attempt < MAX_VOLUME_ATTEMPTS =>
                 {
                     attempt += 1;
                 }
-                other => {
-                    break other.context(|| {
-                        format!(
-                            "{host}: creating its {device} volume ({} GiB {})",
-                            vp.volumes.size_gb, vp.volumes.volume_type
-                        )
-                    })?
-                }
+                other => return other,
             }
-        };
-        self.wait_volume(rec, &v.id, vp).await?;
-        Ok(v.id)
+        }
     }
 
     /// The tags of a data volume of `host` in `zone` (all but its device).
@@ -327,6 +348,31 @@ impl Lifecycle<'_> {
         self.waited(host, id.as_str(), "available", waited, last)
     }
 }
+
+/// A data volume of volume profile `vp` in `zone`, tagged `tags` (its token is set by
+/// [`Lifecycle::create_with_tokens`]).
+pub(super) fn volume_request(
+    zone: &Zone,
+    vp: &VolumeProfile,
+    tags: BTreeMap<String, String>,
+) -> VolumeRequest {
+    VolumeRequest {
+        region: zone.region(),
+        zone: zone.clone(),
+        size_gb: vp.volumes.size_gb,
+        volume_type: vp.volumes.volume_type.clone(),
+        iops: vp.volumes.iops,
+        throughput: vp.volumes.throughput,
+        encrypted: vp.volumes.encrypted,
+        kms_key: vp.volumes.kms_key.clone(),
+        tags,
+        client_token: String::new(),
+        snapshot_id: None,
+    }
+}
+
+/// Reads of a host's volumes sent again while EC2 answers throttled or unavailable.
+const STEADY_READS: u32 = 5;
 
 /// Tokens tried for one volume before its creation is given up (each spent one is a
 /// volume EBS dropped).

@@ -212,6 +212,16 @@ pub fn cloud_py(args: &[&str]) -> String {
     String::from_utf8_lossy(&cloud_py_bytes(args)).into_owned()
 }
 
+/// `product`'s snapshots in `region`, read with boto3 (id, volume, state, size, tags),
+/// by device.
+pub fn snapshots(product: &str, region: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(&cloud_py(&["snapshots", product, region]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 /// How many requests the lab cloud has had from `product`'s account, every service.
 pub fn requests_of(product: &str) -> u64 {
     cloud_py(&["requests", &format!("AKID-{product}")])
