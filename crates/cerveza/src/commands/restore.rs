@@ -333,10 +333,25 @@ async fn start_there(
     zone: &Zone,
     profile: Option<&ProfileName>,
 ) -> Result<u8> {
-    let results = wiring
+    // Another operator's start of it at the same time (their move) may change its
+    // record under this one: read again and start again (the instance is adopted).
+    let mut results = wiring
         .lifecycle()
         .start(profiles, vec![host.clone()], Some(zone), profile)
         .await;
+    for _ in 0..3 {
+        let raced = matches!(&results, Ok(r) if r.iter().any(|(_, o)| {
+            o.as_ref().is_err_and(|e| e.kind() == ErrorKind::Conflict)
+        }));
+        if !raced {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(..1000))).await;
+        results = wiring
+            .lifecycle()
+            .start(profiles, vec![host.clone()], Some(zone), profile)
+            .await;
+    }
     wiring.done().await;
     match results {
         Ok(results) => report(ctx, &results),
