@@ -56,6 +56,10 @@ pub enum Fault {
     /// The next created volume vanishes at once, as EBS drops a volume whose KMS key
     /// cannot be used (its token then answers `IdempotentParameterMismatch`).
     VolumeVanishes,
+    /// The next `create_volume` also makes a volume of the same host, as another
+    /// operator's restore of set `.0` at the same time does: still marked
+    /// `restore-device`, or (`.1`) promoted to the host's set already.
+    AnotherRestore(String, bool),
 }
 
 #[derive(Default)]
@@ -737,6 +741,23 @@ impl Compute for FakeCloud {
         };
         if !vanishes {
             s.volumes.insert(v.id.clone(), v.clone());
+        }
+        if let Some((set, promoted)) = s.take(|f| match f {
+            Fault::AnotherRestore(set, promoted) => Some((set.clone(), *promoted)),
+            _ => None,
+        }) {
+            s.next_id += 1;
+            let mut theirs = v.clone();
+            theirs.id = VolumeId::new(format!("vol-{:017x}", s.next_id));
+            theirs
+                .tags
+                .insert(crate::tags::RESTORED_FROM.to_owned(), set);
+            if promoted {
+                if let Some(device) = theirs.tags.remove(crate::tags::RESTORE_DEVICE) {
+                    theirs.tags.insert(crate::tags::DEVICE.to_owned(), device);
+                }
+            }
+            s.volumes.insert(theirs.id.clone(), theirs);
         }
         s.volume_tokens.push((r.client_token.clone(), v.id.clone()));
         Ok(Volume {

@@ -1876,3 +1876,89 @@ async fn a_restore_that_has_not_ended_stops_starts_and_a_rerun_finishes_it() {
         "the same instance, started again"
     );
 }
+
+#[tokio::test]
+async fn two_restores_at_once_the_older_set_goes_on_and_the_newer_steps_back() {
+    use cerveza_core::ports::Compute as _;
+    let mut w = World::new();
+    let region = Region::parse("ap-southeast-1").unwrap();
+    w.settings.regions = vec![region.clone()];
+    let set = db01_backed_up(&w).await;
+    w.lc().stop(vec![h("db01")]).await[0].1.as_ref().unwrap();
+    let old: Vec<_> = w.cloud.all_volumes().into_iter().map(|v| v.id).collect();
+    let other = Zone::parse("ap-southeast-1b").unwrap();
+    // Waiting for another restore to step back takes the wait timeout: virtual time.
+    let clock = cerveza_core::wait::ManualClock::default();
+    let lc = Lifecycle::new(&w.cloud, &w.registry, &w.settings, &Quiet).with_clock(&clock);
+    let clear = |from: &'static str| {
+        let cloud = &w.cloud;
+        let region = &region;
+        async move {
+            let theirs: Vec<_> = cloud
+                .all_volumes()
+                .into_iter()
+                .filter(|v| v.tags.get(tags::RESTORED_FROM).map(String::as_str) == Some(from))
+                .collect();
+            assert_eq!(theirs.len(), 1, "{from}: {theirs:?}");
+            cloud.delete_volume(region, &theirs[0].id).await.unwrap();
+        }
+    };
+    let unchanged = |w: &World| {
+        let vols = w.cloud.all_volumes();
+        assert!(
+            vols.iter()
+                .all(|v| v.tags.get(tags::RESTORED_FROM).map(String::as_str) != Some("db01-s1")),
+            "what the restore made is deleted: {vols:?}"
+        );
+        assert!(vols
+            .iter()
+            .filter(|v| old.contains(&v.id))
+            .all(|v| v.device().is_some() && !v.tags.contains_key(tags::REPLACED_BY)));
+    };
+
+    // Another operator restores an older set at the same time: this one steps back.
+    w.cloud
+        .inject(Fault::AnotherRestore("db01-s0".into(), false));
+    let e = lc
+        .restore(&w.profiles, &set, &other, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("older set db01-s0"), "{e}");
+    unchanged(&w);
+    clear("db01-s0").await;
+
+    // A newer set's restore that never steps back (killed): this one waits for it,
+    // then steps back too, saying what is in the way.
+    w.cloud
+        .inject(Fault::AnotherRestore("db01-s9".into(), false));
+    let e = lc
+        .restore(&w.profiles, &set, &other, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("newer set db01-s9"), "{e}");
+    assert!(e.to_string().contains("did not happen"), "{e}");
+    let waited: Duration = clock.sleeps().iter().sum();
+    assert!(waited > Duration::from_secs(3), "it waited: {waited:?}");
+    unchanged(&w);
+    clear("db01-s9").await;
+
+    // Another restore ended while this one made its volumes: its set is the host's
+    // data now, and this one does not make a second.
+    w.cloud
+        .inject(Fault::AnotherRestore("db01-s9".into(), true));
+    let e = lc
+        .restore(&w.profiles, &set, &other, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("ended while this one ran"), "{e}");
+    unchanged(&w);
+    clear("db01-s9").await;
+
+    // Alone, it goes on.
+    let r = lc.restore(&w.profiles, &set, &other, false).await.unwrap();
+    assert_eq!(r.replaced.len(), 4);
+    assert_eq!(w.record("db01").await.zone, other);
+}

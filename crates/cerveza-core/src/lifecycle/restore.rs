@@ -284,18 +284,10 @@ impl Lifecycle<'_> {
         .into_iter()
         .collect::<Result<BTreeMap<String, VolumeId>, Error>>()?;
 
-        // Two operators restoring the host at once: whoever sees the other's new set
-        // (not yet its set) steps back, deleting its own new volumes (they hold nothing
-        // but the snapshots' data); both may step back, neither goes on with two sets.
-        let now = self
-            .compute
-            .volumes(&region, self.product(), std::slice::from_ref(&host))
-            .await
-            .context(|| format!("{host}: looking for its volumes in {region}"))?;
-        if let Some(v) = now.into_iter().find(|v| {
-            v.tags.contains_key(tags::RESTORE_DEVICE)
-                && v.tags.get(tags::RESTORED_FROM) != Some(&set.id)
-        }) {
+        // Two operators restoring the host at once: the older set goes on, the newer
+        // steps back (see `Self::settle`).
+        let old_ids: Vec<VolumeId> = old.iter().map(|v| v.id.clone()).collect();
+        if let Err(e) = self.settle(&host, &region, &set.id, &old_ids).await {
             for id in made.values() {
                 // A volume left behind is marked as a restore not ended: starts refuse
                 // and say how to finish, so nothing is attached from it by mistake.
@@ -303,14 +295,7 @@ impl Lifecycle<'_> {
                     tracing::warn!(%host, error = %e, "deleting {id}, made by a restore that stepped back");
                 }
             }
-            return Err(Error::Conflict {
-                host: host.to_string(),
-                message: format!(
-                    "another restore of it (set {}, volume {}) is under way at the same time; this one stepped back and deleted what it made",
-                    v.tags.get(tags::RESTORED_FROM).map_or("?", String::as_str),
-                    v.id
-                ),
-            });
+            return Err(e);
         }
 
         #[cfg(feature = "test-hooks")]
@@ -422,6 +407,91 @@ impl Lifecycle<'_> {
             terminated,
             already: false,
         })
+    }
+
+    /// After making its new volumes: whether this restore (of set `ours`) may go on.
+    /// Another operator's restore of the host at the same time shows as volumes marked
+    /// [`tags::RESTORE_DEVICE`] from another set. The older set (the smaller id) goes
+    /// on once the newer one's volumes are gone; the newer steps back at once. So two
+    /// restores never both step back and meet again, forever, as equals would. Data
+    /// volumes that were not the host's set when this one began (another restore
+    /// promoted its set meanwhile) make this one step back too: a host has one set.
+    /// `Err(Conflict)` means: step back (delete what was made).
+    async fn settle(
+        &self,
+        host: &Hostname,
+        region: &Region,
+        ours: &str,
+        old: &[VolumeId],
+    ) -> Result<(), Error> {
+        let conflict = |message: String| Error::Conflict {
+            host: host.to_string(),
+            message,
+        };
+        let last = std::sync::Mutex::new(String::new());
+        let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
+            let now = self
+                .compute
+                .volumes(region, self.product(), std::slice::from_ref(host))
+                .await
+                .context(|| format!("{host}: looking for its volumes in {region}"))?;
+            let now: Vec<Volume> = now
+                .into_iter()
+                .filter(|v| !matches!(v.state, VolumeState::Deleting | VolumeState::Deleted))
+                .collect();
+            if let Some(v) = now.iter().find(|v| {
+                v.device().is_some()
+                    && !v.tags.contains_key(tags::RESTORE_DEVICE)
+                    && v.tags.get(tags::RESTORED_FROM).map(String::as_str) != Some(ours)
+                    && !old.contains(&v.id)
+            }) {
+                return Err(conflict(format!(
+                    "another restore of it (set {}) ended while this one ran (volume {} is its data now); this one stepped back and deleted what it made",
+                    v.tags.get(tags::RESTORED_FROM).map_or("?", String::as_str),
+                    v.id
+                )));
+            }
+            let others: Vec<&Volume> = now
+                .iter()
+                .filter(|v| {
+                    v.tags.contains_key(tags::RESTORE_DEVICE)
+                        && v.tags.get(tags::RESTORED_FROM).map(String::as_str) != Some(ours)
+                })
+                .collect();
+            let Some(first) = others.first() else {
+                return Ok(Some(()));
+            };
+            let theirs = first.tags.get(tags::RESTORED_FROM).map_or("?", String::as_str);
+            if let Some(older) = others
+                .iter()
+                .filter_map(|v| v.tags.get(tags::RESTORED_FROM))
+                .filter(|id| id.as_str() < ours)
+                .min()
+            {
+                return Err(conflict(format!(
+                    "another restore of it, from the older set {older}, is under way at the same time; this one stepped back and deleted what it made"
+                )));
+            }
+            let waiting = format!(
+                "another restore of it, from the newer set {theirs} (volume {}), to step back",
+                first.id
+            );
+            if *last.lock().unwrap_or_else(|p| p.into_inner()) != waiting {
+                self.progress.step(host, &format!("waiting for {waiting}"));
+                waiting.clone_into(&mut last.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+            Ok(None)
+        })
+        .await;
+        match waited {
+            Ok(()) => Ok(()),
+            Err(wait::Gave::Up(e)) => Err(e),
+            Err(wait::Gave::TimedOut) => Err(conflict(format!(
+                "waited {} s for {}, which did not happen (killed?); this one stepped back and deleted what it made: finish the other with `cerveza restore {host} --from SET`, or delete its volumes, then run this again",
+                self.settings.wait_timeout.as_secs(),
+                last.into_inner().unwrap_or_else(|p| p.into_inner())
+            ))),
+        }
     }
 
     /// Waits until volume `id` of `host` in `region` is `available` (made, or detached).

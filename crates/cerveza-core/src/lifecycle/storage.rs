@@ -459,10 +459,11 @@ pub(super) fn check_volume_zones(
     zone: &Zone,
     volumes: &[Volume],
 ) -> Result<(), Error> {
-    if let Some(v) = volumes
-        .iter()
-        .find(|v| v.tags.contains_key(tags::RESTORE_DEVICE))
-    {
+    // One being deleted is a restore that stepped back (or was cleaned up): not one under way.
+    if let Some(v) = volumes.iter().find(|v| {
+        v.tags.contains_key(tags::RESTORE_DEVICE)
+            && !matches!(v.state, VolumeState::Deleting | VolumeState::Deleted)
+    }) {
         let set = v.tags.get(tags::RESTORED_FROM).map_or("?", String::as_str);
         return Err(Error::Conflict {
             host: host.to_string(),

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Result;
 use cerveza_core::backup::{BackupSet, SetState};
 use cerveza_core::lifecycle::Restored;
-use cerveza_core::model::InstanceState;
+use cerveza_core::model::{InstanceState, VolumeState};
 use cerveza_core::ports::{ComputeRead as _, RegistryRead as _};
 use cerveza_core::profile::ProfileSet;
-use cerveza_core::{tags, ErrorKind, Hostname, ProfileName, Zone};
+use cerveza_core::{tags, ErrorKind, Hostname, Product, ProfileName, Zone};
 
 use super::{report, report_plan_errors, Ctx, Wiring};
 use crate::cli::WaitArgs;
@@ -173,14 +173,7 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
                 }
                 tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
                 pause = (pause * 2).min(Duration::from_secs(10));
-                let now = wiring
-                    .backends
-                    .registry
-                    .get(&product, &host)
-                    .await
-                    .ok()
-                    .flatten();
-                if now.is_some_and(|r| r.zone == *zone) {
+                if moved_there(&wiring, &product, &host, zone).await {
                     say(format!(
                         "another operator moved it to {zone}; starting it there"
                     ));
@@ -195,6 +188,37 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
         }
     }
     start_there(ctx, wiring, &profiles, &host, zone, None).await
+}
+
+/// Whether another operator's move of `host` to `zone` has ended: its record says so,
+/// or its data volumes are all there, none of them a restore under way (that move's
+/// record is written next, or it was killed just before: a start there finishes it).
+async fn moved_there(wiring: &Wiring, product: &Product, host: &Hostname, zone: &Zone) -> bool {
+    let b = &wiring.backends;
+    if let Ok(Some(r)) = b.registry.get(product, host).await {
+        if r.zone == *zone {
+            return true;
+        }
+    }
+    let Ok(vols) = b
+        .ec2
+        .volumes(&zone.region(), product, std::slice::from_ref(host))
+        .await
+    else {
+        return false;
+    };
+    let live: Vec<_> = vols
+        .iter()
+        .filter(|v| !matches!(v.state, VolumeState::Deleting | VolumeState::Deleted))
+        .collect();
+    live.iter().any(|v| v.device().is_some())
+        && live
+            .iter()
+            .all(|v| !v.tags.contains_key(tags::RESTORE_DEVICE))
+        && live
+            .iter()
+            .filter(|v| v.device().is_some())
+            .all(|v| v.zone.as_ref() == Some(zone))
 }
 
 /// The set to restore: `from` (in `zone`'s region when given), or the host's newest
