@@ -94,6 +94,7 @@ import os
 import pathlib
 import random
 import re
+import socket
 import sys
 import tempfile
 import threading
@@ -177,7 +178,8 @@ def profile_resources(dirs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int, required=True,
+                    help="0: a free port, printed on stdout once it listens (no race for it)")
     ap.add_argument("--profiles", action="append", default=[])
     ap.add_argument("--host-keys", action="append", default=[],
                     help="public host key files the consoles show (read when asked)")
@@ -203,19 +205,34 @@ def main():
     os.environ["MOTO_AMIS_PATH"] = ami_file.name
     os.environ["MOTO_ENABLE_AMI_VALIDATION"] = "true"
     os.environ["MOTO_ENABLE_KEYPAIR_VALIDATION"] = "true"
+    # Port 0: bound and listening here, before anyone is told; a caller that picked a
+    # "free" port itself could lose it to another process, or connect to itself.
+    listener = None
+    if args.port == 0:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((args.host, 0))
+        listener.listen(128)
+        args.port = listener.getsockname()[1]
     os.environ.setdefault("MOTO_PORT", str(args.port))
 
     lab = Lab(settings, keys)
     lab.host_keys = args.host_keys
     lab.patch()
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server, run_simple
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
 
     app = DomainDispatcherApplication(create_backend_app)
     print(f"labcloud: {len(amis)} AMIs, key pairs {keys}, settings {lab.describe()}", file=sys.stderr)
-    run_simple(args.host, args.port, lab.wsgi(app), threaded=True,
-               request_handler=MotoRequestHandler)
+    if listener is None:
+        run_simple(args.host, args.port, lab.wsgi(app), threaded=True,
+                   request_handler=MotoRequestHandler)
+        return
+    server = make_server(args.host, args.port, lab.wsgi(app), threaded=True,
+                         request_handler=MotoRequestHandler, fd=listener.fileno())
+    print(args.port, flush=True)
+    sys.stdout = sys.stderr  # the caller may stop reading: nothing more goes there
+    server.serve_forever()
 
 
 # --- throttling: EC2's published buckets (docs.aws.amazon.com, "Request throttling for

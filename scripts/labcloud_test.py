@@ -8,7 +8,6 @@ one plain boto3 sequence per modelled behaviour, against a lab cloud of its own.
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import tempfile
 import sys
@@ -28,16 +27,9 @@ T = 0.8  # every transition takes this long here
 SEEN = 0.3  # a new instance is invisible this long
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LabCloud(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        port = free_port()
         env = dict(os.environ, CERVEZA_LAB_CLOUD=(
             f"pending={T},stopping={T},shutting-down={T},volume-creating={T},"
             f"volume-attaching={T},volume-deleting={T},table-creating={T},visibility={SEEN},"
@@ -45,25 +37,22 @@ class LabCloud(unittest.TestCase):
         cls.keys = tempfile.TemporaryDirectory()
         cls.host_key = pathlib.Path(cls.keys.name) / "host_ed25519.pub"
         cls.host_key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILabHostKey lab@sshd\n")
+        # Port 0: it binds a free port itself and prints it once it listens.
         cls.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts/labcloud.py"), "--port", str(port),
+            [sys.executable, str(ROOT / "scripts/labcloud.py"), "--port", "0",
              "--profiles", str(ROOT / "examples/profiles"), "--host-keys", str(cls.host_key)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        cls.url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(cls.url + "/lab-api/config", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(cls.proc.stderr.read().decode())
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = cls.proc.stdout.readline().decode().strip()
+        if not line.isdigit():
+            raise RuntimeError(f"labcloud.py printed {line!r}: {cls.proc.stderr.read().decode()}")
+        cls.url = f"http://127.0.0.1:{line}"
 
     @classmethod
     def tearDownClass(cls):
         cls.proc.terminate()
         cls.proc.wait()
         cls.proc.stderr.close()
+        cls.proc.stdout.close()
         cls.keys.cleanup()
 
     def client(self, service, account="AKIDLABTEST", region="us-east-1", retries=0):

@@ -307,39 +307,32 @@ pub struct Proxy {
     moto_url: String,
 }
 
-/// A free port on 127.0.0.1 (free when asked; the caller binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A lab cloud of its own (scripts/labcloud.py on a free port, with `env`), started and
-/// answering: the process and its URL.
+/// A lab cloud of its own (scripts/labcloud.py with `env`), started and answering: the
+/// process and its URL. It binds a free port itself and prints it once it listens (a
+/// port picked here could be taken by another process before it binds, and a probe of
+/// a port nobody listens on can connect to itself).
 pub fn labcloud(env: &[(&str, &str)]) -> (std::process::Child, String) {
-    let port = free_port();
-    let moto = Command::new(lab_var("CERVEZA_LAB_PYTHON"))
+    use std::io::BufRead as _;
+    let mut moto = Command::new(lab_var("CERVEZA_LAB_PYTHON"))
         .arg(root().join("scripts/labcloud.py"))
-        .args(["--port", &port.to_string(), "--profiles"])
+        .args(["--port", "0", "--profiles"])
         .arg(root().join("examples/profiles"))
         // Its consoles show the lab sshd's host key, as the lab's own cloud does.
         .arg("--host-keys")
         .arg(Path::new(&lab_var("CERVEZA_LAB_DIR")).join("ssh/host_ed25519.pub"))
         .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start scripts/labcloud.py");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "scripts/labcloud.py did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut line = String::new();
+    std::io::BufReader::new(moto.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("scripts/labcloud.py printed {line:?}, not its port"));
     (moto, format!("http://127.0.0.1:{port}"))
 }
 
