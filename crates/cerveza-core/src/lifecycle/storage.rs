@@ -131,15 +131,37 @@ impl Lifecycle<'_> {
             .map(drop)
     }
 
-    /// The volumes tagged with the host, in its region.
+    /// The volumes tagged with the host, in its region: read in one request with the
+    /// other hosts of this command that read theirs there meanwhile (a read asked for
+    /// is always sent after it was asked, so it is never an older answer).
     async fn host_volumes(&self, rec: &HostRecord) -> ProviderResult<Vec<Volume>> {
-        self.compute
-            .volumes(
-                &rec.region(),
-                self.product(),
-                std::slice::from_ref(&rec.hostname),
+        let region = rec.region();
+        let region = &region;
+        let theirs = self
+            .volume_reads
+            .get(
+                self.clock,
+                region,
+                rec.hostname.as_str(),
+                |keys| async move {
+                    let hosts: Vec<Hostname> = keys
+                        .iter()
+                        .filter_map(|k| Hostname::parse(k).ok())
+                        .collect();
+                    let vols = self.compute.volumes(region, self.product(), &hosts).await?;
+                    let mut by_host: std::collections::HashMap<String, Vec<Volume>> =
+                        keys.into_iter().map(|k| (k, Vec::new())).collect();
+                    for v in vols {
+                        if let Some(mine) = v.tags.get(tags::HOST).and_then(|h| by_host.get_mut(h))
+                        {
+                            mine.push(v);
+                        }
+                    }
+                    Ok(by_host)
+                },
             )
-            .await
+            .await?;
+        Ok(theirs.unwrap_or_default())
     }
 
     /// [`Self::host_volumes`], read again after a pause (a few times, doubling) while
