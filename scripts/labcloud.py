@@ -927,6 +927,13 @@ class Lab:
                             f"create on the specified volume ({v}). Wait until the 'CreateSnapshot' "
                             "requests that are in progress finish, and then try again.")
         if req.action == "CopySnapshot":
+            # Only a completed snapshot can be copied (EBS user guide, "Copy an Amazon
+            # EBS snapshot": "After you create a snapshot, and it has reached the
+            # completed state, you can create a copy of it").
+            source = self.ec2_backend(form.get("SourceRegion") or req.region).snapshots.get(
+                form.get("SourceSnapshotId", ""))
+            if source is not None and source.status != "completed":
+                return (400, "IncorrectState", f"Snapshot is in invalid state - {source.status}")
             lim = (self.limits.get((req.account, req.region)) or {}).get("snapshot-copies", 20)
             copying = sum(1 for s in pending if getattr(s, "_lab_copy", False)
                           and getattr(s, "_lab_account", None) == req.account)

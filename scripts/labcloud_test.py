@@ -351,6 +351,10 @@ class LabCloud(unittest.TestCase):
         # No volume from a snapshot still pending (velero#1799: "Snapshot is in invalid state - pending").
         code, message, _ = self.error(lambda: ec2.create_volume(AvailabilityZone=ZONE, SnapshotId=snap))
         self.assertEqual((code, message), ("IncorrectState", "Snapshot is in invalid state - pending"))
+        # Nor a copy of one (only a completed snapshot can be copied).
+        west = self.client("ec2", account=account, region="us-west-1")
+        code, message, _ = self.error(lambda: west.copy_snapshot(SourceSnapshotId=snap, SourceRegion="us-east-1"))
+        self.assertEqual((code, message), ("IncorrectState", "Snapshot is in invalid state - pending"))
         # At most five pending per volume.
         for _ in range(4):
             ec2.create_snapshot(VolumeId=vol)
@@ -364,8 +368,12 @@ class LabCloud(unittest.TestCase):
         # Copies to a region: at most `snapshot-copies` at once per account there.
         self.limits(account, region="eu-west-1", **{"snapshot-copies": 1})
         eu = self.client("ec2", account=account, region="eu-west-1")
-        copy = eu.copy_snapshot(SourceSnapshotId=snap, SourceRegion="us-east-1")["SnapshotId"]
-        self.assertEqual(eu.describe_snapshots(SnapshotIds=[copy])["Snapshots"][0]["State"], "pending")
+        copy = eu.copy_snapshot(SourceSnapshotId=snap, SourceRegion="us-east-1", TagSpecifications=[
+            {"ResourceType": "snapshot", "Tags": [{"Key": "set", "Value": "s1"}]}])["SnapshotId"]
+        info = eu.describe_snapshots(SnapshotIds=[copy])["Snapshots"][0]
+        self.assertEqual(info["State"], "pending")
+        # User tags are not copied: only those asked for with the copy.
+        self.assertEqual({t["Key"]: t["Value"] for t in info["Tags"]}, {"set": "s1"})
         code, _, _ = self.error(lambda: eu.copy_snapshot(SourceSnapshotId=snap, SourceRegion="us-east-1"))
         self.assertEqual(code, "ResourceLimitExceeded")
 

@@ -641,6 +641,15 @@ impl Compute for Ec2 {
         self.snapshot_set(region, instance, volumes, tags).await
     }
 
+    async fn copy_snapshot(
+        &self,
+        to: &Region,
+        source: &cerveza_core::backup::Snapshot,
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<cerveza_core::backup::Snapshot> {
+        self.copy(to, source, tags).await
+    }
+
     async fn detach_volume(
         &self,
         region: &Region,

@@ -121,4 +121,44 @@ impl Ec2 {
             })
             .collect())
     }
+
+    pub(crate) async fn copy(
+        &self,
+        to: &Region,
+        source: &Snapshot,
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<Snapshot> {
+        self.pace(to, "CopySnapshot", true, 1).await;
+        let out = self
+            .client(to)
+            .copy_snapshot()
+            .source_region(source.region.as_str())
+            .source_snapshot_id(&source.id)
+            .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+            .description(format!(
+                "cerveza backup {} (a copy of {} in {})",
+                tags.get(cerveza_core::backup::SET)
+                    .map_or("", String::as_str),
+                source.id,
+                source.region
+            ))
+            .send()
+            .await
+            .map_err(provider_error)?;
+        let id = out.snapshot_id().ok_or_else(|| {
+            cerveza_core::ports::ProviderError::new(
+                cerveza_core::ports::ProviderErrorKind::Other,
+                format!("CopySnapshot of {} answered no snapshot id", source.id),
+            )
+        })?;
+        Ok(Snapshot {
+            id: id.to_owned(),
+            region: to.clone(),
+            volume_id: None,
+            size_gb: source.size_gb,
+            state: SnapshotState::Pending,
+            started: None,
+            tags: tags.clone(),
+        })
+    }
 }

@@ -12,6 +12,12 @@ use crate::names::{Hostname, Region};
 pub const SET: &str = "cerveza:backup-set";
 /// How many snapshots the set has.
 pub const MEMBERS: &str = "cerveza:backup-members";
+/// On a copy (`backup --copy-to`): the snapshot it copies, `<region>/<snap-…>`. A copy
+/// already made is found by it (CopySnapshot has no idempotency token).
+pub const COPIED_FROM: &str = "cerveza:copied-from";
+/// On a copy: when the set was taken (seconds since the epoch); a copy's own start
+/// time is when it was copied, and a set's age is its data's.
+pub const TAKEN: &str = "cerveza:backup-taken";
 
 /// A snapshot's state, as EBS reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -69,6 +75,10 @@ pub struct BackupSet {
     pub expected: usize,
     /// Its members, by device.
     pub members: Vec<Snapshot>,
+    /// Second copies of a member (two operators copying the set at once, or a copy
+    /// whose answer was lost and was sent again): not members, deleted with the set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<Snapshot>,
 }
 
 impl BackupSet {
@@ -102,9 +112,34 @@ impl BackupSet {
         self.members.iter().map(|s| i64::from(s.size_gb)).sum()
     }
 
-    /// When it was taken (its first member's start).
+    /// When it was taken (its first member's start; for a copy, its source's).
     pub fn started(&self) -> Option<i64> {
         self.members.iter().filter_map(|s| s.started).min()
+    }
+
+    /// Every snapshot of it: members and duplicates (what deleting the set deletes).
+    pub fn snapshots(&self) -> impl Iterator<Item = &Snapshot> {
+        self.members.iter().chain(&self.duplicates)
+    }
+
+    /// The tags a copy of `member` (of this set) carries into another region: all of
+    /// its own but AWS's (EC2 copies no user tags), which snapshot it copies, and when
+    /// the set was taken.
+    pub fn copy_tags(&self, member: &Snapshot) -> BTreeMap<String, String> {
+        let mut t: BTreeMap<String, String> = member
+            .tags
+            .iter()
+            .filter(|(k, _)| !k.starts_with("aws:"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        t.insert(
+            COPIED_FROM.to_owned(),
+            format!("{}/{}", member.region, member.id),
+        );
+        if let Some(taken) = self.started() {
+            t.insert(TAKEN.to_owned(), taken.to_string());
+        }
+        t
     }
 }
 
@@ -112,10 +147,13 @@ impl BackupSet {
 /// by host, then newest first.
 pub fn sets(snapshots: Vec<Snapshot>) -> Vec<BackupSet> {
     let mut by: BTreeMap<(Region, String), BackupSet> = BTreeMap::new();
-    for s in snapshots {
+    for mut s in snapshots {
         let Some(id) = s.tags.get(SET).cloned() else {
             continue;
         };
+        if let Some(taken) = s.tags.get(TAKEN).and_then(|t| t.parse().ok()) {
+            s.started = Some(taken);
+        }
         let expected = s
             .tags
             .get(MEMBERS)
@@ -130,6 +168,7 @@ pub fn sets(snapshots: Vec<Snapshot>) -> Vec<BackupSet> {
                 region: s.region.clone(),
                 expected,
                 members: Vec::new(),
+                duplicates: Vec::new(),
             });
         set.expected = set.expected.max(expected);
         set.members.push(s);
@@ -140,6 +179,36 @@ pub fn sets(snapshots: Vec<Snapshot>) -> Vec<BackupSet> {
             let key = |s: &Snapshot| s.tags.get(crate::tags::DEVICE).cloned();
             key(a).cmp(&key(b)).then(a.id.cmp(&b.id))
         });
+        // Two copies of one snapshot are one member: the first (by id) stays, the
+        // others are duplicates (a completed one is preferred, then a pending one).
+        let mut kept: BTreeMap<String, usize> = BTreeMap::new();
+        let mut members = Vec::new();
+        for m in std::mem::take(&mut set.members) {
+            let Some(from) = m.tags.get(COPIED_FROM).cloned() else {
+                members.push(m);
+                continue;
+            };
+            match kept.get(&from) {
+                None => {
+                    kept.insert(from, members.len());
+                    members.push(m);
+                }
+                Some(&i) => {
+                    let rank = |s: &Snapshot| match s.state {
+                        SnapshotState::Completed => 0,
+                        SnapshotState::Pending => 1,
+                        SnapshotState::Error => 2,
+                    };
+                    let better = rank(&m) < rank(&members[i]);
+                    if better {
+                        set.duplicates.push(std::mem::replace(&mut members[i], m));
+                    } else {
+                        set.duplicates.push(m);
+                    }
+                }
+            }
+        }
+        set.members = members;
     }
     out.sort_by(|a, b| {
         a.host
@@ -165,7 +234,7 @@ pub enum Prune {
 }
 
 /// What to do with each of `sets` (any hosts, any regions): per host, the newest `keep`
-/// sets stay, and with `older_than` (seconds) only sets older than that go. Never the
+/// sets stay (a set and its copies count once), and with `older_than` (seconds) only sets older than that go. Never the
 /// host's newest complete set, wherever it is, and never a set still pending.
 pub fn prune(
     sets: &[BackupSet],
@@ -191,11 +260,13 @@ pub fn prune(
             .then((b.started(), &b.id).cmp(&(a.started(), &a.id)))
     });
     let mut out = vec![Prune::Keep; sets.len()];
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    // A set and its copies in other regions are one set: counted once.
+    let mut seen: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
     for i in order {
         let s = &sets[i];
-        let rank = seen.entry(&s.host).or_default();
-        *rank += 1;
+        let ids = seen.entry(&s.host).or_default();
+        ids.insert(&s.id);
+        let rank = &ids.len();
         out[i] = if newest_complete.get(s.host.as_str()).map(|e| e.1) == Some(s.id.as_str()) {
             Prune::KeepLastComplete
         } else if s.state() == SetState::Pending {
@@ -296,6 +367,52 @@ mod tests {
     }
 
     #[test]
+    fn two_copies_of_one_member_are_one_member_and_a_duplicate() {
+        use SnapshotState::*;
+        let west = Region::parse("us-west-1").unwrap();
+        let source = sets(vec![
+            snap("snap-1", "a", 2, "/dev/sdf", Completed),
+            snap("snap-2", "a", 2, "/dev/sdg", Completed),
+        ])
+        .remove(0);
+        let copy = |id: &str, of: &Snapshot, state| Snapshot {
+            id: id.into(),
+            region: west.clone(),
+            state,
+            started: Some(1_790_000_000),
+            tags: source.copy_tags(of),
+            ..of.clone()
+        };
+        let all = sets(vec![
+            copy("snap-c1", &source.members[0], Pending),
+            copy("snap-c2", &source.members[0], Completed),
+            copy("snap-c3", &source.members[1], Completed),
+        ]);
+        assert_eq!(all.len(), 1);
+        let s = &all[0];
+        assert_eq!((s.region.as_str(), s.id.as_str()), ("us-west-1", "a"));
+        assert_eq!(s.state(), SetState::Complete, "{s:#?}");
+        let ids: Vec<&str> = s.members.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["snap-c2", "snap-c3"],
+            "the completed copy is the member"
+        );
+        assert_eq!(s.duplicates[0].id, "snap-c1");
+        assert_eq!(
+            s.snapshots().count(),
+            3,
+            "deleting the set deletes all three"
+        );
+        assert_eq!(
+            s.started(),
+            source.started(),
+            "a copy's set is as old as its data"
+        );
+        assert_eq!(s.members[0].tags[COPIED_FROM], "us-east-1/snap-1");
+    }
+
+    #[test]
     fn prune_never_takes_the_newest_complete_set_or_a_pending_one() {
         use SnapshotState::*;
         let mut all = Vec::new();
@@ -334,6 +451,41 @@ mod tests {
         assert_eq!(
             prune(&sets, Some(3), None, 2_000),
             [KeepPending, Keep, KeepLastComplete, Delete]
+        );
+    }
+
+    #[test]
+    fn prune_counts_a_set_and_its_copy_once() {
+        use SnapshotState::*;
+        let mut all = Vec::new();
+        for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
+            let mut s = snap(&format!("snap-{id}"), id, 1, "/dev/sdf", Completed);
+            s.started = Some(1_000 + 100 * n as i64);
+            let source = sets(vec![s.clone()]).remove(0);
+            let mut copy = s.clone();
+            copy.id = format!("snap-{id}-west");
+            copy.region = Region::parse("us-west-1").unwrap();
+            copy.started = Some(5_000);
+            copy.tags = source.copy_tags(&s);
+            all.extend([s, copy]);
+        }
+        let sets = sets(all);
+        let got: Vec<(&str, &str, Prune)> = sets
+            .iter()
+            .zip(prune(&sets, Some(2), None, 9_000))
+            .map(|(s, p)| (s.id.as_str(), s.region.as_str(), p))
+            .collect();
+        use Prune::*;
+        assert_eq!(
+            got,
+            [
+                ("c", "us-east-1", KeepLastComplete),
+                ("c", "us-west-1", KeepLastComplete),
+                ("b", "us-east-1", Keep),
+                ("b", "us-west-1", Keep),
+                ("a", "us-east-1", Delete),
+                ("a", "us-west-1", Delete),
+            ]
         );
     }
 

@@ -891,6 +891,31 @@ impl Compute for FakeCloud {
         Ok(())
     }
 
+    async fn copy_snapshot(
+        &self,
+        to: &Region,
+        source: &crate::backup::Snapshot,
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<crate::backup::Snapshot> {
+        self.count("copy_snapshot");
+        let id = {
+            let mut s = lock(&self.state);
+            s.next_id += 1;
+            format!("snap-{:017x}", s.next_id)
+        };
+        let copy = crate::backup::Snapshot {
+            id,
+            region: to.clone(),
+            volume_id: None,
+            size_gb: source.size_gb,
+            state: crate::backup::SnapshotState::Completed,
+            started: Some(crate::lifecycle::now()),
+            tags: tags.clone(),
+        };
+        lock(&self.snapshots).push(copy.clone());
+        Ok(copy)
+    }
+
     async fn delete_snapshot(&self, region: &Region, snapshot: &str) -> ProviderResult<()> {
         self.count("delete_snapshot");
         lock(&self.snapshots).retain(|s| !(&s.region == region && s.id == snapshot));

@@ -174,6 +174,16 @@ pub trait Compute: ComputeRead {
         volumes: &[VolumeId],
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<crate::backup::Snapshot>>;
+    /// Copies `source` (a completed snapshot of another region) into region `to`
+    /// (CopySnapshot, sent to `to`), tagged `tags`: EC2 copies no user tags. The copy
+    /// starts pending. CopySnapshot has no idempotency token: a caller looks for its
+    /// copies by their tags before it copies again.
+    async fn copy_snapshot(
+        &self,
+        to: &Region,
+        source: &crate::backup::Snapshot,
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<crate::backup::Snapshot>;
     /// Detaches a volume from `instance`; one that is not attached is not an error.
     async fn detach_volume(
         &self,

@@ -291,6 +291,89 @@ pub fn orphan_volumes(
     out
 }
 
+/// Hosts with data volumes whose newest complete backup set (in any region) is older
+/// than `max_age` seconds, or that have none; and, for each region of `copy_to`, hosts
+/// whose newest complete set has no complete copy there. A host whose every data
+/// volume was replaced by a restore is judged by the volumes it has now.
+pub fn backups(
+    volumes: &[Volume],
+    sets: &[cerveza_core::backup::BackupSet],
+    now: i64,
+    max_age: i64,
+    copy_to: &[cerveza_core::names::Region],
+) -> Vec<Finding> {
+    use cerveza_core::backup::SetState;
+    // Hosts with data, and where it lives.
+    let mut with_data: BTreeMap<&str, &cerveza_core::names::Region> = BTreeMap::new();
+    for v in volumes.iter().filter(|v| v.device().is_some()) {
+        if !matches!(v.state, VolumeState::Deleting | VolumeState::Deleted) {
+            if let Some(h) = v.host() {
+                with_data.insert(h, &v.region);
+            }
+        }
+    }
+    let age = |secs: i64| {
+        if secs >= 2 * 86_400 {
+            format!("{} days", secs / 86_400)
+        } else {
+            format!("{} hours", secs / 3_600)
+        }
+    };
+    let mut out = Vec::new();
+    for (host, region) in with_data {
+        let complete = |s: &&cerveza_core::backup::BackupSet| {
+            s.host == host && s.state() == SetState::Complete
+        };
+        // The newest complete set taken where the data lives (copies carry its time).
+        let newest = sets
+            .iter()
+            .filter(complete)
+            .filter(|s| &s.region == region)
+            .max_by_key(|s| (s.started(), s.id.clone()))
+            .or_else(|| {
+                sets.iter()
+                    .filter(complete)
+                    .max_by_key(|s| (s.started(), s.id.clone()))
+            });
+        let Some(newest) = newest else {
+            out.push(Finding::new(
+                host,
+                format!("its data ({region}) has no complete backup set"),
+            ));
+            continue;
+        };
+        let taken = newest.started().unwrap_or(0);
+        if now - taken > max_age {
+            out.push(Finding::new(
+                host,
+                format!(
+                    "its newest complete backup set, {} ({}), was taken {} ago (at most {} wanted)",
+                    newest.id,
+                    newest.region,
+                    age(now - taken),
+                    age(max_age)
+                ),
+            ));
+        }
+        for dest in copy_to.iter().filter(|r| *r != region) {
+            let copied = sets
+                .iter()
+                .filter(complete)
+                .any(|s| s.id == newest.id && &s.region == dest);
+            if !copied {
+                out.push(Finding::new(
+                    host,
+                    format!(
+                        "its newest complete backup set, {}, has no complete copy in {dest} ([backup] copy-to)",
+                        newest.id
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// An Elastic IP with its region and host tag.
 #[derive(Debug, Clone)]
 pub struct TaggedAddress {

@@ -39,6 +39,8 @@ pub enum Check {
     IdleAddresses,
     /// Instances whose metadata service still answers without a token (IMDSv1).
     Imds,
+    /// Hosts with data whose newest complete backup set is old, or not copied out.
+    Backups,
     /// resolv.conf: short timeouts, one attempt, two nameservers.
     Resolver,
     /// nsswitch.conf: local files before LDAP.
@@ -59,7 +61,7 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order: the cloud's, then the hosts'.
-    pub const ALL: [Check; 15] = [
+    pub const ALL: [Check; 16] = [
         Check::SecurityGroups,
         Check::ConfigSpof,
         Check::Registry,
@@ -67,6 +69,7 @@ impl Check {
         Check::OrphanVolumes,
         Check::IdleAddresses,
         Check::Imds,
+        Check::Backups,
         Check::Resolver,
         Check::Nsswitch,
         Check::LoginTimeouts,
@@ -87,6 +90,7 @@ impl Check {
             Check::OrphanVolumes => "orphan-volumes",
             Check::IdleAddresses => "idle-addresses",
             Check::Imds => "imds",
+            Check::Backups => "backups",
             Check::Resolver => "resolver",
             Check::Nsswitch => "nsswitch",
             Check::LoginTimeouts => "login-timeouts",
@@ -112,7 +116,8 @@ impl Check {
             | Check::RegistryTags
             | Check::OrphanVolumes
             | Check::IdleAddresses
-            | Check::Imds => Scope::Cloud,
+            | Check::Imds
+            | Check::Backups => Scope::Cloud,
             _ => Scope::Host,
         }
     }
@@ -127,6 +132,7 @@ impl Check {
             Check::OrphanVolumes => "a data volume no host has used for long costs money every month and may hold data nobody remembers",
             Check::IdleAddresses => "an Elastic IP that is not associated is billed every hour and names nothing",
             Check::Imds => "a metadata service that answers without a session token hands the instance role's credentials to any request a host can be tricked into making (SSRF)",
+            Check::Backups => "the outage began with a corrupted EBS RAID set; its lesson: \"make sure to have a valid backup strategy and have a recovery procedure\"",
             Check::Resolver => "without `options timeout:1 attempts:1` and a second nameserver, every lookup waits out a dead server (outage fix 2)",
             Check::Nsswitch => "with LDAP before files, a directory outage blocks even the local account meant to fix it (outage fix 1)",
             Check::LoginTimeouts => "LDAP, DNS and autofs waits added up to more than sshd's LoginGraceTime, so nobody could log in (outage fix 1)",
@@ -148,6 +154,7 @@ impl Check {
             Check::OrphanVolumes => "start the host again to re-attach them, or delete them with `aws ec2 delete-volume` once they are not needed",
             Check::IdleAddresses => "associate them (`cerveza eip attach HOST`) or release them",
             Check::Imds => "`aws ec2 modify-instance-metadata-options --instance-id ID --http-tokens required`, and drop `imds-tokens: optional` from the profile",
+            Check::Backups => "`cerveza backup HOST` (from cron, with --copy-to or [backup] copy-to); `cerveza backup list` shows the sets",
             Check::Resolver => "set two nameservers and `options timeout:1 attempts:1` ([userdata] resolv-conf does at first boot)",
             Check::Nsswitch => "put `files` first: `passwd: files ldap`, and the same for group and shadow",
             Check::LoginTimeouts => "lower nslcd's bind_timelimit and timelimit, the resolver's timeout and autofs' mount_wait until their sum is below LoginGraceTime",

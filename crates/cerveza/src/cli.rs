@@ -950,7 +950,9 @@ pub enum Command {
     /// `<host>-<UTC time>`, and how many members it has), so a set is complete only when
     /// every member is there and completed. A stopped host's volumes are snapshotted as
     /// they are. Snapshots are taken in the background by EBS (minutes per 100 GiB);
-    /// --wait waits for them (up to --wait-timeout, exit 6 after). `backup list` shows
+    /// --wait waits for them (up to --wait-timeout, exit 6 after). --copy-to copies each
+    /// completed set to other regions (CopySnapshot, within EC2's limits on copies in
+    /// progress: paced, not failed), where it can be restored. `backup list` shows
     /// the sets. (A host named `list` is selected as 'list*'.)
     #[command(args_conflicts_with_subcommands = true)]
     Backup {
@@ -962,11 +964,25 @@ pub enum Command {
         /// Wait until every snapshot is completed.
         #[arg(long)]
         wait: bool,
+        /// Copy each set to REGION too, once completed (waits for the copies), tagged
+        /// as the set is: it can be restored there [default: `[backup] copy-to`].
+        #[arg(long = "copy-to", value_name = "REGION", value_parser = cerveza_core::Region::parse, add = ArgValueCompleter::new(crate::complete::complete_regions))]
+        copy_to: Vec<cerveza_core::Region>,
+        /// Freeze each running host's data filesystems (fsfreeze through ssh, with sudo)
+        /// for the instant the set is taken, then thaw them: each snapshot holds a
+        /// filesystem at rest. A host that cannot be frozen is not backed up.
+        #[arg(long)]
+        freeze: bool,
+        /// How long a freeze may last: the host thaws itself after this, whatever
+        /// happens to cerveza or its ssh session.
+        #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s", requires = "freeze")]
+        freeze_timeout: Duration,
     },
     /// Restore a host's data from a backup set, in its zone or another, and start it there.
     ///
     /// Makes one volume per member of a complete set (the host's newest by default) in
-    /// ZONE (the host's own zone by default; any zone of the set's region), then makes
+    /// ZONE (the host's own zone by default; any zone of the set's region, or of a
+    /// region it was copied to with `backup --copy-to`), then makes
     /// them the host's data volumes and starts it: its RAID is assembled from them,
     /// never formatted. The host must be stopped (or have no instance): a stopped
     /// instance in another zone is terminated, its root volume only. Its earlier data
@@ -988,18 +1004,19 @@ pub enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// Move a host with its data to another zone: stop, back up, restore there, start.
+    /// Move a host with its data to another zone or region: stop, back up, restore there, start.
     ///
     /// The host is stopped, its data volumes are snapshotted as one set (waiting for it
-    /// to complete), the set is restored in ZONE and the host starts there with its
-    /// profile, names and access, as a start does. Its old volumes are kept, marked
-    /// replaced. Killed at any point, a rerun finishes the move; the host never has two
-    /// live instances or two attached sets.
+    /// to complete; to another region, the set is copied there and the copy waited
+    /// for), the set is restored in ZONE and the host starts there with its profile,
+    /// names and access, as a start does. Its old volumes are kept, marked replaced.
+    /// Killed at any point, a rerun finishes the move; the host never has two live
+    /// instances or two attached sets.
     Move {
         /// The host to move.
         #[arg(value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         host: String,
-        /// The zone to move it to (in its own region).
+        /// The zone to move it to (of its region, or of another configured region).
         #[arg(long, required = true, value_name = "ZONE", value_parser = Zone::parse, add = ArgValueCompleter::new(crate::complete::complete_zone))]
         zone: Zone,
         #[command(flatten)]

@@ -45,6 +45,10 @@
 //! public-zone = "noc.example.com"  # route53: public names in your delegated zone (or its Z… id)
 //! wait = "2m"                      # lifecycle commands wait until the name servers serve their changes
 //!
+//! [backup]                         # backup, restore, move, doctor
+//! copy-to = ["us-west-1"]          # every backup's set is copied there too (backup --copy-to)
+//! max-age = "1d"                   # doctor: a host with data whose newest complete set is older
+//!
 //! [release]                        # release push/list/deploy
 //! bucket = "acme-releases-{region}"  # default: cerveza-<product>-<account id>-<region>
 //!
@@ -106,6 +110,15 @@ struct FileConfig {
     remote: RemoteConfig,
     #[serde(default)]
     release: ReleaseConfig,
+    #[serde(default)]
+    backup: BackupConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BackupConfig {
+    copy_to: Option<Vec<String>>,
+    max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +282,11 @@ pub struct Config {
     /// The release buckets' name, with `{region}` (and `{product}`, `{account}`) in it;
     /// `None`: `cerveza-<product>-<account>-<region>`.
     pub release_bucket: Option<String>,
+    /// `[backup] copy-to`: regions every backup is copied to.
+    pub backup_copy_to: Vec<Region>,
+    /// `[backup] max-age`: doctor warns about a host with data whose newest complete
+    /// set is older (default 1 day).
+    pub backup_max_age: Duration,
 }
 
 /// A whole number from the environment variable `var`, if set.
@@ -606,8 +624,25 @@ impl Config {
                 );
             }
         }
+        let backup_copy_to = file
+            .backup
+            .copy_to
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                Region::parse(r).map_err(|e| {
+                    anyhow::anyhow!("[backup] copy-to in config file {}: {e}", path.display())
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let backup_max_age = match &file.backup.max_age {
+            Some(d) => parse_duration("[backup] max-age", d)?,
+            None => Duration::from_secs(86_400),
+        };
         Ok(Self {
             release_bucket,
+            backup_copy_to,
+            backup_max_age,
             jump_hosts,
             vpcs,
             remote,

@@ -292,7 +292,13 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             command: None,
             selection,
             wait,
-        } => commands::backup::run(ctx, selection, *wait).await,
+            copy_to,
+            freeze,
+            freeze_timeout,
+        } => {
+            let freeze = freeze.then_some(*freeze_timeout);
+            commands::backup::run(ctx, selection, *wait, copy_to, freeze).await
+        }
         Command::Restore {
             host,
             from,

@@ -30,6 +30,32 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
         &["start", "web01", "--zone", "us-east-1a", "--profile", "Web"],
     )
     .ok();
+    // doctor: db01 has data and no backup; web01 has no data.
+    let backups = |extra: &[&str]| {
+        let mut args = vec!["doctor", "--only", "backups", "-o", "json"];
+        args.extend(extra);
+        let r = cerveza(&p, &args);
+        let found: Vec<String> = r.json()["checks"][0]["findings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r:#?}"))
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f["subject"].as_str().unwrap(),
+                    f["problem"].as_str().unwrap()
+                )
+            })
+            .collect();
+        (r.code, found)
+    };
+    assert_eq!(
+        backups(&[]),
+        (
+            1,
+            vec!["db01: its data (us-east-1) has no complete backup set".to_owned()]
+        )
+    );
     let r = cerveza(&p, &["backup", "db01", "web01", "--wait", "-o", "json"]).ok();
     let rows = r.json();
     assert_eq!(rows[1]["host"], "web01");
@@ -67,6 +93,16 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
     }
     let list = cerveza(&p, &["backup", "list", "-o", "json"]).ok().json();
     assert_eq!(list[0]["state"], "complete", "{list}");
+    // A fresh complete set passes (within a day by default), unless the config wants
+    // it copied to another region too.
+    assert_eq!(backups(&[]), (0, vec![]));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[backup]\ncopy-to = [\"eu-west-1\"]\n").unwrap();
+    assert_eq!(
+        backups(&["--config", config.to_str().unwrap()]),
+        (1, vec![format!("db01: its newest complete backup set, {set}, has no complete copy in eu-west-1 ([backup] copy-to)")])
+    );
     assert_eq!(
         (list[0]["members"].as_u64(), list[0]["expected"].as_u64()),
         (Some(4), Some(4))
@@ -150,4 +186,125 @@ fn prune_deletes_old_sets_but_never_the_newest_complete_one() {
         "{r:#?}"
     );
     assert_eq!(snapshots(&p, "us-east-1").len(), 8);
+}
+
+/// Stand-ins for sudo, fsfreeze and mountpoint on the lab's hosts (which share the test
+/// machine's filesystems: nothing real may be frozen); fsfreeze logs "-f|-u MOUNT TIME".
+fn freeze_fakes() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fsfreeze.log");
+    let fakes = [
+        (
+            "sudo",
+            "#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n".to_owned(),
+        ),
+        (
+            "fsfreeze",
+            format!(
+                "#!/bin/sh\necho \"$1 $2 $(date +%s.%N)\" >> '{}'\n",
+                log.display()
+            ),
+        ),
+        ("mountpoint", "#!/bin/sh\nexit 0\n".to_owned()),
+    ];
+    for (name, body) in fakes {
+        let f = dir.path().join(name);
+        std::fs::write(&f, body).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (dir, log)
+}
+
+/// The fake fsfreeze's log: (action, mount point, time).
+fn freezes(log: &std::path::Path) -> Vec<(String, String, f64)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[0].to_owned(), w[1].to_owned(), w[2].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn freeze_thaws_after_the_snapshot_and_by_itself_when_cerveza_is_killed() {
+    let p = product();
+    cerveza(
+        &p,
+        &[
+            "start",
+            "db01",
+            "--zone",
+            "us-east-1a",
+            "--profile",
+            "Mysql",
+        ],
+    )
+    .ok();
+    let (fakes, log) = freeze_fakes();
+    let backup = |args: &[&str], failpoint: &str| -> support::Run {
+        support::cmd(&p)
+            .env(
+                "CERVEZA_TEST_ADDRESSES",
+                support::lab_var("CERVEZA_LAB_SSH_ADDRESSES"),
+            )
+            .env("CERVEZA_TEST_PATH_PREFIX", fakes.path())
+            .env("CERVEZA_FAILPOINT", failpoint)
+            .arg("backup")
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    // Frozen for the call, thawed right after it.
+    let r = backup(&["db01", "--freeze", "--wait", "-o", "json"], "");
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(
+        r.json()[0]["frozen"],
+        serde_json::json!(["/var/lib/mysql"]),
+        "{r:#?}"
+    );
+    assert_eq!(r.json()[0]["state"], "completed");
+    let seen = freezes(&log);
+    let actions: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(a, m, _)| (a.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("-f", "/var/lib/mysql"), ("-u", "/var/lib/mysql")],
+        "{seen:?}"
+    );
+
+    // Killed while frozen: nothing snapshotted, and the host thaws itself at the bound.
+    std::fs::remove_file(&log).unwrap();
+    let sets_before = snapshots(&p, "us-east-1").len();
+    let r = backup(
+        &["db01", "--freeze", "--freeze-timeout", "3s"],
+        "after-freeze",
+    );
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(r.stderr.contains("failpoint after-freeze"), "{r:#?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while freezes(&log).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let seen = freezes(&log);
+    assert_eq!(seen.len(), 2, "thawed by the host: {seen:?}");
+    assert_eq!(
+        (seen[1].0.as_str(), seen[1].1.as_str()),
+        ("-u", "/var/lib/mysql")
+    );
+    let held = seen[1].2 - seen[0].2;
+    assert!(
+        (2.5..15.0).contains(&held),
+        "thawed at its bound (3 s): {held}"
+    );
+    assert_eq!(
+        snapshots(&p, "us-east-1").len(),
+        sets_before,
+        "nothing snapshotted"
+    );
 }

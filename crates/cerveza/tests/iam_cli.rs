@@ -171,7 +171,7 @@ fn the_printed_policy_is_enough_for_every_command_and_every_action_in_it_is_need
         (&["eip", "attach", "vpn01"], true),
         (&["volumes", "list"], true),
         (&["backup", "db01", "--wait"], true),
-        (&["backup", "db01", "--wait"], true),
+        (&["backup", "db01", "--copy-to", "eu-west-1"], true),
         (&["backup", "list"], true),
         (&["backup", "prune", "--keep", "1"], true),
         (&["registry", "sync"], true),

@@ -25,7 +25,8 @@ fn data_volumes(state: &Value) -> Vec<Value> {
 }
 
 /// Asserts, from boto3's reading: db01 has one live instance, running in `zone`, with
-/// four data volumes in `zone` attached at their devices, made from `set`'s snapshots;
+/// four data volumes in `zone` attached at their devices, made from `set`'s snapshots
+/// (in `zone`'s region: copies, when the set was taken in another);
 /// every other data volume of it is detached, has no device and is marked replaced; the
 /// registry says `zone` and that instance. Returns the instance id.
 #[track_caller]
@@ -45,7 +46,8 @@ fn assert_in(p: &str, zone: &str, set: &str) -> String {
         "{inst}"
     );
     let id = inst["id"].as_str().unwrap().to_owned();
-    let set_snaps: Vec<String> = snapshots(p, "us-east-1")
+    let region = &zone[..zone.len() - 1];
+    let set_snaps: Vec<String> = snapshots(p, region)
         .iter()
         .filter(|s| s["tags"]["cerveza:backup-set"] == set)
         .map(|s| s["id"].as_str().unwrap().to_owned())
@@ -304,4 +306,114 @@ fn two_operators_moving_one_host_leave_one_instance_with_one_set() {
         })
         .unwrap();
     assert_in(&p, "us-east-1c", &set);
+}
+
+#[test]
+fn a_set_copied_to_another_region_restores_there_and_a_move_takes_the_host_there() {
+    let p = product();
+    start_db01(&p);
+    let original: Vec<Value> = data_volumes(&cloud(&p));
+    // The set, and its copy in eu-west-1: tagged as the set is (EC2 copies no user
+    // tags), each copy saying which snapshot it copies. One copy at a time there
+    // (EBS limits copies in progress per destination region): paced, not failed.
+    support::limits(&p, "eu-west-1", r#"{"snapshot-copies": 1}"#);
+    let r = cerveza(
+        &p,
+        &["backup", "db01", "--copy-to", "eu-west-1", "-o", "json"],
+    )
+    .ok();
+    let rows = r.json();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let set = rows[0]["set"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (rows[0]["region"].as_str(), rows[0]["state"].as_str()),
+        (Some("us-east-1"), Some("completed"))
+    );
+    assert_eq!(
+        (
+            rows[1]["region"].as_str(),
+            rows[1]["state"].as_str(),
+            rows[1]["copied_from"].as_str(),
+            rows[1]["set"].as_str()
+        ),
+        (
+            Some("eu-west-1"),
+            Some("completed"),
+            Some("us-east-1"),
+            Some(set.as_str())
+        )
+    );
+    let east: Vec<Value> = snapshots(&p, "us-east-1");
+    let west: Vec<Value> = snapshots(&p, "eu-west-1")
+        .into_iter()
+        .filter(|s| s["tags"]["cerveza:backup-set"] == set.as_str())
+        .collect();
+    assert_eq!(west.len(), 4, "one copy each: {west:?}");
+    let copies = support::requests_of_action(&p, "ec2:CopySnapshot");
+    assert!(
+        copies > 4,
+        "refused while one was in progress, asked again: {copies}"
+    );
+    for c in &west {
+        assert_eq!(c["state"], "completed", "{c}");
+        let from = c["tags"]["cerveza:copied-from"].as_str().unwrap();
+        let source = east
+            .iter()
+            .find(|s| format!("us-east-1/{}", s["id"].as_str().unwrap()) == from)
+            .unwrap_or_else(|| panic!("{from} is not a snapshot of us-east-1"));
+        for key in [
+            "cerveza:host",
+            "cerveza:device",
+            "cerveza:member",
+            "cerveza:backup-members",
+            "cerveza:profile",
+            "team",
+        ] {
+            assert_eq!(c["tags"][key], source["tags"][key], "{key}: {c}");
+        }
+        // The data: the snapshot of one of db01's volumes, at its device.
+        assert!(
+            original.iter().any(|v| v["id"] == source["volume"]
+                && v["tags"]["cerveza:device"] == c["tags"]["cerveza:device"]),
+            "{source}"
+        );
+    }
+    // `backup list` shows it in both regions.
+    let listed = cerveza(&p, &["backup", "list", "db01", "-o", "json"])
+        .ok()
+        .json();
+    let regions: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["set"] == set.as_str() && s["state"] == "complete")
+        .map(|s| s["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(regions, ["eu-west-1", "us-east-1"], "{listed}");
+
+    // A move to eu-west-1: stopped, backed up, copied, restored and started there.
+    let r = cerveza(&p, &["move", "db01", "--zone", "eu-west-1a"]).ok();
+    assert!(r.stderr.contains("copying set"), "{}", r.stderr);
+    let moved = cloud(&p)["registry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hostname"] == "db01")
+        .unwrap()["zone"]
+        .clone();
+    assert_eq!(moved, "eu-west-1a");
+    let state = cloud(&p);
+    let newest = data_volumes(&state)
+        .iter()
+        .find(|v| v["zone"] == "eu-west-1a" && v["tags"]["cerveza:device"].is_string())
+        .map(|v| {
+            v["tags"]["cerveza:restored-from"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .unwrap();
+    assert_ne!(newest, set, "the move takes a set of its own");
+    assert_in(&p, "eu-west-1a", &newest);
 }

@@ -242,3 +242,82 @@ fn instances_that_still_allow_imdsv1_are_found() {
         )]
     );
 }
+
+#[test]
+fn hosts_with_data_and_no_recent_complete_set_or_copy() {
+    use cerveza_core::backup::{self, Snapshot, SnapshotState};
+    let now = 1_000_000_000;
+    let snap = |id: &str, host: &str, set: &str, region: &str, hours_ago: i64, state| Snapshot {
+        id: id.into(),
+        region: Region::parse(region).unwrap(),
+        volume_id: None,
+        size_gb: 100,
+        state,
+        started: Some(now - hours_ago * 3_600),
+        tags: BTreeMap::from([
+            (tags::HOST.to_owned(), host.to_owned()),
+            (tags::DEVICE.to_owned(), "/dev/sdf".to_owned()),
+            (backup::SET.to_owned(), set.to_owned()),
+            (backup::MEMBERS.to_owned(), "1".to_owned()),
+        ]),
+    };
+    let sets = backup::sets(vec![
+        // web01: a fresh set, copied to us-west-1.
+        snap(
+            "snap-1",
+            "web01",
+            "w1",
+            "us-east-1",
+            2,
+            SnapshotState::Completed,
+        ),
+        snap(
+            "snap-2",
+            "web01",
+            "w1",
+            "us-west-1",
+            2,
+            SnapshotState::Completed,
+        ),
+        // db01: a fresh set still pending, and a complete one three days old.
+        snap(
+            "snap-3",
+            "db01",
+            "d2",
+            "us-east-1",
+            1,
+            SnapshotState::Pending,
+        ),
+        snap(
+            "snap-4",
+            "db01",
+            "d1",
+            "us-east-1",
+            72,
+            SnapshotState::Completed,
+        ),
+    ]);
+    let volumes = [
+        volume("web01", 10, true),
+        volume("db01", 10, true),
+        volume("gone03", 10, false),
+    ];
+    let west = [Region::parse("us-west-1").unwrap()];
+    let f = backups(&volumes, &sets, now, 86_400, &west);
+    let got: Vec<(&str, &str)> = f
+        .iter()
+        .map(|f| (f.subject.as_str(), f.problem.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("db01", "its newest complete backup set, d1 (us-east-1), was taken 3 days ago (at most 24 hours wanted)"),
+            ("db01", "its newest complete backup set, d1, has no complete copy in us-west-1 ([backup] copy-to)"),
+            ("gone03", "its data (us-east-1) has no complete backup set"),
+        ]
+    );
+    // Within a week, without copies: only the host with no set at all.
+    let f = backups(&volumes, &sets, now, 7 * 86_400, &[]);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].subject, "gone03");
+}

@@ -10,7 +10,7 @@ use cerveza_core::backup::{self, BackupSet, SetState, Snapshot, SnapshotState};
 use cerveza_core::model::{Instance, InstanceState, VolumeId};
 use cerveza_core::ports::{Compute as _, ComputeRead as _};
 use cerveza_core::selection::{Candidate, Selection};
-use cerveza_core::{tags, Hostname};
+use cerveza_core::{tags, Hostname, Region};
 use futures::stream::{self, StreamExt as _};
 use serde::Serialize;
 
@@ -33,10 +33,28 @@ pub(super) struct Row {
     size_gb: i64,
     /// completed, pending, error, or "no data volumes".
     pub(super) state: String,
+    /// `--freeze`: the mount points frozen while the set was taken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    frozen: Vec<String>,
+    /// A copy (`--copy-to`): the region of the set it copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copied_from: Option<String>,
 }
 
-/// Runs `backup SELECTION [--wait]`.
-pub async fn run(ctx: &Ctx, selection: &[String], wait: bool) -> Result<u8> {
+/// Runs `backup SELECTION [--wait] [--copy-to REGION…]` (without --copy-to, the
+/// config's `[backup] copy-to`).
+pub async fn run(
+    ctx: &Ctx,
+    selection: &[String],
+    wait: bool,
+    copy_to: &[Region],
+    freeze: Option<Duration>,
+) -> Result<u8> {
+    let copy_to = if copy_to.is_empty() {
+        &ctx.config.backup_copy_to[..]
+    } else {
+        copy_to
+    };
     if selection.is_empty() {
         anyhow::bail!(exit::Coded::new(
             exit::USAGE,
@@ -54,7 +72,7 @@ pub async fn run(ctx: &Ctx, selection: &[String], wait: bool) -> Result<u8> {
     let rows: Vec<Result<Row, (String, String)>> = stream::iter(chosen)
         .map(|i| {
             let backends = &backends;
-            async move { one(ctx, backends, i, now).await }
+            async move { one(ctx, backends, i, now, freeze).await }
         })
         .buffer_unordered(AT_ONCE)
         .collect()
@@ -70,10 +88,29 @@ pub async fn run(ctx: &Ctx, selection: &[String], wait: bool) -> Result<u8> {
             }
         }
     }
-    if wait {
+    if wait || !copy_to.is_empty() {
         wait_completed(ctx, &backends, &mut done).await?;
     }
-    done.sort_by(|a, b| a.host.cmp(&b.host));
+    if !copy_to.is_empty() {
+        let mut copies = Vec::new();
+        for r in copy_sets(ctx, &backends, &done, copy_to).await? {
+            match r {
+                Ok(row) => copies.push(row),
+                Err((host, why)) => {
+                    failed += 1;
+                    eprintln!("{} {host}: {why}", crate::colour::error_label());
+                }
+            }
+        }
+        wait_completed(ctx, &backends, &mut copies).await?;
+        done.extend(copies);
+    }
+    done.sort_by(|a, b| {
+        a.host
+            .cmp(&b.host)
+            .then(a.copied_from.is_some().cmp(&b.copied_from.is_some()))
+            .then(a.region.cmp(&b.region))
+    });
     if ctx.output == Output::Json {
         output::print_json(&done)?;
     } else {
@@ -82,7 +119,10 @@ pub async fn run(ctx: &Ctx, selection: &[String], wait: bool) -> Result<u8> {
             t.row(vec![
                 r.host.clone(),
                 r.set.clone().unwrap_or_else(|| "-".into()),
-                r.region.clone(),
+                match &r.copied_from {
+                    Some(_) => format!("{} (copy)", r.region),
+                    None => r.region.clone(),
+                },
                 r.snapshots.len().to_string(),
                 format!("{} GiB", r.size_gb),
                 r.state.clone(),
@@ -105,6 +145,7 @@ pub(super) async fn one(
     backends: &super::Backends,
     i: &Instance,
     now: i64,
+    freeze: Option<Duration>,
 ) -> Result<Row, (String, String)> {
     let host_name = i.host().unwrap_or("?").to_owned();
     let fail = |why: String| (host_name.clone(), why);
@@ -129,6 +170,8 @@ pub(super) async fn one(
             snapshots: Vec::new(),
             size_gb: 0,
             state: "no data volumes".into(),
+            frozen: Vec::new(),
+            copied_from: None,
         });
     }
     let set = backup::set_id(&host, now, fastrand::u16(..));
@@ -154,18 +197,218 @@ pub(super) async fn one(
             i.id
         );
     }
+    // --freeze: a running host's data filesystems at rest for the instant of the call.
+    let frozen = match freeze {
+        Some(bound) if i.state == InstanceState::Running => {
+            let profiles = ctx.profiles().map_err(|e| fail(format!("--freeze: {e}")))?;
+            let mount_points = super::freeze::mount_points(&profiles, i).ok_or_else(|| {
+                fail(format!(
+                    "--freeze: its profile {} is not in the profiles directory, so its mount points are unknown; nothing was snapshotted",
+                    i.profile().unwrap_or("?")
+                ))
+            })?;
+            let f = super::freeze::freeze(ctx, backends, i, mount_points, bound)
+                .await
+                .map_err(|why| fail(format!("--freeze: {why}; nothing was snapshotted (without --freeze, a set is crash-consistent)")))?;
+            if !ctx.quiet {
+                eprintln!(
+                    "{host}: froze {} for at most {}s",
+                    if f.frozen.is_empty() {
+                        "nothing (no data filesystem mounted)".to_owned()
+                    } else {
+                        f.frozen.join(" ")
+                    },
+                    bound.as_secs()
+                );
+            }
+            #[cfg(feature = "test-hooks")]
+            if std::env::var("CERVEZA_FAILPOINT").as_deref() == Ok("after-freeze") {
+                eprintln!("cerveza: failpoint after-freeze: aborting while frozen");
+                std::process::abort();
+            }
+            Some(f)
+        }
+        _ => None,
+    };
     let made = backends
         .ec2
         .create_snapshots(&i.region, &i.id, &data, &set_tags)
-        .await
-        .map_err(|e| fail(format!("snapshotting {}: {e}", i.id)))?;
+        .await;
+    if let (Some(f), Some(bound)) = (&frozen, freeze) {
+        match super::freeze::thaw(ctx, f, bound).await {
+            Ok(()) if !ctx.quiet => eprintln!("{host}: thawed"),
+            Ok(()) => {}
+            Err(why) => eprintln!(
+                "{} {host}: thawing: {why}; the host thaws itself within {}s of the freeze",
+                crate::colour::warning_label(),
+                bound.as_secs()
+            ),
+        }
+    }
+    let made = made.map_err(|e| fail(format!("snapshotting {}: {e}", i.id)))?;
     Ok(Row {
+        frozen: frozen.map(|f| f.frozen).unwrap_or_default(),
         host: host_name,
         set: Some(set),
         region: i.region.to_string(),
         size_gb: made.iter().map(|s| i64::from(s.size_gb)).sum(),
         state: state_of(&made),
         snapshots: made.into_iter().map(|s| s.id).collect(),
+        copied_from: None,
+    })
+}
+
+/// Copies each completed set of `rows` to each region of `to` but its own (one
+/// CopySnapshot per member, tagged as the member is, with where it came from), within
+/// EC2's limits: a destination with too many copies in progress is asked again after a
+/// pause (until the wait timeout), not failed. Members copied there already (a rerun,
+/// another operator) are not copied again. One row per copy, its copies pending.
+pub(super) async fn copy_sets(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    rows: &[Row],
+    to: &[Region],
+) -> Result<Vec<Result<Row, (String, String)>>> {
+    let product = ctx.config.product()?;
+    let wanted: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.set.is_some() && r.state == "completed")
+        .collect();
+    // The sets, read back with their members' tags, once per source region.
+    let mut sets: Vec<BackupSet> = Vec::new();
+    let sources: std::collections::BTreeSet<&str> =
+        wanted.iter().map(|r| r.region.as_str()).collect();
+    for region in sources {
+        let region = Region::parse(region)?;
+        sets.extend(backup::sets(
+            backends.ec2.snapshots(&region, product).await?,
+        ));
+    }
+    let jobs = to.iter().map(|dest| {
+        let (sets, wanted) = (&sets, &wanted);
+        async move {
+            let mut out = Vec::new();
+            // What is there already: copies are found by the snapshot they copy.
+            let there: std::collections::BTreeSet<String> =
+                match backends.ec2.snapshots(dest, product).await {
+                    Ok(s) => s
+                        .into_iter()
+                        .filter(|s| s.state != SnapshotState::Error)
+                        .filter_map(|s| s.tags.get(backup::COPIED_FROM).cloned())
+                        .collect(),
+                    Err(e) => {
+                        for r in wanted.iter() {
+                            out.push(Err((
+                                r.host.clone(),
+                                format!("copying to {dest}: {dest} cannot be read: {e}"),
+                            )));
+                        }
+                        return out;
+                    }
+                };
+            for r in wanted.iter().filter(|r| r.region != dest.as_str()) {
+                let Some(set) = sets
+                    .iter()
+                    .find(|s| Some(&s.id) == r.set.as_ref() && s.region.as_str() == r.region)
+                else {
+                    out.push(Err((
+                        r.host.clone(),
+                        format!(
+                            "copying to {dest}: set {} is not listed in {} any more",
+                            r.set.as_deref().unwrap_or("?"),
+                            r.region
+                        ),
+                    )));
+                    continue;
+                };
+                out.push(copy_one(ctx, backends, set, dest, &there).await);
+            }
+            out
+        }
+    });
+    Ok(futures::future::join_all(jobs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Copies one set's members to `dest` (those not in `there` yet).
+async fn copy_one(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    set: &BackupSet,
+    dest: &Region,
+    there: &std::collections::BTreeSet<String>,
+) -> Result<Row, (String, String)> {
+    let fail = |why: String| {
+        (
+            set.host.clone(),
+            format!("copying set {} to {dest}: {why}", set.id),
+        )
+    };
+    if !ctx.quiet {
+        eprintln!(
+            "{}: copying set {} ({} snapshot(s), {} GiB) from {} to {dest}",
+            set.host,
+            set.id,
+            set.members.len(),
+            set.size_gb(),
+            set.region
+        );
+    }
+    let deadline = Instant::now() + ctx.config.wait_timeout;
+    let mut copies = Vec::new();
+    for m in &set.members {
+        let tags = set.copy_tags(m);
+        if there.contains(&tags[backup::COPIED_FROM]) {
+            continue;
+        }
+        let mut pause = ctx.config.poll_interval.max(Duration::from_millis(200));
+        let copy = loop {
+            match backends.ec2.copy_snapshot(dest, m, &tags).await {
+                Ok(c) => break c,
+                // At most so many copies in progress per destination region (20, by
+                // default): the next one goes when an earlier one is done.
+                Err(e)
+                    if (e.has_code("ResourceLimitExceeded") || e.kind.is_transient())
+                        && Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %e, "{dest}: copying {} again after a pause", m.id);
+                    tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(fail(format!("{}: {e}", m.id))),
+            }
+        };
+        copies.push(copy);
+    }
+    // Copied before (all of it, or some): this row waits for the whole set there.
+    let all: Vec<Snapshot> = match backends
+        .ec2
+        .snapshots(dest, ctx.config.product().map_err(|e| fail(e.to_string()))?)
+        .await
+    {
+        Ok(s) => s,
+        Err(_) => copies.clone(),
+    };
+    let listed = backup::sets(all.into_iter().chain(copies).collect())
+        .into_iter()
+        .find(|s| s.id == set.id && &s.region == dest);
+    let members = listed.map(|s| s.members).unwrap_or_default();
+    Ok(Row {
+        host: set.host.clone(),
+        set: Some(set.id.clone()),
+        region: dest.to_string(),
+        size_gb: set.size_gb(),
+        state: if members.len() == set.members.len() {
+            state_of(&members)
+        } else {
+            "incomplete".into()
+        },
+        snapshots: members.into_iter().map(|s| s.id).collect(),
+        frozen: Vec::new(),
+        copied_from: Some(set.region.to_string()),
     })
 }
 
@@ -380,10 +623,10 @@ pub async fn prune(
                 "{}: deleting set {} ({} snapshot(s))",
                 set.host,
                 set.id,
-                set.members.len()
+                set.snapshots().count()
             );
         }
-        for m in &set.members {
+        for m in set.snapshots() {
             if let Err(e) = backends.ec2.delete_snapshot(&set.region, &m.id).await {
                 errors += 1;
                 eprintln!(

@@ -260,6 +260,7 @@ const COMMANDS: &[Needs] = &[
                 "ec2:CreateSnapshots",
                 "ec2:DescribeSnapshots",
                 "ec2:DeleteSnapshot",
+                "ec2:CopySnapshot",
             ],
         ],
         publishes: false,
@@ -276,7 +277,11 @@ const COMMANDS: &[Needs] = &[
             RECORD,
             LAUNCH,
             RESTORE,
-            &["ec2:StopInstances", "ec2:CreateSnapshots"],
+            &[
+                "ec2:StopInstances",
+                "ec2:CreateSnapshots",
+                "ec2:CopySnapshot",
+            ],
         ],
         publishes: true,
     },
@@ -347,6 +352,7 @@ pub fn policy(actions: &BTreeSet<&'static str>, scope: &Scope) -> Value {
             "CreateVolume",
             "AllocateAddress",
             "CreateSnapshots",
+            "CopySnapshot",
         ]
         .into_iter()
         .filter(|a| actions.contains(format!("ec2:{a}").as_str()))

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod doctor;
 pub mod existing;
 pub mod export;
+pub(crate) mod freeze;
 pub mod hostkeys;
 pub mod iam_policy;
 pub mod init;

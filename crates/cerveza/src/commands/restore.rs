@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cerveza_core::backup::{BackupSet, SetState};
-use cerveza_core::lifecycle::Restored;
+use cerveza_core::lifecycle::{Restored, Results};
 use cerveza_core::model::{InstanceState, VolumeState};
 use cerveza_core::ports::{ComputeRead as _, RegistryRead as _};
 use cerveza_core::profile::ProfileSet;
@@ -39,12 +39,37 @@ pub async fn restore(ctx: &Ctx, host: &str, args: &RestoreArgs<'_>, wait: &WaitA
         Some(z) => z.clone(),
         None => home_zone(ctx, &wiring, &host, &set).await?,
     };
-    restore_and_start(ctx, wiring, &profiles, &set, &zone, args.delete_replaced).await
+    finish(
+        ctx,
+        restore_and_start(ctx, wiring, &profiles, &set, &zone, args.delete_replaced).await?,
+    )
 }
 
 /// Runs `move HOST --zone ZONE`.
 pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> Result<u8> {
     let host = Hostname::parse(host)?;
+    finish(ctx, moved(ctx, &host, zone, wait).await?)
+}
+
+/// A restore's or a move's start: its results, or why it was not started.
+pub(crate) type Started = std::result::Result<Results, Vec<(Hostname, cerveza_core::Error)>>;
+
+/// Reports a start as `start` does.
+fn finish(ctx: &Ctx, started: Started) -> Result<u8> {
+    match started {
+        Ok(results) => report(ctx, &results),
+        Err(errors) => Ok(report_plan_errors(&errors)),
+    }
+}
+
+/// Moves `host` to `zone` with its data (see [`move_host`]): the start's results.
+pub(crate) async fn moved(
+    ctx: &Ctx,
+    host: &Hostname,
+    zone: &Zone,
+    wait: &WaitArgs,
+) -> Result<Started> {
+    let host = host.clone();
     let product = ctx.config.product()?.clone();
     let profiles = ctx.profiles()?;
     let wiring = ctx
@@ -67,12 +92,13 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
                 format!("{host}: not in the registry of product {product} (`cerveza list` shows the fleet)"),
             )
         })?;
-    if zone.region() != rec.region() {
+    let region = zone.region();
+    if !ctx.config.regions.contains(&region) {
         anyhow::bail!(exit::Coded::new(
             exit::USAGE,
             format!(
-                "{host} lives in region {}; a move goes to another zone of its region (to another region, its set must be copied there first, which cerveza does not do yet)",
-                rec.region()
+                "{host}: region {region} is not among the configured regions ({}); add it to `regions` first",
+                ctx.config.regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             )
         ));
     }
@@ -82,7 +108,6 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
         }
     };
     // A move (or restore) killed after making the new set: finish that one.
-    let region = zone.region();
     let vols = wiring
         .backends
         .ec2
@@ -109,7 +134,7 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
         say(format!(
             "its data lives in {zone} already; starting it there"
         ));
-        return start_there(ctx, wiring, &profiles, &host, zone, None).await;
+        return start_there(wiring, &profiles, &host, zone, None).await;
     }
     // 1. Stopped, so the set holds all it wrote.
     say("stopping it".into());
@@ -132,9 +157,15 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
         ));
     };
     // 2. One set of its data, completed.
-    let mut row = super::backup::one(ctx, &wiring.backends, &inst, cerveza_core::lifecycle::now())
-        .await
-        .map_err(|(h, why)| anyhow::anyhow!("{h}: backing up: {why}"))?;
+    let mut row = super::backup::one(
+        ctx,
+        &wiring.backends,
+        &inst,
+        cerveza_core::lifecycle::now(),
+        None,
+    )
+    .await
+    .map_err(|(h, why)| anyhow::anyhow!("{h}: backing up: {why}"))?;
     let Some(set_id) = row.set.clone() else {
         anyhow::bail!(exit::Coded::new(
             exit::USAGE,
@@ -153,6 +184,31 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
             exit::FAILURE,
             format!("{host}: set {set_id} is {}; nothing was moved (the host is stopped in {}); `cerveza move {host} --zone {zone}` tries again", row.state, rec.zone)
         ));
+    }
+    // To another region: the set is copied there first (a volume is made from a
+    // snapshot in its own region).
+    if region != rec.region() {
+        say(format!("copying set {set_id} to {region}"));
+        let mut copies = Vec::new();
+        for r in super::backup::copy_sets(
+            ctx,
+            &wiring.backends,
+            std::slice::from_ref(&row),
+            std::slice::from_ref(&region),
+        )
+        .await?
+        {
+            copies.push(r.map_err(|(h, why)| {
+                exit::Coded::new(exit::FAILURE, format!("{h}: {why}; nothing was moved (the host is stopped in {}); `cerveza move {host} --zone {zone}` tries again", rec.zone))
+            })?);
+        }
+        super::backup::wait_completed(ctx, &wiring.backends, &mut copies).await?;
+        if let Some(c) = copies.iter().find(|c| c.state != "completed") {
+            anyhow::bail!(exit::Coded::new(
+                exit::FAILURE,
+                format!("{host}: the copy of set {set_id} in {region} is {}; nothing was moved (the host is stopped in {}); `cerveza move {host} --zone {zone}` tries again", c.state, rec.zone)
+            ));
+        }
     }
     // 3. Restored there, and started: another operator's move at the same instant
     // makes one of them step back; it looks again after a pause.
@@ -187,7 +243,7 @@ pub async fn move_host(ctx: &Ctx, host: &str, zone: &Zone, wait: &WaitArgs) -> R
             }
         }
     }
-    start_there(ctx, wiring, &profiles, &host, zone, None).await
+    start_there(wiring, &profiles, &host, zone, None).await
 }
 
 /// Whether another operator's move of `host` to `zone` has ended: its record says so,
@@ -304,13 +360,13 @@ async fn restore_and_start(
     set: &BackupSet,
     zone: &Zone,
     delete_replaced: bool,
-) -> Result<u8> {
+) -> Result<Started> {
     let r = wiring
         .lifecycle()
         .restore(profiles, set, zone, delete_replaced)
         .await?;
     say_restored(ctx, &r);
-    start_there(ctx, wiring, profiles, &r.host, zone, Some(&r.profile)).await
+    start_there(wiring, profiles, &r.host, zone, Some(&r.profile)).await
 }
 
 fn say_restored(ctx: &Ctx, r: &Restored) {
@@ -350,13 +406,12 @@ fn say_restored(ctx: &Ctx, r: &Restored) {
 /// Starts the host in `zone` (its record says so now; without a record, as a new host
 /// with `profile`, the one its set names) and reports as `start` does.
 async fn start_there(
-    ctx: &Ctx,
     wiring: Wiring,
     profiles: &ProfileSet,
     host: &Hostname,
     zone: &Zone,
     profile: Option<&ProfileName>,
-) -> Result<u8> {
+) -> Result<Started> {
     // Another operator's start of it at the same time (their move) may change its
     // record under this one: read again and start again (the instance is adopted).
     let mut results = wiring
@@ -377,8 +432,5 @@ async fn start_there(
             .await;
     }
     wiring.done().await;
-    match results {
-        Ok(results) => report(ctx, &results),
-        Err(errors) => Ok(report_plan_errors(&errors)),
-    }
+    Ok(results)
 }

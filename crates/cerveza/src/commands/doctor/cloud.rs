@@ -175,6 +175,35 @@ async fn one(
                 missed,
             )
         }
+        Check::Backups => {
+            let ((volumes, mut missed), (snapshots, missed_sets)) = futures::join!(
+                per_region(ctx, "volumes", |r| async move {
+                    use cerveza_core::ports::ComputeRead as _;
+                    backends.ec2.volumes(&r, product, &[]).await
+                }),
+                per_region(ctx, "snapshots", |r| async move {
+                    use cerveza_core::ports::ComputeRead as _;
+                    backends.ec2.snapshots(&r, product).await
+                })
+            );
+            let sets = cerveza_core::backup::sets(snapshots);
+            let max_age = i64::try_from(ctx.config.backup_max_age.as_secs()).unwrap_or(i64::MAX);
+            // A host's newest set may be in a region that did not answer: no verdict
+            // then, rather than a false "no backup".
+            let findings = if missed_sets.is_empty() {
+                judge::backups(
+                    &volumes,
+                    &sets,
+                    cerveza_core::lifecycle::now(),
+                    max_age,
+                    &ctx.config.backup_copy_to,
+                )
+            } else {
+                Vec::new()
+            };
+            missed.extend(missed_sets);
+            (checked(sets.len(), "backup set(s)"), findings, missed)
+        }
         Check::IdleAddresses => {
             let (addresses, missed) = per_region(ctx, "Elastic IPs", |r| async move {
                 let found = backends.ec2.addresses(&r, product).await?;
