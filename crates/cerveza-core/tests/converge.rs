@@ -598,8 +598,8 @@ async fn hosts_launched_away_from_their_data_or_into_no_zone_are_found_while_pla
     .unwrap();
     assert_eq!(
         w.cloud.calls("volumes") - before,
-        2,
-        "one volume listing per region"
+        2 + 2,
+        "one volume listing per region for the hosts that launch, and one for the hosts whose zone changes (a replace of a host with data is a move)"
     );
     assert_eq!(World::changes(&plan)["db01"], (Change::Launch, false));
     let problems: BTreeMap<String, String> = problems
@@ -824,4 +824,92 @@ async fn a_plan_names_hosts_whose_region_has_no_vpc_or_subnet_for_them() {
             .contains("VPC vpc-0000bbbb (the config's [regions.us-east-1] vpc) does not exist"),
         "{problems:?}"
     );
+}
+
+#[tokio::test]
+async fn a_zone_change_of_a_host_with_data_is_a_move_held_until_replace_names_it() {
+    let w = World::new();
+    w.apply(FIRST, &none()).await;
+    let moved = FIRST.replace(
+        "    profile: Db\n    zone: us-east-1b",
+        "    profile: Db\n    zone: us-east-1a",
+    );
+    let plan_of = |opts: plan::Options| {
+        let (w, moved) = (&w, &moved);
+        async move {
+            converge::plan(
+                &w.cloud,
+                &w.registry,
+                &w.file(moved),
+                &regions(),
+                &opts,
+                &converge::Launching {
+                    profiles: &w.profiles,
+                    vpcs: &BTreeMap::new(),
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // db01 has its RAID pair in us-east-1b: its data moves with it, so a move, held.
+    let (plan, problems) = plan_of(none()).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let row = plan
+        .hosts
+        .iter()
+        .find(|r| r.host.as_str() == "db01")
+        .unwrap();
+    assert_eq!(row.change, Change::Move, "{row:?}");
+    assert!(
+        row.held.as_deref().unwrap().contains("`--replace db01`"),
+        "{row:?}"
+    );
+    assert!(
+        row.detail.contains("zone us-east-1b → us-east-1a"),
+        "{row:?}"
+    );
+    // Named by --replace: it acts, and nothing says it launches away from its data.
+    let (plan, problems) = plan_of(plan::Options {
+        replace: vec![h("db01")],
+        ..none()
+    })
+    .await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let row = plan
+        .hosts
+        .iter()
+        .find(|r| r.host.as_str() == "db01")
+        .unwrap();
+    assert_eq!((row.change, row.acts()), (Change::Move, true), "{row:?}");
+    // The core's apply leaves a move to the caller (`cerveza apply` runs `move`):
+    // db01 is not terminated nor launched elsewhere.
+    let before = w.live("db01");
+    for (host, r) in converge::apply(&w.lc(), &w.profiles, &plan).await {
+        assert_ne!(host.as_str(), "db01");
+        r.unwrap();
+    }
+    assert_eq!(w.live("db01"), before);
+    // Without data, a zone change stays a replace.
+    let moved_web = FIRST.replace("[us-east-1a, us-east-1b]", "[us-east-1c]");
+    let (plan, _) = converge::plan(
+        &w.cloud,
+        &w.registry,
+        &w.file(&moved_web),
+        &regions(),
+        &none(),
+        &converge::Launching {
+            profiles: &w.profiles,
+            vpcs: &BTreeMap::new(),
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(plan
+        .hosts
+        .iter()
+        .filter(|r| r.host.as_str().starts_with("web"))
+        .all(|r| r.change == Change::Replace));
 }

@@ -886,7 +886,9 @@ pub enum Command {
     /// Reads the registry once and lists each region once, however many hosts. Every
     /// host of the file gets a change: launch, relaunch (its instance is gone), start,
     /// stop, terminate (`state: terminated`), replace (its profile or zone changed:
-    /// held unless --replace names it), or nothing; hosts of the product the file does
+    /// held unless --replace names it), move (only its zone changed and it has data
+    /// volumes: stopped, backed up, restored there, started; held the same way), or
+    /// nothing; hosts of the product the file does
     /// not name are unmanaged (held unless --prune). The table shows what differs;
     /// `-o json` is the whole plan, which `apply --plan` carries out.
     ///
@@ -896,7 +898,8 @@ pub enum Command {
         /// The fleet file (`--- !Fleet`; `cerveza fleet export` writes one).
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Replace HOST although it loses its instance (its profile or zone changed).
+        /// Replace HOST although it loses its instance (its profile or zone changed), or
+        /// move it with its data (only its zone changed).
         #[arg(long, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         replace: Vec<String>,
         /// Terminate and forget hosts the file does not name; their volumes are kept.
@@ -916,7 +919,8 @@ pub enum Command {
         /// A plan saved with `cerveza plan FILE -o json > PLAN`.
         #[arg(long = "plan", id = "saved", value_name = "PLAN", conflicts_with_all = ["file", "replace", "prune"])]
         saved: Option<PathBuf>,
-        /// Replace HOST although it loses its instance (its profile or zone changed).
+        /// Replace HOST although it loses its instance (its profile or zone changed), or
+        /// move it with its data (only its zone changed).
         #[arg(long, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::complete_selection))]
         replace: Vec<String>,
         /// Terminate and forget hosts the file does not name; their volumes are kept.

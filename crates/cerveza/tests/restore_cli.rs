@@ -417,3 +417,60 @@ fn a_set_copied_to_another_region_restores_there_and_a_move_takes_the_host_there
     assert_ne!(newest, set, "the move takes a set of its own");
     assert_in(&p, "eu-west-1a", &newest);
 }
+
+#[test]
+fn a_fleet_file_moving_a_host_with_data_plans_a_held_move_that_replace_carries_out() {
+    let p = product();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.yaml");
+    let write = |zone: &str| {
+        std::fs::write(
+            &fleet,
+            format!("--- !Fleet\nproduct: {p}\nhosts:\n  - name: db01\n    profile: Mysql\n    zone: {zone}\n"),
+        )
+        .unwrap();
+    };
+    let f = fleet.to_str().unwrap();
+    write("us-east-1a");
+    cerveza(&p, &["apply", f, "--yes"]).ok();
+    write("us-east-1b");
+    // Planned as a move, held: a replace would launch it away from its data.
+    let r = cerveza(&p, &["plan", f, "-o", "json"]);
+    assert_eq!(r.code, 2, "the fleet differs from the file: {r:#?}");
+    assert_eq!(
+        r.json()["summary"],
+        serde_json::json!({"held": 1, "move": 1})
+    );
+    let row = r.json()["hosts"][0].clone();
+    assert_eq!(row["change"], "move", "{row}");
+    assert!(
+        row["held"].as_str().unwrap().contains("--replace db01"),
+        "{row}"
+    );
+    let before = cloud(&p);
+    let r = cerveza(&p, &["apply", f, "--yes"]);
+    assert!(r.stderr.contains("db01: move held"), "{r:#?}");
+    assert_eq!(
+        data_volumes(&cloud(&p)),
+        data_volumes(&before),
+        "held: nothing moved"
+    );
+    // Carried out with --replace: stopped, backed up, restored in us-east-1b, started.
+    let r = cerveza(&p, &["apply", f, "--yes", "--replace", "db01"]).ok();
+    assert!(r.stdout.contains("us-east-1b"), "{r:#?}");
+    let state = cloud(&p);
+    let set = data_volumes(&state)
+        .iter()
+        .find(|v| v["zone"] == "us-east-1b" && v["tags"]["cerveza:device"].is_string())
+        .map(|v| {
+            v["tags"]["cerveza:restored-from"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .unwrap();
+    assert_in(&p, "us-east-1b", &set);
+    // Then the file and the fleet agree.
+    let r = cerveza(&p, &["plan", f, "-o", "json"]);
+    assert_eq!(r.json()["hosts"][0]["change"], "nothing", "{r:#?}");
+}

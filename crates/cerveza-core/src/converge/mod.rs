@@ -121,7 +121,9 @@ pub async fn plan(
     let survey = survey_of(listing, records);
     let mut plan = plan::diff(file, &survey, opts)?;
     plan.regions = regions.to_vec();
-    // What was checked for the hosts that do launch or move there, as planned.
+    moves_with_data(compute, product, regions, &mut plan, timeout).await;
+    // What was checked for the hosts that do launch or move there, as planned (a host
+    // whose data moves with it is not launched away from its volumes).
     let problems = problems
         .into_iter()
         .filter(|(h, _)| {
@@ -134,6 +136,52 @@ pub async fn plan(
         })
         .collect();
     Ok((plan, problems))
+}
+
+/// Replaces that only change the zone of a host with data volumes become moves (see
+/// [`Row::into_move`]): one volume lookup per region, only when there are such rows. A
+/// region that does not answer leaves its hosts' rows replaces, which the check of
+/// where they launch then refuses when their data is elsewhere.
+async fn moves_with_data(
+    compute: &dyn ComputeRead,
+    product: &Product,
+    regions: &[Region],
+    plan: &mut Plan,
+    timeout: Duration,
+) {
+    let zone_only = |r: &Row| {
+        r.change == Change::Replace
+            && r.want.as_ref().is_some_and(|w| {
+                r.have.profile.as_ref() == Some(&w.profile) && r.have.zone.as_ref() != Some(&w.zone)
+            })
+    };
+    let hosts: Vec<Hostname> = plan
+        .hosts
+        .iter()
+        .filter(|r| zone_only(r))
+        .map(|r| r.host.clone())
+        .collect();
+    if hosts.is_empty() {
+        return;
+    }
+    let index = VolumeIndex::read(compute, product, &hosts, regions, None, timeout).await;
+    let with_data: BTreeSet<&str> = index
+        .found()
+        .filter(|v| v.device().is_some())
+        .filter(|v| {
+            !matches!(
+                v.state,
+                crate::model::VolumeState::Deleting | crate::model::VolumeState::Deleted
+            )
+        })
+        .filter_map(crate::model::Volume::host)
+        .collect();
+    for r in plan.hosts.iter_mut() {
+        if zone_only(r) && with_data.contains(r.host.as_str()) {
+            r.into_move();
+        }
+    }
+    plan.summary = plan::summarize(&plan.hosts);
 }
 
 /// What the checks of where hosts launch need besides the cloud.

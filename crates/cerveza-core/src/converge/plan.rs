@@ -45,6 +45,10 @@ pub enum Change {
     Repair,
     /// Its profile or zone changed: terminate, forget, launch anew (only with `--replace`).
     Replace,
+    /// Its zone changed and it has data volumes: stop it, back its data up, restore the
+    /// set in the new zone (a copy of it, in another region) and start it there, as
+    /// `cerveza move` does (only with `--replace`).
+    Move,
     /// Not in the file: terminate and forget (only with `--prune`); its volumes stay.
     Prune,
     /// Not in the file, and left alone (drift).
@@ -64,6 +68,7 @@ impl Change {
             Self::Terminate => "terminate",
             Self::Repair => "repair",
             Self::Replace => "replace",
+            Self::Move => "move",
             Self::Prune => "prune",
             Self::Unmanaged => "unmanaged",
             Self::Nothing => "nothing",
@@ -71,7 +76,7 @@ impl Change {
     }
 
     /// Every kind, in the order summaries list them.
-    pub const ALL: [Change; 10] = [
+    pub const ALL: [Change; 11] = [
         Change::Launch,
         Change::Relaunch,
         Change::Start,
@@ -79,6 +84,7 @@ impl Change {
         Change::Terminate,
         Change::Repair,
         Change::Replace,
+        Change::Move,
         Change::Prune,
         Change::Unmanaged,
         Change::Nothing,
@@ -216,6 +222,30 @@ pub struct Row {
 }
 
 impl Row {
+    /// A replace that only changes the zone of a host with data volumes becomes a move:
+    /// its data goes with it (a replace would launch it away from its volumes). Held as
+    /// the replace was, with its own reason.
+    pub fn into_move(&mut self) {
+        let Some(want) = &self.want else { return };
+        if self.change != Change::Replace
+            || self.have.profile.as_ref() != Some(&want.profile)
+            || self.have.zone.as_ref() == Some(&want.zone)
+        {
+            return;
+        }
+        self.change = Change::Move;
+        self.detail = format!(
+            "{}; its data moves with it (stopped, backed up, restored there)",
+            self.detail
+        );
+        if self.held.is_some() {
+            self.held = Some(format!(
+                "a move stops it while its data is backed up and restored in {}; `--replace {}` to do it",
+                want.zone, self.host
+            ));
+        }
+    }
+
     /// Whether apply acts on this host.
     pub fn acts(&self) -> bool {
         self.held.is_none() && !matches!(self.change, Change::Nothing | Change::Unmanaged)
@@ -233,7 +263,7 @@ pub struct Plan {
     pub file: String,
     /// The regions it read.
     pub regions: Vec<Region>,
-    /// Hosts `--replace` allowed to be replaced.
+    /// Hosts `--replace` allowed to be replaced (or moved with their data).
     #[serde(default)]
     pub replace: Vec<Hostname>,
     /// Whether hosts not in the file are pruned.
@@ -314,6 +344,18 @@ pub fn seen(file_hosts: &[Hostname], survey: &Survey) -> BTreeMap<Hostname, Have
     out
 }
 
+/// How many rows of each change, and how many held.
+pub(crate) fn summarize(rows: &[Row]) -> BTreeMap<String, usize> {
+    let mut summary: BTreeMap<String, usize> = BTreeMap::new();
+    for r in rows {
+        *summary.entry(r.change.name().to_owned()).or_default() += 1;
+        if r.held.is_some() {
+            *summary.entry("held".to_owned()).or_default() += 1;
+        }
+    }
+    summary
+}
+
 /// The plan of `file` against `survey`.
 pub fn diff(file: &FleetFile, survey: &Survey, opts: &Options) -> Result<Plan, ReplaceError> {
     let cur = current(survey);
@@ -387,13 +429,7 @@ pub fn diff(file: &FleetFile, survey: &Survey, opts: &Options) -> Result<Plan, R
             }
         }
     }
-    let mut summary: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &rows {
-        *summary.entry(r.change.name().to_owned()).or_default() += 1;
-        if r.held.is_some() {
-            *summary.entry("held".to_owned()).or_default() += 1;
-        }
-    }
+    let summary = summarize(&rows);
     Ok(Plan {
         format: FORMAT,
         product: file.product.clone(),

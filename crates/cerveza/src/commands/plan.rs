@@ -401,8 +401,33 @@ pub async fn run_apply(ctx: &Ctx, args: &PlanArgs, wait: &WaitArgs) -> Result<u8
     }
     let settings = ctx.settings_for(&plan.product, wait)?;
     let wiring = ctx.wiring(backends, settings, true).await?;
-    let results = converge::apply(&wiring.lifecycle(), &profiles, &plan).await;
+    let mut results = converge::apply(&wiring.lifecycle(), &profiles, &plan).await;
     wiring.done().await;
+    // Hosts whose data moves with them, one after the other, as `cerveza move` does:
+    // each is stopped, backed up, restored in its new zone and started there.
+    for r in plan
+        .hosts
+        .iter()
+        .filter(|r| r.acts() && r.change == Change::Move)
+    {
+        let Some(want) = &r.want else { continue };
+        if !ctx.quiet {
+            eprintln!("{}: moving it to {} with its data", r.host, want.zone);
+        }
+        match super::restore::moved(ctx, &r.host, &want.zone, wait).await {
+            Ok(Ok(started)) => results.extend(started),
+            Ok(Err(refused)) => results.extend(refused.into_iter().map(|(h, e)| (h, Err(e)))),
+            Err(e) => {
+                results.push((
+                    r.host.clone(),
+                    Err(cerveza_core::Error::Refused {
+                        host: r.host.to_string(),
+                        message: format!("moving it to {}: {e:#}", want.zone),
+                    }),
+                ));
+            }
+        }
+    }
     report(ctx, &results)
 }
 
