@@ -416,6 +416,17 @@ fn a_set_copied_to_another_region_restores_there_and_a_move_takes_the_host_there
         .unwrap();
     assert_ne!(newest, set, "the move takes a set of its own");
     assert_in(&p, "eu-west-1a", &newest);
+    // A restore without --zone stays where the host lives: its newest set there (the
+    // copy), not the same set's original in us-east-1, which would move it back.
+    cerveza(&p, &["stop", "db01"]).ok();
+    let r = cerveza(&p, &["restore", "db01"]).ok();
+    assert!(r.stderr.contains("in eu-west-1a"), "{}", r.stderr);
+    let attached = data_volumes(&cloud(&p))
+        .into_iter()
+        .filter(|v| v["attached_to"].as_array().is_some_and(|a| !a.is_empty()))
+        .map(|v| v["zone"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(attached, ["eu-west-1a"; 4], "{attached:?}");
 }
 
 #[test]

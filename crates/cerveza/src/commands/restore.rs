@@ -34,8 +34,20 @@ pub async fn restore(ctx: &Ctx, host: &str, args: &RestoreArgs<'_>, wait: &WaitA
     let wiring = ctx
         .wiring(ctx.backends().await, ctx.settings(wait)?, true)
         .await?;
-    let set = choose_set(ctx, &wiring, &host, args.from, args.zone).await?;
-    let zone = match args.zone {
+    // Without --zone or --from: its newest complete set where it lives (its record's
+    // zone), not a copy in another region, which would move it there.
+    let lives = match (args.zone, args.from) {
+        (None, None) => {
+            let product = ctx.config.product()?;
+            match wiring.backends.registry.get(product, &host).await {
+                Ok(Some(rec)) => Some(rec.zone),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let set = choose_set(ctx, &wiring, &host, args.from, args.zone.or(lives.as_ref())).await?;
+    let zone = match args.zone.or(lives.as_ref()) {
         Some(z) => z.clone(),
         None => home_zone(ctx, &wiring, &host, &set).await?,
     };
