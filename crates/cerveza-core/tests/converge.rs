@@ -92,6 +92,28 @@ impl World {
         p
     }
 
+    /// [`converge::plan`] of `text`: the plan and the hosts that cannot go where it puts them.
+    async fn checked_plan(
+        &self,
+        text: &str,
+        opts: &plan::Options,
+    ) -> (Plan, Vec<(Hostname, String)>) {
+        converge::plan(
+            &self.cloud,
+            &self.registry,
+            &self.file(text),
+            &regions(),
+            opts,
+            &converge::Launching {
+                profiles: &self.profiles,
+                vpcs: &BTreeMap::new(),
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    }
+
     /// Applies `text` and returns the plan it carried out; every host must succeed.
     async fn apply(&self, text: &str, opts: &plan::Options) -> Plan {
         let plan = self.plan(text, opts).await;
@@ -834,27 +856,8 @@ async fn a_zone_change_of_a_host_with_data_is_a_move_held_until_replace_names_it
         "    profile: Db\n    zone: us-east-1b",
         "    profile: Db\n    zone: us-east-1a",
     );
-    let plan_of = |opts: plan::Options| {
-        let (w, moved) = (&w, &moved);
-        async move {
-            converge::plan(
-                &w.cloud,
-                &w.registry,
-                &w.file(moved),
-                &regions(),
-                &opts,
-                &converge::Launching {
-                    profiles: &w.profiles,
-                    vpcs: &BTreeMap::new(),
-                },
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap()
-        }
-    };
     // db01 has its RAID pair in us-east-1b: its data moves with it, so a move, held.
-    let (plan, problems) = plan_of(none()).await;
+    let (plan, problems) = w.checked_plan(&moved, &none()).await;
     assert!(problems.is_empty(), "{problems:?}");
     let row = plan
         .hosts
@@ -871,11 +874,11 @@ async fn a_zone_change_of_a_host_with_data_is_a_move_held_until_replace_names_it
         "{row:?}"
     );
     // Named by --replace: it acts, and nothing says it launches away from its data.
-    let (plan, problems) = plan_of(plan::Options {
+    let replace = plan::Options {
         replace: vec![h("db01")],
         ..none()
-    })
-    .await;
+    };
+    let (plan, problems) = w.checked_plan(&moved, &replace).await;
     assert!(problems.is_empty(), "{problems:?}");
     let row = plan
         .hosts
@@ -893,20 +896,7 @@ async fn a_zone_change_of_a_host_with_data_is_a_move_held_until_replace_names_it
     assert_eq!(w.live("db01"), before);
     // Without data, a zone change stays a replace.
     let moved_web = FIRST.replace("[us-east-1a, us-east-1b]", "[us-east-1c]");
-    let (plan, _) = converge::plan(
-        &w.cloud,
-        &w.registry,
-        &w.file(&moved_web),
-        &regions(),
-        &none(),
-        &converge::Launching {
-            profiles: &w.profiles,
-            vpcs: &BTreeMap::new(),
-        },
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let (plan, _) = w.checked_plan(&moved_web, &none()).await;
     assert!(plan
         .hosts
         .iter()

@@ -13,18 +13,7 @@ use support::{cerveza, cloud, product, snapshots};
 #[test]
 fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "db01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "Mysql",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "db01", "us-east-1a", "Mysql").ok();
     cerveza(
         &p,
         &["start", "web01", "--zone", "us-east-1a", "--profile", "Web"],
@@ -122,18 +111,7 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
 #[test]
 fn prune_deletes_old_sets_but_never_the_newest_complete_one() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "db01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "Mysql",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "db01", "us-east-1a", "Mysql").ok();
     let set = |r: &support::Run| r.json()[0]["set"].as_str().unwrap().to_owned();
     let first = set(&cerveza(&p, &["backup", "db01", "--wait", "-o", "json"]).ok());
     let second = set(&cerveza(&p, &["backup", "db01", "--wait", "-o", "json"]).ok());
@@ -231,18 +209,7 @@ fn freezes(log: &std::path::Path) -> Vec<(String, String, f64)> {
 #[test]
 fn freeze_thaws_after_the_snapshot_and_by_itself_when_cerveza_is_killed() {
     let p = product();
-    cerveza(
-        &p,
-        &[
-            "start",
-            "db01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "Mysql",
-        ],
-    )
-    .ok();
+    support::start_new(&p, "db01", "us-east-1a", "Mysql").ok();
     let (fakes, log) = freeze_fakes();
     let backup = |args: &[&str], failpoint: &str| -> support::Run {
         support::cmd(&p)

@@ -91,18 +91,17 @@ fn assert_in(p: &str, zone: &str, set: &str) -> String {
 }
 
 fn start_db01(p: &str) {
-    cerveza(
-        p,
-        &[
-            "start",
-            "db01",
-            "--zone",
-            "us-east-1a",
-            "--profile",
-            "Mysql",
-        ],
-    )
-    .ok();
+    support::start_new(p, "db01", "us-east-1a", "Mysql").ok();
+}
+
+/// The set db01's data volumes in `zone` were restored from.
+fn restored_in(state: &Value, zone: &str) -> String {
+    data_volumes(state)
+        .iter()
+        .find(|v| v["zone"] == zone && v["tags"]["cerveza:device"].is_string())
+        .and_then(|v| v["tags"]["cerveza:restored-from"].as_str())
+        .unwrap_or_else(|| panic!("no restored set in {zone}: {state}"))
+        .to_owned()
 }
 
 fn backup(p: &str) -> String {
@@ -403,17 +402,7 @@ fn a_set_copied_to_another_region_restores_there_and_a_move_takes_the_host_there
         .unwrap()["zone"]
         .clone();
     assert_eq!(moved, "eu-west-1a");
-    let state = cloud(&p);
-    let newest = data_volumes(&state)
-        .iter()
-        .find(|v| v["zone"] == "eu-west-1a" && v["tags"]["cerveza:device"].is_string())
-        .map(|v| {
-            v["tags"]["cerveza:restored-from"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .unwrap();
+    let newest = restored_in(&cloud(&p), "eu-west-1a");
     assert_ne!(newest, set, "the move takes a set of its own");
     assert_in(&p, "eu-west-1a", &newest);
     // A restore without --zone stays where the host lives: its newest set there (the
@@ -469,17 +458,7 @@ fn a_fleet_file_moving_a_host_with_data_plans_a_held_move_that_replace_carries_o
     // Carried out with --replace: stopped, backed up, restored in us-east-1b, started.
     let r = cerveza(&p, &["apply", f, "--yes", "--replace", "db01"]).ok();
     assert!(r.stdout.contains("us-east-1b"), "{r:#?}");
-    let state = cloud(&p);
-    let set = data_volumes(&state)
-        .iter()
-        .find(|v| v["zone"] == "us-east-1b" && v["tags"]["cerveza:device"].is_string())
-        .map(|v| {
-            v["tags"]["cerveza:restored-from"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .unwrap();
+    let set = restored_in(&cloud(&p), "us-east-1b");
     assert_in(&p, "us-east-1b", &set);
     // Then the file and the fleet agree.
     let r = cerveza(&p, &["plan", f, "-o", "json"]);

@@ -386,10 +386,7 @@ fn say_restored(ctx: &Ctx, r: &Restored) {
         return;
     }
     if r.already {
-        eprintln!(
-            "{}: its data is set {} in {} already",
-            r.host, r.set, r.zone
-        );
+        // The restore said so as it looked.
         return;
     }
     let volumes: Vec<&str> = r.volumes.values().map(|v| v.as_str()).collect();
