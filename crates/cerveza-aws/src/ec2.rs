@@ -359,6 +359,36 @@ impl ComputeRead for Ec2 {
         Ok(out)
     }
 
+    async fn attached_volumes(
+        &self,
+        region: &Region,
+        instances: &[InstanceId],
+    ) -> ProviderResult<Vec<Volume>> {
+        let mut out = Vec::new();
+        for chunk in instances.chunks(MAX_FILTER_VALUES) {
+            self.pace(region, "DescribeVolumes", true, 1).await;
+            let mut pages = self
+                .client(region)
+                .describe_volumes()
+                .filters(filter(
+                    "attachment.instance-id",
+                    chunk.iter().map(ToString::to_string),
+                ))
+                .max_results(500)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(provider_error)?;
+                out.extend(
+                    page.volumes()
+                        .iter()
+                        .filter_map(|v| convert_volume(region, v)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     async fn volumes(
         &self,
         region: &Region,
@@ -636,9 +666,11 @@ impl Compute for Ec2 {
         region: &Region,
         instance: &InstanceId,
         volumes: &[VolumeId],
+        exclude: &[VolumeId],
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<cerveza_core::backup::Snapshot>> {
-        self.snapshot_set(region, instance, volumes, tags).await
+        self.snapshot_set(region, instance, volumes, exclude, tags)
+            .await
     }
 
     async fn copy_snapshot(

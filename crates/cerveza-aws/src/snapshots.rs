@@ -64,24 +64,13 @@ impl Ec2 {
         region: &Region,
         instance: &InstanceId,
         volumes: &[VolumeId],
+        exclude: &[VolumeId],
         set_tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<Snapshot>> {
-        // Every volume attached to the instance, to leave out those not asked for.
-        self.pace(region, "DescribeVolumes", true, 1).await;
-        let attached = self
-            .client(region)
-            .describe_volumes()
-            .filters(filter("attachment.instance-id", [instance.to_string()]))
-            .send()
-            .await
-            .map_err(provider_error)?;
-        let wanted: Vec<&str> = volumes.iter().map(VolumeId::as_str).collect();
-        let others: Vec<String> = attached
-            .volumes()
+        let others: Vec<String> = exclude
             .iter()
-            .filter_map(|v| v.volume_id())
-            .filter(|id| !wanted.contains(id))
-            .map(str::to_owned)
+            .filter(|v| !volumes.contains(v))
+            .map(ToString::to_string)
             .collect();
         self.pace(region, "CreateSnapshots", true, 1).await;
         let out = self

@@ -388,6 +388,25 @@ impl ComputeRead for FakeCloud {
         })
     }
 
+    async fn attached_volumes(
+        &self,
+        region: &Region,
+        instances: &[InstanceId],
+    ) -> ProviderResult<Vec<Volume>> {
+        self.count("attached_volumes");
+        Ok(lock(&self.state)
+            .volumes
+            .values()
+            .filter(|v| &v.region == region)
+            .filter(|v| {
+                v.attached_to
+                    .as_ref()
+                    .is_some_and(|i| instances.contains(i))
+            })
+            .cloned()
+            .collect())
+    }
+
     async fn snapshots(
         &self,
         region: &Region,
@@ -813,6 +832,7 @@ impl Compute for FakeCloud {
         region: &Region,
         instance: &InstanceId,
         volumes: &[VolumeId],
+        _exclude: &[VolumeId],
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<crate::backup::Snapshot>> {
         self.count("create_snapshots");

@@ -98,6 +98,13 @@ pub trait ComputeRead: Send + Sync {
         region: &Region,
         ids: &[InstanceId],
     ) -> ProviderResult<Vec<Instance>>;
+    /// Every EBS volume attached to `instances` in a region, whatever its tags (a root
+    /// volume, one attached by hand): one read for many instances.
+    async fn attached_volumes(
+        &self,
+        region: &Region,
+        instances: &[InstanceId],
+    ) -> ProviderResult<Vec<Volume>>;
     /// The EBS volumes of a product in a region (of `hosts` only, when not empty).
     async fn volumes(
         &self,
@@ -165,13 +172,15 @@ pub trait Compute: ComputeRead {
     ) -> ProviderResult<()>;
     /// Deletes a volume.
     async fn delete_volume(&self, region: &Region, volume: &VolumeId) -> ProviderResult<()>;
-    /// Snapshots exactly `volumes` of `instance` at one instant (a crash-consistent
-    /// set), each snapshot with its volume's tags and `tags`.
+    /// Snapshots `volumes` of `instance` at one instant (a crash-consistent set), each
+    /// snapshot with its volume's tags and `tags`, leaving out the root and `exclude`
+    /// (every other volume attached to it: see [`ComputeRead::attached_volumes`]).
     async fn create_snapshots(
         &self,
         region: &Region,
         instance: &InstanceId,
         volumes: &[VolumeId],
+        exclude: &[VolumeId],
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Vec<crate::backup::Snapshot>>;
     /// Copies `source` (a completed snapshot of another region) into region `to`

@@ -1718,7 +1718,7 @@ async fn db01_backed_up(w: &World) -> cerveza_core::backup::BackupSet {
         (cerveza_core::backup::MEMBERS.to_owned(), "4".to_owned()),
     ]);
     w.cloud
-        .create_snapshots(&region, &inst.id, &data, &set_tags)
+        .create_snapshots(&region, &inst.id, &data, &[], &set_tags)
         .await
         .unwrap();
     let snaps = w

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use cerveza_core::backup::{self, BackupSet, SetState, Snapshot, SnapshotState};
-use cerveza_core::model::{Instance, InstanceState, VolumeId};
+use cerveza_core::model::{Instance, InstanceState, Volume, VolumeId};
 use cerveza_core::ports::{Compute as _, ComputeRead as _};
 use cerveza_core::selection::{Candidate, Selection};
 use cerveza_core::{tags, Hostname, Region};
@@ -69,10 +69,24 @@ pub async fn run(
         matches!(i.state, InstanceState::Running | InstanceState::Stopped)
     })?;
     let now = cerveza_core::lifecycle::now();
+    // Every volume attached to the chosen instances: one read per region.
+    let attached = attached_volumes(&backends, &chosen).await;
     let rows: Vec<Result<Row, (String, String)>> = stream::iter(chosen)
         .map(|i| {
-            let backends = &backends;
-            async move { one(ctx, backends, i, now, freeze).await }
+            let (backends, attached) = (&backends, &attached);
+            async move {
+                match attached.get(&i.region) {
+                    Some(Ok(vols)) => one(ctx, backends, i, vols, now, freeze).await,
+                    Some(Err(e)) => Err((
+                        i.host().unwrap_or("?").to_owned(),
+                        format!("listing the volumes attached to {}: {e}", i.id),
+                    )),
+                    None => Err((
+                        i.host().unwrap_or("?").to_owned(),
+                        "its region was not read".to_owned(),
+                    )),
+                }
+            }
         })
         .buffer_unordered(AT_ONCE)
         .collect()
@@ -139,11 +153,34 @@ pub async fn run(
     })
 }
 
-/// Snapshots one host's data volumes as one set.
+/// The volumes attached to `instances`, per region (one read each, all at once).
+pub(super) async fn attached_volumes(
+    backends: &super::Backends,
+    instances: &[&Instance],
+) -> BTreeMap<Region, Result<Vec<Volume>, String>> {
+    let mut by_region: BTreeMap<Region, Vec<cerveza_core::model::InstanceId>> = BTreeMap::new();
+    for i in instances {
+        by_region
+            .entry(i.region.clone())
+            .or_default()
+            .push(i.id.clone());
+    }
+    futures::future::join_all(by_region.into_iter().map(|(region, ids)| async move {
+        let read = backends.ec2.attached_volumes(&region, &ids).await;
+        (region, read.map_err(|e| e.to_string()))
+    }))
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// Snapshots one host's data volumes as one set (`attached`: the volumes attached to
+/// the instances of its region).
 pub(super) async fn one(
     ctx: &Ctx,
     backends: &super::Backends,
     i: &Instance,
+    attached: &[Volume],
     now: i64,
     freeze: Option<Duration>,
 ) -> Result<Row, (String, String)> {
@@ -151,16 +188,25 @@ pub(super) async fn one(
     let fail = |why: String| (host_name.clone(), why);
     let host = Hostname::parse(&host_name).map_err(|e| fail(e.to_string()))?;
     let product = ctx.config.product().map_err(|e| fail(e.to_string()))?;
-    let volumes = backends
-        .ec2
-        .volumes(&i.region, product, std::slice::from_ref(&host))
-        .await
-        .map_err(|e| fail(format!("listing its volumes: {e}")))?;
-    // Its data volumes: those of its volume profiles, attached to its instance.
-    let data: Vec<VolumeId> = volumes
+    let attached: Vec<&Volume> = attached
         .iter()
-        .filter(|v| v.device().is_some() && v.attached_to.as_ref() == Some(&i.id))
+        .filter(|v| v.attached_to.as_ref() == Some(&i.id))
+        .collect();
+    // Its data volumes: those of its volume profiles, attached to its instance; every
+    // other volume attached to it (the root, one attached by hand) is left out.
+    let data: Vec<VolumeId> = attached
+        .iter()
+        .filter(|v| {
+            v.device().is_some()
+                && v.host() == Some(host.as_str())
+                && v.tags.get(tags::PRODUCT).map(String::as_str) == Some(product.as_str())
+        })
         .map(|v| v.id.clone())
+        .collect();
+    let exclude: Vec<VolumeId> = attached
+        .iter()
+        .map(|v| v.id.clone())
+        .filter(|id| !data.contains(id))
         .collect();
     if data.is_empty() {
         return Ok(Row {
@@ -232,7 +278,7 @@ pub(super) async fn one(
     };
     let made = backends
         .ec2
-        .create_snapshots(&i.region, &i.id, &data, &set_tags)
+        .create_snapshots(&i.region, &i.id, &data, &exclude, &set_tags)
         .await;
     if let (Some(f), Some(bound)) = (&frozen, freeze) {
         match super::freeze::thaw(ctx, f, bound).await {

@@ -169,10 +169,20 @@ pub(crate) async fn moved(
         ));
     };
     // 2. One set of its data, completed.
+    let attached = super::backup::attached_volumes(&wiring.backends, &[&inst]).await;
+    let attached = match attached.into_values().next() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => anyhow::bail!(exit::Coded::new(
+            exit::UNAVAILABLE,
+            format!("{host}: listing the volumes attached to {}: {e}; nothing was moved (the host is stopped in {})", inst.id, rec.zone)
+        )),
+        None => Vec::new(),
+    };
     let mut row = super::backup::one(
         ctx,
         &wiring.backends,
         &inst,
+        &attached,
         cerveza_core::lifecycle::now(),
         None,
     )
