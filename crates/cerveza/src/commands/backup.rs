@@ -335,23 +335,22 @@ pub(super) async fn copy_sets(
         async move {
             let mut out = Vec::new();
             // What is there already: copies are found by the snapshot they copy.
-            let there: std::collections::BTreeSet<String> =
-                match backends.ec2.snapshots(dest, product).await {
-                    Ok(s) => s
-                        .into_iter()
-                        .filter(|s| s.state != SnapshotState::Error)
-                        .filter_map(|s| s.tags.get(backup::COPIED_FROM).cloned())
-                        .collect(),
-                    Err(e) => {
-                        for r in wanted.iter() {
-                            out.push(Err((
-                                r.host.clone(),
-                                format!("copying to {dest}: {dest} cannot be read: {e}"),
-                            )));
-                        }
-                        return out;
+            let there: Vec<Snapshot> = match backends.ec2.snapshots(dest, product).await {
+                Ok(s) => s
+                    .into_iter()
+                    .filter(|s| s.state != SnapshotState::Error)
+                    .filter(|s| s.tags.contains_key(backup::COPIED_FROM))
+                    .collect(),
+                Err(e) => {
+                    for r in wanted.iter() {
+                        out.push(Err((
+                            r.host.clone(),
+                            format!("copying to {dest}: {dest} cannot be read: {e}"),
+                        )));
                     }
-                };
+                    return out;
+                }
+            };
             for r in wanted.iter().filter(|r| r.region != dest.as_str()) {
                 let Some(set) = sets
                     .iter()
@@ -379,13 +378,14 @@ pub(super) async fn copy_sets(
         .collect())
 }
 
-/// Copies one set's members to `dest` (those not in `there` yet).
+/// Copies one set's members to `dest` (those not in `there`, the copies in `dest`
+/// before this command, yet).
 async fn copy_one(
     ctx: &Ctx,
     backends: &super::Backends,
     set: &BackupSet,
     dest: &Region,
-    there: &std::collections::BTreeSet<String>,
+    there: &[Snapshot],
 ) -> Result<Row, (String, String)> {
     let fail = |why: String| {
         (
@@ -407,7 +407,10 @@ async fn copy_one(
     let mut copies = Vec::new();
     for m in &set.members {
         let tags = set.copy_tags(m);
-        if there.contains(&tags[backup::COPIED_FROM]) {
+        if there
+            .iter()
+            .any(|c| c.tags.get(backup::COPIED_FROM) == tags.get(backup::COPIED_FROM))
+        {
             continue;
         }
         let mut pause = ctx.config.poll_interval.max(Duration::from_millis(200));
@@ -430,15 +433,11 @@ async fn copy_one(
         copies.push(copy);
     }
     // Copied before (all of it, or some): this row waits for the whole set there.
-    let all: Vec<Snapshot> = match backends
-        .ec2
-        .snapshots(dest, ctx.config.product().map_err(|e| fail(e.to_string()))?)
-        .await
-    {
-        Ok(s) => s,
-        Err(_) => copies.clone(),
-    };
-    let listed = backup::sets(all.into_iter().chain(copies).collect())
+    let mine = there
+        .iter()
+        .filter(|c| c.tags.get(backup::SET) == Some(&set.id))
+        .cloned();
+    let listed = backup::sets(mine.chain(copies).collect())
         .into_iter()
         .find(|s| s.id == set.id && &s.region == dest);
     let members = listed.map(|s| s.members).unwrap_or_default();
