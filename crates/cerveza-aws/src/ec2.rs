@@ -367,24 +367,11 @@ impl ComputeRead for Ec2 {
         let mut out = Vec::new();
         for chunk in instances.chunks(MAX_FILTER_VALUES) {
             self.pace(region, "DescribeVolumes", true, 1).await;
-            let mut pages = self
-                .client(region)
-                .describe_volumes()
-                .filters(filter(
-                    "attachment.instance-id",
-                    chunk.iter().map(ToString::to_string),
-                ))
-                .max_results(500)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(provider_error)?;
-                out.extend(
-                    page.volumes()
-                        .iter()
-                        .filter_map(|v| convert_volume(region, v)),
-                );
-            }
+            let attached = filter(
+                "attachment.instance-id",
+                chunk.iter().map(ToString::to_string),
+            );
+            out.extend(self.describe_volumes(region, vec![attached]).await?);
         }
         Ok(out)
     }
@@ -409,22 +396,7 @@ impl ComputeRead for Ec2 {
                 hosts.iter().map(ToString::to_string),
             ));
         }
-        let mut pages = self
-            .client(region)
-            .describe_volumes()
-            .set_filters(Some(filters))
-            .max_results(500)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(provider_error)?;
-            out.extend(
-                page.volumes()
-                    .iter()
-                    .filter_map(|v| convert_volume(region, v)),
-            );
-        }
+        let mut out = self.describe_volumes(region, filters).await?;
         if !by_api && !hosts.is_empty() {
             out.retain(|v| hosts.iter().any(|h| v.host() == Some(h.as_str())));
         }
@@ -492,6 +464,31 @@ pub(crate) fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> T
 }
 
 impl Ec2 {
+    /// Every page of one DescribeVolumes with `filters` (paced by the caller).
+    async fn describe_volumes(
+        &self,
+        region: &Region,
+        filters: Vec<aws_sdk_ec2::types::Filter>,
+    ) -> ProviderResult<Vec<Volume>> {
+        let mut pages = self
+            .client(region)
+            .describe_volumes()
+            .set_filters(Some(filters))
+            .max_results(500)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(provider_error)?;
+            out.extend(
+                page.volumes()
+                    .iter()
+                    .filter_map(|v| convert_volume(region, v)),
+            );
+        }
+        Ok(out)
+    }
+
     async fn launch_once(&self, spec: &LaunchSpec) -> ProviderResult<Instance> {
         let mut req = self
             .client(&spec.region)
