@@ -81,8 +81,9 @@ def normalize(line):
     line = STAMP.sub("TIME", line)
     line = COMPACT_STAMP.sub("TIME", line)
     line = PER_HOST.sub("N AWS requests (N per host)", line)
-    line = SECONDS.sub("SECONDS", line)
-    line = AGE.sub("AGE", line)
+    # One word for both: an age is "54s" in one run and "1m" in a slower one.
+    line = SECONDS.sub("DURATION", line)
+    line = AGE.sub("DURATION", line)
     line = IPV4.sub("IP", line)
     line = PORT.sub(r"\1:PORT", line)
     return " ".join(line.split())
