@@ -24,18 +24,7 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
         let mut args = vec!["doctor", "--only", "backups", "-o", "json"];
         args.extend(extra);
         let r = cerveza(&p, &args);
-        let found: Vec<String> = r.json()["checks"][0]["findings"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{r:#?}"))
-            .iter()
-            .map(|f| {
-                format!(
-                    "{}: {}",
-                    f["subject"].as_str().unwrap(),
-                    f["problem"].as_str().unwrap()
-                )
-            })
-            .collect();
+        let found = support::doctor_findings(&r.json(), "backups");
         (r.code, found)
     };
     assert_eq!(

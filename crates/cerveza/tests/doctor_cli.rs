@@ -8,8 +8,10 @@ mod support;
 
 use std::path::Path;
 
-use serde_json::Value;
-use support::{cerveza, cloud_py, cmd, lab_var, product, Run};
+use support::{
+    cerveza, cloud_py, cmd, doctor_check as check, doctor_findings as findings, lab_var, product,
+    Run,
+};
 
 fn doctor(p: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut c = cmd(p);
@@ -21,32 +23,6 @@ fn doctor(p: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
         c.env(k, v);
     }
     c.arg("doctor").args(args).output().unwrap().into()
-}
-
-/// The report's check `id`.
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
-}
-
-/// "subject: problem" of each finding of check `id`.
-fn findings(report: &Value, id: &str) -> Vec<String> {
-    check(report, id)["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            format!(
-                "{}: {}",
-                f["subject"].as_str().unwrap(),
-                f["problem"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 fn private_ip(p: &str, host: &str) -> String {

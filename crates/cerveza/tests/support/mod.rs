@@ -572,3 +572,29 @@ pub fn start_allowing_imdsv1(product: &str, host: &str) -> Run {
         .unwrap()
         .into()
 }
+
+/// A `doctor -o json` report's check `id`.
+pub fn doctor_check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
+/// "subject: problem" of each finding of check `id`.
+pub fn doctor_findings(report: &Value, id: &str) -> Vec<String> {
+    doctor_check(report, id)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f["subject"].as_str().unwrap(),
+                f["problem"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
