@@ -86,7 +86,11 @@ pub async fn run(ctx: &Ctx, command: &VolumesCommand) -> Result<u8> {
             profile: None,
         })
     });
-    volumes.sort_by(|a, b| (a.host(), a.device(), &a.id).cmp(&(b.host(), b.device(), &b.id)));
+    // Every column a reader compares comes before the id, so two listings of one
+    // fleet print in one order even where the ids differ (the README check masks them).
+    volumes.sort_by(|a, b| {
+        (a.host(), a.device(), &a.zone, &a.id).cmp(&(b.host(), b.device(), &b.zone, &b.id))
+    });
     let rows: Vec<Row<'_>> = volumes
         .iter()
         .map(|v| Row {
