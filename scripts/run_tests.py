@@ -169,8 +169,9 @@ def main():
 def report(job):
     text = job.output()
     if job.status == 0:
-        results = [l for l in text.splitlines() if l.startswith("test result:")]
-        summary = results[-1] if results else "passed"
+        lines = [l for l in text.splitlines() if l.strip()]
+        results = [l for l in lines if l.startswith("test result:")]
+        summary = (results or lines or ["no output"])[-1]
         print(f"== {job.name}: ok in {job.seconds:.1f} s ({summary})", flush=True)
         return
     print(f"== {job.name}: FAILED (exit {job.status}) in {job.seconds:.1f} s; its output:",
