@@ -1749,6 +1749,7 @@ async fn a_restore_into_another_zone_makes_the_set_there_and_keeps_the_old_volum
 
     w.lc().stop(vec![h("db01")]).await[0].1.as_ref().unwrap();
     let first = w.live().remove(0);
+    let reads = w.cloud.calls("volumes");
     let r = w
         .lc()
         .restore(&w.profiles, &set, &other, false)
@@ -1759,6 +1760,11 @@ async fn a_restore_into_another_zone_makes_the_set_there_and_keeps_the_old_volum
         Some(&first.id),
         "the stopped instance in 1a goes"
     );
+    // The host's volumes read once to plan, once for all four new members to be
+    // `available` (at once, in the fake) and once to see no other restore ended
+    // meanwhile: a read per member's wait would make it 6.
+    let reads = w.cloud.calls("volumes") - reads;
+    assert_eq!(reads, 3, "{reads}");
     assert_eq!(r.replaced.len(), 4);
     let vols = w.cloud.all_volumes();
     assert_eq!(vols.len(), 8, "the old set is kept");

@@ -431,8 +431,7 @@ impl Lifecycle<'_> {
         let last = std::sync::Mutex::new(String::new());
         let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
             let now = self
-                .compute
-                .volumes(region, self.product(), std::slice::from_ref(host))
+                .host_volumes_in(host, region)
                 .await
                 .context(|| format!("{host}: looking for its volumes in {region}"))?;
             let now: Vec<Volume> = now
@@ -503,11 +502,8 @@ impl Lifecycle<'_> {
     ) -> Result<(), Error> {
         let last = std::sync::Mutex::new(String::from("not yet visible"));
         let waited = wait::poll(self.clock, &self.settings.backoff(), || async {
-            match self
-                .compute
-                .volumes(region, self.product(), std::slice::from_ref(host))
-                .await
-            {
+            // Read with the other members' waits (and other hosts') in one request.
+            match self.host_volumes_in(host, region).await {
                 Ok(vols) => match vols.into_iter().find(|v| &v.id == id).map(|v| v.state) {
                     Some(VolumeState::Available) => Ok(Some(())),
                     Some(VolumeState::Error) => Err(Error::Refused {

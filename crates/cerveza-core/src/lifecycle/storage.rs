@@ -135,31 +135,33 @@ impl Lifecycle<'_> {
     /// other hosts of this command that read theirs there meanwhile (a read asked for
     /// is always sent after it was asked, so it is never an older answer).
     async fn host_volumes(&self, rec: &HostRecord) -> ProviderResult<Vec<Volume>> {
-        let region = rec.region();
-        let region = &region;
+        self.host_volumes_in(&rec.hostname, &rec.region()).await
+    }
+
+    /// [`Self::host_volumes`] of `host` in `region` (a restore reads the region it
+    /// restores into, which need not be the record's).
+    pub(super) async fn host_volumes_in(
+        &self,
+        host: &Hostname,
+        region: &Region,
+    ) -> ProviderResult<Vec<Volume>> {
         let theirs = self
             .volume_reads
-            .get(
-                self.clock,
-                region,
-                rec.hostname.as_str(),
-                |keys| async move {
-                    let hosts: Vec<Hostname> = keys
-                        .iter()
-                        .filter_map(|k| Hostname::parse(k).ok())
-                        .collect();
-                    let vols = self.compute.volumes(region, self.product(), &hosts).await?;
-                    let mut by_host: std::collections::HashMap<String, Vec<Volume>> =
-                        keys.into_iter().map(|k| (k, Vec::new())).collect();
-                    for v in vols {
-                        if let Some(mine) = v.tags.get(tags::HOST).and_then(|h| by_host.get_mut(h))
-                        {
-                            mine.push(v);
-                        }
+            .get(self.clock, region, host.as_str(), |keys| async move {
+                let hosts: Vec<Hostname> = keys
+                    .iter()
+                    .filter_map(|k| Hostname::parse(k).ok())
+                    .collect();
+                let vols = self.compute.volumes(region, self.product(), &hosts).await?;
+                let mut by_host: std::collections::HashMap<String, Vec<Volume>> =
+                    keys.into_iter().map(|k| (k, Vec::new())).collect();
+                for v in vols {
+                    if let Some(mine) = v.tags.get(tags::HOST).and_then(|h| by_host.get_mut(h)) {
+                        mine.push(v);
                     }
-                    Ok(by_host)
-                },
-            )
+                }
+                Ok(by_host)
+            })
             .await?;
         Ok(theirs.unwrap_or_default())
     }
