@@ -540,9 +540,16 @@ class Lab:
                 return out
             return act
 
+        def start_again(i):
+            orig_start(i)
+            # LaunchTime is "the time that the instance was last launched": a start
+            # sets it again (moto keeps the first launch's).
+            from moto.core.utils import utcnow
+            i.launch_time = utcnow()
+
         InstanceBackend.start_instances = power(
             "started", ("stopping", "shutting-down", "terminated"), ("stopped",),
-            orig_start, "pending", "running", "pending")
+            start_again, "pending", "running", "pending")
         InstanceBackend.stop_instances = power(
             "stopped", ("pending", "shutting-down", "terminated"), ("running",),
             orig_stop, "stopping", "stopped", "stopping")

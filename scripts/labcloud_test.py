@@ -126,9 +126,14 @@ class LabCloud(unittest.TestCase):
         self.assertEqual(self.state(ec2, iid), "stopping")
         self.assertEqual(self.code(lambda: ec2.start_instances(InstanceIds=[iid])), "IncorrectInstanceState")
         self.assertEqual(self.until(lambda: self.state(ec2, iid), "stopped"), "stopped")
+        launched = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["LaunchTime"]
+        time.sleep(1.1)  # LaunchTime has whole seconds: the next start is a later second
         ec2.start_instances(InstanceIds=[iid])
         self.assertEqual(self.state(ec2, iid), "pending")
         self.assertEqual(self.until(lambda: self.state(ec2, iid), "running"), "running")
+        # LaunchTime is the last start's (a move tells a set taken since it from an older one).
+        again = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["LaunchTime"]
+        self.assertGreater(again, launched)
         ec2.terminate_instances(InstanceIds=[iid])
         self.assertEqual(self.state(ec2, iid), "shutting-down")
         self.assertEqual(self.until(lambda: self.state(ec2, iid), "terminated"), "terminated")

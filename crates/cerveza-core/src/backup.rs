@@ -18,6 +18,10 @@ pub const COPIED_FROM: &str = "cerveza:copied-from";
 /// On a copy: when the set was taken (seconds since the epoch); a copy's own start
 /// time is when it was copied, and a set's age is its data's.
 pub const TAKEN: &str = "cerveza:backup-taken";
+/// On a set a `move` took of the stopped host: the zone it moves the host to. A rerun
+/// of that move (the first one killed) goes on with the set while the host has not run
+/// since, instead of taking (and copying) its data again.
+pub const MOVE_TO: &str = "cerveza:move-to";
 
 /// A snapshot's state, as EBS reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

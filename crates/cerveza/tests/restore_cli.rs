@@ -203,6 +203,12 @@ fn assert_in_stopped(p: &str) -> String {
 fn a_move_killed_after_each_step_is_finished_by_a_rerun() {
     let p = product();
     start_db01(&p);
+    let sets = |p: &str| {
+        snapshots(p, "us-east-1")
+            .iter()
+            .filter_map(|s| s["tags"]["cerveza:backup-set"].as_str().map(str::to_owned))
+            .collect::<std::collections::BTreeSet<String>>()
+    };
     let mut zone = "us-east-1a";
     for (failpoint, to) in [
         ("after-snapshot", "us-east-1b"),
@@ -237,15 +243,18 @@ fn a_move_killed_after_each_step_is_finished_by_a_rerun() {
                 "not started: {state}"
             );
         }
+        let before = sets(&p);
         let r = cerveza(&p, &["move", "db01", "--zone", to]).ok();
-        let set = snapshots(&p, "us-east-1")
-            .iter()
-            .filter_map(|s| s["tags"]["cerveza:backup-set"].as_str())
-            .max()
-            .map(str::to_owned)
-            .unwrap();
-        // After a kill once the snapshot was made, the rerun took a set of its own;
-        // either way the host runs in `to` with the set it restored.
+        let set = sets(&p).into_iter().max().unwrap();
+        if failpoint == "after-snapshot" {
+            // The rerun goes on with the set the killed run took: no second one.
+            assert_eq!(sets(&p), before, "{r:#?}");
+            assert!(
+                r.stderr.contains("which an earlier run of this move took"),
+                "{r:#?}"
+            );
+        }
+        // Either way the host runs in `to` with the set it restored.
         let restored = cloud(&p)["volumes"]
             .as_array()
             .unwrap()
@@ -263,9 +272,25 @@ fn a_move_killed_after_each_step_is_finished_by_a_rerun() {
         zone = to;
     }
     assert_eq!(zone, "us-east-1b");
+    // A move's set no longer holds the data once the host has run again: the rerun
+    // after a start takes its own, and restores that.
+    let killed = cmd(&p)
+        .args(["move", "db01", "--zone", "us-east-1c"])
+        .env("CERVEZA_FAILPOINT", "after-snapshot")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    let stale = sets(&p);
+    cerveza(&p, &["start", "db01"]).ok();
+    let r = cerveza(&p, &["move", "db01", "--zone", "us-east-1c"]).ok();
+    assert!(!r.stderr.contains("earlier run"), "{r:#?}");
+    let mut new = sets(&p);
+    new.retain(|s| !stale.contains(s));
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_in(&p, "us-east-1c", new.first().unwrap());
     // A move to where it lives changes nothing.
     let before = snapshots(&p, "us-east-1").len();
-    cerveza(&p, &["move", "db01", "--zone", "us-east-1b"]).ok();
+    cerveza(&p, &["move", "db01", "--zone", "us-east-1c"]).ok();
     assert_eq!(snapshots(&p, "us-east-1").len(), before, "no new set");
 }
 

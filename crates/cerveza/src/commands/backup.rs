@@ -76,7 +76,7 @@ pub async fn run(
             let (backends, attached) = (&backends, &attached);
             async move {
                 match attached.get(&i.region) {
-                    Some(Ok(vols)) => one(ctx, backends, i, vols, now, freeze).await,
+                    Some(Ok(vols)) => one(ctx, backends, i, vols, now, freeze, None).await,
                     Some(Err(e)) => Err((
                         i.host().unwrap_or("?").to_owned(),
                         format!("listing the volumes attached to {}: {e}", i.id),
@@ -174,8 +174,40 @@ pub(super) async fn attached_volumes(
     .collect()
 }
 
+/// `i`'s data volumes (those of its volume profiles, attached to it) and the other
+/// volumes attached to it (the root, one attached by hand), from `attached` (the
+/// volumes attached to the instances of its region).
+fn data_volumes(
+    i: &Instance,
+    host: &Hostname,
+    product: &cerveza_core::Product,
+    attached: &[Volume],
+) -> (Vec<VolumeId>, Vec<VolumeId>) {
+    attached
+        .iter()
+        .filter(|v| v.attached_to.as_ref() == Some(&i.id))
+        .map(|v| {
+            let data = v.device().is_some()
+                && v.host() == Some(host.as_str())
+                && v.tags.get(tags::PRODUCT).map(String::as_str) == Some(product.as_str());
+            (data, v.id.clone())
+        })
+        .fold(
+            (Vec::new(), Vec::new()),
+            |(mut data, mut rest), (is_data, id)| {
+                if is_data {
+                    data.push(id)
+                } else {
+                    rest.push(id)
+                }
+                (data, rest)
+            },
+        )
+}
+
 /// Snapshots one host's data volumes as one set (`attached`: the volumes attached to
-/// the instances of its region).
+/// the instances of its region). `move_to`: the set is a move's, to that zone (tagged
+/// [`backup::MOVE_TO`]).
 pub(super) async fn one(
     ctx: &Ctx,
     backends: &super::Backends,
@@ -183,31 +215,13 @@ pub(super) async fn one(
     attached: &[Volume],
     now: i64,
     freeze: Option<Duration>,
+    move_to: Option<&cerveza_core::Zone>,
 ) -> Result<Row, (String, String)> {
     let host_name = i.host().unwrap_or("?").to_owned();
     let fail = |why: String| (host_name.clone(), why);
     let host = Hostname::parse(&host_name).map_err(|e| fail(e.to_string()))?;
     let product = ctx.config.product().map_err(|e| fail(e.to_string()))?;
-    let attached: Vec<&Volume> = attached
-        .iter()
-        .filter(|v| v.attached_to.as_ref() == Some(&i.id))
-        .collect();
-    // Its data volumes: those of its volume profiles, attached to its instance; every
-    // other volume attached to it (the root, one attached by hand) is left out.
-    let data: Vec<VolumeId> = attached
-        .iter()
-        .filter(|v| {
-            v.device().is_some()
-                && v.host() == Some(host.as_str())
-                && v.tags.get(tags::PRODUCT).map(String::as_str) == Some(product.as_str())
-        })
-        .map(|v| v.id.clone())
-        .collect();
-    let exclude: Vec<VolumeId> = attached
-        .iter()
-        .map(|v| v.id.clone())
-        .filter(|id| !data.contains(id))
-        .collect();
+    let (data, exclude) = data_volumes(i, &host, product, attached);
     if data.is_empty() {
         return Ok(Row {
             host: host_name,
@@ -236,6 +250,9 @@ pub(super) async fn one(
     }
     set_tags.insert(backup::SET.into(), set.clone());
     set_tags.insert(backup::MEMBERS.into(), data.len().to_string());
+    if let Some(z) = move_to {
+        set_tags.insert(backup::MOVE_TO.into(), z.to_string());
+    }
     if !ctx.quiet {
         eprintln!(
             "{host}: snapshotting {} data volume(s) of {} as set {set}",
@@ -455,6 +472,56 @@ async fn copy_one(
         frozen: Vec::new(),
         copied_from: Some(set.region.to_string()),
     })
+}
+
+/// The set an earlier run of a move of `i`'s host to `zone` took, while it still holds
+/// the host's data: a move's set to that zone, pending or complete, of exactly the data
+/// volumes attached now, taken after the instance last started (so nothing was written
+/// after it; a set of the very second of a start is not taken for one). A rerun of a move killed after its snapshot, or while copying the set to
+/// another region, goes on with it rather than snapshotting and copying all again.
+/// None when there is no such set, or the region's snapshots cannot be read (the move
+/// then takes a set of its own, as it would anyway).
+pub(super) async fn taken_for_move(
+    ctx: &Ctx,
+    backends: &super::Backends,
+    i: &Instance,
+    attached: &[Volume],
+    zone: &cerveza_core::Zone,
+) -> Option<Row> {
+    let host = Hostname::parse(i.host()?).ok()?;
+    let product = ctx.config.product().ok()?;
+    let last_start = i.launch_time?;
+    let (data, _) = data_volumes(i, &host, product, attached);
+    let data: std::collections::BTreeSet<&str> = data.iter().map(VolumeId::as_str).collect();
+    let snaps = backends.ec2.snapshots(&i.region, product).await.ok()?;
+    backup::sets(snaps)
+        .into_iter()
+        .filter(|s| s.host == host.as_str() && s.state() != SetState::Incomplete)
+        .filter(|s| {
+            s.members
+                .iter()
+                .all(|m| m.tags.get(backup::MOVE_TO).map(String::as_str) == Some(zone.as_str()))
+        })
+        .filter(|s| s.started().is_some_and(|t| t > last_start))
+        .filter(|s| {
+            let of: std::collections::BTreeSet<&str> = s
+                .members
+                .iter()
+                .filter_map(|m| m.volume_id.as_deref())
+                .collect();
+            of == data
+        })
+        .max_by_key(BackupSet::started)
+        .map(|s| Row {
+            host: s.host.clone(),
+            set: Some(s.id.clone()),
+            region: s.region.to_string(),
+            size_gb: s.size_gb(),
+            state: state_of(&s.members),
+            snapshots: s.members.iter().map(|m| m.id.clone()).collect(),
+            frozen: Vec::new(),
+            copied_from: None,
+        })
 }
 
 fn state_of(snapshots: &[Snapshot]) -> String {

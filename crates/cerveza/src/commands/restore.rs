@@ -178,16 +178,30 @@ pub(crate) async fn moved(
         )),
         None => Vec::new(),
     };
-    let mut row = super::backup::one(
-        ctx,
-        &wiring.backends,
-        &inst,
-        &attached,
-        cerveza_core::lifecycle::now(),
-        None,
-    )
-    .await
-    .map_err(|(h, why)| anyhow::anyhow!("{h}: backing up: {why}"))?;
+    // An earlier run of this move killed after its snapshot: its set, if the host has
+    // not run since.
+    let mut row =
+        match super::backup::taken_for_move(ctx, &wiring.backends, &inst, &attached, zone).await {
+            Some(row) => {
+                say(format!(
+                    "going on with set {}, which an earlier run of this move took ({})",
+                    row.set.as_deref().unwrap_or("?"),
+                    row.state
+                ));
+                row
+            }
+            None => super::backup::one(
+                ctx,
+                &wiring.backends,
+                &inst,
+                &attached,
+                cerveza_core::lifecycle::now(),
+                None,
+                Some(zone),
+            )
+            .await
+            .map_err(|(h, why)| anyhow::anyhow!("{h}: backing up: {why}"))?,
+        };
     let Some(set_id) = row.set.clone() else {
         anyhow::bail!(exit::Coded::new(
             exit::USAGE,
