@@ -45,6 +45,10 @@ pub enum Fault {
     /// The next `attach_volume` attaches, then reports `Unavailable`: the answer was
     /// lost after the work was done.
     AttachLost,
+    /// The next `attach_volume` fails with this kind and attaches nothing (throttled,
+    /// or a connection reset before the request arrived, once the SDK's retries or
+    /// its retry quota are spent).
+    Attach(ProviderErrorKind),
     /// The next `allocate_address` allocates (tagged), then reports `Unavailable`.
     AllocateLost,
     /// The next launched instance goes from `pending` to `terminated` with this
@@ -794,6 +798,10 @@ impl Compute for FakeCloud {
     ) -> ProviderResult<()> {
         self.count("attach_volume");
         let mut s = lock(&self.state);
+        s.fail(|f| match f {
+            Fault::Attach(kind) => Some(*kind),
+            _ => None,
+        })?;
         let zone = s.instances.get(instance).and_then(|i| i.zone.clone());
         let v = s
             .volumes

@@ -665,7 +665,7 @@ async fn a_start_cut_short_is_planned_as_a_repair_and_finished_by_apply() {
     let w = World::new();
     // db01's second volume fails: its instance runs, but its RAID pair is half made.
     w.cloud
-        .inject(Fault::CreateVolume(ProviderErrorKind::Unavailable));
+        .inject(Fault::CreateVolume(ProviderErrorKind::Other));
     let plan = w.plan(FIRST, &none()).await;
     let results = converge::apply(&w.lc(), &w.profiles, &plan).await;
     let failed: Vec<String> = results

@@ -664,7 +664,7 @@ async fn volumes_are_created_tagged_attached_and_reattached_after_terminate() {
 async fn a_failed_volume_leaves_the_rest_attached_and_a_rerun_completes_the_set() {
     let w = World::new();
     w.cloud
-        .inject(Fault::CreateVolume(ProviderErrorKind::Throttled));
+        .inject(Fault::CreateVolume(ProviderErrorKind::Other));
     let r = w
         .lc()
         .start(vec![h("db01")], Some(&zone()), Some("Db"))
@@ -755,6 +755,48 @@ async fn answers_lost_after_attach_and_allocate_still_converge() {
     let eips = w.cloud.all_addresses();
     assert_eq!(eips.len(), 1, "one Elastic IP: {eips:?}");
     assert_eq!(eips[0].instance.as_ref(), Some(&inst.id));
+}
+
+#[tokio::test]
+async fn attaches_and_creates_that_fail_throttled_or_unreachable_are_sent_again_a_few_times() {
+    // The SDK stops retrying once its retry quota is spent (a storm of failures): a
+    // reset or a throttle then reaches cerveza, which asks again after a pause.
+    let w = World::new();
+    for kind in [
+        ProviderErrorKind::Unavailable,
+        ProviderErrorKind::Throttled,
+        ProviderErrorKind::Unavailable,
+    ] {
+        w.cloud.inject(Fault::Attach(kind));
+    }
+    // CreateVolume too, with its token (a volume the lost call made answers it).
+    w.cloud
+        .inject(Fault::CreateVolume(ProviderErrorKind::Throttled));
+    w.start_db01(Some(&zone()), Some("Db")).await;
+    let inst = w.live().remove(0);
+    let vols = w.cloud.all_volumes();
+    assert_eq!(vols.len(), 4);
+    assert!(vols
+        .iter()
+        .all(|v| v.attached_to.as_ref() == Some(&inst.id)));
+    assert_eq!(w.cloud.calls("attach_volume"), 4 + 3);
+    assert_eq!(w.cloud.calls("create_volume"), 4 + 1);
+
+    // One that keeps failing fails its host after five tries, naming the volume; a
+    // refusal (not transient) is not asked again.
+    let w = World::new();
+    for _ in 0..5 {
+        w.cloud
+            .inject(Fault::Attach(ProviderErrorKind::Unavailable));
+    }
+    w.cloud.inject(Fault::Attach(ProviderErrorKind::Invalid));
+    let r = w
+        .lc()
+        .start(vec![h("db01")], Some(&zone()), Some("Db"))
+        .await;
+    let e = r.unwrap()[0].1.as_ref().unwrap_err().to_string();
+    assert!(e.contains("attaching vol-"), "{e}");
+    assert_eq!(w.cloud.calls("attach_volume"), 4 + 5, "{e}");
 }
 
 #[tokio::test]

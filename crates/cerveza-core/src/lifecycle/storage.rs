@@ -108,19 +108,36 @@ impl Lifecycle<'_> {
                             .await?
                     }
                 };
-                match self
-                    .compute
-                    .attach_volume(region, &id, &inst.id, device)
-                    .await
-                {
-                    Ok(()) => Ok(()),
-                    // The answer to an attach that landed may be lost; its retry then
-                    // fails with VolumeInUse. Attached where wanted is success.
-                    Err(e) if self.attached(rec, &id, &inst.id, device).await => {
-                        tracing::debug!(%host, error = %e, "{id} is attached at {device} already");
-                        Ok(())
+                let mut pause = self.steady_pause();
+                let mut attempt = 1;
+                loop {
+                    match self
+                        .compute
+                        .attach_volume(region, &id, &inst.id, device)
+                        .await
+                    {
+                        Ok(()) => return Ok(()),
+                        // The answer to an attach that landed may be lost; its retry
+                        // then fails with VolumeInUse. Attached where wanted is success.
+                        Err(e) if self.attached(rec, &id, &inst.id, device).await => {
+                            tracing::debug!(%host, error = %e, "{id} is attached at {device} already");
+                            return Ok(());
+                        }
+                        // Throttled or unreachable, and not attached: sent again after
+                        // a pause, a few times. The SDK's own retries stop once its
+                        // retry quota is spent, as it is in a storm of failures (full
+                        // run 13: two hosts of 20 failed on one reset each).
+                        Err(e) if e.kind.is_transient() && attempt < STEADY_READS => {
+                            tracing::debug!(%host, error = %e, "attaching {id} at {device} again");
+                            self.clock.sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                            pause *= 2;
+                            attempt += 1;
+                        }
+                        Err(e) => {
+                            return Err(e)
+                                .context(|| format!("{host}: attaching {id} at {device}"))
+                        }
                     }
-                    Err(e) => Err(e).context(|| format!("{host}: attaching {id} at {device}")),
                 }
             }
         }))
@@ -171,10 +188,7 @@ impl Lifecycle<'_> {
     /// retry quota runs out, and one throttled read must not fail a host (or make an
     /// attach that landed look like one that did not).
     async fn host_volumes_steady(&self, rec: &HostRecord) -> ProviderResult<Vec<Volume>> {
-        let mut pause = self
-            .settings
-            .poll_initial
-            .max(std::time::Duration::from_millis(200));
+        let mut pause = self.steady_pause();
         for _ in 0..STEADY_READS {
             match self.host_volumes(rec).await {
                 Err(e) if e.kind.is_transient() => {
@@ -216,6 +230,14 @@ impl Lifecycle<'_> {
         self.volume_index(std::slice::from_ref(host), home)
             .await
             .of(host, home)
+    }
+
+    /// The first pause before a call that EC2 answered throttled or unavailable is sent
+    /// again (doubled after each, with jitter).
+    fn steady_pause(&self) -> std::time::Duration {
+        self.settings
+            .poll_initial
+            .max(std::time::Duration::from_millis(200))
     }
 
     /// Whether volume `id` is attached to `instance` at `device` now.
@@ -270,6 +292,7 @@ impl Lifecycle<'_> {
         token: impl Fn(u32) -> String,
     ) -> ProviderResult<Volume> {
         let mut attempt = 0;
+        let (mut sent, mut pause) = (1, self.steady_pause());
         loop {
             request.client_token = token(attempt);
             match self.compute.create_volume(&request).await {
@@ -278,6 +301,15 @@ impl Lifecycle<'_> {
                         && attempt < MAX_VOLUME_ATTEMPTS =>
                 {
                     attempt += 1;
+                }
+                // Throttled or unreachable once the SDK's retries (or its retry quota)
+                // are spent: sent again with the same token after a pause, a few times;
+                // a volume the lost call made answers it.
+                Err(e) if e.kind.is_transient() && sent < STEADY_READS => {
+                    tracing::debug!(error = %e, "CreateVolume again");
+                    self.clock.sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                    pause *= 2;
+                    sent += 1;
                 }
                 other => return other,
             }
