@@ -120,6 +120,12 @@ def main():
 
     waiting, running, done = list(jobs), [], []
     began = last_beat = time.monotonic()
+
+    def stopped(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    # Killed (CI's time limit, ^C): the jobs run in sessions of their own, so they
+    # are killed here rather than left running.
+    signal.signal(signal.SIGTERM, stopped)
     try:
         while waiting or running:
             while waiting and len(running) < args.jobs:
@@ -148,7 +154,9 @@ def main():
     except KeyboardInterrupt:
         for job in running:
             job.kill()
-        raise
+        print("run_tests: stopped; killed " + (", ".join(j.name for j in running) or "nothing"),
+              file=sys.stderr, flush=True)
+        return 130
 
     failed = [j for j in done if j.status != 0]
     measured.update({j.name: round(j.seconds, 1) for j in done})

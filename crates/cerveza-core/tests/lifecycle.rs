@@ -424,7 +424,7 @@ async fn many_hosts_run_concurrently_and_keep_their_order() {
 #[tokio::test]
 async fn a_failed_launch_is_reported_and_a_rerun_completes() {
     let w = World::new();
-    w.cloud.inject(Fault::Launch(ProviderErrorKind::Throttled));
+    w.cloud.inject(Fault::Launch(ProviderErrorKind::Other));
     let r = w
         .lc()
         .start(vec![h("a1"), h("a2")], Some(&zone()), Some("Dev"))
@@ -758,7 +758,7 @@ async fn answers_lost_after_attach_and_allocate_still_converge() {
 }
 
 #[tokio::test]
-async fn attaches_and_creates_that_fail_throttled_or_unreachable_are_sent_again_a_few_times() {
+async fn launches_creates_and_attaches_that_fail_throttled_or_unreachable_are_sent_again() {
     // The SDK stops retrying once its retry quota is spent (a storm of failures): a
     // reset or a throttle then reaches cerveza, which asks again after a pause.
     let w = World::new();
@@ -769,9 +769,12 @@ async fn attaches_and_creates_that_fail_throttled_or_unreachable_are_sent_again_
     ] {
         w.cloud.inject(Fault::Attach(kind));
     }
-    // CreateVolume too, with its token (a volume the lost call made answers it).
+    // CreateVolume and RunInstances too, with their tokens (what a lost call made
+    // answers it).
     w.cloud
         .inject(Fault::CreateVolume(ProviderErrorKind::Throttled));
+    w.cloud
+        .inject(Fault::Launch(ProviderErrorKind::Unavailable));
     w.start_db01(Some(&zone()), Some("Db")).await;
     let inst = w.live().remove(0);
     let vols = w.cloud.all_volumes();
@@ -781,6 +784,7 @@ async fn attaches_and_creates_that_fail_throttled_or_unreachable_are_sent_again_
         .all(|v| v.attached_to.as_ref() == Some(&inst.id)));
     assert_eq!(w.cloud.calls("attach_volume"), 4 + 3);
     assert_eq!(w.cloud.calls("create_volume"), 4 + 1);
+    assert_eq!(w.cloud.calls("launch"), 1 + 1);
 
     // One that keeps failing fails its host after five tries, naming the volume; a
     // refusal (not transient) is not asked again.

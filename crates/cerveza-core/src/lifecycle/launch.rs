@@ -182,7 +182,9 @@ impl Lifecycle<'_> {
             &format!("launching {} in {}", resolved.profile.name, rec.zone),
         );
         let context = || format!("{host}: launching an instance in {}", rec.zone);
-        let inst = match self.compute.launch(&spec).await {
+        // Sent again with its token while throttled or unreachable: the instance a
+        // lost call made answers it.
+        let inst = match self.steadily(context, || self.compute.launch(&spec)).await {
             Ok(inst) => inst,
             // The instance type and the image (or other settings) do not go together:
             // nothing was made; this host fails with what to change, the others go on.

@@ -232,6 +232,9 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// How many times in all [`Lifecycle::steadily`] sends a call.
+const STEADY_TRIES: u32 = 5;
+
 /// A describe that failed while waiting: throttled or unreachable means "not yet"
 /// (logged), anything else ends the wait.
 fn describe_failed<T>(host: &Hostname, id: &str, e: ProviderError) -> Result<Option<T>, Error> {
@@ -397,6 +400,40 @@ impl<'a> Lifecycle<'a> {
                 "it has no instance (last state {}); `cerveza start {}` launches one",
                 rec.state, rec.hostname
             ),
+        }
+    }
+
+    /// `call`, sent again after a pause (the poll interval, at least 200 ms, doubling,
+    /// jittered) while it fails throttled or unreachable, [`STEADY_TRIES`] times in all.
+    /// The SDK retries such failures itself until its retry quota is spent, as it is in
+    /// a storm of failures; then the first reset reaches here (full runs 13 and 15: one
+    /// host of 20 failed on a lost AttachVolume or RunInstances answer). Only for calls
+    /// safe to repeat: reads, calls with a ClientToken, an attach checked not to have
+    /// landed.
+    pub(super) async fn steadily<T, F, Fut>(
+        &self,
+        what: impl Fn() -> String,
+        call: F,
+    ) -> crate::ports::ProviderResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = crate::ports::ProviderResult<T>>,
+    {
+        let mut pause = self
+            .settings
+            .poll_initial
+            .max(std::time::Duration::from_millis(200));
+        let mut tries = 1;
+        loop {
+            match call().await {
+                Err(e) if e.kind.is_transient() && tries < STEADY_TRIES => {
+                    tracing::debug!(error = %e, "{}: sent again", what());
+                    self.clock.sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                    pause *= 2;
+                    tries += 1;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -610,6 +647,22 @@ impl<'a> Lifecycle<'a> {
     /// request whole when one instance cannot go; each then goes alone, so one host's
     /// trouble stays its own.
     async fn power(&self, start: bool, region: &Region, id: &InstanceId) -> ProviderResult<()> {
+        // StartInstances and StopInstances are idempotent: sent again while throttled
+        // or unreachable.
+        let verb = if start { "starting" } else { "stopping" };
+        self.steadily(
+            || format!("{verb} {id}"),
+            || self.power_once(start, region, id),
+        )
+        .await
+    }
+
+    async fn power_once(
+        &self,
+        start: bool,
+        region: &Region,
+        id: &InstanceId,
+    ) -> ProviderResult<()> {
         let batcher = if start { &self.starts } else { &self.stops };
         let done = batcher
             .get(self.clock, region, id.as_str(), |keys| async move {

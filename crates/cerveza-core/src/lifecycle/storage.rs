@@ -108,37 +108,27 @@ impl Lifecycle<'_> {
                             .await?
                     }
                 };
-                let mut pause = self.steady_pause();
-                let mut attempt = 1;
-                loop {
-                    match self
-                        .compute
-                        .attach_volume(region, &id, &inst.id, device)
-                        .await
-                    {
-                        Ok(()) => return Ok(()),
-                        // The answer to an attach that landed may be lost; its retry
-                        // then fails with VolumeInUse. Attached where wanted is success.
-                        Err(e) if self.attached(rec, &id, &inst.id, device).await => {
-                            tracing::debug!(%host, error = %e, "{id} is attached at {device} already");
-                            return Ok(());
+                // The answer to an attach that landed may be lost; its retry then
+                // fails with VolumeInUse. Attached where wanted is success; one that
+                // did not land is sent again while EC2 is throttled or unreachable.
+                self.steadily(
+                    || format!("{host}: attaching {id} at {device}"),
+                    || async {
+                        match self
+                            .compute
+                            .attach_volume(region, &id, &inst.id, device)
+                            .await
+                        {
+                            Err(e) if self.attached(rec, &id, &inst.id, device).await => {
+                                tracing::debug!(%host, error = %e, "{id} is attached at {device} already");
+                                Ok(())
+                            }
+                            other => other,
                         }
-                        // Throttled or unreachable, and not attached: sent again after
-                        // a pause, a few times. The SDK's own retries stop once its
-                        // retry quota is spent, as it is in a storm of failures (full
-                        // run 13: two hosts of 20 failed on one reset each).
-                        Err(e) if e.kind.is_transient() && attempt < STEADY_READS => {
-                            tracing::debug!(%host, error = %e, "attaching {id} at {device} again");
-                            self.clock.sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
-                            pause *= 2;
-                            attempt += 1;
-                        }
-                        Err(e) => {
-                            return Err(e)
-                                .context(|| format!("{host}: attaching {id} at {device}"))
-                        }
-                    }
-                }
+                    },
+                )
+                .await
+                .context(|| format!("{host}: attaching {id} at {device}"))
             }
         }))
         .await;
@@ -183,23 +173,15 @@ impl Lifecycle<'_> {
         Ok(theirs.unwrap_or_default())
     }
 
-    /// [`Self::host_volumes`], read again after a pause (a few times, doubling) while
-    /// EC2 answers throttled or unavailable: when many hosts attach at once, the SDK's
-    /// retry quota runs out, and one throttled read must not fail a host (or make an
-    /// attach that landed look like one that did not).
+    /// [`Self::host_volumes`], read again while EC2 answers throttled or unavailable
+    /// ([`Self::steadily`]): when many hosts attach at once, one throttled read must
+    /// not fail a host (or make an attach that landed look like one that did not).
     async fn host_volumes_steady(&self, rec: &HostRecord) -> ProviderResult<Vec<Volume>> {
-        let mut pause = self.steady_pause();
-        for _ in 0..STEADY_READS {
-            match self.host_volumes(rec).await {
-                Err(e) if e.kind.is_transient() => {
-                    tracing::debug!(host = %rec.hostname, error = %e, "reading its volumes again");
-                    self.clock.sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
-                    pause *= 2;
-                }
-                other => return other,
-            }
-        }
-        self.host_volumes(rec).await
+        self.steadily(
+            || format!("{}: reading its volumes", rec.hostname),
+            || self.host_volumes(rec),
+        )
+        .await
     }
 
     /// The volumes tagged with `hosts` (all of the product's when empty) in every
@@ -230,14 +212,6 @@ impl Lifecycle<'_> {
         self.volume_index(std::slice::from_ref(host), home)
             .await
             .of(host, home)
-    }
-
-    /// The first pause before a call that EC2 answered throttled or unavailable is sent
-    /// again (doubled after each, with jitter).
-    fn steady_pause(&self) -> std::time::Duration {
-        self.settings
-            .poll_initial
-            .max(std::time::Duration::from_millis(200))
     }
 
     /// Whether volume `id` is attached to `instance` at `device` now.
@@ -292,24 +266,22 @@ impl Lifecycle<'_> {
         token: impl Fn(u32) -> String,
     ) -> ProviderResult<Volume> {
         let mut attempt = 0;
-        let (mut sent, mut pause) = (1, self.steady_pause());
         loop {
             request.client_token = token(attempt);
-            match self.compute.create_volume(&request).await {
+            // Sent again with the same token while throttled or unreachable: a volume
+            // the lost call made answers it.
+            let made = self
+                .steadily(
+                    || format!("creating a volume in {}", request.zone),
+                    || self.compute.create_volume(&request),
+                )
+                .await;
+            match made {
                 Err(e)
                     if e.has_code("IdempotentParameterMismatch")
                         && attempt < MAX_VOLUME_ATTEMPTS =>
                 {
                     attempt += 1;
-                }
-                // Throttled or unreachable once the SDK's retries (or its retry quota)
-                // are spent: sent again with the same token after a pause, a few times;
-                // a volume the lost call made answers it.
-                Err(e) if e.kind.is_transient() && sent < STEADY_READS => {
-                    tracing::debug!(error = %e, "CreateVolume again");
-                    self.clock.sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
-                    pause *= 2;
-                    sent += 1;
                 }
                 other => return other,
             }
@@ -426,9 +398,6 @@ pub(super) fn volume_request(
         snapshot_id: None,
     }
 }
-
-/// Reads of a host's volumes sent again while EC2 answers throttled or unavailable.
-const STEADY_READS: u32 = 5;
 
 /// Tokens tried for one volume before its creation is given up (each spent one is a
 /// volume EBS dropped).
