@@ -98,6 +98,19 @@ impl<'a> std::ops::Deref for Lc<'a> {
 }
 
 impl World {
+    /// Starts db01 (profile Db), asserts its four volumes are made and attached to its
+    /// instance, and returns that instance.
+    async fn start_db01_with_its_four_volumes(&self) -> Instance {
+        self.start_db01(Some(&zone()), Some("Db")).await;
+        let inst = self.live().remove(0);
+        let vols = self.cloud.all_volumes();
+        assert_eq!(vols.len(), 4);
+        assert!(vols
+            .iter()
+            .all(|v| v.attached_to.as_ref() == Some(&inst.id)));
+        inst
+    }
+
     fn new() -> Self {
         Self {
             cloud: FakeCloud::default(),
@@ -745,13 +758,7 @@ async fn answers_lost_after_attach_and_allocate_still_converge() {
     let w = World::new();
     w.cloud.inject(Fault::AttachLost);
     w.cloud.inject(Fault::AllocateLost);
-    w.start_db01(Some(&zone()), Some("Db")).await;
-    let inst = w.live().remove(0);
-    let vols = w.cloud.all_volumes();
-    assert_eq!(vols.len(), 4);
-    assert!(vols
-        .iter()
-        .all(|v| v.attached_to.as_ref() == Some(&inst.id)));
+    let inst = w.start_db01_with_its_four_volumes().await;
     let eips = w.cloud.all_addresses();
     assert_eq!(eips.len(), 1, "one Elastic IP: {eips:?}");
     assert_eq!(eips[0].instance.as_ref(), Some(&inst.id));
@@ -775,13 +782,7 @@ async fn launches_creates_and_attaches_that_fail_throttled_or_unreachable_are_se
         .inject(Fault::CreateVolume(ProviderErrorKind::Throttled));
     w.cloud
         .inject(Fault::Launch(ProviderErrorKind::Unavailable));
-    w.start_db01(Some(&zone()), Some("Db")).await;
-    let inst = w.live().remove(0);
-    let vols = w.cloud.all_volumes();
-    assert_eq!(vols.len(), 4);
-    assert!(vols
-        .iter()
-        .all(|v| v.attached_to.as_ref() == Some(&inst.id)));
+    w.start_db01_with_its_four_volumes().await;
     assert_eq!(w.cloud.calls("attach_volume"), 4 + 3);
     assert_eq!(w.cloud.calls("create_volume"), 4 + 1);
     assert_eq!(w.cloud.calls("launch"), 1 + 1);
