@@ -1,23 +1,96 @@
 //! Connection reuse against the lab's real sshd, counted in sshd's own log: a second run
-//! within the persist time opens no new TCP connection. One test in this binary, so no
-//! other test's connections are counted (cargo runs test binaries one after another).
+//! within the persist time opens no new TCP connection. Other tests use the lab's sshd
+//! at the same time (scripts/run_tests.py runs test binaries side by side), so this one
+//! logs in with a key of its own and counts only the logins of that key.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use support::{cerveza, cmd, lab_var, product, Run};
 
-/// Connections sshd accepted so far (the hosts' sshd, or the gateway's).
-fn accepted(log: &str) -> usize {
-    let path = Path::new(&lab_var("CERVEZA_LAB_DIR")).join(log);
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("Accepted publickey"))
-        .count()
+/// A client key of this test's own, authorised on the lab's sshd (its authorized_keys
+/// is read at each login), and an ssh config that uses it.
+struct OwnKey {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    lab_config: String,
+    fingerprint: String,
+}
+
+impl OwnKey {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id");
+        let made = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "ssh-reuse-test",
+                "-f",
+            ])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let listed = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(key.with_extension("pub"))
+            .output()
+            .unwrap();
+        let fingerprint = String::from_utf8(listed.stdout)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let authorized = Path::new(&lab_var("CERVEZA_LAB_DIR")).join("ssh/authorized_keys");
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(authorized)
+            .unwrap()
+            .write_all(public.as_bytes())
+            .unwrap();
+        let lab = std::fs::read_to_string(lab_var("CERVEZA_SSH_CONFIG")).unwrap();
+        let lab_config: String = lab
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("IdentityFile ") {
+                    format!("  IdentityFile {}\n", key.display())
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert!(lab_config.contains(&key.display().to_string()), "{lab}");
+        let config = dir.path().join("ssh_config");
+        std::fs::write(&config, &lab_config).unwrap();
+        OwnKey {
+            _dir: dir,
+            config,
+            lab_config,
+            fingerprint,
+        }
+    }
+
+    /// Logins of this key that sshd accepted so far (the hosts' sshd, or the gateway's).
+    fn accepted(&self, log: &str) -> usize {
+        let path = Path::new(&lab_var("CERVEZA_LAB_DIR")).join(log);
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("Accepted publickey") && l.ends_with(&self.fingerprint))
+            .count()
+    }
 }
 
 fn sockets(dir: &Path) -> Vec<String> {
@@ -48,6 +121,8 @@ fn a_second_run_reuses_every_connection_and_only_cervezas_own() {
         ],
     )
     .ok();
+    let key = OwnKey::new();
+    let accepted = |log: &str| key.accepted(log);
     let run_dir = tempfile::tempdir().unwrap();
     let ours = run_dir.path().join("cerveza/ssh");
     let remote = |env: &[(&str, &str)], args: &[&str]| -> Run {
@@ -57,6 +132,7 @@ fn a_second_run_reuses_every_connection_and_only_cervezas_own() {
             lab_var("CERVEZA_LAB_SSH_ADDRESSES"),
         )
         .env("XDG_RUNTIME_DIR", run_dir.path())
+        .env("CERVEZA_SSH_CONFIG", &key.config)
         .env("CERVEZA_REMOTE_PERSIST", "60s");
         for (k, v) in env {
             c.env(k, v);
@@ -117,7 +193,7 @@ fn a_second_run_reuses_every_connection_and_only_cervezas_own() {
     // The user's own ControlMaster wins: their sockets, none of ours.
     let theirs = tempfile::tempdir().unwrap();
     let config = theirs.path().join("ssh_config");
-    let lab_config = std::fs::read_to_string(lab_var("CERVEZA_SSH_CONFIG")).unwrap();
+    let lab_config = &key.lab_config;
     std::fs::write(
         &config,
         format!(
