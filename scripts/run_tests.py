@@ -35,7 +35,7 @@ LOGS = TARGET / "test-logs"
 # Seconds each job took in a full run on a 2-core machine (2026-12-05), for the order
 # of a first run; later runs use their own measurements. Only the order depends on it.
 KNOWN = {
-    "readme": 270, "cerveza/faults": 165, "cerveza/restore_cli": 120, "cerveza/iam_cli": 95,
+    "readme": 90, "cerveza/faults": 165, "cerveza/restore_cli": 120, "cerveza/iam_cli": 95,
     "cerveza/registry_outage": 50, "cerveza/lifecycle": 45, "cerveza/volumes_cli": 42,
     "cerveza/fleet_cli": 36, "cerveza/route53_cli": 30, "cerveza/backup_cli": 28,
     "cerveza-aws/pacing": 28, "cerveza/hostkeys_cli": 27, "cerveza/remote_cli": 21,

@@ -406,8 +406,8 @@ impl<'a> Lifecycle<'a> {
     /// `call`, sent again after a pause (the poll interval, at least 200 ms, doubling,
     /// jittered) while it fails throttled or unreachable, [`STEADY_TRIES`] times in all.
     /// The SDK retries such failures itself until its retry quota is spent, as it is in
-    /// a storm of failures; then the first reset reaches here (full runs 13 and 15: one
-    /// host of 20 failed on a lost AttachVolume or RunInstances answer). Only for calls
+    /// a storm of failures; then the first reset reaches here (in full runs of the fault
+    /// tests, hosts failed on one lost AttachVolume or RunInstances answer). Only for calls
     /// safe to repeat: reads, calls with a ClientToken, an attach checked not to have
     /// landed.
     pub(super) async fn steadily<T, F, Fut>(

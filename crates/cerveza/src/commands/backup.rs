@@ -183,26 +183,16 @@ fn data_volumes(
     product: &cerveza_core::Product,
     attached: &[Volume],
 ) -> (Vec<VolumeId>, Vec<VolumeId>) {
-    attached
+    let (data, rest): (Vec<&Volume>, Vec<&Volume>) = attached
         .iter()
         .filter(|v| v.attached_to.as_ref() == Some(&i.id))
-        .map(|v| {
-            let data = v.device().is_some()
+        .partition(|v| {
+            v.device().is_some()
                 && v.host() == Some(host.as_str())
-                && v.tags.get(tags::PRODUCT).map(String::as_str) == Some(product.as_str());
-            (data, v.id.clone())
-        })
-        .fold(
-            (Vec::new(), Vec::new()),
-            |(mut data, mut rest), (is_data, id)| {
-                if is_data {
-                    data.push(id)
-                } else {
-                    rest.push(id)
-                }
-                (data, rest)
-            },
-        )
+                && v.tags.get(tags::PRODUCT).map(String::as_str) == Some(product.as_str())
+        });
+    let ids = |vs: Vec<&Volume>| vs.into_iter().map(|v| v.id.clone()).collect();
+    (ids(data), ids(rest))
 }
 
 /// Snapshots one host's data volumes as one set (`attached`: the volumes attached to
