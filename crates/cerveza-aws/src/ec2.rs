@@ -452,6 +452,14 @@ impl Ec2 {
     }
 }
 
+/// The SDK's retries turned off, for a call with no idempotency token
+/// (AllocateAddress, CreateSnapshots, CopySnapshot): sent again after an answer lost
+/// on the way back (a 5xx, a reset), it would make a second address or snapshot. The
+/// caller looks for the first by its tags before it asks again.
+pub(crate) fn sent_once() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
+}
+
 pub(crate) fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(kind)
@@ -797,10 +805,7 @@ impl Compute for Ec2 {
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(ResourceType::ElasticIp, &t))
             .customize()
-            .config_override(
-                aws_sdk_ec2::config::Builder::default()
-                    .retry_config(aws_config::retry::RetryConfig::disabled()),
-            )
+            .config_override(sent_once())
             .send()
             .await
             .map_err(provider_error)?;

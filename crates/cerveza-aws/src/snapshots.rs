@@ -11,7 +11,7 @@ use cerveza_core::names::{Product, Region};
 use cerveza_core::ports::ProviderResult;
 use cerveza_core::tags;
 
-use crate::ec2::{filter, tag_map, tag_spec, Ec2};
+use crate::ec2::{filter, sent_once, tag_map, tag_spec, Ec2};
 use crate::errors::provider_error;
 
 fn state(s: Option<&Ec2State>) -> SnapshotState {
@@ -91,6 +91,8 @@ impl Ec2 {
                     .get(cerveza_core::backup::SET)
                     .map_or("", String::as_str)
             ))
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(provider_error)?;
@@ -131,6 +133,8 @@ impl Ec2 {
                 source.id,
                 source.region
             ))
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(provider_error)?;

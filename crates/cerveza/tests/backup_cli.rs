@@ -7,8 +7,8 @@
 
 mod support;
 
-use serde_json::Value;
-use support::{cerveza, cloud, product, snapshots};
+use serde_json::{json, Value};
+use support::{cerveza, cloud, product, snapshots, Proxy, Run};
 
 #[test]
 fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
@@ -153,6 +153,75 @@ fn prune_deletes_old_sets_but_never_the_newest_complete_one() {
         "{r:#?}"
     );
     assert_eq!(snapshots(&p, "us-east-1").len(), 8);
+}
+
+/// CreateSnapshots and CopySnapshot have no idempotency token. Every answer to them is
+/// lost here after EC2 did the work (a 500, a reset): sent again blindly, the set
+/// would hold each volume twice (incomplete: no restore takes it) and each copy would
+/// be made twice. The set and its copies are found by their tags instead.
+#[test]
+fn lost_answers_to_snapshot_and_copy_requests_make_no_second_snapshot() {
+    let p = product();
+    let proxy = Proxy::start(&json!({"rules": [
+        {"fault": "status", "status": 500, "action": "CreateSnapshots", "when": "after", "spare_last": false},
+        {"fault": "reset", "action": "CopySnapshot", "when": "after", "spare_last": false},
+    ]}));
+    proxy
+        .direct(
+            &p,
+            &[
+                "start",
+                "db01",
+                "--zone",
+                "us-east-1a",
+                "--profile",
+                "Mysql",
+            ],
+        )
+        .ok();
+    let r: Run = proxy
+        .cmd(&p)
+        .args(["backup", "db01", "--copy-to", "eu-west-1", "-o", "json"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{r:#?}\nproxy: {}", proxy.stats());
+    let faults = proxy.stats()["faults"].clone();
+    assert_eq!(faults["status:ec2:CreateSnapshots"], 1, "{faults}");
+    assert_eq!(faults["reset:ec2:CopySnapshot"], 4, "{faults}");
+    let rows = r.json();
+    let set = rows[0]["set"].as_str().unwrap();
+    assert_eq!(
+        (rows[0]["state"].as_str(), rows[1]["state"].as_str()),
+        (Some("completed"), Some("completed")),
+        "{rows}"
+    );
+
+    // Read straight from EC2: one snapshot per volume, one copy per snapshot.
+    let east = proxy.snapshots(&p, "us-east-1");
+    assert_eq!(east.len(), 4, "{east:?}");
+    assert!(east.iter().all(|s| s["tags"]["cerveza:backup-set"] == set));
+    let west = proxy.snapshots(&p, "eu-west-1");
+    let copied: std::collections::BTreeSet<&str> = west
+        .iter()
+        .map(|c| c["tags"]["cerveza:copied-from"].as_str().unwrap())
+        .collect();
+    assert_eq!((west.len(), copied.len()), (4, 4), "{west:?}");
+    let list = proxy
+        .direct(&p, &["backup", "list", "-o", "json"])
+        .ok()
+        .json();
+    let states: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["region"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("eu-west-1", "complete"), ("us-east-1", "complete")],
+        "{list}"
+    );
 }
 
 /// Stand-ins for sudo, fsfreeze and mountpoint on the lab's hosts (which share the test

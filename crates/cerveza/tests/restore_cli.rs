@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -47,10 +48,16 @@ fn assert_in(p: &str, zone: &str, set: &str) -> String {
     );
     let id = inst["id"].as_str().unwrap().to_owned();
     let region = &zone[..zone.len() - 1];
-    let set_snaps: Vec<String> = snapshots(p, region)
+    // Each snapshot of the set, and the device whose data it holds.
+    let set_snaps: BTreeMap<String, Value> = snapshots(p, region)
         .iter()
         .filter(|s| s["tags"]["cerveza:backup-set"] == set)
-        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                s["tags"]["cerveza:device"].clone(),
+            )
+        })
         .collect();
     assert_eq!(set_snaps.len(), 4, "{set}");
     let (attached, rest): (Vec<Value>, Vec<Value>) = data_volumes(&state)
@@ -64,10 +71,13 @@ fn assert_in(p: &str, zone: &str, set: &str) -> String {
         assert!(v["tags"]["cerveza:device"].is_string(), "{v}");
         assert_eq!(v["tags"]["cerveza:restored-from"], set, "{v}");
         assert!(v["tags"]["cerveza:restore-device"].is_null(), "{v}");
+        // Made from the set's snapshot of the same device: a member restored at
+        // another device would hand the RAID its disks in another order.
         let snap = v["snapshot"].as_str().unwrap_or_default();
-        assert!(
-            set_snaps.iter().any(|s| s == snap),
-            "made from the set: {v}"
+        assert_eq!(
+            set_snaps.get(snap),
+            Some(&v["tags"]["cerveza:device"]),
+            "made from the set's snapshot of its device: {v}"
         );
     }
     for v in &rest {

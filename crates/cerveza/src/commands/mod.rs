@@ -42,6 +42,27 @@ use crate::config::{Config, DnsBackend};
 use crate::exit;
 use crate::output::{self, or_dash, Table};
 
+/// The pause before asking the cloud again: `first` (at least 200 ms), then doubling up
+/// to 10 s, each jittered by ±50 % so that the hosts of one command do not all ask
+/// again in the same instant.
+pub(crate) struct Backoff(std::time::Duration);
+
+impl Backoff {
+    pub(crate) fn new(first: std::time::Duration) -> Self {
+        Self(first.max(std::time::Duration::from_millis(200)))
+    }
+
+    /// The longest the next pause can be.
+    pub(crate) fn next(&self) -> std::time::Duration {
+        self.0.mul_f64(1.5)
+    }
+
+    pub(crate) async fn pause(&mut self) {
+        tokio::time::sleep(self.0.mul_f64(0.5 + fastrand::f64())).await;
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(10));
+    }
+}
+
 /// What every command gets.
 pub struct Ctx {
     /// Resolved configuration.

@@ -251,7 +251,7 @@ pub(crate) async fn moved(
     // Another operator's restore under way: wait (at most the wait timeout) until it
     // ends or steps back, then look again.
     let deadline = std::time::Instant::now() + ctx.config.wait_timeout;
-    let mut pause = Duration::from_millis(500);
+    let mut backoff = super::Backoff::new(Duration::from_millis(500));
     loop {
         let set = choose_set(ctx, &wiring, &host, Some(&set_id), Some(zone)).await?;
         match wiring
@@ -263,8 +263,7 @@ pub(crate) async fn moved(
                 if !ctx.quiet {
                     eprintln!("{e}; looking again");
                 }
-                tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
-                pause = (pause * 2).min(Duration::from_secs(10));
+                backoff.pause().await;
                 if moved_there(&wiring, &product, &host, zone).await {
                     say(format!(
                         "another operator moved it to {zone}; starting it there"

@@ -215,7 +215,12 @@ pub fn cloud_py(args: &[&str]) -> String {
 /// `product`'s snapshots in `region`, read with boto3 (id, volume, state, size, tags),
 /// by device.
 pub fn snapshots(product: &str, region: &str) -> Vec<Value> {
-    serde_json::from_str::<Value>(&cloud_py(&["snapshots", product, region]))
+    snapshots_at(&lab_var("AWS_ENDPOINT_URL"), product, region)
+}
+
+/// [`snapshots`] in the moto at `endpoint`.
+pub fn snapshots_at(endpoint: &str, product: &str, region: &str) -> Vec<Value> {
+    serde_json::from_slice::<Value>(&cloud_py_at(endpoint, &["snapshots", product, region]))
         .unwrap()
         .as_array()
         .unwrap()
@@ -368,6 +373,11 @@ impl Proxy {
     /// The end state of `product` in this proxy's moto, read with boto3 directly.
     pub fn cloud(&self, product: &str) -> Value {
         cloud_at(&self.moto_url, product)
+    }
+
+    /// `product`'s snapshots in `region` of this proxy's moto (see [`snapshots`]).
+    pub fn snapshots(&self, product: &str, region: &str) -> Vec<Value> {
+        snapshots_at(&self.moto_url, product, region)
     }
 
     /// Runs cerveza for `product` against this moto without faults.

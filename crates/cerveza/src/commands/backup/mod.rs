@@ -1,6 +1,6 @@
-//! `cerveza backup SELECTION` (one crash-consistent snapshot set of each host's data
-//! volumes) and `cerveza backup list` (the sets, their state, size and age). See
-//! `cerveza_core::backup` for what a set is.
+//! `cerveza backup SELECTION`: one crash-consistent snapshot set of each host's data
+//! volumes, waited for and copied to other regions when asked (`copy`); `backup list`
+//! and `backup prune` are in `sets`. See `cerveza_core::backup` for what a set is.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,11 +8,18 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use cerveza_core::backup::{self, BackupSet, SetState, Snapshot, SnapshotState};
 use cerveza_core::model::{Instance, InstanceState, Volume, VolumeId};
-use cerveza_core::ports::{Compute as _, ComputeRead as _};
-use cerveza_core::selection::{Candidate, Selection};
-use cerveza_core::{tags, Hostname, Region};
+use cerveza_core::ports::{Compute as _, ComputeRead as _, ProviderErrorKind, ProviderResult};
+use cerveza_core::selection::Selection;
+use cerveza_core::{tags, Hostname, Product, Region};
 use futures::stream::{self, StreamExt as _};
 use serde::Serialize;
+
+mod copy;
+mod sets;
+
+pub(super) use copy::copy_sets;
+pub(super) use sets::read_sets;
+pub use sets::{list, prune};
 
 use super::Ctx;
 use crate::cli::Output;
@@ -224,21 +231,20 @@ pub(super) async fn one(
             copied_from: None,
         });
     }
-    let set = backup::set_id(&host, now, fastrand::u16(..));
-    // The host's own tags (its profile's), then cerveza's.
+    let mut set = backup::set_id(&host, now, fastrand::u16(..));
+    // The host's own tags (its profile's), then cerveza's; the set's id and name are
+    // added per request (see take_set).
     let mut set_tags: BTreeMap<String, String> = i
         .tags
         .iter()
         .filter(|(k, _)| !tags::is_reserved(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    set_tags.insert(tags::NAME.into(), format!("{host} backup {set}"));
     set_tags.insert(tags::PRODUCT.into(), product.to_string());
     set_tags.insert(tags::HOST.into(), host.to_string());
     if let Some(p) = i.profile() {
         set_tags.insert(tags::PROFILE.into(), p.to_owned());
     }
-    set_tags.insert(backup::SET.into(), set.clone());
     set_tags.insert(backup::MEMBERS.into(), data.len().to_string());
     if let Some(z) = move_to {
         set_tags.insert(backup::MOVE_TO.into(), z.to_string());
@@ -283,10 +289,15 @@ pub(super) async fn one(
         }
         _ => None,
     };
-    let made = backends
-        .ec2
-        .create_snapshots(&i.region, &i.id, &data, &exclude, &set_tags)
-        .await;
+    let made = take_set(
+        ctx,
+        backends,
+        (i, &host, product),
+        (&data, &exclude),
+        &set_tags,
+        &mut set,
+    )
+    .await;
     if let (Some(f), Some(bound)) = (&frozen, freeze) {
         match super::freeze::thaw(ctx, f, bound).await {
             Ok(()) if !ctx.quiet => eprintln!("{host}: thawed"),
@@ -311,157 +322,59 @@ pub(super) async fn one(
     })
 }
 
-/// Copies each completed set of `rows` to each region of `to` but its own (one
-/// CopySnapshot per member, tagged as the member is, with where it came from), within
-/// EC2's limits: a destination with too many copies in progress is asked again after a
-/// pause (until the wait timeout), not failed. Members copied there already (a rerun,
-/// another operator) are not copied again. One row per copy, its copies pending.
-pub(super) async fn copy_sets(
-    ctx: &Ctx,
-    backends: &super::Backends,
-    rows: &[Row],
-    to: &[Region],
-) -> Result<Vec<Result<Row, (String, String)>>> {
-    let product = ctx.config.product()?;
-    let wanted: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.set.is_some() && r.state == "completed")
-        .collect();
-    // The sets, read back with their members' tags, once per source region.
-    let mut sets: Vec<BackupSet> = Vec::new();
-    let sources: std::collections::BTreeSet<&str> =
-        wanted.iter().map(|r| r.region.as_str()).collect();
-    for region in sources {
-        let region = Region::parse(region)?;
-        sets.extend(backup::sets(
-            backends.ec2.snapshots(&region, product).await?,
-        ));
-    }
-    let jobs = to.iter().map(|dest| {
-        let (sets, wanted) = (&sets, &wanted);
-        async move {
-            let mut out = Vec::new();
-            // What is there already: copies are found by the snapshot they copy.
-            let there: Vec<Snapshot> = match backends.ec2.snapshots(dest, product).await {
-                Ok(s) => s
-                    .into_iter()
-                    .filter(|s| s.state != SnapshotState::Error)
-                    .filter(|s| s.tags.contains_key(backup::COPIED_FROM))
-                    .collect(),
-                Err(e) => {
-                    for r in wanted.iter() {
-                        out.push(Err((
-                            r.host.clone(),
-                            format!("copying to {dest}: {dest} cannot be read: {e}"),
-                        )));
-                    }
-                    return out;
-                }
-            };
-            for r in wanted.iter().filter(|r| r.region != dest.as_str()) {
-                let Some(set) = sets
-                    .iter()
-                    .find(|s| Some(&s.id) == r.set.as_ref() && s.region.as_str() == r.region)
-                else {
-                    out.push(Err((
-                        r.host.clone(),
-                        format!(
-                            "copying to {dest}: set {} is not listed in {} any more",
-                            r.set.as_deref().unwrap_or("?"),
-                            r.region
-                        ),
-                    )));
-                    continue;
-                };
-                out.push(copy_one(ctx, backends, set, dest, &there).await);
-            }
-            out
-        }
-    });
-    Ok(futures::future::join_all(jobs)
-        .await
-        .into_iter()
-        .flatten()
-        .collect())
-}
+/// Tries of a request for a set that EC2 answered throttled or unreachable (as the
+/// lifecycle's calls have).
+const TRIES: u32 = 5;
 
-/// Copies one set's members to `dest` (those not in `there`, the copies in `dest`
-/// before this command, yet).
-async fn copy_one(
+/// Takes `i`'s set (`volumes`: its data volumes, and the other volumes attached to it,
+/// left out) with `tags`, under the id `set`: one CreateSnapshots, sent again after a
+/// pause while EC2 answers throttled or unreachable ([`TRIES`] in all). CreateSnapshots
+/// has no idempotency token, and an answer lost on its way back (a 5xx, a reset) may
+/// hide a set that was taken: it is looked for by its id first, and a request sent
+/// again takes a new id (`set` says which one was taken). A lost answer therefore
+/// leaves at worst one more complete set, never one id on two snapshots of a volume (a
+/// set no restore would take).
+async fn take_set(
     ctx: &Ctx,
     backends: &super::Backends,
-    set: &BackupSet,
-    dest: &Region,
-    there: &[Snapshot],
-) -> Result<Row, (String, String)> {
-    let fail = |why: String| {
-        (
-            set.host.clone(),
-            format!("copying set {} to {dest}: {why}", set.id),
-        )
-    };
-    if !ctx.quiet {
-        eprintln!(
-            "{}: copying set {} ({} snapshot(s), {} GiB) from {} to {dest}",
-            set.host,
-            set.id,
-            set.members.len(),
-            set.size_gb(),
-            set.region
-        );
-    }
-    let deadline = Instant::now() + ctx.config.wait_timeout;
-    let mut copies = Vec::new();
-    for m in &set.members {
-        let tags = set.copy_tags(m);
-        if there
-            .iter()
-            .any(|c| c.tags.get(backup::COPIED_FROM) == tags.get(backup::COPIED_FROM))
+    (i, host, product): (&Instance, &Hostname, &Product),
+    (data, exclude): (&[VolumeId], &[VolumeId]),
+    tags: &BTreeMap<String, String>,
+    set: &mut String,
+) -> ProviderResult<Vec<Snapshot>> {
+    let mut backoff = super::Backoff::new(ctx.config.poll_interval);
+    let mut tries = 1;
+    loop {
+        let mut t = tags.clone();
+        t.insert(tags::NAME.into(), format!("{host} backup {set}"));
+        t.insert(backup::SET.into(), set.clone());
+        let e = match backends
+            .ec2
+            .create_snapshots(&i.region, &i.id, data, exclude, &t)
+            .await
         {
+            Err(e) if e.kind.is_transient() && tries < TRIES => e,
+            other => return other,
+        };
+        tracing::debug!(error = %e, "{host}: CreateSnapshots of set {set} sent again after a pause");
+        backoff.pause().await;
+        tries += 1;
+        if e.kind == ProviderErrorKind::Throttled {
+            // Refused: nothing was taken; the same id again.
             continue;
         }
-        let mut pause = ctx.config.poll_interval.max(Duration::from_millis(200));
-        let copy = loop {
-            match backends.ec2.copy_snapshot(dest, m, &tags).await {
-                Ok(c) => break c,
-                // At most so many copies in progress per destination region (20, by
-                // default): the next one goes when an earlier one is done.
-                Err(e)
-                    if (e.has_code("ResourceLimitExceeded") || e.kind.is_transient())
-                        && Instant::now() + pause < deadline =>
-                {
-                    tracing::debug!(error = %e, "{dest}: copying {} again after a pause", m.id);
-                    tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
-                    pause = (pause * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(fail(format!("{}: {e}", m.id))),
+        if let Ok(listed) = backends.ec2.snapshots(&i.region, product).await {
+            let taken: Vec<Snapshot> = listed
+                .into_iter()
+                .filter(|s| s.tags.get(backup::SET) == Some(&*set))
+                .collect();
+            if !taken.is_empty() {
+                return Ok(taken);
             }
-        };
-        copies.push(copy);
+        }
+        // Not seen (or not readable): it may still have been taken; a new id.
+        *set = backup::set_id(host, cerveza_core::lifecycle::now(), fastrand::u16(..));
     }
-    // Copied before (all of it, or some): this row waits for the whole set there.
-    let mine = there
-        .iter()
-        .filter(|c| c.tags.get(backup::SET) == Some(&set.id))
-        .cloned();
-    let listed = backup::sets(mine.chain(copies).collect())
-        .into_iter()
-        .find(|s| s.id == set.id && &s.region == dest);
-    let members = listed.map(|s| s.members).unwrap_or_default();
-    Ok(Row {
-        host: set.host.clone(),
-        set: Some(set.id.clone()),
-        region: dest.to_string(),
-        size_gb: set.size_gb(),
-        state: if members.len() == set.members.len() {
-            state_of(&members)
-        } else {
-            "incomplete".into()
-        },
-        snapshots: members.into_iter().map(|s| s.id).collect(),
-        frozen: Vec::new(),
-        copied_from: Some(set.region.to_string()),
-    })
 }
 
 /// The set an earlier run of a move of `i`'s host to `zone` took, while it still holds
@@ -575,212 +488,5 @@ pub(super) async fn wait_completed(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(10));
-    }
-}
-
-/// One row of `backup list`.
-#[derive(Debug, Serialize)]
-struct ListRow<'a> {
-    host: &'a str,
-    set: &'a str,
-    region: &'a str,
-    members: usize,
-    expected: usize,
-    state: SetState,
-    size_gb: i64,
-    started: Option<i64>,
-    snapshots: Vec<&'a str>,
-}
-
-/// The product's snapshot sets of the hosts `selection` names, in every configured
-/// region, and the regions that could not be read.
-pub(super) async fn read_sets(
-    ctx: &Ctx,
-    backends: &super::Backends,
-    selection: &[String],
-) -> Result<(Vec<BackupSet>, Vec<String>)> {
-    let sel = Selection::parse_all(selection)?;
-    let product = ctx.config.product()?;
-    let reads = futures::future::join_all(
-        ctx.config
-            .regions
-            .iter()
-            .map(|r| async move { (r, backends.ec2.snapshots(r, product).await) }),
-    )
-    .await;
-    let mut snapshots = Vec::new();
-    let mut failed = Vec::new();
-    for (region, read) in reads {
-        match read {
-            Ok(s) => snapshots.extend(s),
-            Err(e) => {
-                eprintln!("{} {region}: {e}", crate::colour::warning_label());
-                failed.push(region.to_string());
-            }
-        }
-    }
-    let sets = backup::sets(snapshots)
-        .into_iter()
-        .filter(|s| {
-            sel.is_all()
-                || sel.matches(&Candidate {
-                    host: &s.host,
-                    zone: None,
-                    region: s.region.as_str(),
-                    profile: s
-                        .members
-                        .first()
-                        .and_then(|m| m.tags.get(tags::PROFILE))
-                        .map(String::as_str),
-                })
-        })
-        .collect();
-    Ok((sets, failed))
-}
-
-/// Runs `backup list [SELECTION]`.
-pub async fn list(ctx: &Ctx, selection: &[String]) -> Result<u8> {
-    let backends = ctx.backends().await;
-    let (sets, failed) = read_sets(ctx, &backends, selection).await?;
-    let rows: Vec<ListRow<'_>> = sets
-        .iter()
-        .map(|s| ListRow {
-            host: &s.host,
-            set: &s.id,
-            region: s.region.as_str(),
-            members: s.members.len(),
-            expected: s.expected,
-            state: s.state(),
-            size_gb: s.size_gb(),
-            started: s.started(),
-            snapshots: s.members.iter().map(|m| m.id.as_str()).collect(),
-        })
-        .collect();
-    if ctx.output == Output::Json {
-        output::print_json(&rows)?;
-    } else {
-        let now = cerveza_core::lifecycle::now();
-        let mut t = Table::new(&["HOST", "SET", "REGION", "MEMBERS", "STATE", "SIZE", "AGE"]);
-        for r in &rows {
-            t.row(vec![
-                r.host.to_owned(),
-                r.set.to_owned(),
-                r.region.to_owned(),
-                format!("{}/{}", r.members, r.expected),
-                state_name(r.state).to_owned(),
-                format!("{} GiB", r.size_gb),
-                r.started
-                    .map_or_else(|| "-".into(), |t| output::age(now - t)),
-            ]);
-        }
-        output::emit(&t.render());
-    }
-    Ok(if failed.is_empty() {
-        exit::OK
-    } else {
-        exit::PARTIAL
-    })
-}
-
-/// One row of `backup prune`.
-#[derive(Debug, Serialize)]
-struct PruneRow<'a> {
-    host: &'a str,
-    set: &'a str,
-    region: &'a str,
-    state: SetState,
-    action: backup::Prune,
-}
-
-/// Runs `backup prune [SELECTION] (--keep N | --older-than D) [--dry-run]`.
-pub async fn prune(
-    ctx: &Ctx,
-    selection: &[String],
-    keep: Option<usize>,
-    older_than: Option<Duration>,
-    dry_run: bool,
-) -> Result<u8> {
-    let backends = ctx.backends().await;
-    let (sets, failed) = read_sets(ctx, &backends, selection).await?;
-    if !failed.is_empty() {
-        // A host's newest complete set may be in a region that did not answer.
-        anyhow::bail!(exit::Coded::new(
-            exit::PARTIAL,
-            format!(
-                "not pruning while {} cannot be read: a host's newest complete set may be there",
-                failed.join(", ")
-            )
-        ));
-    }
-    let now = cerveza_core::lifecycle::now();
-    let older = older_than.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let actions = backup::prune(&sets, keep, older, now);
-    let mut errors = 0;
-    for (set, action) in sets.iter().zip(&actions) {
-        if *action != backup::Prune::Delete || dry_run {
-            continue;
-        }
-        if !ctx.quiet {
-            eprintln!(
-                "{}: deleting set {} ({} snapshot(s))",
-                set.host,
-                set.id,
-                set.snapshots().count()
-            );
-        }
-        for m in set.snapshots() {
-            if let Err(e) = backends.ec2.delete_snapshot(&set.region, &m.id).await {
-                errors += 1;
-                eprintln!(
-                    "{} {}: deleting {} of set {}: {e}",
-                    crate::colour::error_label(),
-                    set.host,
-                    m.id,
-                    set.id
-                );
-            }
-        }
-    }
-    let rows: Vec<PruneRow<'_>> = sets
-        .iter()
-        .zip(&actions)
-        .map(|(s, a)| PruneRow {
-            host: &s.host,
-            set: &s.id,
-            region: s.region.as_str(),
-            state: s.state(),
-            action: *a,
-        })
-        .collect();
-    if ctx.output == Output::Json {
-        output::print_json(&rows)?;
-    } else {
-        let mut t = Table::new(&["HOST", "SET", "REGION", "STATE", "ACTION"]);
-        for r in &rows {
-            let action = match (r.action, dry_run) {
-                (backup::Prune::Delete, true) => "would delete",
-                (backup::Prune::Delete, false) => "deleted",
-                (backup::Prune::Keep, _) => "kept",
-                (backup::Prune::KeepLastComplete, _) => "kept: its newest complete set",
-                (backup::Prune::KeepPending, _) => "kept: still being taken",
-            };
-            t.row(vec![
-                r.host.to_owned(),
-                r.set.to_owned(),
-                r.region.to_owned(),
-                state_name(r.state).to_owned(),
-                action.to_owned(),
-            ]);
-        }
-        output::emit(&t.render());
-    }
-    Ok(if errors == 0 { exit::OK } else { exit::PARTIAL })
-}
-
-fn state_name(s: SetState) -> &'static str {
-    match s {
-        SetState::Complete => "complete",
-        SetState::Pending => "pending",
-        SetState::Incomplete => "incomplete",
     }
 }
