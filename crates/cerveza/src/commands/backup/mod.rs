@@ -441,7 +441,8 @@ fn state_of(snapshots: &[Snapshot]) -> String {
 }
 
 /// Waits (at most the wait timeout) until every snapshot of `rows` is completed, and
-/// updates their state.
+/// updates their state. A read EC2 answers throttled or unreachable is made again after
+/// the next pause.
 pub(super) async fn wait_completed(
     ctx: &Ctx,
     backends: &super::Backends,
@@ -461,7 +462,15 @@ pub(super) async fn wait_completed(
         }
         for region in regions {
             let region = cerveza_core::Region::parse(&region)?;
-            let all = backends.ec2.snapshots(&region, product).await?;
+            let all = match backends.ec2.snapshots(&region, product).await {
+                Ok(all) => all,
+                // EBS goes on meanwhile: asked again after the pause.
+                Err(e) if e.kind.is_transient() => {
+                    tracing::debug!(error = %e, "{region}: snapshots read again after a pause");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let by_id: BTreeMap<&str, &Snapshot> = all.iter().map(|s| (s.id.as_str(), s)).collect();
             for r in rows
                 .iter_mut()
