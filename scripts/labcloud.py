@@ -1300,6 +1300,11 @@ class Lab:
             return ec2_ok(req.action, {"kmsKeyId": settings["key"]})
         if req.action == "CreateVolume":
             refused = volume_refusal(req.form)
+            zone = req.form.get("AvailabilityZone", "")
+            if not refused and zone not in {
+                    z.name for z in self.ec2_backend(req.region).describe_availability_zones()}:
+                # EC2 makes no volume in a zone its region does not have; moto does.
+                refused = ("InvalidZone.NotFound", f"The zone '{zone}' does not exist.")
             if refused:
                 return ec2_error(400, *refused)
         refused = self.limit_refusal(req) or self.network_refusal(req) or self.launch_refusal(req) \

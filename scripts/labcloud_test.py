@@ -400,6 +400,15 @@ class LabCloud(unittest.TestCase):
                 ec2.create_volume(AvailabilityZone=ZONE, **args)
             err = cm.exception.response["Error"]
             self.assertEqual((err["Code"], says in err["Message"]), (code, True), (args, err))
+        # A zone the region does not have (or another region's): no volume.
+        before = len(ec2.describe_volumes()["Volumes"])
+        for zone in ("us-east-1z", "eu-west-1a"):
+            with self.assertRaises(ClientError) as cm:
+                ec2.create_volume(AvailabilityZone=zone, Size=10)
+            err = cm.exception.response["Error"]
+            self.assertEqual((err["Code"], err["Message"]),
+                             ("InvalidZone.NotFound", f"The zone '{zone}' does not exist."))
+        self.assertEqual(len(ec2.describe_volumes()["Volumes"]), before)
         ok = ec2.create_volume(AvailabilityZone=ZONE, Size=160, VolumeType="gp3", Iops=80000, Throughput=2000)
         self.assertEqual(ok["State"], "creating")
 

@@ -126,6 +126,17 @@ fn a_set_is_restored_into_another_zone_and_the_host_starts_there_with_it() {
     let set = backup(&p);
     let before = data_volumes(&cloud(&p)).len();
 
+    // A zone the region does not have: refused before the host is stopped (a move)
+    // or anything is made or terminated (a restore).
+    let r = cerveza(&p, &["move", "db01", "--zone", "us-east-1z"]);
+    assert_eq!(r.code, 2, "{r:#?}");
+    assert!(
+        r.stderr
+            .contains("zone us-east-1z does not exist in region us-east-1"),
+        "{r:#?}"
+    );
+    assert_eq!(support::live_instance(&p, "db01")["state"], "running");
+
     // Never under a running host; nothing is made.
     let r = cerveza(&p, &["restore", "db01", "--zone", "us-east-1b"]);
     assert_ne!(r.code, 0, "{r:#?}");
@@ -148,6 +159,10 @@ fn a_set_is_restored_into_another_zone_and_the_host_starts_there_with_it() {
     assert!(r.stderr.contains("incomplete"), "{r:#?}");
     let r = cerveza(&p, &["restore", "db01", "--from", "db01-nope"]);
     assert_eq!(r.code, 3, "not found: {r:#?}");
+    let r = cerveza(&p, &["restore", "db01", "--zone", "us-east-1z"]);
+    assert_eq!(r.code, 2, "{r:#?}");
+    assert!(r.stderr.contains("does not exist in region"), "{r:#?}");
+    assert_eq!(support::live_instance(&p, "db01")["state"], "stopped");
     assert_eq!(data_volumes(&cloud(&p)).len(), before, "nothing made");
 
     // The newest complete set (not the broken one), into us-east-1b.

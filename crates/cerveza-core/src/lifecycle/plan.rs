@@ -50,6 +50,26 @@ struct Shared {
     volumes: tokio::sync::OnceCell<super::storage::VolumeIndex>,
 }
 
+/// Refuses `zone` when its region's zones (`zones`) do not include it.
+fn zone_in(host: &Hostname, zone: &Zone, zones: &[Zone]) -> Result<(), Error> {
+    if zones.contains(zone) {
+        return Ok(());
+    }
+    let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
+    Err(Error::Usage {
+        host: host.to_string(),
+        message: format!(
+            "zone {zone} does not exist in region {} (it has: {})",
+            zone.region(),
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ),
+    })
+}
+
 /// One host's start, planned.
 pub(super) struct StartPlan {
     pub host: Hostname,
@@ -269,21 +289,19 @@ impl Lifecycle<'_> {
         }
         let zones = known_zones.get(&region).cloned().unwrap_or_default();
         drop(known_zones);
-        if zones.contains(zone) {
-            return Ok(());
-        }
-        let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
-        Err(Error::Usage {
-            host: host.to_string(),
-            message: format!(
-                "zone {zone} does not exist in region {region} (it has: {})",
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            ),
-        })
+        zone_in(host, zone, &zones)
+    }
+
+    /// Refuses a zone its region does not have, before a restore or a move makes or
+    /// stops anything (one read of the region's zones).
+    pub async fn check_zone_exists(&self, host: &Hostname, zone: &Zone) -> Result<(), Error> {
+        let region = zone.region();
+        let zones = self
+            .compute
+            .zones(&region)
+            .await
+            .context(|| format!("listing the zones of {region}"))?;
+        zone_in(host, zone, &zones)
     }
 
     /// Whether a known host may be started in `zone` instead of the zone its record

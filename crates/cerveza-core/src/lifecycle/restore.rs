@@ -102,6 +102,7 @@ impl Lifecycle<'_> {
                 message: format!("region {region} is not among the configured regions"),
             });
         }
+        self.check_zone_exists(&host, zone).await?;
         // The record, if any: without one (a host forgotten, or lost with everything
         // else) the set's own tags say which profile it ran.
         let record = match self.lookup(&host).await? {

@@ -114,6 +114,8 @@ pub(crate) async fn moved(
             )
         ));
     }
+    // A zone its region does not have: refused before the host is stopped.
+    wiring.lifecycle().check_zone_exists(&host, zone).await?;
     let say = |what: String| {
         if !ctx.quiet {
             eprintln!("{host}: {what}");
