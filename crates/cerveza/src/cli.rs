@@ -968,8 +968,9 @@ pub enum Command {
         /// Wait until every snapshot is completed.
         #[arg(long)]
         wait: bool,
-        /// Copy each set to REGION too, once completed (waits for the copies), tagged
-        /// as the set is: it can be restored there [default: `[backup] copy-to`].
+        /// Copy each set to REGION (one of the configured regions) too, once completed
+        /// (waits for the copies), tagged as the set is: it can be restored there
+        /// [default: `[backup] copy-to`].
         #[arg(long = "copy-to", value_name = "REGION", value_parser = cerveza_core::Region::parse, add = ArgValueCompleter::new(crate::complete::complete_regions))]
         copy_to: Vec<cerveza_core::Region>,
         /// Freeze each running host's data filesystems (fsfreeze through ssh, with sudo)

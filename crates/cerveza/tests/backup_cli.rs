@@ -34,6 +34,15 @@ fn a_host_s_data_volumes_become_one_complete_set_with_their_tags() {
             vec!["db01: its data (us-east-1) has no complete backup set".to_owned()]
         )
     );
+    // A region to copy to that cerveza never reads (not configured) is refused before
+    // anything is taken: its copies would never be listed, pruned or restored.
+    let r = cerveza(&p, &["backup", "db01", "--copy-to", "ap-south-2"]);
+    assert_eq!(r.code, 2, "{r:#?}");
+    assert!(
+        r.stderr.contains("not among the configured regions"),
+        "{r:#?}"
+    );
+    assert!(snapshots(&p, "us-east-1").is_empty());
     let r = cerveza(&p, &["backup", "db01", "web01", "--wait", "-o", "json"]).ok();
     let rows = r.json();
     assert_eq!(rows[1]["host"], "web01");

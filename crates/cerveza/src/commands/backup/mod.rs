@@ -68,6 +68,16 @@ pub async fn run(
             "which hosts? `cerveza backup SELECTION` (e.g. db01, 'db*', profile:Mysql); `cerveza backup list` lists the sets"
         ));
     }
+    if let Some(r) = copy_to.iter().find(|r| !ctx.config.regions.contains(r)) {
+        // Copies there would be made, and then never listed, pruned or restored.
+        anyhow::bail!(exit::Coded::new(
+            exit::USAGE,
+            format!(
+                "copy-to {r}: not among the configured regions ({}): `backup list`, `prune` and `restore` would never see its copies; add it to `regions` first",
+                ctx.config.regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )
+        ));
+    }
     let sel = Selection::parse_all(selection)?;
     ctx.config.product()?;
     let backends = ctx.backends().await;
