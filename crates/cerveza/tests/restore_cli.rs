@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use serde_json::Value;
-use support::{cerveza, cloud, cloud_py, cmd, product, snapshots};
+use support::{cerveza, cloud, cloud_py, cmd, product, snapshots, Proxy};
 
 /// The data volumes (those of a volume profile) of the product.
 fn data_volumes(state: &Value) -> Vec<Value> {
@@ -513,4 +513,70 @@ fn a_fleet_file_moving_a_host_with_data_plans_a_held_move_that_replace_carries_o
     // Then the file and the fleet agree.
     let r = cerveza(&p, &["plan", f, "-o", "json"]);
     assert_eq!(r.json()["hosts"][0]["change"], "nothing", "{r:#?}");
+}
+
+/// The host's own region does not answer (EC2 there black-holed; its set was copied to
+/// eu-west-1 before): a restore or a move into eu-west-1 cannot make sure the instance
+/// there is stopped, so it must fail, and fail within the region timeout (5 s here),
+/// not after the SDK's minute per call (120 s and 60 s before), with nothing made,
+/// stopped or snapshotted.
+#[test]
+fn a_restore_or_move_while_the_host_s_region_does_not_answer_fails_at_once() {
+    let p = product();
+    let proxy = Proxy::start(&serde_json::json!({"rules": [
+        {"fault": "blackhole", "region": "us-east-1", "service": "ec2"},
+    ]}));
+    proxy
+        .direct(
+            &p,
+            &[
+                "start",
+                "db01",
+                "--zone",
+                "us-east-1a",
+                "--profile",
+                "Mysql",
+            ],
+        )
+        .ok();
+    proxy
+        .direct(&p, &["backup", "db01", "--copy-to", "eu-west-1"])
+        .ok();
+    let before = proxy.cloud(&p);
+    for (args, says) in [
+        (
+            ["restore", "db01", "--zone", "eu-west-1a"],
+            "making sure its instance in us-east-1 is stopped",
+        ),
+        (
+            ["move", "db01", "--zone", "eu-west-1a"],
+            "listing the zones of us-east-1",
+        ),
+    ] {
+        let t = std::time::Instant::now();
+        let r: support::Run = proxy
+            .cmd(&p)
+            .env("CERVEZA_REGION_TIMEOUT", "5s")
+            .args(args)
+            .output()
+            .unwrap()
+            .into();
+        let took = t.elapsed();
+        assert_eq!(r.code, 6, "{args:?}: {r:#?}");
+        assert!(
+            r.stderr.contains(says)
+                && r.stderr
+                    .contains("us-east-1 did not answer within 5s (region-timeout)"),
+            "{args:?}: {r:#?}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(45),
+            "{args:?} took {took:?}"
+        );
+        let after = proxy.cloud(&p);
+        for what in ["instances", "volumes", "registry"] {
+            assert_eq!(after[what], before[what], "{args:?} changed {what}");
+        }
+        assert_eq!(proxy.snapshots(&p, "us-east-1").len(), 4, "{args:?}");
+    }
 }

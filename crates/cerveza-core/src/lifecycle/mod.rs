@@ -437,6 +437,25 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
+    /// `call` to `region`, given up after the region timeout: a region that does not
+    /// answer fails the step at once, not after the SDK's own timeouts (a minute).
+    pub(super) async fn bounded<T>(
+        &self,
+        region: &Region,
+        call: impl std::future::Future<Output = crate::ports::ProviderResult<T>>,
+    ) -> crate::ports::ProviderResult<T> {
+        let limit = self.settings.region_timeout;
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(crate::ports::ProviderError::new(
+                ProviderErrorKind::Unavailable,
+                format!(
+                    "{region} did not answer within {}s (region-timeout)",
+                    limit.as_secs_f64()
+                ),
+            ))
+        })
+    }
+
     /// Writes `rec` if the stored generation is still `expected`. While the registry
     /// does not answer, the write is left for a later command (or `registry sync`):
     /// the instance's tags hold the truth meanwhile.

@@ -292,15 +292,15 @@ impl Lifecycle<'_> {
         zone_in(host, zone, &zones)
     }
 
-    /// Refuses a zone its region does not have, before a restore or a move makes or
-    /// stops anything (one read of the region's zones).
+    /// Refuses a zone its region does not have, or whose region does not answer within
+    /// the region timeout, before a restore or a move makes or stops anything (one read
+    /// of the region's zones).
     pub async fn check_zone_exists(&self, host: &Hostname, zone: &Zone) -> Result<(), Error> {
         let region = zone.region();
         let zones = self
-            .compute
-            .zones(&region)
+            .bounded(&region, self.compute.zones(&region))
             .await
-            .context(|| format!("listing the zones of {region}"))?;
+            .context(|| format!("{host}: listing the zones of {region}"))?;
         zone_in(host, zone, &zones)
     }
 

@@ -156,8 +156,31 @@ impl Lifecycle<'_> {
         }
 
         // Its instance, if any, must not run while its data is replaced.
+        // Bounded: a region that does not answer fails the restore at once (nothing was
+        // made yet); restoring elsewhere without knowing the instance there is stopped
+        // could leave the host running twice.
         let live = match &record {
-            Some(rec) => self.find(rec).await?.live,
+            Some(rec) => match tokio::time::timeout(self.settings.region_timeout, self.find(rec))
+                .await
+            {
+                Ok(found) => found?.live,
+                Err(_) => {
+                    return Err(Error::Provider {
+                        context: format!(
+                            "{host}: making sure its instance in {} is stopped before its data is replaced; nothing was done",
+                            rec.region()
+                        ),
+                        source: crate::ports::ProviderError::new(
+                            crate::ports::ProviderErrorKind::Unavailable,
+                            format!(
+                                "{} did not answer within {}s (region-timeout); run the restore again once it answers",
+                                rec.region(),
+                                self.settings.region_timeout.as_secs_f64()
+                            ),
+                        ),
+                    })
+                }
+            },
             None => self.search_tags(&host, false).await.live,
         };
         if let Some(i) = &live {

@@ -114,8 +114,15 @@ pub(crate) async fn moved(
             )
         ));
     }
-    // A zone its region does not have: refused before the host is stopped.
-    wiring.lifecycle().check_zone_exists(&host, zone).await?;
+    // A zone its region does not have, or a region that does not answer (the host's
+    // own, where it is stopped and snapshotted first, or the one it moves to): refused
+    // within the region timeout, before the host is stopped.
+    let lifecycle = wiring.lifecycle();
+    if rec.zone.region() != region {
+        lifecycle.check_zone_exists(&host, &rec.zone).await?;
+    }
+    lifecycle.check_zone_exists(&host, zone).await?;
+    drop(lifecycle);
     let say = |what: String| {
         if !ctx.quiet {
             eprintln!("{host}: {what}");
@@ -323,11 +330,8 @@ async fn choose_set(
     from: Option<&str>,
     zone: Option<&Zone>,
 ) -> Result<BackupSet> {
-    let (sets, failed) =
-        super::backup::read_sets(ctx, &wiring.backends, &[host.to_string()]).await?;
-    for r in &failed {
-        eprintln!("{} {r}", crate::colour::warning_label());
-    }
+    // A region that did not answer is named by read_sets; the set may be elsewhere.
+    let (sets, _) = super::backup::read_sets(ctx, &wiring.backends, &[host.to_string()]).await?;
     let mine = sets
         .into_iter()
         .filter(|s| s.host == host.as_str())

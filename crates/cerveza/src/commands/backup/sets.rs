@@ -38,17 +38,21 @@ pub(in crate::commands) async fn read_sets(
 ) -> Result<(Vec<BackupSet>, Vec<String>)> {
     let sel = Selection::parse_all(selection)?;
     let product = ctx.config.product()?;
-    let reads = futures::future::join_all(
-        ctx.config
-            .regions
-            .iter()
-            .map(|r| async move { (r, backends.ec2.snapshots(r, product).await) }),
-    )
+    // Each region bounded by the region timeout: one that does not answer is left
+    // out (and named), not waited on for the SDK's minute.
+    let limit = ctx.config.region_timeout;
+    let reads = futures::future::join_all(ctx.config.regions.iter().map(|r| async move {
+        let read = tokio::time::timeout(limit, backends.ec2.snapshots(r, product)).await;
+        (
+            r,
+            read.map_err(|_| format!("no answer within {}s (region-timeout)", limit.as_secs_f64())),
+        )
+    }))
     .await;
     let mut snapshots = Vec::new();
     let mut failed = Vec::new();
     for (region, read) in reads {
-        match read {
+        match read.and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(s) => snapshots.extend(s),
             Err(e) => {
                 eprintln!("{} {region}: {e}", crate::colour::warning_label());
