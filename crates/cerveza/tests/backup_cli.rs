@@ -175,19 +175,7 @@ fn lost_answers_to_snapshot_and_copy_requests_make_no_second_snapshot() {
         {"fault": "status", "status": 500, "action": "CreateSnapshots", "when": "after", "spare_last": false},
         {"fault": "reset", "action": "CopySnapshot", "when": "after", "spare_last": false},
     ]}));
-    proxy
-        .direct(
-            &p,
-            &[
-                "start",
-                "db01",
-                "--zone",
-                "us-east-1a",
-                "--profile",
-                "Mysql",
-            ],
-        )
-        .ok();
+    proxy.start_new(&p, "db01", "us-east-1a", "Mysql");
     let r: Run = proxy
         .cmd(&p)
         .args(["backup", "db01", "--copy-to", "eu-west-1", "-o", "json"])

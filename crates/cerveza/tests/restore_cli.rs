@@ -526,19 +526,7 @@ fn a_restore_or_move_while_the_host_s_region_does_not_answer_fails_at_once() {
     let proxy = Proxy::start(&serde_json::json!({"rules": [
         {"fault": "blackhole", "region": "us-east-1", "service": "ec2"},
     ]}));
-    proxy
-        .direct(
-            &p,
-            &[
-                "start",
-                "db01",
-                "--zone",
-                "us-east-1a",
-                "--profile",
-                "Mysql",
-            ],
-        )
-        .ok();
+    proxy.start_new(&p, "db01", "us-east-1a", "Mysql");
     proxy
         .direct(&p, &["backup", "db01", "--copy-to", "eu-west-1"])
         .ok();

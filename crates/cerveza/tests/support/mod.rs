@@ -390,6 +390,16 @@ impl Proxy {
             .into()
     }
 
+    /// [`start_new`] straight in this proxy's moto (no faults).
+    #[track_caller]
+    pub fn start_new(&self, product: &str, host: &str, zone: &str, profile: &str) -> Run {
+        self.direct(
+            product,
+            &["start", host, "--zone", zone, "--profile", profile],
+        )
+        .ok()
+    }
+
     /// Starts small hosts `(name, zone)` straight in this proxy's moto (no faults).
     pub fn start_direct(&self, product: &str, hosts: &[(&str, &str)]) {
         for (host, zone) in hosts {
