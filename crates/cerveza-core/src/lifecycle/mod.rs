@@ -232,8 +232,9 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// How many times in all [`Lifecycle::steadily`] sends a call.
-const STEADY_TRIES: u32 = 5;
+/// How many times in all [`Lifecycle::steadily`] sends a call (and a command sends
+/// one that is throttled or unreachable, as `backup` does its CreateSnapshots).
+pub const STEADY_TRIES: u32 = 5;
 
 /// A describe that failed while waiting: throttled or unreachable means "not yet"
 /// (logged), anything else ends the wait.
@@ -442,18 +443,22 @@ impl<'a> Lifecycle<'a> {
     pub(super) async fn bounded<T>(
         &self,
         region: &Region,
-        call: impl std::future::Future<Output = crate::ports::ProviderResult<T>>,
-    ) -> crate::ports::ProviderResult<T> {
-        let limit = self.settings.region_timeout;
-        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-            Err(crate::ports::ProviderError::new(
-                ProviderErrorKind::Unavailable,
-                format!(
-                    "{region} did not answer within {}s (region-timeout)",
-                    limit.as_secs_f64()
-                ),
-            ))
-        })
+        call: impl std::future::Future<Output = ProviderResult<T>>,
+    ) -> ProviderResult<T> {
+        tokio::time::timeout(self.settings.region_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(self.no_answer(region)))
+    }
+
+    /// What a step given up after the region timeout fails with.
+    pub(super) fn no_answer(&self, region: &Region) -> ProviderError {
+        ProviderError::new(
+            ProviderErrorKind::Unavailable,
+            format!(
+                "{region} did not answer within {}s (region-timeout)",
+                self.settings.region_timeout.as_secs_f64()
+            ),
+        )
     }
 
     /// Writes `rec` if the stored generation is still `expected`. While the registry

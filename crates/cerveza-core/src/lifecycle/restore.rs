@@ -167,17 +167,10 @@ impl Lifecycle<'_> {
                 Err(_) => {
                     return Err(Error::Provider {
                         context: format!(
-                            "{host}: making sure its instance in {} is stopped before its data is replaced; nothing was done",
+                            "{host}: making sure its instance in {} is stopped before its data is replaced; nothing was done (run the restore again once it answers)",
                             rec.region()
                         ),
-                        source: crate::ports::ProviderError::new(
-                            crate::ports::ProviderErrorKind::Unavailable,
-                            format!(
-                                "{} did not answer within {}s (region-timeout); run the restore again once it answers",
-                                rec.region(),
-                                self.settings.region_timeout.as_secs_f64()
-                            ),
-                        ),
+                        source: self.no_answer(&rec.region()),
                     })
                 }
             },

@@ -117,12 +117,13 @@ pub(crate) async fn moved(
     // A zone its region does not have, or a region that does not answer (the host's
     // own, where it is stopped and snapshotted first, or the one it moves to): refused
     // within the region timeout, before the host is stopped.
-    let lifecycle = wiring.lifecycle();
-    if rec.zone.region() != region {
-        lifecycle.check_zone_exists(&host, &rec.zone).await?;
+    {
+        let lifecycle = wiring.lifecycle();
+        if rec.zone.region() != region {
+            lifecycle.check_zone_exists(&host, &rec.zone).await?;
+        }
+        lifecycle.check_zone_exists(&host, zone).await?;
     }
-    lifecycle.check_zone_exists(&host, zone).await?;
-    drop(lifecycle);
     let say = |what: String| {
         if !ctx.quiet {
             eprintln!("{host}: {what}");

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use cerveza_core::backup::{self, BackupSet, SetState, Snapshot, SnapshotState};
+use cerveza_core::lifecycle::STEADY_TRIES;
 use cerveza_core::model::{Instance, InstanceState, Volume, VolumeId};
 use cerveza_core::ports::{Compute as _, ComputeRead as _, ProviderErrorKind, ProviderResult};
 use cerveza_core::selection::Selection;
@@ -332,13 +333,9 @@ pub(super) async fn one(
     })
 }
 
-/// Tries of a request for a set that EC2 answered throttled or unreachable (as the
-/// lifecycle's calls have).
-const TRIES: u32 = 5;
-
 /// Takes `i`'s set (`volumes`: its data volumes, and the other volumes attached to it,
 /// left out) with `tags`, under the id `set`: one CreateSnapshots, sent again after a
-/// pause while EC2 answers throttled or unreachable ([`TRIES`] in all). CreateSnapshots
+/// pause while EC2 answers throttled or unreachable ([`STEADY_TRIES`] in all). CreateSnapshots
 /// has no idempotency token, and an answer lost on its way back (a 5xx, a reset) may
 /// hide a set that was taken: it is looked for by its id first, and a request sent
 /// again takes a new id (`set` says which one was taken). A lost answer therefore
@@ -363,7 +360,7 @@ async fn take_set(
             .create_snapshots(&i.region, &i.id, data, exclude, &t)
             .await
         {
-            Err(e) if e.kind.is_transient() && tries < TRIES => e,
+            Err(e) if e.kind.is_transient() && tries < STEADY_TRIES => e,
             other => return other,
         };
         tracing::debug!(error = %e, "{host}: CreateSnapshots of set {set} sent again after a pause");
